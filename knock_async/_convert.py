@@ -1,0 +1,152 @@
+"""The one cattrs converter: wire JSON <-> models, built once at import.
+
+Wire rules: datetimes are ISO 8601 and always carry an offset (UTC is written ``Z``);
+``__typename`` is ``typename`` in Python; ``trigger_data`` is a mapping in Python and a compact
+JSON string on the wire; filters left as ``None`` are left out of the request body. Structuring
+is strict about types (no ``int("3")`` coercion) and tolerant of unknown extra keys, so the
+server may add fields without breaking clients.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
+
+from ._errors import ResponseValidationError
+from ._models import BulkOperation, BulkUpdateMessagesForChannelRequest, ErrorItem
+
+__all__ = ["converter", "format_datetime", "loads_operation", "parse_datetime"]
+
+T = TypeVar("T")
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO 8601 with an explicit offset; UTC as ``Z``, as Knock writes it."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_datetime(value: object, _: object = None) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 date-time string, got {type(value).__name__}")
+    parsed = datetime.fromisoformat(value)
+    # Knock always sends an offset; if a proxy or an old server drops it, UTC is what it meant.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _strict(kind: type[Any]) -> Any:
+    def structure(value: object, _: object) -> Any:
+        # bool is an int subclass; a JSON true where a count belongs is a wrong type.
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _trigger_data_to_wire(value: Mapping[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _trigger_data_from_wire(value: object, _: object) -> Any:
+    # The model's own converter parses and checks the JSON object.
+    if not isinstance(value, str):
+        raise TypeError(f"expected a JSON object encoded as a string, got {type(value).__name__}")
+    return value
+
+
+def _build() -> cattrs.Converter:
+    conv = make_converter(detailed_validation=True, forbid_extra_keys=False)
+    for kind in (str, int, bool, float):
+        conv.register_structure_hook(kind, _strict(kind))
+    conv.register_unstructure_hook(datetime, format_datetime)
+    conv.register_structure_hook(datetime, parse_datetime)
+
+    conv.register_structure_hook(
+        BulkOperation,
+        make_dict_structure_fn(BulkOperation, conv, typename=override(rename="__typename")),
+    )
+    conv.register_unstructure_hook(
+        BulkOperation,
+        make_dict_unstructure_fn(
+            BulkOperation,
+            conv,
+            typename=override(rename="__typename"),
+            # progress_path is optional but not nullable in the spec: absent, never null.
+            progress_path=override(omit_if_default=True),
+        ),
+    )
+    conv.register_unstructure_hook(
+        ErrorItem, make_dict_unstructure_fn(ErrorItem, conv, _cattrs_omit_if_default=False)
+    )
+    conv.register_structure_hook(
+        BulkUpdateMessagesForChannelRequest,
+        make_dict_structure_fn(
+            BulkUpdateMessagesForChannelRequest,
+            conv,
+            _cattrs_forbid_extra_keys=True,
+            trigger_data=override(struct_hook=_trigger_data_from_wire),
+        ),
+    )
+    conv.register_unstructure_hook(
+        BulkUpdateMessagesForChannelRequest,
+        make_dict_unstructure_fn(
+            BulkUpdateMessagesForChannelRequest,
+            conv,
+            _cattrs_omit_if_default=True,
+            trigger_data=override(unstruct_hook=_trigger_data_to_wire),
+        ),
+    )
+    return conv
+
+
+converter = _build()
+_structure_operation = converter.get_structure_hook(BulkOperation)
+
+
+def _format_exception(exc: BaseException, kind: type | None) -> str:
+    # Our hooks and the models' converters raise messages that name the problem precisely.
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return format_exception(exc, kind)
+
+
+def validation_messages(exc: BaseException) -> list[str]:
+    """cattrs' readable error list (``"expected int, got str @ $.processed_rows"``)."""
+    return cattrs.transform_error(exc, format_exception=_format_exception)
+
+
+def loads_operation(body: bytes) -> BulkOperation:
+    """Parse and check a ``BulkOperation`` response body, or raise ``ResponseValidationError``."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ResponseValidationError(
+            f"response body is not valid JSON: {exc}", errors=[f"invalid JSON @ $: {exc}"]
+        ) from None
+    return structure_operation(data)
+
+
+def structure_operation(data: Any) -> BulkOperation:
+    if not isinstance(data, dict):
+        raise ResponseValidationError(
+            f"expected a BulkOperation object, got JSON {type(data).__name__}",
+            errors=[f"expected an object @ $, got {type(data).__name__}"],
+        )
+    try:
+        operation: BulkOperation = _structure_operation(data, BulkOperation)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        errors = validation_messages(exc)
+        raise ResponseValidationError(
+            "response is not a valid BulkOperation: " + "; ".join(errors), errors=errors
+        ) from exc
+    return operation

@@ -1,0 +1,291 @@
+"""The API's data: enums, the request body and the bulk operation, as frozen attrs classes.
+
+Enums are *open*: a value the spec does not list yet is kept as a pseudo-member holding the raw
+string instead of crashing a client in production. Input from the caller is checked strictly
+against the known members (see ``_strict_member``): a typo in an action must fail before a
+request is sent, while a new status from the server must not fail at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+import attrs
+
+__all__ = [
+    "ArchivedFilter",
+    "BulkAction",
+    "BulkOperation",
+    "BulkOperationStatus",
+    "BulkUpdateMessagesForChannelRequest",
+    "DeliveryStatus",
+    "EngagementStatus",
+    "ErrorItem",
+]
+
+
+class _OpenStrEnum(enum.StrEnum):
+    """A ``str`` enum that keeps values it does not know as pseudo-members."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Self | None:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value
+        member._value_ = value
+        return member
+
+    @property
+    def is_known(self) -> bool:
+        """Whether the spec lists this value (``False`` for a value kept from the wire)."""
+        return self._name_ in type(self).__members__
+
+
+class BulkAction(_OpenStrEnum):
+    """The status change a bulk update applies (the ``{action}`` path segment)."""
+
+    SEEN = "seen"
+    UNSEEN = "unseen"
+    READ = "read"
+    UNREAD = "unread"
+    ARCHIVED = "archived"
+    UNARCHIVED = "unarchived"
+    INTERACTED = "interacted"
+    ARCHIVE = "archive"
+    UNARCHIVE = "unarchive"
+    DELETE = "delete"
+
+
+class ArchivedFilter(_OpenStrEnum):
+    """How archived messages are treated by a bulk update."""
+
+    EXCLUDE = "exclude"
+    INCLUDE = "include"
+    ONLY = "only"
+
+
+class DeliveryStatus(_OpenStrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DELIVERY_ATTEMPTED = "delivery_attempted"
+    UNDELIVERED = "undelivered"
+    NOT_SENT = "not_sent"
+    BOUNCED = "bounced"
+
+
+class EngagementStatus(_OpenStrEnum):
+    SEEN = "seen"
+    UNSEEN = "unseen"
+    READ = "read"
+    UNREAD = "unread"
+    ARCHIVED = "archived"
+    UNARCHIVED = "unarchived"
+    LINK_CLICKED = "link_clicked"
+    INTERACTED = "interacted"
+
+
+class BulkOperationStatus(_OpenStrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """``completed`` or ``failed``; a status the spec does not list counts as not finished."""
+        return self in _TERMINAL
+
+
+E = TypeVar("E", bound="_OpenStrEnum")
+
+_TERMINAL = frozenset({BulkOperationStatus.COMPLETED, BulkOperationStatus.FAILED})
+
+
+def _strict_member(cls: type[E], name: str, value: object) -> E:
+    if isinstance(value, cls) and value.is_known:
+        return value
+    if isinstance(value, str) and not isinstance(value, enum.Enum):
+        member = cls._value2member_map_.get(value)
+        if member is not None:
+            return member  # type: ignore[return-value]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str or {cls.__name__}, got {type(value).__name__}")
+    allowed = ", ".join(m.value for m in cls)
+    raise ValueError(f"{name} must be one of {allowed}; got {str(value)!r}")
+
+
+def parse_action(action: object) -> BulkAction:
+    """``action`` as a known ``BulkAction``, or a ``ValueError``/``TypeError`` naming it."""
+    return _strict_member(BulkAction, "action", action)
+
+
+def _parse_datetime(name: str, value: object) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an ISO 8601 date-time, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a timezone-aware datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        # A bulk delete with a guessed timezone can delete hours of the wrong messages.
+        raise ValueError(
+            f"{name} must be timezone-aware (e.g. datetime(..., tzinfo=UTC)); got naive {value}"
+        )
+    return value
+
+
+def _parse_strings(name: str, value: object) -> tuple[str, ...]:
+    # A bare string is iterable too; iterating it would filter on single characters.
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a list of strings, got {type(value).__name__}")
+    items = tuple(value)
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{index}] must be a str, got {type(item).__name__}")
+    return items
+
+
+def _parse_trigger_data(value: object) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                f"trigger_data must be a JSON object, got a string that is not JSON: {value!r}"
+            ) from None
+        if not isinstance(value, dict):
+            raise ValueError(  # noqa: TRY004 - a JSON value of the wrong kind, not a Python type
+                f"trigger_data must be a JSON object, got {json.dumps(value)}"
+            )
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"trigger_data must be a mapping or a JSON object string, got {value!r}")
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"trigger_data keys must be strings, got {key!r}")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"trigger_data must be JSON-serialisable: {exc}") from None
+    return dict(value)
+
+
+# Named converters, one per filter: mypy's attrs plugin types only named functions.
+def _archived(value: object) -> ArchivedFilter | None:
+    return None if value is None else _strict_member(ArchivedFilter, "archived", value)
+
+
+def _delivery_status(value: object) -> DeliveryStatus | None:
+    return None if value is None else _strict_member(DeliveryStatus, "delivery_status", value)
+
+
+def _engagement_status(value: object) -> EngagementStatus | None:
+    if value is None:
+        return None
+    return _strict_member(EngagementStatus, "engagement_status", value)
+
+
+def _has_tenant(value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"has_tenant must be a bool, got {type(value).__name__}")
+
+
+def _newer_than(value: object) -> datetime | None:
+    return None if value is None else _parse_datetime("newer_than", value)
+
+
+def _older_than(value: object) -> datetime | None:
+    return None if value is None else _parse_datetime("older_than", value)
+
+
+def _recipient_ids(value: object) -> tuple[str, ...] | None:
+    return None if value is None else _parse_strings("recipient_ids", value)
+
+
+def _tenants(value: object) -> tuple[str, ...] | None:
+    return None if value is None else _parse_strings("tenants", value)
+
+
+def _workflows(value: object) -> tuple[str, ...] | None:
+    return None if value is None else _parse_strings("workflows", value)
+
+
+def _trigger_data(value: object) -> Mapping[str, Any] | None:
+    return None if value is None else _parse_trigger_data(value)
+
+
+def _trigger_data_key(value: Mapping[str, Any] | None) -> str | None:
+    # dicts don't hash; compare and hash through the canonical JSON form.
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+@attrs.frozen(kw_only=True)
+class BulkUpdateMessagesForChannelRequest:
+    """The body of ``POST /v1/channels/{channel_id}/messages/bulk/{action}``: ten filters.
+
+    Every filter is optional; one left as ``None`` is left out of the body entirely. Values are
+    checked when the object is built, so bad input fails before any request is sent.
+    ``trigger_data`` is a mapping here and a compact JSON string on the wire.
+    """
+
+    archived: ArchivedFilter | None = attrs.field(default=None, converter=_archived)
+    delivery_status: DeliveryStatus | None = attrs.field(default=None, converter=_delivery_status)
+    engagement_status: EngagementStatus | None = attrs.field(
+        default=None, converter=_engagement_status
+    )
+    has_tenant: bool | None = attrs.field(default=None, converter=_has_tenant)
+    newer_than: datetime | None = attrs.field(default=None, converter=_newer_than)
+    older_than: datetime | None = attrs.field(default=None, converter=_older_than)
+    recipient_ids: tuple[str, ...] | None = attrs.field(default=None, converter=_recipient_ids)
+    tenants: tuple[str, ...] | None = attrs.field(default=None, converter=_tenants)
+    trigger_data: Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_trigger_data, eq=_trigger_data_key
+    )
+    workflows: tuple[str, ...] | None = attrs.field(default=None, converter=_workflows)
+
+
+@attrs.frozen(kw_only=True)
+class ErrorItem:
+    """An item a bulk operation failed to process."""
+
+    id: str
+    collection: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class BulkOperation:
+    """A bulk operation as the API reports it (``BulkOperation`` in the spec).
+
+    ``typename`` is the wire's ``__typename``. Fields the spec makes optional default to what
+    their absence means (``error_count=0``, no ``error_items``); nullable timestamps are
+    ``None`` until the event they record has happened.
+    """
+
+    id: str
+    typename: str
+    name: str
+    status: BulkOperationStatus
+    estimated_total_rows: int
+    processed_rows: int
+    success_count: int
+    inserted_at: datetime
+    updated_at: datetime
+    error_count: int = 0
+    error_items: tuple[ErrorItem, ...] = ()
+    progress_path: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    failed_at: datetime | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """``True`` once the operation is ``completed`` or ``failed``."""
+        return self.status.is_terminal

@@ -1,0 +1,85 @@
+"""Progress snapshots and the arithmetic behind them (fraction, rate, ETA). Pure, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import attrs
+
+from ._models import BulkOperation, BulkOperationStatus
+
+__all__ = ["Progress", "observe"]
+
+
+@attrs.frozen(kw_only=True)
+class Progress:
+    """One observation of a bulk operation.
+
+    ``fraction`` is ``processed_rows / estimated_total_rows`` clamped to ``[0, 1]`` (``1.0``
+    once ``completed``; ``None`` while the estimate is 0). ``rows_per_second`` and ``eta`` are
+    ``None`` until two observations some time apart allow an estimate; ``eta`` is zero once the
+    operation has finished.
+    """
+
+    operation: BulkOperation
+    observed_at: datetime
+    fraction: float | None
+    rows_per_second: float | None
+    eta: timedelta | None
+    # Where the rate is measured from: the first observation of this operation.
+    _baseline_at: datetime = attrs.field(repr=False, eq=False, alias="baseline_at")
+    _baseline_rows: int = attrs.field(repr=False, eq=False, alias="baseline_rows")
+
+    @property
+    def operation_id(self) -> str:
+        return self.operation.id
+
+    @property
+    def status(self) -> BulkOperationStatus:
+        return self.operation.status
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.operation.is_terminal
+
+
+def _fraction(op: BulkOperation) -> float | None:
+    if op.status == BulkOperationStatus.COMPLETED:
+        return 1.0
+    if op.estimated_total_rows <= 0:
+        return None
+    return min(1.0, max(0.0, op.processed_rows / op.estimated_total_rows))
+
+
+def observe(
+    operation: BulkOperation, observed_at: datetime, previous: Progress | None = None
+) -> Progress:
+    """The ``Progress`` for ``operation`` seen at ``observed_at``, after ``previous`` if any."""
+    if previous is None or previous.operation.id != operation.id:
+        baseline_at, baseline_rows = observed_at, operation.processed_rows
+    else:
+        baseline_at, baseline_rows = previous._baseline_at, previous._baseline_rows
+
+    rate: float | None = None
+    elapsed = (observed_at - baseline_at).total_seconds()
+    if elapsed > 0:
+        rate = max(0.0, (operation.processed_rows - baseline_rows) / elapsed)
+
+    eta: timedelta | None = None
+    if operation.is_terminal:
+        eta = timedelta(0)
+    elif rate:
+        remaining = operation.estimated_total_rows - operation.processed_rows
+        # Past the estimate the server has not said how much is left: no honest ETA.
+        if remaining > 0:
+            eta = timedelta(seconds=remaining / rate)
+
+    return Progress(
+        operation=operation,
+        observed_at=observed_at,
+        fraction=_fraction(operation),
+        rows_per_second=rate,
+        eta=eta,
+        baseline_at=baseline_at,
+        baseline_rows=baseline_rows,
+    )
