@@ -1,5 +1,73 @@
-"""knock_async: asyncio-native client for Knock's channel bulk message-status API."""
+"""knock_async: asyncio-native client for Knock's channel bulk message-status API.
 
+Start a bulk update with ``knock.channels.bulk.update_message_status(...)`` and follow the
+bulk operation it returns with ``knock.bulk_operations.poll(...)``.
+"""
+
+from ._client import KnockClient
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BulkOperationFailedError,
+    InternalServerError,
+    KnockError,
+    NotFoundError,
+    PermissionDeniedError,
+    PollTimeoutError,
+    RateLimitError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
+from ._models import (
+    ArchivedFilter,
+    BulkAction,
+    BulkOperation,
+    BulkOperationStatus,
+    BulkUpdateMessagesForChannelRequest,
+    DeliveryStatus,
+    EngagementStatus,
+    ErrorItem,
+)
+from ._poller import Poller
+from ._polling import PollPolicy
+from ._progress import Progress
+from ._retry import Failure, RetryPolicy
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    # the client
+    "KnockClient",
+    "Poller",
+    "PollPolicy",
+    "RetryPolicy",
+    "Progress",
+    # models
+    "ArchivedFilter",
+    "BulkAction",
+    "BulkOperation",
+    "BulkOperationStatus",
+    "BulkUpdateMessagesForChannelRequest",
+    "DeliveryStatus",
+    "EngagementStatus",
+    "ErrorItem",
+    # errors
+    "KnockError",
+    "APIError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "UnprocessableEntityError",
+    "RateLimitError",
+    "InternalServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "Failure",
+    "ResponseValidationError",
+    "BulkOperationFailedError",
+    "PollTimeoutError",
+]

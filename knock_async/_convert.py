@@ -20,7 +20,16 @@ from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
 
 from ._errors import ResponseValidationError
-from ._models import BulkOperation, BulkUpdateMessagesForChannelRequest, ErrorItem
+from ._models import (
+    ArchivedFilter,
+    BulkAction,
+    BulkOperation,
+    BulkOperationStatus,
+    BulkUpdateMessagesForChannelRequest,
+    DeliveryStatus,
+    EngagementStatus,
+    ErrorItem,
+)
 
 __all__ = ["converter", "format_datetime", "loads_operation", "parse_datetime"]
 
@@ -51,6 +60,12 @@ def _strict(kind: type[Any]) -> Any:
     return structure
 
 
+def _open_enum(value: object, cls: type[Any]) -> Any:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return cls(value)
+
+
 def _trigger_data_to_wire(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
@@ -68,6 +83,16 @@ def _build() -> cattrs.Converter:
     conv = make_converter(detailed_validation=True, forbid_extra_keys=False)
     for kind in (str, int, bool, float):
         conv.register_structure_hook(kind, _strict(kind))
+    # Registered per class: the strict ``str`` hook above would otherwise catch these str
+    # subclasses and hand back plain strings.
+    for enum_cls in (
+        BulkAction,
+        ArchivedFilter,
+        DeliveryStatus,
+        EngagementStatus,
+        BulkOperationStatus,
+    ):
+        conv.register_structure_hook(enum_cls, _open_enum)
     conv.register_unstructure_hook(datetime, format_datetime)
     conv.register_structure_hook(datetime, parse_datetime)
 

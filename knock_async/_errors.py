@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._retry import Failure
+
 if TYPE_CHECKING:
     from ._progress import Progress
 
@@ -111,7 +113,15 @@ class InternalServerError(APIError):
 
 
 class APIConnectionError(KnockError):
-    """The request did not get an HTTP answer: DNS, refused connection, reset, TLS."""
+    """The request did not get an HTTP answer: DNS, refused connection, reset, TLS.
+
+    ``failure`` says whether the request may have reached the server: ``Failure.NOT_SENT``
+    when connecting failed, ``CONNECTION`` or ``TIMEOUT`` when it may have been acted on.
+    """
+
+    def __init__(self, message: str, *, failure: Failure = Failure.CONNECTION) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class APITimeoutError(APIConnectionError):

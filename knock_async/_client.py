@@ -1,0 +1,384 @@
+"""``KnockClient``: the thin aiohttp shell around the pure core.
+
+Everything that decides (URLs, headers, bodies, response interpretation, retries, the poll
+schedule) lives in pure modules; this one sends, sleeps and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from yarl import URL
+
+from ._errors import APIConnectionError, APITimeoutError, KnockError
+from ._models import (
+    ArchivedFilter,
+    BulkAction,
+    BulkOperation,
+    BulkUpdateMessagesForChannelRequest,
+    DeliveryStatus,
+    EngagementStatus,
+)
+from ._poller import Poller, PollTargetLike
+from ._polling import PollPolicy
+from ._progress import Progress
+from ._requests import (
+    DEFAULT_BASE_URL,
+    Request,
+    bulk_update_request,
+    get_operation_request,
+    make_headers,
+    parse_base_url,
+    resolve_poll_target,
+)
+from ._responses import error_from_response, operation_from_response
+from ._retry import Failure, RetryPolicy, parse_retry_after, retry_delay
+
+__all__ = ["KnockClient", "RawResponse"]
+
+logger = logging.getLogger("knock_async")
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+RawResponse = tuple[int, Mapping[str, str], bytes]
+
+
+def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
+    for name, value in (("timeout", total), ("connect_timeout", connect)):
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
+    return aiohttp.ClientTimeout(total=total, connect=connect)
+
+
+class KnockClient:
+    """An async client for Knock's channel bulk message-status API.
+
+    Use it as ``async with KnockClient() as knock:`` (or call ``aclose()``). ``api_key``,
+    ``base_url`` and ``branch`` default to ``KNOCK_API_KEY``, ``KNOCK_BASE_URL`` and
+    ``KNOCK_BRANCH``. ``timeout`` is the per-request total in seconds (``connect_timeout``
+    bounds connecting alone). A caller's ``session`` is used as is and never closed here;
+    otherwise one ``aiohttp.ClientSession`` is created on first use and closed by ``aclose``.
+
+    ``clock`` (monotonic seconds), ``sleep`` and ``rng`` (uniform in ``[0, 1)``) are for tests
+    and simulations: they drive the retry and poll schedules.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | URL | None = None,
+        *,
+        branch: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        allow_insecure_http: bool = False,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get("KNOCK_API_KEY")
+        if not key:
+            raise ValueError(
+                "no API key: pass api_key=... or set the KNOCK_API_KEY environment variable"
+            )
+        raw_base = base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
+        self._base_url = parse_base_url(raw_base, allow_insecure_http=allow_insecure_http)
+        self._branch = branch if branch is not None else os.environ.get("KNOCK_BRANCH") or None
+        self._get_headers, self._json_headers = make_headers(key, branch=self._branch)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise TypeError(f"poll must be a PollPolicy, got {type(poll).__name__}")
+        self._retry = retry or RetryPolicy()
+        self._poll_policy = poll or PollPolicy()
+        self._timeout = _timeout(timeout, connect_timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or asyncio.sleep
+        self._rng = rng or random.random
+        self._warned_origins: set[str] = set()
+
+        self.channels = _Channels(self)
+        self.bulk_operations = _BulkOperations(self)
+
+    def __repr__(self) -> str:
+        branch = f", branch={self._branch!r}" if self._branch else ""
+        return f"<KnockClient base_url={str(self._base_url)!r}{branch}>"
+
+    @property
+    def base_url(self) -> URL:
+        return self._base_url
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client's own session (a caller's session is left open). Idempotent."""
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this KnockClient is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    # -- the I/O shell ---------------------------------------------------------------------
+
+    async def _send_once(
+        self, request: Request, timeout: aiohttp.ClientTimeout | None = None
+    ) -> RawResponse:
+        """One try: the raw answer, or ``APIConnectionError``/``APITimeoutError``.
+
+        The raised error's ``failure`` attribute says whether the request may have been seen.
+        """
+        session = self._get_session()
+        # Defence in depth: the key goes to the base URL's origin and nowhere else.
+        if request.url.origin() != self._base_url.origin():
+            raise KnockError(f"refusing to send the API key to {request.url.origin()}")
+        started = self._clock()
+        try:
+            async with session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                data=request.body,
+                timeout=timeout or self._timeout,
+                allow_redirects=False,  # a redirect could carry the key elsewhere
+            ) as response:
+                body = await response.read()
+                status, headers = response.status, response.headers
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            if isinstance(exc, aiohttp.ClientSSLError):
+                raise _connection_error(request, exc, Failure.CONNECTION) from exc
+            raise _connection_error(request, exc, Failure.NOT_SENT) from exc
+        except TimeoutError as exc:
+            raise _connection_error(request, exc, Failure.TIMEOUT) from exc
+        except aiohttp.ClientError as exc:
+            raise _connection_error(request, exc, Failure.CONNECTION) from exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.3fs (request_id=%s)",
+                request.method,
+                request.url,
+                status,
+                self._clock() - started,
+                headers.get("x-request-id"),
+            )
+        return status, headers, body
+
+    async def _send(
+        self,
+        request: Request,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> BulkOperation:
+        """Send with retries as ``retry`` allows; the operation, or the last error."""
+        policy = retry or self._retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                status, headers, body = await self._send_once(request, timeout)
+            except APIConnectionError as exc:
+                delay = retry_delay(
+                    policy,
+                    method=request.method,
+                    attempt=attempt,
+                    failure=exc.failure,
+                    rng=self._rng,
+                )
+                if delay is None:
+                    raise
+                logger.info(
+                    "%s %s failed (%s); retry in %.2fs", request.method, request.url, exc, delay
+                )
+            else:
+                if 200 <= status < 300:
+                    return operation_from_response(status, headers, body)
+                delay = retry_delay(
+                    policy,
+                    method=request.method,
+                    attempt=attempt,
+                    status=status,
+                    retry_after=parse_retry_after(headers),
+                    rng=self._rng,
+                )
+                if delay is None:
+                    raise error_from_response(status, headers, body)
+                logger.info(
+                    "%s %s answered %d; retry in %.2fs", request.method, request.url, status, delay
+                )
+            await self._sleep(delay)
+
+    def _poll_url_warning(self, origin: str) -> None:
+        if origin not in self._warned_origins:
+            self._warned_origins.add(origin)
+            logger.warning(
+                "progress_path points at %s, not at the configured base URL %s; polling the "
+                "same path on the base URL instead (the API key is never sent elsewhere)",
+                origin,
+                self._base_url.origin(),
+            )
+
+
+def _connection_error(request: Request, exc: BaseException, failure: Failure) -> APIConnectionError:
+    cls = (
+        APITimeoutError
+        if failure is Failure.TIMEOUT or isinstance(exc, TimeoutError)
+        else APIConnectionError
+    )
+    what = "timed out" if cls is APITimeoutError else f"failed: {exc.__class__.__name__}: {exc}"
+    return cls(f"{request.method} {request.url.with_query(None)} {what}", failure=failure)
+
+
+class _Bulk:
+    """``knock.channels.bulk``."""
+
+    def __init__(self, client: KnockClient) -> None:
+        self._client = client
+
+    async def update_message_status(
+        self,
+        channel_id: str,
+        action: BulkAction | str,
+        *,
+        archived: ArchivedFilter | str | None = None,
+        delivery_status: DeliveryStatus | str | None = None,
+        engagement_status: EngagementStatus | str | None = None,
+        has_tenant: bool | None = None,
+        newer_than: datetime | str | None = None,
+        older_than: datetime | str | None = None,
+        recipient_ids: Iterable[str] | None = None,
+        tenants: Iterable[str] | None = None,
+        trigger_data: Mapping[str, Any] | str | None = None,
+        workflows: Iterable[str] | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> BulkOperation:
+        """Start a bulk status update of a channel's messages; returns the ``BulkOperation``.
+
+        The keyword names are those of Knock's official SDK. Filters left as ``None`` are not
+        sent. ``trigger_data`` may be a mapping or a JSON object string. Bad input raises
+        ``ValueError``/``TypeError`` naming the argument before anything is sent.
+        """
+        client = self._client
+        body = BulkUpdateMessagesForChannelRequest(
+            archived=archived,
+            delivery_status=delivery_status,
+            engagement_status=engagement_status,
+            has_tenant=has_tenant,
+            newer_than=newer_than,
+            older_than=older_than,
+            recipient_ids=recipient_ids,
+            tenants=tenants,
+            trigger_data=trigger_data,
+            workflows=workflows,
+        )
+        request = bulk_update_request(
+            client._base_url, client._json_headers, channel_id, action, body
+        )
+        return await client._send(request, retry=retry, timeout=_per_call(client, timeout))
+
+
+class _Channels:
+    """``knock.channels``."""
+
+    def __init__(self, client: KnockClient) -> None:
+        self.bulk = _Bulk(client)
+
+
+class _BulkOperations:
+    """``knock.bulk_operations``."""
+
+    def __init__(self, client: KnockClient) -> None:
+        self._client = client
+
+    async def get(
+        self, id: str, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> BulkOperation:
+        """The bulk operation ``id`` as it stands now."""
+        client = self._client
+        request = get_operation_request(client._base_url, client._get_headers, id)
+        return await client._send(request, retry=retry, timeout=_per_call(client, timeout))
+
+    def poll(
+        self,
+        target: PollTargetLike,
+        *,
+        timeout: float | None = 3600.0,
+        policy: PollPolicy | None = None,
+    ) -> Poller:
+        """Follow a bulk operation until it is ``completed`` or ``failed``.
+
+        ``target`` is a ``BulkOperation``, a ``Progress``, an operation id or a
+        ``progress_path``. ``timeout`` is the total deadline in seconds (``None``: none), not
+        the per-request timeout. Iterate the result for ``Progress`` snapshots, await it for
+        the final ``BulkOperation``.
+        """
+        client = self._client
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+        initial: BulkOperation | None = None
+        if isinstance(target, Progress):
+            target = target.operation
+        if isinstance(target, BulkOperation):
+            initial = target
+            where = target.progress_path or target.id
+        elif isinstance(target, str):
+            where = target
+        else:
+            raise TypeError(
+                "poll() takes a BulkOperation, a Progress, an operation id or a progress_path, "
+                f"got {type(target).__name__}"
+            )
+        resolved = resolve_poll_target(client._base_url, where)
+        if resolved.foreign_origin is not None:
+            client._poll_url_warning(resolved.foreign_origin)
+        request = Request("GET", resolved.url, client._get_headers, None, "get")
+        return Poller(
+            send=client._send_once,
+            request=request,
+            operation_id=initial.id if initial else resolved.operation_id,
+            initial=initial,
+            timeout=timeout,
+            policy=policy or client._poll_policy,
+            clock=client._clock,
+            sleep=client._sleep,
+            rng=client._rng,
+        )
+
+
+def _per_call(client: KnockClient, timeout: float | None) -> aiohttp.ClientTimeout | None:
+    if timeout is None:
+        return None
+    return _timeout(timeout, client._timeout.connect)

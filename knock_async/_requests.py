@@ -1,0 +1,184 @@
+"""Building requests: URLs, headers and bodies, from validated arguments. Pure, no I/O.
+
+The rules that keep the API key safe live here: the base URL must be HTTPS unless it is on
+loopback (or the caller opts in), and every URL a request goes to is on the base URL's origin;
+a ``progress_path`` on another origin is rewritten onto it rather than followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+from yarl import URL
+
+from ._convert import converter
+from ._models import BulkAction, BulkUpdateMessagesForChannelRequest, parse_action
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "PollTarget",
+    "Request",
+    "bulk_update_request",
+    "get_operation_request",
+    "make_headers",
+    "parse_base_url",
+    "resolve_poll_target",
+]
+
+DEFAULT_BASE_URL = "https://api.knock.app"
+USER_AGENT = f"knock-async/{__version__}"
+
+Tier = Literal["post", "get"]
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request, ready to send. ``tier`` is the rate-limit tier it counts against."""
+
+    method: str
+    url: URL
+    headers: Mapping[str, str]
+    body: bytes | None
+    tier: Tier
+
+
+@attrs.frozen
+class PollTarget:
+    """Where to poll an operation. ``foreign_origin`` is set when a ``progress_path`` pointed
+    at another origin and was rewritten onto the base URL."""
+
+    url: URL
+    operation_id: str
+    foreign_origin: str | None = None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) -> URL:
+    """The base URL as a ``yarl.URL`` with no trailing slash, or ``ValueError`` saying why not."""
+    url = URL(base_url) if isinstance(base_url, str) else base_url
+    if not url.is_absolute() or url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(base_url)!r}")
+    if url.user or url.password:
+        raise ValueError("base_url must not contain credentials; pass api_key instead")
+    if url.query_string or url.fragment:
+        raise ValueError(f"base_url must not have a query or fragment, got {str(base_url)!r}")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        # The API key would cross the network in clear text.
+        raise ValueError(
+            f"base_url {str(url)!r} uses plain http on a non-loopback host; use https, "
+            "or pass allow_insecure_http=True if you really mean it"
+        )
+    return url.with_path(url.path.rstrip("/"))
+
+
+def make_headers(api_key: str, *, branch: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The headers for GET requests and for requests with a JSON body, built once per client."""
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValueError("api_key must be a non-empty string")
+    if any(ch in api_key for ch in "\r\n\t ") or not api_key.isprintable():
+        # Never echo the key itself, not even in an error about it.
+        raise ValueError("api_key contains whitespace or control characters")
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+    }
+    if branch is not None:
+        if not isinstance(branch, str) or not branch or not branch.isprintable():
+            raise ValueError(f"branch must be a non-empty printable string, got {branch!r}")
+        headers["X-Knock-Branch"] = branch
+    return headers, {**headers, "Content-Type": "application/json"}
+
+
+def parse_channel_id(channel_id: object) -> str:
+    """``channel_id`` in canonical UUID form; it becomes part of a path, so nothing else goes."""
+    if isinstance(channel_id, uuid.UUID):
+        return str(channel_id)
+    if not isinstance(channel_id, str):
+        raise TypeError(f"channel_id must be a UUID string, got {type(channel_id).__name__}")
+    try:
+        return str(uuid.UUID(channel_id))
+    except ValueError:
+        raise ValueError(f"channel_id must be a UUID, got {channel_id!r}") from None
+
+
+def parse_operation_id(operation_id: object) -> str:
+    if not isinstance(operation_id, str):
+        raise TypeError(f"id must be a str, got {type(operation_id).__name__}")
+    if not operation_id or "/" in operation_id or operation_id in (".", ".."):
+        raise ValueError(f"id must be a bulk operation id, got {operation_id!r}")
+    return operation_id
+
+
+def encode_body(body: BulkUpdateMessagesForChannelRequest) -> bytes:
+    return json.dumps(converter.unstructure(body), separators=(",", ":")).encode()
+
+
+def bulk_update_request(
+    base_url: URL,
+    headers: Mapping[str, str],
+    channel_id: object,
+    action: object,
+    filters: BulkUpdateMessagesForChannelRequest | Mapping[str, Any],
+) -> Request:
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}`` with its JSON body.
+
+    Raises ``ValueError``/``TypeError`` naming the argument for any bad input.
+    """
+    channel = parse_channel_id(channel_id)
+    act: BulkAction = parse_action(action)
+    body = (
+        filters
+        if isinstance(filters, BulkUpdateMessagesForChannelRequest)
+        else BulkUpdateMessagesForChannelRequest(**filters)
+    )
+    # Both segments are validated (a UUID, a known action), so no quoting is needed.
+    url = URL(f"{base_url}/v1/channels/{channel}/messages/bulk/{act.value}", encoded=True)
+    return Request("POST", url, headers, encode_body(body), "post")
+
+
+def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_id: str) -> Request:
+    """``GET /v1/bulk_operations/{id}``."""
+    url = base_url / "v1" / "bulk_operations" / parse_operation_id(operation_id)
+    return Request("GET", url, headers, None, "get")
+
+
+def resolve_poll_target(base_url: URL, target: str) -> PollTarget:
+    """Where to poll, from an operation id or a ``progress_path`` (absolute or relative).
+
+    A ``progress_path`` on another origin is never followed with the key: it is polled at the
+    same path on the base URL, and ``foreign_origin`` says so the caller can warn.
+    """
+    if not isinstance(target, str) or not target:
+        raise TypeError(f"poll target must be an operation, an id or a progress_path: {target!r}")
+    if "/" not in target:
+        url = base_url / "v1" / "bulk_operations" / parse_operation_id(target)
+        return PollTarget(url, target)
+    ref = URL(target)
+    if ref.scheme and ref.scheme not in ("http", "https"):
+        raise ValueError(f"progress_path must be an http(s) URL or a path, got {target!r}")
+    foreign: str | None = None
+    if ref.is_absolute() and ref.origin() != base_url.origin():
+        foreign = str(ref.origin())
+        ref = ref.relative()
+    url = base_url.join(ref) if not ref.is_absolute() else ref
+    operation_id = url.name
+    if not operation_id:
+        raise ValueError(f"progress_path does not name an operation: {target!r}")
+    return PollTarget(url, operation_id, foreign)

@@ -1,0 +1,97 @@
+"""Interpreting responses: (status, headers, body) into a model or a typed error. Pure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ._convert import loads_operation
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    UnprocessableEntityError,
+)
+from ._models import BulkOperation
+from ._retry import parse_retry_after
+
+__all__ = ["error_from_response", "operation_from_response"]
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+# Only this much of a body that is not Knock's error JSON is quoted in a message.
+_SNIPPET = 200
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    return headers.get("x-request-id") or headers.get("X-Request-Id")
+
+
+def operation_from_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> BulkOperation:
+    """The ``BulkOperation`` a 2xx response carries, or the typed error for any other status.
+
+    ``headers`` must be case-insensitive (aiohttp's) or use lowercase names.
+    """
+    if not 200 <= status < 300:
+        raise error_from_response(status, headers, body, now=now)
+    try:
+        return loads_operation(body)
+    except ResponseValidationError as exc:
+        exc.status = status
+        exc.request_id = _request_id(headers)
+        raise
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """``(code, type, message)`` from Knock's error body, either of its two shapes."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        text = body[:_SNIPPET].decode("utf-8", "replace").strip()
+        return None, None, text or None
+    if not isinstance(data, dict):
+        return None, None, None
+    errors = data.get("errors")
+    if isinstance(errors, dict) and "detail" in errors:
+        # The shape of an unrouted path: {"errors": {"detail": "404 Not Found"}}.
+        return None, None, str(errors["detail"])
+    code, kind, message = data.get("code"), data.get("type"), data.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        kind if isinstance(kind, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> APIError:
+    """The ``APIError`` subclass for an error response, with Knock's code, type and message."""
+    code, kind, message = _error_fields(body)
+    fields: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "type": kind,
+        "request_id": _request_id(headers),
+    }
+    text = message or f"Knock answered HTTP {status} with no error message"
+    if status == 429:
+        return RateLimitError(text, retry_after=parse_retry_after(headers, now=now), **fields)
+    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIError)
+    return cls(text, **fields)

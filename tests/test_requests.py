@@ -1,0 +1,175 @@
+"""Building requests: URLs, headers, bodies, and the rules that keep the key at home."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from yarl import URL
+
+from knock_async._models import BulkUpdateMessagesForChannelRequest
+from knock_async._requests import (
+    USER_AGENT,
+    bulk_update_request,
+    get_operation_request,
+    make_headers,
+    parse_base_url,
+    resolve_poll_target,
+)
+from knock_async._version import __version__
+
+BASE = URL("https://api.knock.app")
+CHANNEL = "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"
+
+
+def test_headers() -> None:
+    """GETs carry auth, user agent and Accept; bodies add Content-Type; a branch is sent."""
+    get, post = make_headers("sk_test", branch="feature-x")
+    assert get == {
+        "Authorization": "Bearer sk_test",
+        "User-Agent": f"knock-async/{__version__}",
+        "Accept": "application/json",
+        "X-Knock-Branch": "feature-x",
+    }
+    assert post == {**get, "Content-Type": "application/json"}
+    assert "X-Knock-Branch" not in make_headers("sk_test", branch=None)[0]
+    assert f"knock-async/{__version__}" == USER_AGENT
+
+
+@pytest.mark.parametrize("key", ["", "  ", "sk_a\r\nX-Evil: 1", "sk a"])
+def test_bad_keys_are_refused_without_echoing_them(key: str) -> None:
+    """An empty key or one that could inject headers is refused; the message omits the key."""
+    with pytest.raises(ValueError, match="api_key") as info:
+        make_headers(key, branch=None)
+    assert key.strip() == "" or key not in str(info.value)
+
+
+def test_bulk_update_request_wire_form() -> None:
+    """The POST goes to /v1/channels/{uuid}/messages/bulk/{action} with the JSON body."""
+    _, post = make_headers("sk_test", branch=None)
+    body = BulkUpdateMessagesForChannelRequest(archived="exclude", recipient_ids=["u1"])
+    request = bulk_update_request(BASE, post, CHANNEL.upper(), "archive", body)
+    assert request.method == "POST"
+    assert str(request.url) == f"https://api.knock.app/v1/channels/{CHANNEL}/messages/bulk/archive"
+    assert request.headers is post
+    assert request.body is not None
+    assert json.loads(request.body) == {"archived": "exclude", "recipient_ids": ["u1"]}
+    assert request.tier == "post"
+
+
+def test_bulk_update_request_accepts_uuid_objects_and_filter_mappings() -> None:
+    """A uuid.UUID channel id and a plain mapping of filters are accepted."""
+    request = bulk_update_request(BASE, {}, uuid.UUID(CHANNEL), "read", {"has_tenant": True})
+    assert request.url.path.endswith(f"{CHANNEL}/messages/bulk/read")
+    assert request.body == b'{"has_tenant":true}'
+
+
+@pytest.mark.parametrize(
+    ("channel", "action", "error", "text"),
+    [
+        ("../../v1/users", "archive", ValueError, "channel_id must be a UUID"),
+        ("not-a-uuid", "archive", ValueError, "channel_id must be a UUID"),
+        (12, "archive", TypeError, "channel_id must be a UUID string"),
+        (CHANNEL, "archive/../../x", ValueError, "action must be one of"),
+        (CHANNEL, "ARCHIVE", ValueError, "action must be one of"),
+    ],
+)
+def test_bad_path_parts_fail_before_any_request(
+    channel: object, action: object, error: type[Exception], text: str
+) -> None:
+    """channel_id is validated as a UUID and action against the enum before a URL is made."""
+    with pytest.raises(error, match=text):
+        bulk_update_request(BASE, {}, channel, action, {})
+
+
+def test_get_operation_request_quotes_the_id() -> None:
+    """GET /v1/bulk_operations/{id}; an id cannot smuggle path segments."""
+    request = get_operation_request(BASE, {}, "op 1")
+    assert request.method == "GET"
+    assert request.url.raw_path == "/v1/bulk_operations/op%201"
+    assert request.body is None
+    with pytest.raises(ValueError, match="id must be"):
+        get_operation_request(BASE, {}, "../users")
+    with pytest.raises(ValueError, match="id must be"):
+        get_operation_request(BASE, {}, "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://api.knock.app", "https://api.knock.app"),
+        ("https://api.knock.app/", "https://api.knock.app"),
+        ("https://proxy.example/knock/", "https://proxy.example/knock"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://localhost:3000/", "http://localhost:3000"),
+        ("http://[::1]:9000", "http://[::1]:9000"),
+    ],
+)
+def test_base_urls_accepted(raw: str, expected: str) -> None:
+    """HTTPS anywhere and plain HTTP on loopback are accepted, trailing slash dropped."""
+    assert str(parse_base_url(raw)) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        ("http://api.knock.app", "plain http on a non-loopback host"),
+        ("http://10.0.0.5:8080", "plain http on a non-loopback host"),
+        ("ftp://api.knock.app", "absolute http"),
+        ("api.knock.app", "absolute http"),
+        ("https://user:pw@api.knock.app", "credentials"),
+        ("https://api.knock.app/?a=1", "query"),
+    ],
+)
+def test_base_urls_refused(raw: str, text: str) -> None:
+    """Plain HTTP off loopback, non-HTTP schemes and URLs with credentials are refused."""
+    with pytest.raises(ValueError, match=text):
+        parse_base_url(raw)
+
+
+def test_insecure_http_opt_in() -> None:
+    """allow_insecure_http=True lets a plain-HTTP base URL through."""
+    assert str(parse_base_url("http://knock.internal", allow_insecure_http=True)) == (
+        "http://knock.internal"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "url", "operation_id", "foreign"),
+    [
+        ("abc", "https://api.knock.app/v1/bulk_operations/abc", "abc", None),
+        ("/v1/bulk_operations/abc", "https://api.knock.app/v1/bulk_operations/abc", "abc", None),
+        (
+            "https://api.knock.app/v1/bulk_operations/abc",
+            "https://api.knock.app/v1/bulk_operations/abc",
+            "abc",
+            None,
+        ),
+        (
+            "https://api.switchboard.com/v1/bulk_operations/abc",
+            "https://api.knock.app/v1/bulk_operations/abc",
+            "abc",
+            "https://api.switchboard.com",
+        ),
+        (
+            "http://api.knock.app/v1/bulk_operations/abc",
+            "https://api.knock.app/v1/bulk_operations/abc",
+            "abc",
+            "http://api.knock.app",
+        ),
+    ],
+)
+def test_poll_targets(target: str, url: str, operation_id: str, foreign: str | None) -> None:
+    """Ids and progress paths resolve onto the base URL; another origin is flagged, not used."""
+    resolved = resolve_poll_target(BASE, target)
+    assert str(resolved.url) == url
+    assert resolved.url.origin() == BASE.origin()
+    assert resolved.operation_id == operation_id
+    assert resolved.foreign_origin == foreign
+
+
+def test_poll_target_rejects_other_schemes() -> None:
+    """A progress_path that is not http(s) or a path is refused."""
+    with pytest.raises(ValueError, match="progress_path"):
+        resolve_poll_target(BASE, "file:///etc/passwd")
