@@ -21,6 +21,7 @@ from ._errors import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
+from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
     BulkAction,
@@ -34,6 +35,7 @@ from ._models import (
 from ._poller import Poller
 from ._polling import PollPolicy
 from ._progress import Progress
+from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._retry import Failure, RetryPolicy
 from ._version import __version__
 
@@ -45,6 +47,12 @@ __all__ = [
     "PollPolicy",
     "RetryPolicy",
     "Progress",
+    "BulkOperationHandle",
+    # pacing
+    "RateLimits",
+    "RateLimiter",
+    "AdaptiveRateLimiter",
+    "Tier",
     # models
     "ArchivedFilter",
     "BulkAction",

@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from ._errors import APIConnectionError, APITimeoutError, KnockError
+from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
     BulkAction,
@@ -31,6 +32,7 @@ from ._models import (
 from ._poller import Poller, PollTargetLike
 from ._polling import PollPolicy
 from ._progress import Progress
+from ._ratelimit import RateLimiter, RateLimits, Tier, make_rate_limiter
 from ._requests import (
     DEFAULT_BASE_URL,
     Request,
@@ -49,6 +51,7 @@ logger = logging.getLogger("knock_async")
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_RATE_LIMITS = RateLimits()
 
 RawResponse = tuple[int, Mapping[str, str], bytes]
 
@@ -69,6 +72,10 @@ class KnockClient:
     bounds connecting alone). A caller's ``session`` is used as is and never closed here;
     otherwise one ``aiohttp.ClientSession`` is created on first use and closed by ``aclose``.
 
+    ``rate_limits`` paces the client's own requests (default: Knock's 5 POST/s and 200 GET/s,
+    slowing down after a 429); pass ``RateLimits(...)`` to change the rates, your own
+    ``RateLimiter`` (e.g. one shared between processes), or ``None`` to turn pacing off.
+
     ``clock`` (monotonic seconds), ``sleep`` and ``rng`` (uniform in ``[0, 1)``) are for tests
     and simulations: they drive the retry and poll schedules.
     """
@@ -84,6 +91,7 @@ class KnockClient:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
+        rate_limits: RateLimits | RateLimiter | None = DEFAULT_RATE_LIMITS,
         allow_insecure_http: bool = False,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -108,10 +116,15 @@ class KnockClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        if (clock is None) != (sleep is None):
+            # Pacing and polling wait for the clock to reach a time by sleeping: a sleep that
+            # does not move the clock it is measured on would spin forever.
+            raise ValueError("clock and sleep go together: pass both or neither")
         self._clock = clock or time.monotonic
         self._sleep = sleep or asyncio.sleep
         self._rng = rng or random.random
         self._warned_origins: set[str] = set()
+        self._limiter = make_rate_limiter(rate_limits, clock=self._clock, sleep=self._sleep)
 
         self.channels = _Channels(self)
         self.bulk_operations = _BulkOperations(self)
@@ -162,6 +175,9 @@ class KnockClient:
         # Defence in depth: the key goes to the base URL's origin and nowhere else.
         if request.url.origin() != self._base_url.origin():
             raise KnockError(f"refusing to send the API key to {request.url.origin()}")
+        limiter = self._limiter
+        if limiter is not None:
+            await limiter.acquire(request.tier)
         started = self._clock()
         try:
             async with session.request(
@@ -182,6 +198,11 @@ class KnockClient:
             raise _connection_error(request, exc, Failure.TIMEOUT) from exc
         except aiohttp.ClientError as exc:
             raise _connection_error(request, exc, Failure.CONNECTION) from exc
+        if limiter is not None:
+            if status == 429:
+                limiter.on_rate_limited(request.tier, retry_after=parse_retry_after(headers))
+            else:
+                limiter.on_success(request.tier)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d in %.3fs (request_id=%s)",
@@ -338,10 +359,10 @@ class _BulkOperations:
     ) -> Poller:
         """Follow a bulk operation until it is ``completed`` or ``failed``.
 
-        ``target`` is a ``BulkOperation``, a ``Progress``, an operation id or a
-        ``progress_path``. ``timeout`` is the total deadline in seconds (``None``: none), not
-        the per-request timeout. Iterate the result for ``Progress`` snapshots, await it for
-        the final ``BulkOperation``.
+        ``target`` is a ``BulkOperation``, a ``Progress``, a ``BulkOperationHandle``, an
+        operation id or a ``progress_path``. ``timeout`` is the total deadline in seconds
+        (``None``: none), not the per-request timeout. Iterate the result for ``Progress``
+        snapshots, await it for the final ``BulkOperation``.
         """
         client = self._client
         if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
@@ -349,26 +370,30 @@ class _BulkOperations:
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         initial: BulkOperation | None = None
+        operation_id: str | None = None
         if isinstance(target, Progress):
             target = target.operation
         if isinstance(target, BulkOperation):
-            initial = target
+            initial, operation_id = target, target.id
             where = target.progress_path or target.id
+        elif isinstance(target, BulkOperationHandle):
+            operation_id = target.operation_id
+            where = target.progress_path or target.operation_id
         elif isinstance(target, str):
             where = target
         else:
             raise TypeError(
-                "poll() takes a BulkOperation, a Progress, an operation id or a progress_path, "
-                f"got {type(target).__name__}"
+                "poll() takes a BulkOperation, a Progress, a BulkOperationHandle, an operation id "
+                f"or a progress_path, got {type(target).__name__}"
             )
         resolved = resolve_poll_target(client._base_url, where)
         if resolved.foreign_origin is not None:
             client._poll_url_warning(resolved.foreign_origin)
-        request = Request("GET", resolved.url, client._get_headers, None, "get")
+        request = Request("GET", resolved.url, client._get_headers, None, Tier.GET)
         return Poller(
             send=client._send_once,
             request=request,
-            operation_id=initial.id if initial else resolved.operation_id,
+            operation_id=operation_id or resolved.operation_id,
             initial=initial,
             timeout=timeout,
             policy=policy or client._poll_policy,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._handle import BulkOperationHandle
 from ._retry import Failure
 
 if TYPE_CHECKING:
@@ -147,6 +148,13 @@ class _PollError(KnockError):
         super().__init__(message)
         self.progress = progress
         self.operation_id = operation_id
+
+    @property
+    def handle(self) -> BulkOperationHandle:
+        """What ``bulk_operations.poll`` needs to resume following the operation."""
+        if self.progress is not None:
+            return self.progress.handle
+        return BulkOperationHandle(operation_id=self.operation_id)
 
 
 class BulkOperationFailedError(_PollError):

@@ -16,6 +16,8 @@ from typing import Any, Self, TypeVar
 
 import attrs
 
+from ._handle import BulkOperationHandle
+
 __all__ = [
     "ArchivedFilter",
     "BulkAction",
@@ -289,3 +291,8 @@ class BulkOperation:
     def is_terminal(self) -> bool:
         """``True`` once the operation is ``completed`` or ``failed``."""
         return self.status.is_terminal
+
+    @property
+    def handle(self) -> BulkOperationHandle:
+        """A small, secret-free, JSON-serialisable reference to follow this operation later."""
+        return BulkOperationHandle(operation_id=self.id, progress_path=self.progress_path)

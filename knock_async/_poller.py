@@ -18,6 +18,7 @@ from ._errors import (
     PollTimeoutError,
     RateLimitError,
 )
+from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 from ._polling import PollPolicy, has_changed, poll_delay
 from ._progress import Progress, observe
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Poller", "PollTargetLike"]
 
-PollTargetLike = BulkOperation | Progress | str
+PollTargetLike = BulkOperation | Progress | BulkOperationHandle | str
 
 
 class Poller:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 
 __all__ = ["Progress", "observe"]
@@ -41,6 +42,11 @@ class Progress:
     @property
     def is_terminal(self) -> bool:
         return self.operation.is_terminal
+
+    @property
+    def handle(self) -> BulkOperationHandle:
+        """What ``bulk_operations.poll`` needs to follow this operation, from anywhere."""
+        return self.operation.handle
 
 
 def _fraction(op: BulkOperation) -> float | None:

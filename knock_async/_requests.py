@@ -11,13 +11,14 @@ import ipaddress
 import json
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 from yarl import URL
 
 from ._convert import converter
 from ._models import BulkAction, BulkUpdateMessagesForChannelRequest, parse_action
+from ._ratelimit import Tier
 from ._version import __version__
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.knock.app"
 USER_AGENT = f"knock-async/{__version__}"
-
-Tier = Literal["post", "get"]
 
 
 @attrs.frozen
@@ -150,13 +149,13 @@ def bulk_update_request(
     )
     # Both segments are validated (a UUID, a known action), so no quoting is needed.
     url = URL(f"{base_url}/v1/channels/{channel}/messages/bulk/{act.value}", encoded=True)
-    return Request("POST", url, headers, encode_body(body), "post")
+    return Request("POST", url, headers, encode_body(body), Tier.POST)
 
 
 def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_id: str) -> Request:
     """``GET /v1/bulk_operations/{id}``."""
     url = base_url / "v1" / "bulk_operations" / parse_operation_id(operation_id)
-    return Request("GET", url, headers, None, "get")
+    return Request("GET", url, headers, None, Tier.GET)
 
 
 def resolve_poll_target(base_url: URL, target: str) -> PollTarget:

@@ -230,6 +230,7 @@ async def test_refused_connection_on_post_is_retried_then_raised(vtime: VirtualT
     async with ka.KnockClient(
         api_key=API_KEY,
         base_url=f"http://127.0.0.1:{closed_port()}",
+        clock=vtime.clock,
         sleep=vtime.sleep,
         rng=lambda: 0.5,
         retry=ka.RetryPolicy(attempts=3),
@@ -364,6 +365,12 @@ def test_insecure_http_refused_when_built() -> None:
     with pytest.raises(ValueError, match="plain http"):
         ka.KnockClient(api_key="sk_x", base_url="http://knock.example.com")
     ka.KnockClient(api_key="sk_x", base_url="http://knock.example.com", allow_insecure_http=True)
+
+
+def test_clock_and_sleep_go_together() -> None:
+    """Injecting a sleep without the clock it advances (or the reverse) is refused."""
+    with pytest.raises(ValueError, match="clock and sleep go together"):
+        ka.KnockClient(api_key="sk_x", sleep=VirtualTime().sleep)
 
 
 def test_key_never_in_repr() -> None:
