@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
+from cattrs.errors import ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.preconf.json import make_converter
 from cattrs.v import format_exception
@@ -72,11 +74,28 @@ def _trigger_data_to_wire(value: Mapping[str, Any] | None) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _trigger_data_from_wire(value: object, _: object) -> Any:
-    # The model's own converter parses and checks the JSON object.
-    if not isinstance(value, str):
-        raise TypeError(f"expected a JSON object encoded as a string, got {type(value).__name__}")
-    return value
+_REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(BulkUpdateMessagesForChannelRequest))
+_WIRE_STRINGS = frozenset({"newer_than", "older_than", "trigger_data"})
+
+
+def _request_from_wire(data: object, _: object) -> BulkUpdateMessagesForChannelRequest:
+    """A request body from JSON, as strictly as the spec reads.
+
+    The model's own converters check every value (they are stricter than cattrs' generic
+    hooks, which would turn ``"abc"`` into ``("a", "b", "c")``); this adds what only holds on
+    the wire: no unknown keys, no nulls, date-times and ``trigger_data`` as strings.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    extra = set(data) - _REQUEST_FIELDS
+    if extra:
+        raise ForbiddenExtraKeysError(None, BulkUpdateMessagesForChannelRequest, extra)
+    for name, value in data.items():
+        if value is None:
+            raise ValueError(f"{name} must not be null (leave it out instead)")
+        if name in _WIRE_STRINGS and not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+    return BulkUpdateMessagesForChannelRequest(**data)
 
 
 def _build() -> cattrs.Converter:
@@ -113,15 +132,7 @@ def _build() -> cattrs.Converter:
     conv.register_unstructure_hook(
         ErrorItem, make_dict_unstructure_fn(ErrorItem, conv, _cattrs_omit_if_default=False)
     )
-    conv.register_structure_hook(
-        BulkUpdateMessagesForChannelRequest,
-        make_dict_structure_fn(
-            BulkUpdateMessagesForChannelRequest,
-            conv,
-            _cattrs_forbid_extra_keys=True,
-            trigger_data=override(struct_hook=_trigger_data_from_wire),
-        ),
-    )
+    conv.register_structure_hook(BulkUpdateMessagesForChannelRequest, _request_from_wire)
     conv.register_unstructure_hook(
         BulkUpdateMessagesForChannelRequest,
         make_dict_unstructure_fn(

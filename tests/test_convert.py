@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import knock_async as ka
-from knock_async._convert import converter, format_datetime, loads_operation
+from knock_async._convert import converter, format_datetime, loads_operation, validation_messages
 from knock_async._requests import encode_body
 from tests._support import sample
 
@@ -225,3 +225,23 @@ def test_datetimes_always_carry_an_offset(value: datetime) -> None:
     text = format_datetime(value)
     assert text.endswith("Z") or text[-6] in "+-"
     assert datetime.fromisoformat(text) == value
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"recipient_ids": "abc"}, "recipient_ids must be a list of strings"),
+        ({"archived": None}, "archived must not be null"),
+        ({"older_than": "2024-01-01"}, "older_than must be timezone-aware"),
+        ({"older_than": 1704067200}, "older_than must be a string"),
+        ({"trigger_data": {"a": 1}}, "trigger_data must be a string"),
+        ({"has_tenant": "true"}, "has_tenant must be a bool"),
+        ({"bogus": 1}, "extra fields found (bogus)"),
+        ([], "expected a JSON object"),
+    ],
+)
+def test_request_bodies_from_the_wire_are_read_strictly(body: object, message: str) -> None:
+    """A request body from JSON is checked as the spec reads: no nulls, no coercion."""
+    with pytest.raises(Exception) as info:  # noqa: PT011 - cattrs wraps the model's errors
+        converter.structure(body, ka.BulkUpdateMessagesForChannelRequest)
+    assert any(message in line for line in validation_messages(info.value)), info.value

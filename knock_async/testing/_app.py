@@ -1,0 +1,234 @@
+"""The aiohttp layer: routes, Knock's error bodies, faults, the request log. Thin by design:
+every decision is made by the pure modules; this one reads requests and writes responses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from .._convert import converter
+from ._auth import authenticate
+from ._clock import Clock
+from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
+from ._log import EmulatorStats, RecordedRequest, redacted_headers
+from ._operations import OperationEngine
+from ._ratelimit import RateLimiter, Tier
+from ._store import MessageStore
+from ._validation import parse_action_param, parse_bulk_body, parse_channel_id
+from ._wire import (
+    NOT_FOUND_BODY,
+    KnockHTTPError,
+    error_body,
+    not_found,
+    payload_too_large,
+    rate_limited,
+)
+
+__all__ = ["MAX_BODY_BYTES", "AppState", "create_app"]
+
+logger = logging.getLogger("knock_async.testing")
+
+MAX_BODY_BYTES = 1024 * 1024
+INVALID_JSON_BODY = b'{"__typename": "BulkOperation", "id": "'
+# Dot segments, encoded slashes or backslashes: never routed, whatever the router would do.
+_SUSPICIOUS_PATH = re.compile(r"(^|/)\.{1,2}(/|$)|%2[fF]|%5[cC]|\\|%2[eE]")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@attrs.define(kw_only=True)
+class AppState:
+    """Everything the HTTP layer needs; owned by ``KnockEmulator``."""
+
+    store: MessageStore
+    engine: OperationEngine
+    faults: Faults
+    clock: Clock
+    limiter: RateLimiter | None
+    api_keys: Collection[str] | None
+    max_list_items: int
+    progress_origin: str | None
+    stats: EmulatorStats
+    log: deque[RecordedRequest]
+
+
+STATE = web.AppKey("knock_emulator_state", AppState)
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.json_response(body, status=status, dumps=json.dumps)
+
+
+def _error(exc: KnockHTTPError) -> web.Response:
+    return _json(exc.status, exc.body)
+
+
+def _check_rate(state: AppState, key: str, tier: Tier) -> None:
+    if state.limiter is not None and not state.limiter.allow(key, tier, state.clock.monotonic()):
+        state.stats.rate_limited += 1
+        raise rate_limited()
+
+
+async def bulk_update(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}``."""
+    state = request.app[STATE]
+    key = authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
+    _check_rate(state, key, Tier.BULK_UPDATE)
+    channel_id = parse_channel_id(request.match_info["channel_id"])
+    action = parse_action_param(request.match_info["action"])
+    filters = parse_bulk_body(await request.read(), max_list_items=state.max_list_items)
+    if not state.store.has_channel(channel_id):
+        raise not_found(f"No channel found with id {channel_id}.")
+    origin = state.progress_origin
+    operation = state.engine.submit(
+        channel_id,
+        action,
+        filters,
+        progress_base=str(request.url.origin()) if origin is None else origin,
+        plan=state.faults.take_plan(channel_id),
+    )
+    return _json(200, converter.unstructure(operation))
+
+
+async def get_operation(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/bulk_operations/{id}``."""
+    state = request.app[STATE]
+    key = authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
+    _check_rate(state, key, Tier.GET_OPERATION)
+    operation_id = request.match_info["id"]
+    operation = state.engine.get(operation_id.lower())
+    if operation is None:
+        raise not_found(f"No bulk operation found with id {operation_id[:80]}.")
+    return _json(200, converter.unstructure(operation))
+
+
+def _fault_response(fault: Fault) -> web.Response:
+    if fault.invalid_json:
+        return web.Response(status=200, body=INVALID_JSON_BODY, content_type="application/json")
+    assert fault.status is not None
+    body = fault.body if fault.body is not None else json.dumps(error_body(fault.status)).encode()
+    response = web.Response(status=fault.status, body=body, content_type="application/json")
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = fault.retry_after
+    response.headers.update(fault.headers)
+    return response
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except KnockHTTPError as exc:
+        return _error(exc)
+
+
+class _DroppedError(Exception):
+    """A scripted fault closed the connection: there is no response."""
+
+
+async def _dispatch(
+    request: web.Request, handler: Handler, fault: Fault | None
+) -> web.StreamResponse:
+    if fault is None:
+        return await _handle(request, handler)
+    if fault.delay:
+        await asyncio.sleep(fault.delay)
+    if not fault.replaces_response:
+        return await _handle(request, handler)
+    if fault.after_handling:
+        await _handle(request, handler)
+    if fault.drop:
+        raise _DroppedError
+    return _fault_response(fault)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise payload_too_large(MAX_BODY_BYTES)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise payload_too_large(MAX_BODY_BYTES) from None
+
+
+def _route_of(request: web.Request) -> str | None:
+    if _SUSPICIOUS_PATH.search(request.raw_path.partition("?")[0]):
+        return None
+    match_info = request.match_info
+    if match_info.http_exception is not None:  # unrouted, or a method the path does not take
+        return None
+    resource = match_info.route.resource
+    return None if resource is None else resource.canonical
+
+
+def _middleware(state: AppState) -> Any:
+    @web.middleware
+    async def knock(request: web.Request, handler: Handler) -> web.StreamResponse:
+        state.stats.requests += 1
+        request_id = secrets.token_urlsafe(15)
+        received_at = state.clock.now()
+        route = _route_of(request)
+        body = b""
+        fault: Fault | None = None
+        response: web.StreamResponse | None = None
+        try:
+            body = await _read_body(request)
+            if route is None:
+                response = _json(404, NOT_FOUND_BODY)
+            else:
+                fault = state.faults.take(request.method, route, request.path)
+                if fault is not None:
+                    state.stats.faults += 1
+                response = await _dispatch(request, handler, fault)
+        except KnockHTTPError as exc:
+            response = _error(exc)
+        except _DroppedError:
+            state.stats.dropped += 1
+            if request.transport is not None:
+                request.transport.close()
+            response = None
+        except Exception:  # never a traceback on the wire
+            logger.exception("knock emulator: unhandled error in %s %s", request.method, route)
+            response = _json(500, error_body(500, "internal_server_error", "Internal error."))
+        finally:
+            state.log.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=request.raw_path.partition("?")[0],
+                    query=request.query_string,
+                    headers=redacted_headers(request.headers),
+                    body=body,
+                    route=route,
+                    status=None if response is None else response.status,
+                    request_id=None if response is None else request_id,
+                    received_at=received_at,
+                    fault=fault is not None,
+                )
+            )
+        if response is None:
+            # The transport is closed; aiohttp discards whatever is returned.
+            return web.Response(status=499)
+        response.headers["x-request-id"] = request_id
+        state.stats.responses[response.status] += 1
+        return response
+
+    return knock
+
+
+def create_app(state: AppState) -> web.Application:
+    """An ``aiohttp`` application serving the emulated endpoints from ``state``."""
+    # One byte over the limit: aiohttp refuses bodies *larger* than client_max_size, and we
+    # answer the 413 ourselves with Knock's body before aiohttp gets to.
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[_middleware(state)])
+    app[STATE] = state
+    app.router.add_post(BULK_UPDATE_ROUTE, bulk_update)
+    app.router.add_get(BULK_OPERATION_ROUTE, get_operation, allow_head=False)
+    return app

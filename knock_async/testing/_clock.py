@@ -1,0 +1,93 @@
+"""Clocks: the emulator reads time only through one of these, so tests can control it.
+
+A clock gives two things: a monotonic reading in seconds (durations: processing speed, rate
+limits, queue delays) and the wall-clock ``datetime`` that a monotonic reading corresponds to
+(timestamps: ``started_at``, ``read_at``, ...). Deriving the second from the first keeps the two
+consistent: an event scheduled at monotonic time ``t`` is stamped ``to_datetime(t)`` whenever
+it is actually applied.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Clock", "ManualClock", "SystemClock"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What the emulator needs from a clock."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
+        ...
+
+    def to_datetime(self, monotonic: float) -> datetime:
+        """The timezone-aware UTC wall-clock time of a monotonic reading."""
+        ...
+
+    def now(self) -> datetime:
+        """``to_datetime(monotonic())``."""
+        ...
+
+
+class SystemClock:
+    """Real time: ``time.monotonic`` for durations, anchored to the wall clock once at creation."""
+
+    def __init__(self) -> None:
+        self._origin = time.monotonic()
+        self._wall_origin = datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def to_datetime(self, monotonic: float) -> datetime:
+        return self._wall_origin + timedelta(seconds=monotonic - self._origin)
+
+    def now(self) -> datetime:
+        return self.to_datetime(self.monotonic())
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+class ManualClock:
+    """Time that moves only when a test says so: ``advance(seconds)`` or ``set(datetime)``.
+
+    ``monotonic()`` starts at 0.0; ``now()`` starts at ``start`` (default 2025-01-01T00:00:00Z).
+    """
+
+    DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def __init__(self, start: datetime | None = None) -> None:
+        start = self.DEFAULT_START if start is None else start
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError("start must be a timezone-aware datetime")
+        self._start = start.astimezone(UTC)
+        self._elapsed = 0.0
+
+    def monotonic(self) -> float:
+        return self._elapsed
+
+    def to_datetime(self, monotonic: float) -> datetime:
+        return self._start + timedelta(seconds=monotonic)
+
+    def now(self) -> datetime:
+        return self.to_datetime(self._elapsed)
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (>= 0)."""
+        if not seconds >= 0:  # also refuses NaN
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        self._elapsed += seconds
+
+    def set(self, when: datetime) -> None:
+        """Move time forward to the wall-clock time ``when`` (never backwards)."""
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError("when must be a timezone-aware datetime")
+        self.advance((when - self.now()).total_seconds())
+
+    def __repr__(self) -> str:
+        return f"ManualClock(now={self.now().isoformat()})"

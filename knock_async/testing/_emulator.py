@@ -1,0 +1,345 @@
+"""``KnockEmulator``: the front door. Owns the state, serves it over aiohttp on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+from yarl import URL
+
+from .._models import ArchivedFilter, BulkOperation, DeliveryStatus
+from ._app import AppState, create_app
+from ._clock import Clock, ManualClock, SystemClock
+from ._faults import Faults
+from ._log import EmulatorStats, RecordedRequest
+from ._operations import OperationEngine, ProcessingSettings
+from ._ratelimit import EmulatorRateLimits, RateLimiter
+from ._seed import generate_messages
+from ._store import Channel, ChannelType, Message, MessageStore
+from ._validation import parse_channel_id
+from ._wire import KnockHTTPError
+
+__all__ = ["KnockEmulator"]
+
+
+def _known(enum_type: type[DeliveryStatus], name: str, value: object) -> DeliveryStatus:
+    member = enum_type(value) if isinstance(value, str) else None
+    if member is None or not member.is_known:
+        allowed = ", ".join(m.value for m in enum_type)
+        raise ValueError(f"{name} must be one of {allowed}; got {value!r}")
+    return member
+
+
+def _channel_type(value: ChannelType | str) -> ChannelType:
+    try:
+        return ChannelType(value)
+    except ValueError:
+        allowed = ", ".join(t.value for t in ChannelType)
+        raise ValueError(f"type must be one of {allowed}; got {value!r}") from None
+
+
+def _check_origin(origin: str | None) -> str | None:
+    if origin is None or origin == "":
+        return origin
+    url = URL(origin)
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+        raise ValueError(f"progress_origin must be None, '' or an http(s) origin, got {origin!r}")
+    return str(url.origin())
+
+
+class KnockEmulator:
+    """An emulated Knock API (channel bulk updates and bulk operations) on loopback.
+
+    ``async with KnockEmulator() as emu:`` serves on an ephemeral port at ``emu.base_url``;
+    ``emu.make_app()`` gives an ``aiohttp`` application for ``aiohttp_server`` instead.
+
+    Settings (all keyword-only):
+
+    - ``api_keys``: the accepted keys; ``None`` (default) accepts any ``sk_...`` key. Public
+      ``pk_...`` keys are refused with 403 either way.
+    - ``clock``: a ``SystemClock`` (default) or a ``ManualClock`` the test moves.
+    - ``rows_per_second``, ``batch_size``, ``queue_delay``: processing speed (an operation is
+      ``queued`` for ``queue_delay`` seconds, then processed batch by batch).
+    - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s per key), ``False`` (off)
+      or a ``EmulatorRateLimits``.
+    - ``retention``: the retention window for non-in-app channels (``None``: unlimited).
+    - ``estimate_jitter``: perturb ``estimated_total_rows`` by up to this fraction.
+    - ``default_archived``: the ``archived`` filter applied when a body leaves it out.
+    - ``max_list_items``: the longest ``recipient_ids``/``tenants``/``workflows`` list accepted.
+    - ``progress_origin``: ``None`` (default) makes ``progress_path`` absolute on the origin the
+      request came to; ``""`` makes it relative; an origin such as ``"https://api.example.com"``
+      puts it on another host, as in the spec's example.
+    - ``host``, ``port``: where to listen (default: ``127.0.0.1``, an ephemeral port).
+    - ``seed``: seeds the estimate jitter.
+    - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: all).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str] | None = None,
+        clock: Clock | None = None,
+        rows_per_second: float = 10_000.0,
+        batch_size: int = 500,
+        queue_delay: float = 0.05,
+        rate_limits: bool | EmulatorRateLimits = True,
+        retention: timedelta | None = timedelta(days=30),
+        estimate_jitter: float = 0.0,
+        default_archived: ArchivedFilter | str = ArchivedFilter.INCLUDE,
+        max_list_items: int = 1000,
+        progress_origin: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        request_log_size: int | None = 10_000,
+    ) -> None:
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys must be a list of keys, not a str")
+        if isinstance(max_list_items, bool) or not isinstance(max_list_items, int):
+            raise TypeError("max_list_items must be an int")
+        if max_list_items < 1:
+            raise ValueError(f"max_list_items must be >= 1, got {max_list_items}")
+        archived = ArchivedFilter(default_archived)
+        if not archived.is_known:
+            raise ValueError(f"default_archived must be include, exclude or only; got {archived!r}")
+        self.clock: Clock = SystemClock() if clock is None else clock
+        self.settings = ProcessingSettings(
+            rows_per_second=rows_per_second,
+            batch_size=batch_size,
+            queue_delay=queue_delay,
+            retention=retention,
+            estimate_jitter=estimate_jitter,
+            default_archived=archived,
+        )
+        if rate_limits is True:
+            limits: EmulatorRateLimits | None = EmulatorRateLimits()
+        elif rate_limits is False:
+            limits = None
+        else:
+            limits = rate_limits
+        self.faults = Faults()
+        self.stats = EmulatorStats()
+        self._store = MessageStore()
+        self._engine = OperationEngine(
+            self._store,
+            self.clock,
+            self.settings,
+            message_fails=self.faults.message_fails,
+            seed=seed,
+        )
+        if request_log_size is not None and request_log_size < 0:
+            raise ValueError(f"request_log_size must be >= 0 or None, got {request_log_size}")
+        self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
+        self._state = AppState(
+            store=self._store,
+            engine=self._engine,
+            faults=self.faults,
+            clock=self.clock,
+            limiter=None if limits is None else RateLimiter(limits),
+            api_keys=None if api_keys is None else frozenset(api_keys),
+            max_list_items=max_list_items,
+            progress_origin=_check_origin(progress_origin),
+            stats=self.stats,
+            log=self._log,
+        )
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # Serving -------------------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        """A new ``aiohttp`` application over this emulator's state, e.g. for
+        ``aiohttp_server``; it shares the store, faults and log with the emulator."""
+        return create_app(self._state)
+
+    async def start(self) -> None:
+        """Listen on ``host``:``port``; ``base_url`` is set once this returns."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        runner = web.AppRunner(
+            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._base_url = str(URL.build(scheme="http", host=host, port=port))
+
+    async def close(self) -> None:
+        """Stop listening and close open connections. The state stays readable."""
+        runner, self._runner = self._runner, None
+        self._base_url = None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: what to give a client as its base URL."""
+        if self._base_url is None:
+            raise RuntimeError("the emulator is not running: use `async with KnockEmulator()`")
+        return self._base_url
+
+    # Seeding and reading the store ---------------------------------------------------------
+
+    def add_channel(
+        self, type: ChannelType | str = ChannelType.IN_APP_FEED, *, channel_id: str | None = None
+    ) -> str:
+        """Add a channel (``in_app_feed``, ``email``, ``sms``, ``push`` or ``chat``); its id."""
+        kind = _channel_type(type)
+        if channel_id is None:
+            channel_id = str(uuid.uuid4())
+        else:
+            try:
+                channel_id = parse_channel_id(channel_id)
+            except KnockHTTPError:
+                raise ValueError(f"channel_id must be a UUID, got {channel_id!r}") from None
+        self._store.add_channel(channel_id, kind)
+        return channel_id
+
+    def channels(self) -> list[Channel]:
+        """Every channel, in the order they were added."""
+        return self._store.channels
+
+    def add_messages(self, channel_id: str, count: int, *, seed: int = 0) -> list[Message]:
+        """Add ``count`` realistic random messages, inserted over the last 60 days.
+
+        The same ``seed`` and clock time give the same messages (ids aside, which are unique).
+        """
+        self._engine.advance()
+        channel = self._store.channel(channel_id)
+        messages = generate_messages(
+            channel,
+            count,
+            seed=seed,
+            now=self.clock.now(),
+            new_id=lambda: self._store.next_message_id(channel.id),
+        )
+        for message in messages:
+            self._store.add(message)
+        return messages
+
+    def add_message(
+        self,
+        channel_id: str,
+        *,
+        recipient_id: str = "user_1",
+        workflow: str = "new-comment",
+        tenant: str | None = None,
+        delivery_status: DeliveryStatus | str = DeliveryStatus.DELIVERED,
+        inserted_at: datetime | None = None,
+        data: Mapping[str, Any] | None = None,
+        seen_at: datetime | None = None,
+        read_at: datetime | None = None,
+        archived_at: datetime | None = None,
+        interacted_at: datetime | None = None,
+        link_clicked_at: datetime | None = None,
+        message_id: str | None = None,
+    ) -> Message:
+        """Add one message exactly as described (``inserted_at`` defaults to now)."""
+        self._engine.advance()
+        channel = self._store.channel(channel_id)
+        message = Message(
+            id=self._store.next_message_id(channel.id) if message_id is None else message_id,
+            channel_id=channel.id,
+            channel_type=channel.type,
+            recipient_id=recipient_id,
+            workflow=workflow,
+            tenant=tenant,
+            delivery_status=_known(DeliveryStatus, "delivery_status", delivery_status),
+            inserted_at=self.clock.now() if inserted_at is None else inserted_at,
+            data=data,
+            seen_at=seen_at,
+            read_at=read_at,
+            archived_at=archived_at,
+            interacted_at=interacted_at,
+            link_clicked_at=link_clicked_at,
+        )
+        return self._store.add(message)
+
+    def messages(self, channel_id: str) -> list[Message]:
+        """The channel's messages now (operations brought up to date first)."""
+        self._engine.advance()
+        return self._store.messages(channel_id)
+
+    def message(self, message_id: str) -> Message | None:
+        """One message now, or ``None`` if there is none with this id (or it was deleted)."""
+        self._engine.advance()
+        return self._store.get(message_id)
+
+    # Operations ----------------------------------------------------------------------------
+
+    def operation(self, operation_id: str) -> BulkOperation:
+        """A bulk operation as it stands now; ``KeyError`` for an unknown id."""
+        operation = self._engine.get(operation_id)
+        if operation is None:
+            raise KeyError(operation_id)
+        return operation
+
+    def operations(self) -> list[BulkOperation]:
+        """Every bulk operation, oldest first, as it stands now."""
+        return self._engine.operations()
+
+    # Time ----------------------------------------------------------------------------------
+
+    def _manual_clock(self) -> ManualClock:
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("this needs KnockEmulator(clock=ManualClock())")
+        return self.clock
+
+    def advance(self, seconds: float) -> None:
+        """Move the ``ManualClock`` forward and bring every operation up to date."""
+        self._manual_clock().advance(seconds)
+        self._engine.advance()
+
+    def settle(self, *, max_seconds: float = 86_400.0) -> float:
+        """Move the ``ManualClock`` forward until no operation can progress any more (stuck
+        ones aside); returns the seconds it moved. ``RuntimeError`` past ``max_seconds``."""
+        clock = self._manual_clock()
+        moved = 0.0
+        while (due := self._engine.next_event_time()) is not None:
+            step = max(0.0, due - clock.monotonic())
+            if moved + step > max_seconds:
+                raise RuntimeError(f"operations still running after {max_seconds} s")
+            clock.advance(step)
+            moved += step
+            self._engine.advance(max(due, clock.monotonic()))
+        return moved
+
+    # What happened -------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The requests received so far (the latest ``request_log_size``), oldest first."""
+        return list(self._log)
+
+    def clear_requests(self) -> None:
+        """Forget the request log (counters in ``stats`` are kept)."""
+        self._log.clear()
+
+    def __repr__(self) -> str:
+        where = self._base_url if self._runner is not None else "not running"
+        return f"<KnockEmulator {where}>"

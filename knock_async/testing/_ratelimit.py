@@ -1,0 +1,70 @@
+"""Knock's rate limits, per API key: token buckets on the emulator's clock. Pure."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = ["RateLimiter", "EmulatorRateLimits", "Tier", "TokenBucket"]
+
+
+class Tier(enum.Enum):
+    """The two rate-limit tiers the emulated endpoints belong to."""
+
+    BULK_UPDATE = "bulk_update"  # Knock's tier 2
+    GET_OPERATION = "get_operation"  # Knock's tier 4
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class EmulatorRateLimits:
+    """Requests per second allowed per API key; bursts up to one second's worth.
+
+    The defaults are Knock's: the bulk update POST is tier 2 (5/s), the bulk operation GET is
+    tier 4 (200/s).
+    """
+
+    post_per_second: float = attrs.field(default=5.0, validator=_positive)
+    get_per_second: float = attrs.field(default=200.0, validator=_positive)
+
+    def rate(self, tier: Tier) -> float:
+        return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``capacity`` (default: ``rate``); full at first."""
+
+    def __init__(self, rate: float, now: float, capacity: float | None = None) -> None:
+        self.rate = rate
+        self.capacity = rate if capacity is None else capacity
+        self._tokens = self.capacity
+        self._updated = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token at monotonic time ``now``; ``False`` (and nothing spent) if empty."""
+        if now > self._updated:
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class RateLimiter:
+    """One bucket per (API key, tier)."""
+
+    def __init__(self, limits: EmulatorRateLimits) -> None:
+        self.limits = limits
+        self._buckets: dict[tuple[str, Tier], TokenBucket] = {}
+
+    def allow(self, key: str, tier: Tier, now: float) -> bool:
+        bucket = self._buckets.get((key, tier))
+        if bucket is None:
+            bucket = self._buckets[key, tier] = TokenBucket(self.limits.rate(tier), now)
+        return bucket.take(now)

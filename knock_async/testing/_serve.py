@@ -1,0 +1,71 @@
+"""Serving the emulator standalone: ``serve()`` until cancelled, ``run()`` until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from ._emulator import KnockEmulator
+from ._store import ChannelType
+
+__all__ = ["describe", "run", "seeded_channel_id", "serve"]
+
+
+def seeded_channel_id(seed: int, index: int) -> str:
+    """The id ``serve`` gives its ``index``-th channel: the same for the same ``seed``."""
+    return str(uuid.UUID(int=random.Random(f"channel:{seed}:{index}").getrandbits(128), version=4))
+
+
+def describe(emulator: KnockEmulator, out: TextIO | None = None) -> None:
+    """Print where the emulator listens and what it holds."""
+    out = sys.stdout if out is None else out
+    print(f"Knock emulator listening on {emulator.base_url}", file=out)
+    for channel in emulator.channels():
+        count = len(emulator.messages(channel.id))
+        print(f"  channel {channel.id} ({channel.type}, {count} messages)", file=out)
+    print("  API key: any sk_... key (e.g. sk_test_emulator); Ctrl-C to stop", file=out, flush=True)
+
+
+async def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed_messages: int = 0,
+    channels: int = 1,
+    channel_type: ChannelType | str = ChannelType.IN_APP_FEED,
+    seed: int = 0,
+    on_ready: Callable[[KnockEmulator], object] | None = None,
+    **settings: Any,
+) -> None:
+    """Serve an emulator until cancelled.
+
+    Adds ``channels`` channels (ids from ``seeded_channel_id(seed, i)``) of ``channel_type``,
+    each with ``seed_messages`` random messages, then calls ``on_ready(emulator)`` (e.g. to
+    print ``emulator.base_url``). ``settings`` are further ``KnockEmulator`` keyword arguments.
+    """
+    if channels < 0 or seed_messages < 0:
+        raise ValueError("channels and seed_messages must be >= 0")
+    async with KnockEmulator(host=host, port=port, seed=seed, **settings) as emulator:
+        for index in range(channels):
+            channel_id = emulator.add_channel(
+                channel_type, channel_id=seeded_channel_id(seed, index)
+            )
+            emulator.add_messages(channel_id, seed_messages, seed=seed + index)
+        if on_ready is not None:
+            on_ready(emulator)
+        await asyncio.Event().wait()
+
+
+def run(**kwargs: Any) -> None:
+    """Block in ``serve(**kwargs)`` until Ctrl-C, then shut down cleanly.
+
+    Prints where it listens (``describe``) unless ``on_ready`` is given.
+    """
+    kwargs.setdefault("on_ready", describe)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(**kwargs))
