@@ -21,6 +21,14 @@ from ._errors import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
+from ._fanout import (
+    ChannelResult,
+    FanOut,
+    FanOutEvent,
+    FanOutEventKind,
+    FanOutSummary,
+    FanOutTotals,
+)
 from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
@@ -48,6 +56,13 @@ __all__ = [
     "RetryPolicy",
     "Progress",
     "BulkOperationHandle",
+    # fan-out over many channels
+    "FanOut",
+    "FanOutEvent",
+    "FanOutEventKind",
+    "FanOutTotals",
+    "FanOutSummary",
+    "ChannelResult",
     # pacing
     "RateLimits",
     "RateLimiter",

@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from ._errors import APIConnectionError, APITimeoutError, KnockError
+from ._fanout import FanOut, unique_channels
 from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
@@ -28,6 +29,7 @@ from ._models import (
     BulkUpdateMessagesForChannelRequest,
     DeliveryStatus,
     EngagementStatus,
+    parse_action,
 )
 from ._poller import Poller, PollTargetLike
 from ._polling import PollPolicy
@@ -37,9 +39,11 @@ from ._requests import (
     DEFAULT_BASE_URL,
     Request,
     bulk_update_request,
+    encode_body,
     get_operation_request,
     make_headers,
     parse_base_url,
+    parse_channel_id,
     resolve_poll_target,
 )
 from ._responses import error_from_response, operation_from_response
@@ -327,6 +331,72 @@ class _Bulk:
             client._base_url, client._json_headers, channel_id, action, body
         )
         return await client._send(request, retry=retry, timeout=_per_call(client, timeout))
+
+    def update_many(
+        self,
+        channel_ids: Iterable[str],
+        action: BulkAction | str,
+        *,
+        concurrency: int = 10,
+        timeout: float | None = 3600.0,
+        policy: PollPolicy | None = None,
+        archived: ArchivedFilter | str | None = None,
+        delivery_status: DeliveryStatus | str | None = None,
+        engagement_status: EngagementStatus | str | None = None,
+        has_tenant: bool | None = None,
+        newer_than: datetime | str | None = None,
+        older_than: datetime | str | None = None,
+        recipient_ids: Iterable[str] | None = None,
+        tenants: Iterable[str] | None = None,
+        trigger_data: Mapping[str, Any] | str | None = None,
+        workflows: Iterable[str] | None = None,
+    ) -> FanOut:
+        """The same bulk update on many channels, followed to the end on one shared budget.
+
+        Submits the updates paced by the client's rate limiter, polls every operation with
+        at most ``concurrency`` requests in flight, and returns a ``FanOut``: iterate it for
+        ``FanOutEvent`` (submitted, progress, completed, failed, error; each with the
+        fan-out's totals), await it for the ``FanOutSummary``. ``timeout`` is each
+        operation's deadline from its submission. All arguments are checked before any
+        request is sent; a channel listed twice is an error.
+        """
+        client = self._client
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+        body = BulkUpdateMessagesForChannelRequest(
+            archived=archived,
+            delivery_status=delivery_status,
+            engagement_status=engagement_status,
+            has_tenant=has_tenant,
+            newer_than=newer_than,
+            older_than=older_than,
+            recipient_ids=recipient_ids,
+            tenants=tenants,
+            trigger_data=trigger_data,
+            workflows=workflows,
+        )
+        act = parse_action(action)
+        channels = unique_channels(channel_ids, parse_channel_id)
+        encoded = encode_body(body)
+
+        def make_request(channel_id: str) -> Request:
+            url = URL(
+                f"{client._base_url}/v1/channels/{channel_id}/messages/bulk/{act}", encoded=True
+            )
+            return Request("POST", url, client._json_headers, encoded, Tier.POST)
+
+        return FanOut(
+            client=client,
+            channel_ids=channels,
+            make_request=make_request,
+            concurrency=concurrency,
+            timeout=timeout,
+            policy=policy or client._poll_policy,
+        )
 
 
 class _Channels:

@@ -11,7 +11,7 @@ test may control (``ManualClock``).
 With pytest, the ``knock_emulator`` fixture gives a running emulator per test.
 """
 
-from ._clock import Clock, ManualClock, SystemClock
+from ._clock import Clock, FastClock, ManualClock, SystemClock
 from ._emulator import KnockEmulator
 from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
 from ._log import EmulatorStats, RecordedRequest
@@ -29,6 +29,7 @@ __all__ = [
     # time
     "Clock",
     "ManualClock",
+    "FastClock",
     "SystemClock",
     # settings
     "ProcessingSettings",

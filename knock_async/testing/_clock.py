@@ -9,6 +9,8 @@ it is actually applied.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -91,3 +93,36 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self.now().isoformat()})"
+
+
+class FastClock:
+    """Real time sped up ``speed`` times, to share between an emulator and a client.
+
+    ``KnockEmulator(clock=fast)`` processes operations and enforces rate limits in this time,
+    and ``KnockClient(clock=fast.monotonic, sleep=fast.sleep)`` paces and polls in it, so a
+    minute of Knock (a 200-channel fan-out at 5 POST/s, a poll backing off to 30 s) passes in
+    a few real seconds while every request still crosses a real socket.
+    """
+
+    def __init__(self, speed: float = 10.0) -> None:
+        if not (isinstance(speed, int | float) and math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be a finite number > 0, got {speed!r}")
+        self.speed = float(speed)
+        self._origin = time.monotonic()
+        self._wall_origin = datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._origin) * self.speed
+
+    def to_datetime(self, monotonic: float) -> datetime:
+        return self._wall_origin + timedelta(seconds=monotonic)
+
+    def now(self) -> datetime:
+        return self.to_datetime(self.monotonic())
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of this clock's time (``seconds / speed`` real seconds)."""
+        await asyncio.sleep(seconds / self.speed)
+
+    def __repr__(self) -> str:
+        return f"FastClock(speed={self.speed:g})"

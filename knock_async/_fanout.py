@@ -1,0 +1,459 @@
+"""``FanOut``: one bulk update over many channels, paced, polled on one shared budget.
+
+A single scheduler (the async iterator itself) keeps every operation it follows in a heap
+ordered by when it is next due; at most ``concurrency`` requests are in flight at any time and
+nothing else runs, so following 10,000 operations costs 10,000 small records, not 10,000
+sleeping coroutines. The client's rate limiter paces the POSTs and GETs underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    BulkOperationFailedError,
+    KnockError,
+    PollTimeoutError,
+    RateLimitError,
+)
+from ._handle import BulkOperationHandle
+from ._models import BulkOperation, BulkOperationStatus
+from ._polling import PollPolicy, has_changed, poll_delay
+from ._progress import Progress, observe
+from ._ratelimit import Tier
+from ._requests import Request, resolve_poll_target
+from ._responses import operation_from_response
+from ._retry import is_transient, parse_retry_after
+
+if TYPE_CHECKING:
+    from ._client import KnockClient
+
+__all__ = [
+    "ChannelResult",
+    "FanOut",
+    "FanOutEvent",
+    "FanOutEventKind",
+    "FanOutSummary",
+    "FanOutTotals",
+]
+
+
+class FanOutEventKind(enum.StrEnum):
+    SUBMITTED = "submitted"  # the POST was accepted: an operation exists
+    PROGRESS = "progress"  # the operation changed
+    COMPLETED = "completed"  # the operation completed (error_count may be > 0: data)
+    FAILED = "failed"  # the operation ended failed
+    ERROR = "error"  # the channel could not be updated or followed (404, 401, deadline, ...)
+
+
+@attrs.frozen(kw_only=True)
+class FanOutTotals:
+    """The whole fan-out at a glance, for one progress bar.
+
+    Row counts add up the operations seen so far (channels not yet submitted have no estimate
+    yet); ``rows_per_second`` is rows processed since the fan-out started over the time taken.
+    """
+
+    channels: int
+    submitted: int
+    completed: int
+    failed: int
+    errored: int
+    processed_rows: int
+    estimated_total_rows: int
+    rows_per_second: float | None
+    eta: timedelta | None
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.errored
+
+    @property
+    def fraction(self) -> float | None:
+        """Rows done over rows estimated, in ``[0, 1]``; ``None`` while nothing is estimated."""
+        if self.estimated_total_rows <= 0:
+            return 1.0 if self.finished == self.channels else None
+        return min(1.0, self.processed_rows / self.estimated_total_rows)
+
+
+@attrs.frozen(kw_only=True)
+class FanOutEvent:
+    """Something happened to one channel. ``totals`` is the whole fan-out just after it."""
+
+    kind: FanOutEventKind
+    channel_id: str
+    progress: Progress | None
+    error: KnockError | None
+    totals: FanOutTotals
+
+    @property
+    def handle(self) -> BulkOperationHandle | None:
+        if self.progress is None:
+            return None
+        return attrs.evolve(self.progress.handle, channel_id=self.channel_id)
+
+
+@attrs.frozen(kw_only=True)
+class ChannelResult:
+    """How one channel ended: its final operation, or the error that stopped it."""
+
+    channel_id: str
+    operation: BulkOperation | None
+    error: KnockError | None
+
+    @property
+    def status(self) -> str:
+        """``completed``, ``failed`` or ``error``."""
+        if self.error is not None and not isinstance(self.error, BulkOperationFailedError):
+            return "error"
+        assert self.operation is not None
+        return self.operation.status.value
+
+
+@attrs.frozen(kw_only=True)
+class FanOutSummary:
+    """Per channel, in the order given: final operation, status, counts or error."""
+
+    results: tuple[ChannelResult, ...]
+    totals: FanOutTotals
+
+    @property
+    def ok(self) -> bool:
+        """Every channel's operation completed."""
+        return all(r.status == "completed" for r in self.results)
+
+    def by_status(self, status: str) -> tuple[ChannelResult, ...]:
+        return tuple(r for r in self.results if r.status == status)
+
+
+class _Track:
+    """What the scheduler knows of one channel's operation between polls."""
+
+    __slots__ = ("channel_id", "deadline", "errors", "hint", "last", "polls", "request")
+
+    def __init__(self, channel_id: str, request: Request, deadline: float | None) -> None:
+        self.channel_id = channel_id
+        self.request = request
+        self.deadline = deadline
+        self.last: Progress | None = None
+        self.polls = 0
+        self.errors = 0
+        self.hint: float | None = None
+
+
+class FanOut:
+    """Made by ``channels.bulk.update_many``: an async iterator of ``FanOutEvent`` and an
+    awaitable of the ``FanOutSummary``. One channel's failure never stops the others.
+
+    Stopping it (``break`` then ``aclose()``, ``async with``, or cancelling the consumer)
+    cancels the requests in flight and follows nothing more; operations already started go
+    on server-side, and the events' handles let a later ``poll`` pick them up.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: KnockClient,
+        channel_ids: list[str],
+        make_request: Callable[[str], Request],
+        concurrency: int,
+        timeout: float | None,
+        policy: PollPolicy,
+    ) -> None:
+        self._client = client
+        self._channel_ids = channel_ids
+        self._make_request = make_request
+        self._concurrency = concurrency
+        # POSTs wait in the limiter at 5/s; a few at once keep that pace without letting them
+        # take every slot from the polls.
+        self._submit_slots = max(1, min(concurrency // 2, 4))
+        self._timeout = timeout
+        self._policy = policy
+        self._clock: Callable[[], float] = client._clock
+        self._sleep: Callable[[float], Awaitable[None]] = client._sleep
+        self._rng: Callable[[], float] = client._rng
+
+        self._pending = deque(channel_ids)
+        self._due: list[tuple[float, int, _Track]] = []
+        self._order = itertools.count()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._submitting = 0
+        self._events: deque[FanOutEvent] = deque()
+        self._results: dict[str, ChannelResult] = {}
+        self._rows: dict[str, tuple[int, int]] = {}  # channel -> (processed, estimate)
+        self._processed = 0
+        self._estimated = 0
+        self._counts = dict.fromkeys(FanOutEventKind, 0)
+        self._started: tuple[float, datetime] | None = None
+        self._iterator: AsyncGenerator[FanOutEvent, None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<FanOut channels={len(self._channel_ids)} in_flight={len(self._inflight)} "
+            f"finished={len(self._results)}>"
+        )
+
+    # -- the public face ---------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncGenerator[FanOutEvent, None]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    def __await__(self) -> Generator[object, None, FanOutSummary]:
+        return self._wait().__await__()
+
+    async def __aenter__(self) -> FanOut:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop: cancel requests in flight and schedule nothing more. Idempotent."""
+        self._closed = True
+        if self._iterator is not None:
+            await self._iterator.aclose()
+        await self._cancel_inflight()
+
+    @property
+    def totals(self) -> FanOutTotals:
+        started = self._started
+        rate: float | None = None
+        eta: timedelta | None = None
+        if started is not None:
+            elapsed = self._clock() - started[0]
+            if elapsed > 0 and self._processed > 0:
+                rate = self._processed / elapsed
+                remaining = self._estimated - self._processed
+                if remaining > 0:
+                    eta = timedelta(seconds=remaining / rate)
+        return FanOutTotals(
+            channels=len(self._channel_ids),
+            submitted=self._counts[FanOutEventKind.SUBMITTED],
+            completed=self._counts[FanOutEventKind.COMPLETED],
+            failed=self._counts[FanOutEventKind.FAILED],
+            errored=self._counts[FanOutEventKind.ERROR],
+            processed_rows=self._processed,
+            estimated_total_rows=self._estimated,
+            rows_per_second=rate,
+            eta=eta,
+        )
+
+    def summary(self) -> FanOutSummary:
+        """The results so far, in the order the channels were given (finished ones only)."""
+        results = tuple(self._results[c] for c in self._channel_ids if c in self._results)
+        return FanOutSummary(results=results, totals=self.totals)
+
+    async def _wait(self) -> FanOutSummary:
+        async for _ in self:
+            pass
+        return self.summary()
+
+    # -- the scheduler -----------------------------------------------------------------
+
+    async def _run(self) -> AsyncGenerator[FanOutEvent, None]:
+        if self._started is None:
+            self._started = (self._clock(), datetime.now(UTC))
+        try:
+            while not self._closed:
+                self._launch()
+                while self._events:
+                    yield self._events.popleft()
+                if not (self._pending or self._due or self._inflight):
+                    return
+                await self._next_wakeup()
+        finally:
+            await self._cancel_inflight()
+
+    def _launch(self) -> None:
+        now = self._clock()
+        while len(self._inflight) < self._concurrency:
+            if self._due and self._due[0][0] <= now:
+                _, _, track = heapq.heappop(self._due)
+                self._start(self._poll(track))
+            elif self._pending and self._submitting < self._submit_slots:
+                self._submitting += 1
+                self._start(self._submit(self._pending.popleft()))
+            else:
+                return
+
+    def _start(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._inflight.add(task)
+
+    async def _next_wakeup(self) -> None:
+        """Wait until a request finishes or the next poll falls due."""
+        waiters: set[asyncio.Future[None]] = set(self._inflight)
+        timer: asyncio.Task[None] | None = None
+        if self._due and len(self._inflight) < self._concurrency:
+            timer = asyncio.ensure_future(self._sleep(max(0.0, self._due[0][0] - self._clock())))
+            waiters.add(timer)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if timer is not None and not timer.done():
+                timer.cancel()
+        for task in done:
+            if task is not timer:
+                self._inflight.discard(task)
+                task.result()  # a bug in a task surfaces here instead of vanishing
+
+    async def _cancel_inflight(self) -> None:
+        tasks, self._inflight = self._inflight, set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one channel -------------------------------------------------------------------
+
+    def _wall(self) -> datetime:
+        assert self._started is not None
+        start_mono, start_wall = self._started
+        return start_wall + timedelta(seconds=self._clock() - start_mono)
+
+    def _emit(
+        self,
+        kind: FanOutEventKind,
+        channel_id: str,
+        progress: Progress | None = None,
+        error: KnockError | None = None,
+    ) -> None:
+        self._counts[kind] += 1
+        if progress is not None:
+            op = progress.operation
+            estimate = op.processed_rows if op.is_terminal else op.estimated_total_rows
+            before = self._rows.get(channel_id, (0, 0))
+            after = (op.processed_rows, max(estimate, op.processed_rows))
+            self._rows[channel_id] = after
+            self._processed += after[0] - before[0]
+            self._estimated += after[1] - before[1]
+        if kind in (FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR):
+            operation = progress.operation if progress is not None else None
+            self._results[channel_id] = ChannelResult(
+                channel_id=channel_id, operation=operation, error=error
+            )
+        self._events.append(
+            FanOutEvent(
+                kind=kind, channel_id=channel_id, progress=progress, error=error, totals=self.totals
+            )
+        )
+
+    async def _submit(self, channel_id: str) -> None:
+        client = self._client
+        try:
+            operation = await client._send(self._make_request(channel_id))
+        except KnockError as exc:
+            self._emit(FanOutEventKind.ERROR, channel_id, error=exc)
+            return
+        finally:
+            self._submitting -= 1
+        where = resolve_poll_target(client._base_url, operation.progress_path or operation.id)
+        if where.foreign_origin is not None:
+            client._poll_url_warning(where.foreign_origin)
+        now = self._clock()
+        deadline = None if self._timeout is None else now + self._timeout
+        request = Request("GET", where.url, client._get_headers, None, Tier.GET)
+        track = _Track(channel_id, request, deadline)
+        track.last = observe(operation, self._wall())
+        self._emit(FanOutEventKind.SUBMITTED, channel_id, track.last)
+        if operation.is_terminal:
+            self._finish(track)
+        else:
+            self._schedule(track, now)
+
+    def _schedule(self, track: _Track, now: float) -> None:
+        delay = poll_delay(self._policy, track.polls, hint=track.hint, rng=self._rng)
+        due = now + delay
+        if track.deadline is not None:
+            # The last poll lands on the deadline, as the single-operation poller does.
+            due = min(due, track.deadline)
+        heapq.heappush(self._due, (due, next(self._order), track))
+
+    def _finish(self, track: _Track) -> None:
+        assert track.last is not None
+        operation = track.last.operation
+        if operation.status == BulkOperationStatus.FAILED:
+            error = BulkOperationFailedError(
+                f"bulk operation {operation.id} on channel {track.channel_id} failed",
+                progress=track.last,
+                operation_id=operation.id,
+            )
+            self._emit(FanOutEventKind.FAILED, track.channel_id, track.last, error)
+        else:
+            self._emit(FanOutEventKind.COMPLETED, track.channel_id, track.last)
+
+    async def _poll(self, track: _Track) -> None:
+        track.polls += 1
+        try:
+            status, headers, body = await self._client._send_once(track.request)
+            track.hint = parse_retry_after(headers)
+            operation = operation_from_response(status, headers, body)
+        except (APIConnectionError, APIError) as exc:
+            code = exc.status if isinstance(exc, APIError) else None
+            failure = exc.failure if isinstance(exc, APIConnectionError) else None
+            track.errors += 1
+            if is_transient(code, failure) and track.errors <= self._policy.error_budget:
+                if isinstance(exc, RateLimitError):
+                    track.hint = exc.retry_after
+                self._after_poll(track)
+            else:
+                self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, exc)
+            return
+        except KnockError as exc:  # a response that breaks the schema
+            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, exc)
+            return
+        track.errors = 0
+        previous = track.last
+        track.last = observe(operation, self._wall(), previous)
+        if operation.is_terminal:
+            self._finish(track)
+            return
+        if previous is None or has_changed(previous.operation, operation):
+            self._emit(FanOutEventKind.PROGRESS, track.channel_id, track.last)
+        self._after_poll(track)
+
+    def _after_poll(self, track: _Track) -> None:
+        now = self._clock()
+        if track.deadline is not None and now >= track.deadline:
+            assert track.last is not None
+            error = PollTimeoutError(
+                f"bulk operation {track.last.operation_id} on channel {track.channel_id} did not "
+                f"finish within {self._timeout}s; it goes on server-side",
+                progress=track.last,
+                operation_id=track.last.operation_id,
+            )
+            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, error)
+            return
+        self._schedule(track, now)
+
+
+def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:
+    """The channel ids, each validated; a duplicate is an error (it would update twice)."""
+    if isinstance(channel_ids, str | bytes):
+        raise TypeError("channel_ids must be a list of channel ids, not a single string")
+    seen: set[str] = set()
+    result: list[str] = []
+    for index, raw in enumerate(channel_ids):
+        try:
+            channel = parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"channel_ids[{index}]: {exc}") from None
+        if channel in seen:
+            raise ValueError(f"channel_ids[{index}]: {channel} is listed twice")
+        seen.add(channel)
+        result.append(channel)
+    return result

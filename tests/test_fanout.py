@@ -1,0 +1,232 @@
+"""Fan-out over many channels against the emulator, with Knock's rate limits on.
+
+The emulator and the client share a FastClock, so Knock's 5 POST/s is enforced and paced for
+real over loopback while the emulated minute passes in a few real seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+import knock_async as ka
+from knock_async.testing import FastClock, KnockEmulator
+
+KEY = "sk_test_fanout"
+SPEED = 20.0
+
+
+@pytest.fixture
+def fast() -> FastClock:
+    return FastClock(speed=SPEED)
+
+
+@pytest.fixture
+async def emu(fast: FastClock) -> AsyncIterator[KnockEmulator]:
+    async with KnockEmulator(clock=fast, rows_per_second=2_000.0) as emulator:
+        yield emulator
+
+
+def client(emu: KnockEmulator, fast: FastClock, **kwargs: object) -> ka.KnockClient:
+    return ka.KnockClient(
+        api_key=KEY,
+        base_url=emu.base_url,
+        clock=fast.monotonic,
+        sleep=fast.sleep,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def channels(emu: KnockEmulator, count: int, messages: int = 20) -> list[str]:
+    ids = []
+    for i in range(count):
+        channel_id = emu.add_channel(type="in_app_feed")
+        emu.add_messages(channel_id, messages, seed=i)
+        ids.append(channel_id)
+    return ids
+
+
+async def test_200_channels_at_the_post_limit_without_a_429(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """200 channels fan out with zero 429s, submitted within 10% of the 40 s the limit sets."""
+    ids = channels(emu, 200, messages=5)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(ids, "read", concurrency=20)
+        start = fast.monotonic()
+        submitted_at: list[float] = []
+        async for event in fan:
+            if event.kind is ka.FanOutEventKind.SUBMITTED:
+                submitted_at.append(fast.monotonic() - start)
+        summary = await fan
+    floor = (200 - 1) / 5.0  # the first POST goes at once, then one every 0.2 s
+    assert len(submitted_at) == 200
+    assert floor * 0.9 <= max(submitted_at) <= floor * 1.1
+    assert emu.stats.rate_limited == 0
+    assert summary.ok
+    assert len(summary.results) == 200
+    assert all(m.read_at is not None for c in ids for m in emu.messages(c))
+
+
+async def test_mixed_outcomes_are_each_reported(emu: KnockEmulator, fast: FastClock) -> None:
+    """Good channels complete, an unknown channel is an error, a failing operation fails;
+    none of them stops the others."""
+    good = channels(emu, 3)
+    failing = channels(emu, 1)[0]
+    unknown = "00000000-0000-4000-8000-000000000000"
+    emu.faults.fail_next_operation(after_rows=5, channel_id=failing)
+    order = [good[0], unknown, failing, good[1], good[2]]
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(order, "archive")
+        events = [event async for event in fan]
+        summary = await fan
+    assert [r.channel_id for r in summary.results] == order
+    statuses = {r.channel_id: r.status for r in summary.results}
+    assert statuses == {
+        good[0]: "completed",
+        unknown: "error",
+        failing: "failed",
+        good[1]: "completed",
+        good[2]: "completed",
+    }
+    [error] = [e for e in events if e.kind is ka.FanOutEventKind.ERROR]
+    assert isinstance(error.error, ka.NotFoundError)
+    [failed] = [e for e in events if e.kind is ka.FanOutEventKind.FAILED]
+    assert isinstance(failed.error, ka.BulkOperationFailedError)
+    assert failed.progress is not None
+    assert failed.progress.status == "failed"
+    assert not summary.ok
+    assert [r.channel_id for r in summary.by_status("completed")] == [good[0], good[1], good[2]]
+    totals = summary.totals
+    assert (totals.completed, totals.failed, totals.errored, totals.submitted) == (3, 1, 1, 4)
+
+
+async def test_merged_progress_adds_up(emu: KnockEmulator, fast: FastClock) -> None:
+    """Totals on each event add up the operations; at the end they match the final counts."""
+    ids = channels(emu, 4, messages=400)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(ids, "seen", policy=ka.PollPolicy(initial_delay=0.05))
+        events = [event async for event in fan]
+        summary = await fan
+    done = [r.operation for r in summary.results]
+    assert all(op is not None for op in done)
+    final = events[-1].totals
+    assert final.processed_rows == sum(op.processed_rows for op in done if op is not None)
+    assert final.fraction == 1.0
+    assert final.finished == final.channels == 4
+    fractions = [e.totals.fraction for e in events if e.totals.fraction is not None]
+    assert fractions[-1] == 1.0
+    progress = [e for e in events if e.kind is ka.FanOutEventKind.PROGRESS]
+    assert progress, "operations at 2,000 rows/s over 400 rows report progress on the way"
+    assert any(e.totals.rows_per_second for e in progress)
+
+
+async def test_bounded_requests_in_flight(emu: KnockEmulator, fast: FastClock) -> None:
+    """However many channels, at most `concurrency` requests are in flight at once."""
+    ids = channels(emu, 60, messages=2)
+    peak = 0
+    async with client(emu, fast, rate_limits=None) as knock:
+        fan = knock.channels.bulk.update_many(ids, "read", concurrency=4)
+        async for _ in fan:
+            peak = max(peak, len(fan._inflight))
+        summary = await fan
+    assert summary.ok
+    assert 1 <= peak <= 4
+
+
+async def test_cancelling_the_consumer_stops_everything(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """Cancelling mid-fan-out leaves no task behind; operations go on server-side."""
+    ids = channels(emu, 30)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(ids, "archive", concurrency=5)
+        seen: list[ka.FanOutEvent] = []
+        three_seen = asyncio.Event()
+
+        async def consume() -> None:
+            async for event in fan:
+                seen.append(event)
+                if len(seen) == 3:
+                    three_seen.set()
+
+        task = asyncio.create_task(consume())
+        await three_seen.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fan._inflight == set()
+        leftovers = [
+            t
+            for t in asyncio.all_tasks()
+            if t is not asyncio.current_task()
+            and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
+        ]
+        assert leftovers == []
+    submitted = [e for e in seen if e.kind is ka.FanOutEventKind.SUBMITTED]
+    assert len(emu.operations()) >= len(submitted)  # nothing was cancelled server-side
+    assert len(emu.operations()) < 30
+
+
+async def test_aclose_after_break(emu: KnockEmulator, fast: FastClock) -> None:
+    """Leaving the loop and closing the fan-out (async with) stops it cleanly."""
+    ids = channels(emu, 10)
+    async with client(emu, fast) as knock:
+        async with knock.channels.bulk.update_many(ids, "read") as fan:
+            async for event in fan:
+                if event.kind is ka.FanOutEventKind.SUBMITTED:
+                    break
+        assert fan._inflight == set()
+
+
+async def test_handles_resume_in_another_client(emu: KnockEmulator, fast: FastClock) -> None:
+    """An event's handle (JSON, no secret) lets another client follow the operation."""
+    ids = channels(emu, 2)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(ids, "unread")
+        handles = []
+        async for event in fan:
+            if event.kind is ka.FanOutEventKind.SUBMITTED:
+                assert event.handle is not None
+                handles.append(event.handle.to_json())
+                if len(handles) == 2:
+                    break
+        await fan.aclose()
+    async with client(emu, fast) as worker:
+        for text in handles:
+            handle = ka.BulkOperationHandle.from_json(text)
+            assert handle.channel_id in ids
+            assert KEY not in text
+            assert (await worker.bulk_operations.poll(handle)).status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("ids", "kwargs", "error", "text"),
+    [
+        (["not-a-uuid"], {}, ValueError, r"channel_ids\[0\]: channel_id must be a UUID"),
+        ("7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11", {}, TypeError, "not a single string"),
+        (
+            ["7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"] * 2,
+            {},
+            ValueError,
+            r"channel_ids\[1\]: .* is listed twice",
+        ),
+        (["7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"], {"concurrency": 0}, ValueError, "concurrency"),
+        (["7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"], {"archived": "nope"}, ValueError, "archived"),
+    ],
+)
+async def test_bad_input_before_any_request(
+    emu: KnockEmulator,
+    fast: FastClock,
+    ids: list[str],
+    kwargs: dict[str, object],
+    error: type[Exception],
+    text: str,
+) -> None:
+    """Bad channel ids, duplicates and bad filters fail before anything is sent."""
+    async with client(emu, fast) as knock:
+        with pytest.raises(error, match=text):
+            knock.channels.bulk.update_many(ids, "read", **kwargs)  # type: ignore[arg-type]
+    assert emu.requests == []
