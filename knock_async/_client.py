@@ -42,6 +42,7 @@ from ._requests import (
     encode_body,
     get_operation_request,
     make_headers,
+    operation_poll_target,
     parse_base_url,
     parse_channel_id,
     resolve_poll_target,
@@ -440,30 +441,29 @@ class _BulkOperations:
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         initial: BulkOperation | None = None
-        operation_id: str | None = None
         if isinstance(target, Progress):
             target = target.operation
         if isinstance(target, BulkOperation):
-            initial, operation_id = target, target.id
-            where = target.progress_path or target.id
+            initial = target
+            resolved = operation_poll_target(client._base_url, target.id, target.progress_path)
         elif isinstance(target, BulkOperationHandle):
-            operation_id = target.operation_id
-            where = target.progress_path or target.operation_id
+            resolved = operation_poll_target(
+                client._base_url, target.operation_id, target.progress_path
+            )
         elif isinstance(target, str):
-            where = target
+            resolved = resolve_poll_target(client._base_url, target)
         else:
             raise TypeError(
                 "poll() takes a BulkOperation, a Progress, a BulkOperationHandle, an operation id "
                 f"or a progress_path, got {type(target).__name__}"
             )
-        resolved = resolve_poll_target(client._base_url, where)
         if resolved.foreign_origin is not None:
             client._poll_url_warning(resolved.foreign_origin)
         request = Request("GET", resolved.url, client._get_headers, None, Tier.GET)
         return Poller(
             send=client._send_once,
             request=request,
-            operation_id=operation_id or resolved.operation_id,
+            operation_id=resolved.operation_id,
             initial=initial,
             timeout=timeout,
             policy=policy or client._poll_policy,

@@ -32,7 +32,7 @@ from ._models import BulkOperation, BulkOperationStatus
 from ._polling import PollPolicy, has_changed, poll_delay
 from ._progress import Progress, observe
 from ._ratelimit import Tier
-from ._requests import Request, resolve_poll_target
+from ._requests import Request, operation_poll_target
 from ._responses import operation_from_response
 from ._retry import is_transient, parse_retry_after
 
@@ -361,7 +361,7 @@ class FanOut:
             return
         finally:
             self._submitting -= 1
-        where = resolve_poll_target(client._base_url, operation.progress_path or operation.id)
+        where = operation_poll_target(client._base_url, operation.id, operation.progress_path)
         if where.foreign_origin is not None:
             client._poll_url_warning(where.foreign_origin)
         now = self._clock()

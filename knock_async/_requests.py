@@ -30,6 +30,7 @@ __all__ = [
     "make_headers",
     "parse_base_url",
     "resolve_poll_target",
+    "operation_poll_target",
 ]
 
 DEFAULT_BASE_URL = "https://api.knock.app"
@@ -181,3 +182,18 @@ def resolve_poll_target(base_url: URL, target: str) -> PollTarget:
     if not operation_id:
         raise ValueError(f"progress_path does not name an operation: {target!r}")
     return PollTarget(url, operation_id, foreign)
+
+
+def operation_poll_target(
+    base_url: URL, operation_id: str, progress_path: str | None
+) -> PollTarget:
+    """Where to poll a known operation: its ``progress_path``, or its id when the server sent
+    no usable path (a server's odd path must not stop a poll that the id can do)."""
+    if progress_path:
+        try:
+            target = resolve_poll_target(base_url, progress_path)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return attrs.evolve(target, operation_id=operation_id)
+    return resolve_poll_target(base_url, parse_operation_id(operation_id))

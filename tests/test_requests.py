@@ -14,6 +14,7 @@ from knock_async._requests import (
     bulk_update_request,
     get_operation_request,
     make_headers,
+    operation_poll_target,
     parse_base_url,
     resolve_poll_target,
 )
@@ -173,3 +174,17 @@ def test_poll_target_rejects_other_schemes() -> None:
     """A progress_path that is not http(s) or a path is refused."""
     with pytest.raises(ValueError, match="progress_path"):
         resolve_poll_target(BASE, "file:///etc/passwd")
+
+
+def test_operation_poll_target_prefers_the_progress_path() -> None:
+    """A known operation is polled at its progress_path (on the base URL), keeping its id."""
+    target = operation_poll_target(BASE, "op-1", "/v1/bulk_operations/other-name")
+    assert str(target.url) == "https://api.knock.app/v1/bulk_operations/other-name"
+    assert target.operation_id == "op-1"
+
+
+@pytest.mark.parametrize("path", [None, "", "file:///etc/passwd", "https://api.knock.app/"])
+def test_operation_poll_target_falls_back_to_the_id(path: str | None) -> None:
+    """No usable progress_path from the server: the operation is polled by its id."""
+    target = operation_poll_target(BASE, "op-1", path)
+    assert str(target.url) == "https://api.knock.app/v1/bulk_operations/op-1"
