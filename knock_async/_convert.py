@@ -62,7 +62,17 @@ def _strict(kind: type[Any]) -> Any:
     return structure
 
 
+def _optional(hook: Any) -> Any:
+    def structure(value: object, kind: object) -> Any:
+        return None if value is None else hook(value, kind)
+
+    return structure
+
+
 def _open_enum(value: object, cls: type[Any]) -> Any:
+    member = cls._value2member_map_.get(value)  # the common case, without Enum.__call__
+    if member is not None:
+        return member
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     return cls(value)
@@ -114,6 +124,9 @@ def _build() -> cattrs.Converter:
         conv.register_structure_hook(enum_cls, _open_enum)
     conv.register_unstructure_hook(datetime, format_datetime)
     conv.register_structure_hook(datetime, parse_datetime)
+    # Direct hooks for the optional fields spare cattrs' generic union dispatch per field.
+    conv.register_structure_hook_func(lambda t: t == datetime | None, _optional(parse_datetime))
+    conv.register_structure_hook_func(lambda t: t == str | None, _optional(_strict(str)))
 
     conv.register_structure_hook(
         BulkOperation,

@@ -126,11 +126,11 @@ class RateLimits:
 
     def per_second(self, tier: Tier) -> float:
         """The configured rate of ``tier``."""
-        return self.post_per_second if Tier(tier) is Tier.POST else self.get_per_second
+        return self.post_per_second if tier == Tier.POST else self.get_per_second
 
     def burst(self, tier: Tier) -> int:
         """The configured burst of ``tier``."""
-        return self.post_burst if Tier(tier) is Tier.POST else self.get_burst
+        return self.post_burst if tier == Tier.POST else self.get_burst
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,7 +210,18 @@ class PacingState:
     def reserve(self, now: float) -> tuple[float, PacingState]:
         """Reserve the next slot for a request made at ``now``: ``(slot, new_state)``."""
         slot, tat = gcra_reserve(self.tat, max(now, self.hold_until), self.interval, self.burst)
-        return slot, attrs.evolve(self, tat=tat)
+        # Built directly: attrs.evolve introspects the class on every call, and this runs
+        # once per request.
+        state = PacingState(
+            limits=self.limits,
+            tier=self.tier,
+            rate=self.rate,
+            tat=tat,
+            hold_until=self.hold_until,
+            recovery_from=self.recovery_from,
+            last_slowdown=self.last_slowdown,
+        )
+        return slot, state
 
     def rate_limited(self, now: float, retry_after: float | None = None) -> PacingState:
         """The state after a 429 seen at ``now``, with the server's ``Retry-After`` if any."""
@@ -284,15 +295,18 @@ class RateLimiter(Protocol):
 
 # Slots this close count as due: the float rounding of `slot - now` must not cost a second sleep.
 _DUE_EPSILON = 1e-9
+# How much of an interval a waiter woken late may book in the past (see ``acquire``).
+_LATE_CREDIT = 0.5
 
 
 class _Lane:
     """One tier's queue. At most one waiter, the holder, is ever sleeping towards a slot."""
 
-    __slots__ = ("held", "state", "waiters")
+    __slots__ = ("configured_rate", "held", "state", "waiters")
 
     def __init__(self, state: PacingState) -> None:
         self.state = state
+        self.configured_rate = state.configured_rate
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.held = False
 
@@ -348,7 +362,14 @@ class AdaptiveRateLimiter:
 
     def state(self, tier: Tier | str) -> PacingState:
         """The current pacing state of ``tier`` (effective rate etc.), for logs and tests."""
-        return self._lanes[Tier(tier)].state
+        return self._lane(tier).state
+
+    def _lane(self, tier: Tier | str) -> _Lane:
+        # A StrEnum hashes and compares as its value: "post" finds Tier.POST's lane.
+        try:
+            return self._lanes[tier]  # type: ignore[index]
+        except KeyError:
+            raise ValueError(f"tier must be one of {', '.join(Tier)}, got {tier!r}") from None
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{tier}={lane.state.rate:g}/s" for tier, lane in self._lanes.items())
@@ -361,7 +382,7 @@ class AdaptiveRateLimiter:
 
     async def acquire(self, tier: Tier | str) -> None:
         """Wait for the next slot in ``tier`` (FIFO) and take it."""
-        lane = self._lanes[Tier(tier)]
+        lane = self._lane(tier)
         if lane.held:
             waiter = asyncio.get_running_loop().create_future()
             lane.waiters.append(waiter)
@@ -378,25 +399,34 @@ class AdaptiveRateLimiter:
             # One sleep in the normal case. Another only if a 429 moved the slot later while we
             # slept, or the loop woke us a clock tick early (asyncio may run timers up to its
             # clock resolution early).
+            slept_for: float | None = None
             while True:
                 now = self._now()
-                slot = lane.state.next_slot(now)
+                at = now
+                if slept_for is not None and slept_for < now:
+                    # The loop woke us late (a busy loop, a slow callback). Booking the slot
+                    # at the time we slept for, up to half an interval back, keeps that lag
+                    # from adding up over a long queue; the server's bucket absorbs it.
+                    at = max(slept_for, now - lane.state.interval * _LATE_CREDIT)
+                slot, reserved = lane.state.reserve(at)
                 if slot <= now + _DUE_EPSILON:
-                    _, lane.state = lane.state.reserve(now)
+                    lane.state = reserved
                     return
+                slept_for = slot
                 await self._sleep(slot - now)
         finally:
             lane.pass_on()
 
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
         """A request in ``tier`` got a 429: slow the tier down and hold it for a while."""
-        lane = self._lanes[Tier(tier)]
+        lane = self._lane(tier)
         lane.state = lane.state.rate_limited(self._now(), retry_after)
 
     def on_success(self, tier: Tier | str) -> None:
         """A request in ``tier`` was answered without a 429: let the rate recover."""
-        lane = self._lanes[Tier(tier)]
-        lane.state = lane.state.succeeded(self._now())
+        lane = self._lane(tier)
+        if lane.state.rate < lane.configured_rate:
+            lane.state = lane.state.succeeded(self._now())
 
 
 def make_rate_limiter(

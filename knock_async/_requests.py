@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 from yarl import URL
@@ -112,6 +114,8 @@ def parse_channel_id(channel_id: object) -> str:
         return str(channel_id)
     if not isinstance(channel_id, str):
         raise TypeError(f"channel_id must be a UUID string, got {type(channel_id).__name__}")
+    if _CANONICAL_UUID.fullmatch(channel_id):
+        return channel_id
     try:
         return str(uuid.UUID(channel_id))
     except ValueError:
@@ -126,8 +130,12 @@ def parse_operation_id(operation_id: object) -> str:
     return operation_id
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def encode_body(body: BulkUpdateMessagesForChannelRequest) -> bytes:
-    return json.dumps(converter.unstructure(body), separators=(",", ":")).encode()
+    return _ENCODER.encode(converter.unstructure(body)).encode()
 
 
 def bulk_update_request(
@@ -155,7 +163,8 @@ def bulk_update_request(
 
 def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_id: str) -> Request:
     """``GET /v1/bulk_operations/{id}``."""
-    url = base_url / "v1" / "bulk_operations" / parse_operation_id(operation_id)
+    quoted = quote(parse_operation_id(operation_id), safe="")
+    url = URL(f"{base_url}/v1/bulk_operations/{quoted}", encoded=True)
     return Request("GET", url, headers, None, Tier.GET)
 
 

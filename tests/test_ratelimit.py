@@ -895,3 +895,48 @@ def test_limiter_repr_shows_effective_rates() -> None:
     limiter = limiter_with(fake)
     limiter.on_rate_limited(Tier.POST)
     assert repr(limiter) == "<AdaptiveRateLimiter post=2.5/s, get=200/s>"
+
+
+class LateTime(FakeTime):
+    """A sleep that always wakes ``lag`` seconds late, as a busy event loop does."""
+
+    def __init__(self, lag: float) -> None:
+        super().__init__()
+        self.lag = lag
+
+    async def sleep(self, delay: float) -> None:
+        await super().sleep(delay + self.lag)
+
+
+@pytest.mark.parametrize("lag", [0.01, 0.05, 0.09])
+async def test_late_wakeups_do_not_add_up(lag: float) -> None:
+    """A loop that wakes waiters late (under half an interval) does not slow a queue down:
+    50 POSTs still take 49 intervals, give or take one lag."""
+    fake = LateTime(lag)
+    limiter = limiter_with(fake)
+    granted: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(Tier.POST)
+        granted.append(fake.now)
+
+    await asyncio.gather(*(one() for _ in range(50)))
+    assert granted[-1] - granted[0] == pytest.approx(49 * 0.2, abs=lag + 1e-9)
+
+
+async def test_very_late_wakeups_are_credited_half_an_interval_at_most() -> None:
+    """A wake-up later than half an interval is credited only half an interval: the pace
+    slips instead of bursting."""
+    fake = LateTime(0.15)
+    limiter = limiter_with(fake)
+    granted: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(Tier.POST)
+        granted.append(fake.now)
+
+    await asyncio.gather(*(one() for _ in range(11)))
+    gaps = [b - a for a, b in itertools.pairwise(granted)]
+    # The first wait has nothing to book back; each later one books 0.1 s of its 0.15 s lag.
+    assert gaps[0] == pytest.approx(0.2 + 0.15)
+    assert gaps[1:] == pytest.approx([0.2 + 0.15 - 0.1] * 9)
