@@ -17,7 +17,7 @@ from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
 from ._log import EmulatorStats, RecordedRequest
 from ._operations import ProcessingSettings
 from ._ratelimit import EmulatorRateLimits
-from ._serve import run, serve
+from ._serve import run, seeded_channel_id, serve
 from ._store import Channel, ChannelType, Message
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     # standalone
     "run",
     "serve",
+    "seeded_channel_id",
 ]

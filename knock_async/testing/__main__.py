@@ -1,6 +1,6 @@
 """``python -m knock_async.testing --port 8080``: serve the emulator until Ctrl-C.
 
-A stopgap until the ``knock-async emulator`` command exists; both call ``_serve.run``.
+The same as ``knock-async emulator`` without the ``cli`` extra; both call ``_serve.run``.
 """
 
 from __future__ import annotations

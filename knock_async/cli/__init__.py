@@ -1,0 +1,86 @@
+"""``knock-async``: the command line front end (``pip install 'knock-async[cli]'``).
+
+``main(argv)`` runs one command and returns the exit code. The argument grammar is stdlib
+``argparse``; ``rich`` (the ``cli`` extra) is imported only once a command runs, so a missing
+extra gives a one-line hint instead of a traceback, and ``import knock_async`` never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._args import PROG, ExitCode, UsageError, parse_args
+
+if TYPE_CHECKING:
+    from ._run import Redactor
+
+__all__ = ["ExitCode", "main"]
+
+INSTALL_HINT = f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``knock-async`` with ``argv`` (default: ``sys.argv[1:]``); the exit code."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
+    try:
+        from . import _run  # the first module that needs rich
+    except ImportError as exc:
+        if not (exc.name == "rich" or (exc.name or "").startswith("rich.")):
+            raise
+        print(INSTALL_HINT, file=sys.stderr)
+        return int(ExitCode.USAGE)
+    redactor = _run.Redactor()
+    with _run.logging_to_stderr(debug=args.debug, redactor=redactor):
+        return _run_command(args, redactor)
+
+
+def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
+    from . import _commands, _demo, _run
+
+    try:
+        if args.command == "emulator":
+            return _commands.emulator(args)
+        runners = {
+            "bulk-update": _commands.bulk_update,
+            "status": _commands.status,
+            "demo": _demo.demo,
+        }
+        return asyncio.run(runners[args.command](args, redactor))
+    except UsageError as exc:
+        print(redactor.text(f"{PROG}: error: {exc}"), file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be shown; exit quietly.
+        _silence_stdout()
+        return int(ExitCode.FAILED)
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if args.debug:
+            _run.print_traceback(exc, redactor)
+        message = " ".join(str(exc).split())
+        print(
+            redactor.text(
+                f"{PROG}: internal error: {type(exc).__name__}: {message}; rerun with --debug "
+                "and report it"
+            ),
+            file=sys.stderr,
+        )
+        return int(ExitCode.FAILED)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,438 @@
+"""The command line's grammar: ``argparse`` parsers, value types and the exit codes. Stdlib only.
+
+Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
+without the ``cli`` extra installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import math
+import textwrap
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from .._models import ArchivedFilter, BulkAction, DeliveryStatus, EngagementStatus
+from .._version import __version__
+
+__all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
+
+PROG = "knock-async"
+
+
+class ExitCode(enum.IntEnum):
+    """What the process exit status means (documented in the README)."""
+
+    OK = 0  # every operation completed (or was submitted, with --no-wait)
+    FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
+    USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent
+    API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
+    TIMEOUT = 4  # the --timeout deadline passed before an operation finished
+    INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
+
+
+class UsageError(Exception):
+    """A mistake in the arguments or the environment, found before anything is sent."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` without prefix matching: ``--api-key`` must never mean ``--api-key-file``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """One line, not the whole usage block: what is wrong, and where to look."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _RefuseKeyOnCommandLine(argparse.Action):
+    """``--api-key``: refused without echoing the value, which ``ps`` would have shown."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            "--api-key is not accepted: a key on the command line is visible to every user "
+            "through `ps`; set KNOCK_API_KEY or pass --api-key-file PATH"
+        )
+
+
+# -- value types (argparse reports their ValueError/ArgumentTypeError naming the option) --------
+
+
+def aware_datetime(text: str) -> datetime:
+    """ISO 8601 with an offset (``Z`` or ``+02:00``); a naive date-time is refused."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add one, e.g. {value.isoformat()}Z or "
+            f"{value.isoformat()}+02:00 (a guessed timezone could update the wrong messages)"
+        )
+    return value
+
+
+def json_object(text: str) -> str:
+    """A JSON object, kept as its text (the library sends it as Knock expects)."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"key\": 1}}', got {text}")
+    return text
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = "" if maximum is None else f" and <= {maximum}"
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{upper}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def channel_id(text: str) -> str:
+    """A channel id in canonical UUID form (it becomes part of a URL path)."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a channel id (a UUID)") from None
+
+
+def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
+    return [member.value for member in enum_type]
+
+
+# -- the parsers ----------------------------------------------------------------------------
+
+
+def _common(*, connects: bool) -> _Parser:
+    """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and the request log (the API key is never shown)",
+    )
+    if connects:
+        group = parent.add_argument_group("connection")
+        group.add_argument(
+            "--api-key-file",
+            metavar="PATH",
+            help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
+        )
+        group.add_argument(
+            "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
+        )
+        group.add_argument(
+            "--base-url",
+            metavar="URL",
+            help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
+        )
+        group.add_argument(
+            "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
+        )
+        group.add_argument(
+            "--json",
+            action="store_true",
+            help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
+        )
+    return parent
+
+
+_EXIT_CODES = """\
+exit codes:
+  0    every operation completed (also with error_count > 0: see the summary)
+  1    an operation ended failed
+  2    usage error (nothing was sent)
+  3    API or authentication error (401, 403, 404 channel, 422, network)
+  4    --timeout passed before an operation finished (it goes on server-side)
+  130  interrupted (Ctrl-C): polling stopped, operations go on server-side
+With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Bulk-update the status of Knock channel messages and follow the operations.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # bulk-update ----------------------------------------------------------------------------
+    bulk = commands.add_parser(
+        "bulk-update",
+        parents=[_common(connects=True)],
+        help="update the status of a channel's messages (many channels at once)",
+        description=textwrap.fill(
+            "Start a bulk status update on each channel, then follow the operations to the end "
+            "with a live progress display. Filters combine with AND. Ctrl-C stops following "
+            "(the operations go on server-side) and prints how to resume."
+        ),
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bulk.add_argument(
+        "action",
+        metavar="ACTION",
+        choices=_choices(BulkAction),
+        help=", ".join(_choices(BulkAction)),
+    )
+    bulk.add_argument(
+        "channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help="channel ids (UUIDs)"
+    )
+    bulk.add_argument(
+        "--channels-file",
+        metavar="PATH",
+        help="read more channel ids from this file ('-': stdin), whitespace-separated, # comments",
+    )
+    filters = bulk.add_argument_group("filters (all optional; combined with AND)")
+    filters.add_argument(
+        "--archived", choices=_choices(ArchivedFilter), help="how archived messages are treated"
+    )
+    filters.add_argument("--delivery-status", choices=_choices(DeliveryStatus))
+    filters.add_argument("--engagement-status", choices=_choices(EngagementStatus))
+    tenant = filters.add_mutually_exclusive_group()
+    tenant.add_argument(
+        "--has-tenant",
+        dest="has_tenant",
+        action="store_const",
+        const=True,
+        help="only messages with a tenant",
+    )
+    tenant.add_argument(
+        "--no-tenant",
+        dest="has_tenant",
+        action="store_const",
+        const=False,
+        help="only messages without a tenant",
+    )
+    filters.add_argument(
+        "--newer-than",
+        type=aware_datetime,
+        metavar="DATETIME",
+        help="inserted after (ISO 8601 with offset)",
+    )
+    filters.add_argument(
+        "--older-than",
+        type=aware_datetime,
+        metavar="DATETIME",
+        help="inserted before (ISO 8601 with offset)",
+    )
+    filters.add_argument(
+        "--recipient-id", dest="recipient_ids", action="append", metavar="ID", help="repeatable"
+    )
+    filters.add_argument(
+        "--tenant", dest="tenants", action="append", metavar="TENANT", help="repeatable"
+    )
+    filters.add_argument(
+        "--workflow", dest="workflows", action="append", metavar="KEY", help="repeatable"
+    )
+    filters.add_argument(
+        "--trigger-data",
+        type=json_object,
+        metavar="JSON",
+        help="JSON object matched against the trigger data's scalar keys",
+    )
+    run = bulk.add_argument_group("running")
+    run.add_argument(
+        "--no-wait", action="store_true", help="submit, print the operation ids and exit"
+    )
+    run.add_argument(
+        "--timeout",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up following after this long (default: 3600)",
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="first poll after this long, then backing off x1.5 up to 30 s (default: 1)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_int_at_least(1, 100),
+        default=10,
+        metavar="N",
+        help="requests in flight with many channels (default: 10)",
+    )
+    run.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="confirm `delete` with no filter (deletes every message)",
+    )
+
+    # status ---------------------------------------------------------------------------------
+    status = commands.add_parser(
+        "status",
+        parents=[_common(connects=True)],
+        help="show a bulk operation, or follow it with --watch",
+        description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("operation_id", metavar="OPERATION_ID")
+    status.add_argument(
+        "-w", "--watch", action="store_true", help="follow until completed or failed"
+    )
+    status.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="with --watch: first poll after this long, then backing off up to 30 s (default: 1)",
+    )
+    status.add_argument(
+        "--timeout",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="with --watch: give up after this long (default: 3600)",
+    )
+
+    # emulator -------------------------------------------------------------------------------
+    emulator = commands.add_parser(
+        "emulator",
+        parents=[_common(connects=False)],
+        help="serve the embedded Knock emulator on loopback until Ctrl-C",
+        description=(
+            "Serve the embedded Knock emulator (no Knock account needed) and print its base URL "
+            "and seeded channel ids. Any sk_... key is accepted. Ctrl-C stops it (exit 0)."
+        ),
+    )
+    emulator.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    emulator.add_argument(
+        "--port", type=_int_at_least(0, 65535), default=0, help="port (default: 0, a free one)"
+    )
+    emulator.add_argument(
+        "--channels",
+        type=_int_at_least(0, 1000),
+        default=3,
+        metavar="N",
+        help="channels to create (default: 3)",
+    )
+    emulator.add_argument(
+        "--seed-messages",
+        type=_int_at_least(0),
+        default=1000,
+        metavar="N",
+        help="random messages per channel (default: 1000)",
+    )
+    emulator.add_argument(
+        "--channel-type",
+        default="in_app_feed",
+        choices=["in_app_feed", "email", "sms", "push", "chat"],
+        help="type of the channels created (default: in_app_feed)",
+    )
+    emulator.add_argument(
+        "--seed", type=int, default=0, help="seed for the channel ids and messages (default: 0)"
+    )
+    emulator.add_argument(
+        "--rows-per-second",
+        type=positive_float,
+        default=10_000.0,
+        metavar="R",
+        help="processing speed per operation (default: 10000)",
+    )
+    emulator.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=500,
+        metavar="N",
+        help="rows processed per step (default: 500)",
+    )
+    emulator.add_argument(
+        "--no-rate-limits", action="store_true", help="turn Knock's rate limits off"
+    )
+
+    # demo -----------------------------------------------------------------------------------
+    demo = commands.add_parser(
+        "demo",
+        parents=[_common(connects=False)],
+        help="run a bulk update over several channels against the embedded emulator",
+        description=(
+            "Start the Knock emulator in-process, seed realistic messages on several channels, "
+            "archive the read ones older than a week on all of them with live progress, and "
+            "check the result against the emulator's store. Needs no Knock account."
+        ),
+    )
+    demo.add_argument(
+        "--channels",
+        type=_int_at_least(1, 50),
+        default=4,
+        metavar="N",
+        help="channels (default: 4)",
+    )
+    demo.add_argument(
+        "--messages",
+        type=_int_at_least(1, 200_000),
+        default=5000,
+        metavar="N",
+        help="messages on the largest channel (default: 5000)",
+    )
+    demo.add_argument(
+        "--rows-per-second",
+        type=positive_float,
+        default=200.0,
+        metavar="R",
+        help="emulated processing speed per operation (default: 200)",
+    )
+    demo.add_argument("--json", action="store_true", help="NDJSON output, as bulk-update --json")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed arguments; ``SystemExit`` (argparse's) on a usage error or ``--help``."""
+    return build_parser().parse_args(argv)

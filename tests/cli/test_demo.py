@@ -1,0 +1,132 @@
+"""``knock-async demo``: the whole flow against the in-process emulator, no account needed."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cli._clitools import TIMEOUT, cli_env, knock_async
+
+
+@pytest.fixture(scope="module", autouse=True)
+def default_demo() -> Iterator[tuple[subprocess.Popen[str], float]]:
+    """`knock-async demo` with its defaults and no key, started when this module's first test
+    starts, so that its few seconds overlap the other tests here; collected by the last."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "knock_async", "demo"],
+        env=cli_env(key=None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield process, started
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)
+
+
+def test_demo_json_reports_the_check_per_channel() -> None:
+    """--json: NDJSON whose summary carries matched / archived_in_store / check per channel and
+    `verified: true`."""
+    result = knock_async(
+        "demo",
+        "--json",
+        "--channels",
+        "2",
+        "--messages",
+        "400",
+        "--rows-per-second",
+        "2000",
+        env=cli_env(key=None),
+    )
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    start, summary = records[0], records[-1]
+    assert start["type"] == "start"
+    assert start["command"] == "demo"
+    assert len(start["channels"]) == 2
+    assert summary["type"] == "summary"
+    assert summary["verified"] is True
+    for operation in summary["operations"]:
+        assert operation["check"] == "ok"
+        assert operation["matched"] == operation["success_count"] == operation["archived_in_store"]
+        assert operation["other_changes"] == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_demo_on_a_terminal_renders_a_live_progress_display() -> None:
+    """Under a pseudo-terminal the live display renders: progress bars redrawn in place, with
+    rows done / estimated, rows per second, ETA and status, then the summary table."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+    env = cli_env(key=None, TERM="xterm-256color")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "knock_async", "demo", "--channels", "3", "--messages", "1500"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    output = bytearray()
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        returncode = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(master)
+    text = output.decode("utf-8", "replace")
+    assert returncode == 0, text[-2000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    assert "\x1b[?25l" in text  # the live display hid the cursor ...
+    assert text.count("\x1b[2K") > 10  # ... and redrew its lines in place many times
+    assert "━" in plain  # bars
+    assert "all 3 channels" in plain  # the overall totals bar
+    assert re.search(r"\d+/[\d,]+ rows", plain)
+    assert re.search(r"[\d,]+ rows/s", plain)
+    assert "ETA" in plain
+    assert "processing" in plain
+    assert "completed" in plain
+    assert "Check against the emulator's store: OK." in plain
+
+
+def test_demo_runs_well_under_30_seconds_and_checks_the_store(
+    default_demo: tuple[subprocess.Popen[str], float],
+) -> None:
+    """With its defaults and no key at all, the demo exits 0 in well under 30 s, after a
+    summary whose store check holds on every channel."""
+    process, started = default_demo
+    out, err = process.communicate(timeout=TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert process.returncode == 0, err
+    assert err == ""
+    assert elapsed < 20, elapsed
+    assert "Seeded 4 in-app feed channels" in out
+    assert re.search(r"^completed: archive on 4 channels: 4 completed, 0 failed", out, re.M)
+    assert "Check against the emulator's store: OK." in out
+    table = [line for line in out.splitlines() if line.endswith(" ok")]
+    assert len(table) == 4
+    assert "sk_demo_" not in out.replace("a generated sk_demo_ key", "")

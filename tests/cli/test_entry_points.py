@@ -1,0 +1,95 @@
+"""How the command line is started and what it needs: the console script, ``python -m``,
+``--help``, the missing-extra hint, and that the library never imports ``rich``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from knock_async import __version__
+from knock_async.cli import main
+from tests.cli._clitools import TIMEOUT, cli_env, knock_async
+
+
+def test_console_script_is_installed() -> None:
+    """The `knock-async` script next to this Python runs the CLI."""
+    script = Path(sys.executable).parent / "knock-async"
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"knock-async {__version__}"
+
+
+def test_help_lists_the_commands_and_the_exit_codes() -> None:
+    """`--help` exits 0 and documents every command and exit code."""
+    result = knock_async("--help", env=cli_env())
+    assert result.returncode == 0
+    for word in ("bulk-update", "status", "emulator", "demo", "130", "3, 1, 4, 0"):
+        assert word in result.stdout
+    bulk = knock_async("bulk-update", "--help", env=cli_env())
+    for option in (
+        "--archived",
+        "--delivery-status",
+        "--engagement-status",
+        "--has-tenant",
+        "--no-tenant",
+        "--newer-than",
+        "--older-than",
+        "--recipient-id",
+        "--tenant",
+        "--workflow",
+        "--trigger-data",
+        "--channels-file",
+        "--no-wait",
+        "--timeout",
+        "--json",
+        "--api-key-file",
+        "--base-url",
+        "--yes",
+    ):
+        assert option in bulk.stdout
+    assert "--api-key " not in bulk.stdout
+
+
+def test_importing_the_library_does_not_import_rich() -> None:
+    """`rich` belongs to the CLI extra: neither `knock_async` nor `knock_async.cli` load it."""
+    code = (
+        "import sys, knock_async, knock_async.cli, knock_async.testing; "
+        "print('rich' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_without_rich_the_cli_gives_a_one_line_hint() -> None:
+    """With `rich` missing, a command prints one line naming the extra to install, exit 2."""
+    code = (
+        "import sys; sys.modules['rich'] = None; "
+        "from knock_async.cli import main; sys.exit(main(['demo']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "knock-async: the command line needs the 'cli' extra: pip install 'knock-async[cli]'"
+    ]
+
+
+def test_main_returns_exit_codes_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    """`main(argv)` returns the exit code instead of exiting: 0 for --version, 2 for a usage
+    error (one line, naming the option)."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"knock-async {__version__}"
+    assert main(["bulk-update", "read", "--older-than", "2024-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "argument --older-than" in err
+    assert main([]) == 2

@@ -1,0 +1,92 @@
+"""``knock-async status OPERATION_ID [--watch]``, as a real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import json
+
+from tests.cli._clitools import EmulatorThread, cli_env, knock_async
+
+FAST = ("--poll-interval", "0.2")
+
+
+def test_status_shows_an_operation_once(emulator: EmulatorThread) -> None:
+    """Without --watch: one snapshot and a summary; exit 0 for a completed operation."""
+    channel = emulator.channel(30)
+    operation_id = emulator.start_operation(channel, "seen")
+    result = knock_async("status", operation_id, "--json", env=cli_env(emulator.base_url))
+    assert result.returncode == 0, result.stderr
+    start, snapshot, summary = (json.loads(line) for line in result.stdout.splitlines())
+    assert start == {
+        "type": "start",
+        "command": "status",
+        "operation_id": operation_id,
+        "watch": False,
+    }
+    assert snapshot["operation_id"] == operation_id
+    assert snapshot["channel_id"] is None
+    assert summary["command"] == "status"
+    assert summary["operations"][0]["operation_id"] == operation_id
+
+
+def test_status_of_a_running_operation_exits_0_and_says_how_to_follow(
+    emulator: EmulatorThread,
+) -> None:
+    """A look at a running operation is not a failure: exit 0, outcome `processing`, and the
+    `status --watch` command to follow it."""
+    channel = emulator.channel(30)
+    emulator.stick_next_operation(channel, after_rows=10)
+    operation_id = emulator.start_operation(channel)
+    result = knock_async("status", operation_id, "--json", env=cli_env(emulator.base_url))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["outcome"] in ("queued", "processing")
+    assert summary["resume"] == [f"knock-async status {operation_id} --watch"]
+
+
+def test_status_of_a_failed_operation_exits_1(emulator: EmulatorThread) -> None:
+    """A failed operation: exit 1 and a stderr line saying how far it got."""
+    channel = emulator.channel(30)
+    emulator.fail_next_operation(channel, after_rows=3)
+    operation_id = emulator.start_operation(channel)
+    result = knock_async("status", operation_id, "--watch", *FAST, env=cli_env(emulator.base_url))
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"knock-async: failed: operation {operation_id} failed after 4/")
+    again = knock_async("status", operation_id, env=cli_env(emulator.base_url))
+    assert again.returncode == 1
+
+
+def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread) -> None:
+    """An id Knock does not know: 404, exit 3, advice to check the id."""
+    result = knock_async("status", "no-such-operation", env=cli_env(emulator.base_url))
+    assert result.returncode == 3
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("knock-async: error: operation no-such-operation: HTTP 404")
+    assert "check the operation id" in line
+    assert "--watch" not in result.stdout
+
+
+def test_status_watch_follows_to_the_end(slow_emulator: EmulatorThread) -> None:
+    """--watch prints a line per change while the operation runs, then exits 0 completed."""
+    channel = slow_emulator.channel(400)
+    operation_id = slow_emulator.start_operation(channel, "unseen")
+    result = knock_async(
+        "status", operation_id, "--watch", *FAST, env=cli_env(slow_emulator.base_url)
+    )
+    assert result.returncode == 0, result.stderr
+    events = [line.split()[0] for line in result.stdout.splitlines() if "operation=" in line]
+    assert events[-1] == "completed"
+    assert events.count("progress") >= 2
+    assert slow_emulator.operation(operation_id).status == "completed"
+
+
+def test_status_watch_timeout_exits_4(emulator: EmulatorThread) -> None:
+    """--watch with --timeout on an operation that does not finish: exit 4 and how to resume."""
+    channel = emulator.channel(30)
+    emulator.stick_next_operation(channel)
+    operation_id = emulator.start_operation(channel)
+    result = knock_async(
+        "status", operation_id, "--watch", "--timeout", "0.8", *FAST, env=cli_env(emulator.base_url)
+    )
+    assert result.returncode == 4
+    assert f"knock-async status {operation_id} --watch" in result.stderr
