@@ -170,7 +170,11 @@ class KnockClient:
     # -- the I/O shell ---------------------------------------------------------------------
 
     async def _send_once(
-        self, request: Request, timeout: aiohttp.ClientTimeout | None = None
+        self,
+        request: Request,
+        timeout: aiohttp.ClientTimeout | None = None,
+        *,
+        paced: bool = False,
     ) -> RawResponse:
         """One try: the raw answer, or ``APIConnectionError``/``APITimeoutError``.
 
@@ -181,7 +185,7 @@ class KnockClient:
         if request.url.origin() != self._base_url.origin():
             raise KnockError(f"refusing to send the API key to {request.url.origin()}")
         limiter = self._limiter
-        if limiter is not None:
+        if limiter is not None and not paced:
             await limiter.acquire(request.tier)
         started = self._clock()
         try:
@@ -192,17 +196,20 @@ class KnockClient:
                 data=request.body,
                 timeout=timeout or self._timeout,
                 allow_redirects=False,  # a redirect could carry the key elsewhere
+                raise_for_status=False,  # whatever a caller's session says: statuses are ours
             ) as response:
                 body = await response.read()
                 status, headers = response.status, response.headers
+        # aiohttp's errors can hold the request headers (ClientResponseError.request_info), so
+        # they are not chained: the message keeps their type and text, which never hold them.
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             if isinstance(exc, aiohttp.ClientSSLError):
-                raise _connection_error(request, exc, Failure.CONNECTION) from exc
-            raise _connection_error(request, exc, Failure.NOT_SENT) from exc
+                raise _connection_error(request, exc, Failure.CONNECTION) from None
+            raise _connection_error(request, exc, Failure.NOT_SENT) from None
         except TimeoutError as exc:
-            raise _connection_error(request, exc, Failure.TIMEOUT) from exc
+            raise _connection_error(request, exc, Failure.TIMEOUT) from None
         except aiohttp.ClientError as exc:
-            raise _connection_error(request, exc, Failure.CONNECTION) from exc
+            raise _connection_error(request, exc, Failure.CONNECTION) from None
         if limiter is not None:
             if status == 429:
                 limiter.on_rate_limited(request.tier, retry_after=parse_retry_after(headers))
@@ -225,14 +232,20 @@ class KnockClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        paced: bool = False,
     ) -> BulkOperation:
-        """Send with retries as ``retry`` allows; the operation, or the last error."""
+        """Send with retries as ``retry`` allows; the operation, or the last error.
+
+        ``paced``: the caller already waited for the rate limiter for the first try.
+        """
         policy = retry or self._retry
         attempt = 0
         while True:
             attempt += 1
             try:
-                status, headers, body = await self._send_once(request, timeout)
+                status, headers, body = await self._send_once(
+                    request, timeout, paced=paced and attempt == 1
+                )
             except APIConnectionError as exc:
                 delay = retry_delay(
                     policy,
@@ -263,6 +276,18 @@ class KnockClient:
                     "%s %s answered %d; retry in %.2fs", request.method, request.url, status, delay
                 )
             await self._sleep(delay)
+
+    async def _send_within(self, request: Request, seconds: float | None) -> RawResponse:
+        """One try, bounded by ``seconds`` (a poll's time left) as well as the usual timeout."""
+        total = self._timeout.total
+        if seconds is None or (total is not None and seconds >= total):
+            return await self._send_once(request)
+        seconds = max(seconds, 0.001)
+        connect = self._timeout.connect
+        bounded = aiohttp.ClientTimeout(
+            total=seconds, connect=seconds if connect is None else min(connect, seconds)
+        )
+        return await self._send_once(request, bounded)
 
     def _poll_url_warning(self, origin: str) -> None:
         if origin not in self._warned_origins:
@@ -461,7 +486,7 @@ class _BulkOperations:
             client._poll_url_warning(resolved.foreign_origin)
         request = Request("GET", resolved.url, client._get_headers, None, Tier.GET)
         return Poller(
-            send=client._send_once,
+            send=client._send_within,
             request=request,
             operation_id=resolved.operation_id,
             initial=initial,

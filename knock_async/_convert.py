@@ -171,14 +171,16 @@ def _format_exception(exc: BaseException, kind: type | None) -> str:
 
 def validation_messages(exc: BaseException) -> list[str]:
     """cattrs' readable error list (``"expected int, got str @ $.processed_rows"``)."""
-    return cattrs.transform_error(exc, format_exception=_format_exception)
+    messages = cattrs.transform_error(exc, format_exception=_format_exception)
+    # Name the wire's field, not its Python spelling.
+    return [m.replace("@ $.typename", "@ $.__typename") for m in messages]
 
 
 def loads_operation(body: bytes) -> BulkOperation:
     """Parse and check a ``BulkOperation`` response body, or raise ``ResponseValidationError``."""
     try:
         data = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; absurd nesting
         raise ResponseValidationError(
             f"response body is not valid JSON: {exc}", errors=[f"invalid JSON @ $: {exc}"]
         ) from None

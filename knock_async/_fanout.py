@@ -15,7 +15,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,11 +26,12 @@ from ._errors import (
     KnockError,
     PollTimeoutError,
     RateLimitError,
+    ResponseValidationError,
 )
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 from ._polling import PollPolicy, has_changed, poll_delay
-from ._progress import Progress, observe
+from ._progress import Progress, observe, seconds
 from ._ratelimit import Tier
 from ._requests import Request, operation_poll_target
 from ._responses import operation_from_response
@@ -55,6 +56,9 @@ class FanOutEventKind(enum.StrEnum):
     COMPLETED = "completed"  # the operation completed (error_count may be > 0: data)
     FAILED = "failed"  # the operation ended failed
     ERROR = "error"  # the channel could not be updated or followed (404, 401, deadline, ...)
+
+
+_ENDINGS = frozenset({FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR})
 
 
 @attrs.frozen(kw_only=True)
@@ -106,7 +110,12 @@ class FanOutEvent:
 
 @attrs.frozen(kw_only=True)
 class ChannelResult:
-    """How one channel ended: its final operation, or the error that stopped it."""
+    """Where one channel stands: its operation as last seen, and the error that stopped it.
+
+    ``status`` is ``completed`` or ``failed`` (the operation ended so), ``error`` (the channel
+    could not be updated or followed), ``running`` (submitted, not seen to finish: the fan-out
+    was stopped; ``handle`` follows it) or ``pending`` (never submitted).
+    """
 
     channel_id: str
     operation: BulkOperation | None
@@ -114,23 +123,32 @@ class ChannelResult:
 
     @property
     def status(self) -> str:
-        """``completed``, ``failed`` or ``error``."""
         if self.error is not None and not isinstance(self.error, BulkOperationFailedError):
             return "error"
-        assert self.operation is not None
+        if self.operation is None:
+            return "pending"
+        if not self.operation.is_terminal:
+            return "running"
         return self.operation.status.value
+
+    @property
+    def handle(self) -> BulkOperationHandle | None:
+        """What ``bulk_operations.poll`` needs to follow the operation, if one was started."""
+        if self.operation is None:
+            return None
+        return attrs.evolve(self.operation.handle, channel_id=self.channel_id)
 
 
 @attrs.frozen(kw_only=True)
 class FanOutSummary:
-    """Per channel, in the order given: final operation, status, counts or error."""
+    """Every channel in the order given, with its final operation, status or error."""
 
     results: tuple[ChannelResult, ...]
     totals: FanOutTotals
 
     @property
     def ok(self) -> bool:
-        """Every channel's operation completed."""
+        """Every channel's operation completed (a stopped fan-out is not ok)."""
         return all(r.status == "completed" for r in self.results)
 
     def by_status(self, status: str) -> tuple[ChannelResult, ...]:
@@ -188,6 +206,11 @@ class FanOut:
         self._due: list[tuple[float, int, _Track]] = []
         self._order = itertools.count()
         self._inflight: set[asyncio.Task[None]] = set()
+        # Submissions past the rate limiter: their POST may have reached Knock, so stopping
+        # waits for their answer (and its handle) instead of cancelling them.
+        self._sending: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._seen: dict[str, BulkOperation] = {}
         self._submitting = 0
         self._events: deque[FanOutEvent] = deque()
         self._results: dict[str, ChannelResult] = {}
@@ -222,11 +245,17 @@ class FanOut:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop: cancel requests in flight and schedule nothing more. Idempotent."""
+        """Stop following: schedule nothing more, cancel the polls in flight, and wait for the
+        POSTs already sent (so every operation started is in the summary). Idempotent; safe to
+        call from another task while one iterates."""
         self._closed = True
-        if self._iterator is not None:
-            await self._iterator.aclose()
-        await self._cancel_inflight()
+        self._wake.set()
+        iterator = self._iterator
+        # A generator suspended at a yield can be closed here; one running in another task is
+        # woken by the event above and ends by itself.
+        if iterator is not None and not getattr(iterator, "ag_running", False):
+            await iterator.aclose()
+        await self._stop_inflight()
 
     @property
     def totals(self) -> FanOutTotals:
@@ -238,8 +267,8 @@ class FanOut:
             if elapsed > 0 and self._processed > 0:
                 rate = self._processed / elapsed
                 remaining = self._estimated - self._processed
-                if remaining > 0:
-                    eta = timedelta(seconds=remaining / rate)
+                if remaining > 0 and len(self._results) < len(self._channel_ids):
+                    eta = seconds(remaining / rate)
         return FanOutTotals(
             channels=len(self._channel_ids),
             submitted=self._counts[FanOutEventKind.SUBMITTED],
@@ -253,8 +282,12 @@ class FanOut:
         )
 
     def summary(self) -> FanOutSummary:
-        """The results so far, in the order the channels were given (finished ones only)."""
-        results = tuple(self._results[c] for c in self._channel_ids if c in self._results)
+        """Every channel, in the order given: finished, still running, or never submitted."""
+        results = tuple(
+            self._results.get(c)
+            or ChannelResult(channel_id=c, operation=self._seen.get(c), error=None)
+            for c in self._channel_ids
+        )
         return FanOutSummary(results=results, totals=self.totals)
 
     async def _wait(self) -> FanOutSummary:
@@ -276,7 +309,7 @@ class FanOut:
                     return
                 await self._next_wakeup()
         finally:
-            await self._cancel_inflight()
+            await self._stop_inflight()
 
     def _launch(self) -> None:
         now = self._clock()
@@ -296,27 +329,34 @@ class FanOut:
 
     async def _next_wakeup(self) -> None:
         """Wait until a request finishes or the next poll falls due."""
-        waiters: set[asyncio.Future[None]] = set(self._inflight)
+        waiters: set[asyncio.Future[Any]] = set(self._inflight)
         timer: asyncio.Task[None] | None = None
         if self._due and len(self._inflight) < self._concurrency:
             timer = asyncio.ensure_future(self._sleep(max(0.0, self._due[0][0] - self._clock())))
             waiters.add(timer)
+        self._wake.clear()
+        woken = asyncio.ensure_future(self._wake.wait())  # aclose() from another task
+        waiters.add(woken)
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if timer is not None and not timer.done():
-                timer.cancel()
+            for helper in (timer, woken):
+                if helper is not None and not helper.done():
+                    helper.cancel()
         for task in done:
-            if task is not timer:
+            if task is not timer and task is not woken:
                 self._inflight.discard(task)
-                task.result()  # a bug in a task surfaces here instead of vanishing
+                if not task.cancelled():  # cancelled by aclose() from another task
+                    task.result()  # a bug in a task surfaces here instead of vanishing
 
-    async def _cancel_inflight(self) -> None:
+    async def _stop_inflight(self) -> None:
+        """Cancel what has not reached Knock yet; wait for the POSTs that may have."""
         tasks, self._inflight = self._inflight, set()
-        for task in tasks:
+        for task in tasks - self._sending:
             task.cancel()
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Shielded: a second cancellation must not orphan an operation Knock started.
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
     # -- one channel -------------------------------------------------------------------
 
@@ -333,15 +373,22 @@ class FanOut:
         error: KnockError | None = None,
     ) -> None:
         self._counts[kind] += 1
+        finished = kind in (
+            FanOutEventKind.COMPLETED,
+            FanOutEventKind.FAILED,
+            FanOutEventKind.ERROR,
+        )
         if progress is not None:
             op = progress.operation
-            estimate = op.processed_rows if op.is_terminal else op.estimated_total_rows
+            self._seen[channel_id] = op
+            # A channel that is over (even by an error) has no more rows coming.
+            estimate = op.processed_rows if finished or op.is_terminal else op.estimated_total_rows
             before = self._rows.get(channel_id, (0, 0))
             after = (op.processed_rows, max(estimate, op.processed_rows))
             self._rows[channel_id] = after
             self._processed += after[0] - before[0]
             self._estimated += after[1] - before[1]
-        if kind in (FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR):
+        if finished:
             operation = progress.operation if progress is not None else None
             self._results[channel_id] = ChannelResult(
                 channel_id=channel_id, operation=operation, error=error
@@ -354,14 +401,27 @@ class FanOut:
 
     async def _submit(self, channel_id: str) -> None:
         client = self._client
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            operation = await client._send(self._make_request(channel_id))
+            if client._limiter is not None:
+                await client._limiter.acquire(Tier.POST)
+            self._sending.add(task)
+            operation = await client._send(self._make_request(channel_id), paced=True)
         except KnockError as exc:
             self._emit(FanOutEventKind.ERROR, channel_id, error=exc)
             return
         finally:
+            self._sending.discard(task)
             self._submitting -= 1
-        where = operation_poll_target(client._base_url, operation.id, operation.progress_path)
+        try:
+            where = operation_poll_target(client._base_url, operation.id, operation.progress_path)
+        except (TypeError, ValueError) as exc:
+            error = ResponseValidationError(
+                f"the operation started on channel {channel_id} cannot be polled: {exc}"
+            )
+            self._emit(FanOutEventKind.ERROR, channel_id, observe(operation, self._wall()), error)
+            return
         if where.foreign_origin is not None:
             client._poll_url_warning(where.foreign_origin)
         now = self._clock()
@@ -399,7 +459,8 @@ class FanOut:
     async def _poll(self, track: _Track) -> None:
         track.polls += 1
         try:
-            status, headers, body = await self._client._send_once(track.request)
+            left = None if track.deadline is None else track.deadline - self._clock()
+            status, headers, body = await self._client._send_within(track.request, left)
             track.hint = parse_retry_after(headers)
             operation = operation_from_response(status, headers, body)
         except (APIConnectionError, APIError) as exc:

@@ -47,7 +47,7 @@ class Poller:
     def __init__(
         self,
         *,
-        send: Callable[[Request], Awaitable[RawResponse]],
+        send: Callable[[Request, float | None], Awaitable[RawResponse]],
         request: Request,
         operation_id: str,
         initial: BulkOperation | None,
@@ -92,6 +92,11 @@ class Poller:
     def __aiter__(self) -> AsyncIterator[Progress]:
         if self._iterator is None:
             self._iterator = self._run()
+        elif getattr(self._iterator, "ag_running", False):
+            raise RuntimeError(
+                "this Poller is already being iterated or awaited in another task; await it "
+                "after that loop ends, or start a second poll() of the same operation"
+            )
         return self._iterator
 
     def __await__(self) -> Generator[object, None, BulkOperation]:
@@ -184,7 +189,9 @@ class Poller:
         """One GET: the operation, or ``None`` after a transient error within the budget."""
         self._polls += 1
         try:
-            status, headers, body = await self._send(self._request)
+            left = None if self._deadline is None else self._deadline - self._clock()
+            # The deadline bounds the request too, not only the sleeps between requests.
+            status, headers, body = await self._send(self._request, left)
             self._hint = parse_retry_after(headers)
             operation = operation_from_response(status, headers, body)
         except (APIConnectionError, APIError) as exc:
@@ -194,6 +201,7 @@ class Poller:
                 raise
             self._errors_in_a_row += 1
             if self._errors_in_a_row > self._policy.error_budget:
+                self._errors_in_a_row = 0  # a resumed poll starts with a fresh budget
                 raise
             if isinstance(exc, RateLimitError):
                 self._hint = exc.retry_after

@@ -26,6 +26,8 @@ def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) ->
 
 
 def _validate(policy: PollPolicy) -> None:
+    if not policy.initial_delay > 0:
+        raise ValueError(f"initial_delay must be > 0, got {policy.initial_delay!r}")
     if policy.multiplier < 1:
         raise ValueError(f"multiplier must be >= 1, got {policy.multiplier!r}")
     if not policy.jitter < 1:

@@ -9,7 +9,7 @@ import attrs
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 
-__all__ = ["Progress", "observe"]
+__all__ = ["Progress", "observe", "seconds"]
 
 
 @attrs.frozen(kw_only=True)
@@ -49,6 +49,14 @@ class Progress:
         return self.operation.handle
 
 
+_MAX_SECONDS = timedelta.max.total_seconds()
+
+
+def seconds(value: float) -> timedelta | None:
+    """A duration, or ``None`` when a server's absurd numbers put it past what one can hold."""
+    return timedelta(seconds=value) if value < _MAX_SECONDS else None
+
+
 def _fraction(op: BulkOperation) -> float | None:
     if op.status == BulkOperationStatus.COMPLETED:
         return 1.0
@@ -78,7 +86,7 @@ def observe(
         remaining = operation.estimated_total_rows - operation.processed_rows
         # Past the estimate the server has not said how much is left: no honest ETA.
         if remaining > 0:
-            eta = timedelta(seconds=remaining / rate)
+            eta = seconds(remaining / rate)
 
     return Progress(
         operation=operation,

@@ -295,8 +295,6 @@ class RateLimiter(Protocol):
 
 # Slots this close count as due: the float rounding of `slot - now` must not cost a second sleep.
 _DUE_EPSILON = 1e-9
-# How much of an interval a waiter woken late may book in the past (see ``acquire``).
-_LATE_CREDIT = 0.5
 
 
 class _Lane:
@@ -399,20 +397,12 @@ class AdaptiveRateLimiter:
             # One sleep in the normal case. Another only if a 429 moved the slot later while we
             # slept, or the loop woke us a clock tick early (asyncio may run timers up to its
             # clock resolution early).
-            slept_for: float | None = None
             while True:
                 now = self._now()
-                at = now
-                if slept_for is not None and slept_for < now:
-                    # The loop woke us late (a busy loop, a slow callback). Booking the slot
-                    # at the time we slept for, up to half an interval back, keeps that lag
-                    # from adding up over a long queue; the server's bucket absorbs it.
-                    at = max(slept_for, now - lane.state.interval * _LATE_CREDIT)
-                slot, reserved = lane.state.reserve(at)
+                slot, reserved = lane.state.reserve(now)
                 if slot <= now + _DUE_EPSILON:
                     lane.state = reserved
                     return
-                slept_for = slot
                 await self._sleep(slot - now)
         finally:
             lane.pass_on()

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 from yarl import URL
@@ -37,6 +37,15 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.knock.app"
 USER_AGENT = f"knock-async/{__version__}"
+
+
+class Headers(dict[str, str]):
+    """Request headers whose repr hides the credentials, so that no traceback with local
+    variables, debugger or ``vars(client)`` shows the API key."""
+
+    def __repr__(self) -> str:
+        shown = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()}
+        return f"Headers({shown!r})"
 
 
 @attrs.frozen
@@ -89,23 +98,25 @@ def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) ->
     return url.with_path(url.path.rstrip("/"))
 
 
-def make_headers(api_key: str, *, branch: str | None) -> tuple[dict[str, str], dict[str, str]]:
+def make_headers(api_key: str, *, branch: str | None) -> tuple[Headers, Headers]:
     """The headers for GET requests and for requests with a JSON body, built once per client."""
     if not isinstance(api_key, str) or not api_key.strip():
         raise ValueError("api_key must be a non-empty string")
     if any(ch in api_key for ch in "\r\n\t ") or not api_key.isprintable():
         # Never echo the key itself, not even in an error about it.
         raise ValueError("api_key contains whitespace or control characters")
-    headers = {
-        "Authorization": f"Bearer {api_key}",
-        "User-Agent": USER_AGENT,
-        "Accept": "application/json",
-    }
+    headers = Headers(
+        {
+            "Authorization": f"Bearer {api_key}",
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+    )
     if branch is not None:
         if not isinstance(branch, str) or not branch or not branch.isprintable():
             raise ValueError(f"branch must be a non-empty printable string, got {branch!r}")
         headers["X-Knock-Branch"] = branch
-    return headers, {**headers, "Content-Type": "application/json"}
+    return headers, Headers({**headers, "Content-Type": "application/json"})
 
 
 def parse_channel_id(channel_id: object) -> str:
@@ -168,29 +179,45 @@ def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_i
     return Request("GET", url, headers, None, Tier.GET)
 
 
+def _same_origin(a: URL, b: URL) -> bool:
+    # yarl's .port is the effective port, so "https://h" and "https://h:443" match.
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
+
+
 def resolve_poll_target(base_url: URL, target: str) -> PollTarget:
     """Where to poll, from an operation id or a ``progress_path`` (absolute or relative).
 
-    A ``progress_path`` on another origin is never followed with the key: it is polled at the
-    same path on the base URL, and ``foreign_origin`` says so the caller can warn.
+    The result is always on the base URL, under its path prefix if it has one. A
+    ``progress_path`` on another origin is never followed with the key: its path is polled on
+    the base URL and ``foreign_origin`` says so, for the caller to warn. The path must name a
+    bulk operation (``.../bulk_operations/<id>``) with no dot segments, so a path from a server
+    or a queued handle cannot steer the key to another endpoint.
     """
     if not isinstance(target, str) or not target:
         raise TypeError(f"poll target must be an operation, an id or a progress_path: {target!r}")
     if "/" not in target:
-        url = base_url / "v1" / "bulk_operations" / parse_operation_id(target)
-        return PollTarget(url, target)
-    ref = URL(target)
-    if ref.scheme and ref.scheme not in ("http", "https"):
+        quoted = quote(parse_operation_id(target), safe="")
+        return PollTarget(URL(f"{base_url}/v1/bulk_operations/{quoted}", encoded=True), target)
+    parts = urlsplit(target)
+    if parts.scheme and parts.scheme not in ("http", "https"):
         raise ValueError(f"progress_path must be an http(s) URL or a path, got {target!r}")
+    segments = parts.path.split("/")
+    if any(unquote(seg) in (".", "..") or "/" in unquote(seg) for seg in segments):
+        raise ValueError(f"progress_path must not contain dot segments: {target!r}")
+    named = [seg for seg in segments if seg]
+    if len(named) < 2 or named[-2] != "bulk_operations":
+        raise ValueError(f"progress_path does not name a bulk operation: {target!r}")
     foreign: str | None = None
-    if ref.is_absolute() and ref.origin() != base_url.origin():
-        foreign = str(ref.origin())
-        ref = ref.relative()
-    url = base_url.join(ref) if not ref.is_absolute() else ref
-    operation_id = url.name
-    if not operation_id:
-        raise ValueError(f"progress_path does not name an operation: {target!r}")
-    return PollTarget(url, operation_id, foreign)
+    if parts.netloc:
+        origin = URL(target).origin()
+        if not _same_origin(origin, base_url):
+            foreign = str(origin)
+    prefix = base_url.raw_path.rstrip("/")
+    path = parts.path if parts.path.startswith("/") else "/" + parts.path
+    if prefix and not path.startswith(prefix + "/"):
+        path = prefix + path
+    url = URL(f"{base_url.origin()}{path}", encoded=True)
+    return PollTarget(url, unquote(named[-1]), foreign)
 
 
 def operation_poll_target(

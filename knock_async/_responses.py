@@ -62,7 +62,7 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     """``(code, type, message)`` from Knock's error body, either of its two shapes."""
     try:
         data: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         text = body[:_SNIPPET].decode("utf-8", "replace").strip()
         return None, None, text or None
     if not isinstance(data, dict):

@@ -90,7 +90,10 @@ def retry_delay(
         if not (certainly_not_started or policy.retry_ambiguous_post):
             return None
     if retry_after is not None:
-        return retry_after if retry_after <= policy.max_retry_after else None
+        if retry_after > policy.max_retry_after:
+            return None
+        # "Retry-After: 0" on a 429 must not turn into back-to-back requests.
+        return max(retry_after, policy.rate_limited_delay) if status == 429 else retry_after
     ceiling = min(policy.max_delay, policy.initial_delay * 2.0 ** (attempt - 1))
     delay = rng() * ceiling
     if status == 429:

@@ -7,15 +7,16 @@ real over loopback while the emulated minute passes in a few real seconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
 import knock_async as ka
 from knock_async.testing import FastClock, KnockEmulator
+from tests._support import FakeKnock, Reply, operation
 
 KEY = "sk_test_fanout"
-SPEED = 20.0
+SPEED = 10.0
 
 
 @pytest.fixture
@@ -124,22 +125,25 @@ async def test_merged_progress_adds_up(emu: KnockEmulator, fast: FastClock) -> N
 
 
 async def test_bounded_requests_in_flight(emu: KnockEmulator, fast: FastClock) -> None:
-    """However many channels, at most `concurrency` requests are in flight at once."""
+    """However many channels, the server never sees more than `concurrency` requests at once."""
     ids = channels(emu, 60, messages=2)
+    # Every request takes a while, so that a scheduler over its bound would show at the server.
+    emu.faults.add("*", "*", delay=0.01, after_handling=True, times=10_000)
     peak = 0
     async with client(emu, fast, rate_limits=None) as knock:
         fan = knock.channels.bulk.update_many(ids, "read", concurrency=4)
         async for _ in fan:
-            peak = max(peak, len(fan._inflight))
+            peak = max(peak, emu.stats.peak_concurrent_requests)
         summary = await fan
     assert summary.ok
-    assert 1 <= peak <= 4
+    assert 2 <= emu.stats.peak_concurrent_requests <= 4
 
 
 async def test_cancelling_the_consumer_stops_everything(
     emu: KnockEmulator, fast: FastClock
 ) -> None:
-    """Cancelling mid-fan-out leaves no task behind; operations go on server-side."""
+    """Cancelling mid-fan-out leaves no task behind, sends nothing more, cancels nothing
+    server-side, and every operation Knock started is in the summary with its handle."""
     ids = channels(emu, 30)
     async with client(emu, fast) as knock:
         fan = knock.channels.bulk.update_many(ids, "archive", concurrency=5)
@@ -157,7 +161,7 @@ async def test_cancelling_the_consumer_stops_everything(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert fan._inflight == set()
+        posts_at_stop = len(emu.operations())
         leftovers = [
             t
             for t in asyncio.all_tasks()
@@ -165,20 +169,55 @@ async def test_cancelling_the_consumer_stops_everything(
             and not t.get_coro().__qualname__.startswith("RequestHandler.")  # type: ignore[union-attr]
         ]
         assert leftovers == []
-    submitted = [e for e in seen if e.kind is ka.FanOutEventKind.SUBMITTED]
-    assert len(emu.operations()) >= len(submitted)  # nothing was cancelled server-side
-    assert len(emu.operations()) < 30
+        summary = await fan
+        await fast.sleep(2.0)
+    assert len(emu.operations()) == posts_at_stop < 30  # nothing sent after the stop
+    started = {op.id for op in emu.operations()}
+    known = {r.operation.id for r in summary.results if r.operation is not None}
+    assert known == started  # no operation is left without a handle
+    assert not summary.ok
+    statuses = {r.status for r in summary.results}
+    assert "pending" in statuses
+    assert statuses <= {"pending", "running", "completed"}
 
 
-async def test_aclose_after_break(emu: KnockEmulator, fast: FastClock) -> None:
-    """Leaving the loop and closing the fan-out (async with) stops it cleanly."""
-    ids = channels(emu, 10)
+async def test_aclose_from_another_task(emu: KnockEmulator, fast: FastClock) -> None:
+    """aclose() while another task iterates stops the fan-out; the iterating task just ends."""
+    ids = channels(emu, 20)
     async with client(emu, fast) as knock:
-        async with knock.channels.bulk.update_many(ids, "read") as fan:
-            async for event in fan:
-                if event.kind is ka.FanOutEventKind.SUBMITTED:
-                    break
-        assert fan._inflight == set()
+        fan = knock.channels.bulk.update_many(ids, "read", concurrency=3)
+        first = asyncio.Event()
+
+        async def consume() -> int:
+            count = 0
+            async for _ in fan:
+                count += 1
+                first.set()
+            return count
+
+        task = asyncio.create_task(consume())
+        await first.wait()
+        await fan.aclose()
+        assert await task >= 1
+        summary = await fan
+    assert len([r for r in summary.results if r.status == "pending"]) > 0
+
+
+async def test_totals_finish_at_100_percent_when_a_channel_errors(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """A channel that stops with an error counts as done: the totals end at 100%, no ETA."""
+    good, stuck = channels(emu, 2, messages=50)
+    emu.faults.stick_next_operation(after_rows=10, channel_id=stuck)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many([good, stuck], "read", timeout=5.0)
+        events = [event async for event in fan]
+    final = events[-1].totals
+    assert (final.completed, final.errored) == (1, 1)
+    assert final.fraction == 1.0
+    assert final.eta is None
+    [error] = [e for e in events if e.kind is ka.FanOutEventKind.ERROR]
+    assert isinstance(error.error, ka.PollTimeoutError)
 
 
 async def test_handles_resume_in_another_client(emu: KnockEmulator, fast: FastClock) -> None:
@@ -230,3 +269,19 @@ async def test_bad_input_before_any_request(
         with pytest.raises(error, match=text):
             knock.channels.bulk.update_many(ids, "read", **kwargs)  # type: ignore[arg-type]
     assert emu.requests == []
+
+
+async def test_an_unpollable_answer_is_that_channels_error(
+    fake_knock: FakeKnock, make_client: Callable[..., ka.KnockClient]
+) -> None:
+    """An operation the server names with an unusable id fails its own channel only."""
+    body = operation(id="weird/id")
+    del body["progress_path"]
+    fake_knock.reply("POST", Reply(body=body))
+    first, second = "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11", "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c12"
+    async with make_client() as knock:
+        summary = await knock.channels.bulk.update_many([first, second], "read")
+    assert [r.status for r in summary.results] == ["error", "completed"]
+    error = summary.results[0].error
+    assert isinstance(error, ka.ResponseValidationError)
+    assert "cannot be polled" in str(error)

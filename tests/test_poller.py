@@ -311,3 +311,60 @@ async def test_cancellation_leaves_nothing_behind(fake_knock: FakeKnock) -> None
         assert (await poller).status == "completed"
     assert [r.method for r in fake_knock.requests] == ["GET", "GET"]
     assert connector.closed
+
+
+async def test_base_url_path_prefix_is_kept_when_polling(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """Behind a gateway prefix, the POST and the polls of its progress_path keep the prefix."""
+    fake_knock.progress_of(DONE)
+    async with make_client(base_url=fake_knock.base_url + "/knock") as knock:
+        op = await knock.channels.bulk.update_message_status(
+            "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11", "read"
+        )
+        assert op.progress_path == f"/v1/bulk_operations/{OPERATION_ID}"
+        await knock.bulk_operations.poll(op)
+    assert [r.path.split("/")[1] for r in fake_knock.requests] == ["knock", "knock"]
+
+
+async def test_resumed_poll_gets_a_fresh_error_budget(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """After the budget is spent and the poll is awaited again, it rides out errors anew."""
+    fake_knock.reply("GET", *[Reply(503, knock_error(503, "unavailable"))] * 3)
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID, policy=ka.PollPolicy(error_budget=2))
+        with pytest.raises(ka.InternalServerError):
+            await poller
+        fake_knock.reply("GET", *[Reply(503, knock_error(503, "unavailable"))] * 2)
+        assert (await poller).status == "completed"
+    assert len(fake_knock.requests) == 3 + 3
+
+
+async def test_the_deadline_bounds_a_hanging_request(fake_knock: FakeKnock) -> None:
+    """A poll request that hangs is cut at the deadline, not at the longer request timeout."""
+    fake_knock.reply("GET", *[Reply(body=operation(**PROCESSING), delay=0.5)] * 3)
+    policy = ka.PollPolicy(initial_delay=0.01, max_delay=0.01)
+    async with ka.KnockClient(
+        api_key=API_KEY, base_url=fake_knock.base_url, timeout=30.0, poll=policy
+    ) as knock:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ka.PollTimeoutError):
+            await knock.bulk_operations.poll(OPERATION_ID, timeout=0.2)
+        assert loop.time() - started < 0.45  # well under the hanging server's 0.5 s
+
+
+async def test_iterating_and_awaiting_at_once_is_a_clear_error(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """A second consumer of a Poller busy in another task gets an error that says what to do;
+    the first consumer is not disturbed."""
+    fake_knock.progress_of(PROCESSING, DONE)
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID)
+        first = asyncio.ensure_future(poller)
+        await fake_knock.request_seen.wait()
+        with pytest.raises(RuntimeError, match="already being iterated or awaited"):
+            await poller
+        assert (await first).status == "completed"

@@ -898,7 +898,7 @@ def test_limiter_repr_shows_effective_rates() -> None:
 
 
 class LateTime(FakeTime):
-    """A sleep that always wakes ``lag`` seconds late, as a busy event loop does."""
+    """A sleep that wakes ``lag`` seconds late, as a busy event loop does."""
 
     def __init__(self, lag: float) -> None:
         super().__init__()
@@ -908,11 +908,11 @@ class LateTime(FakeTime):
         await super().sleep(delay + self.lag)
 
 
-@pytest.mark.parametrize("lag", [0.01, 0.05, 0.09])
-async def test_late_wakeups_do_not_add_up(lag: float) -> None:
-    """A loop that wakes waiters late (under half an interval) does not slow a queue down:
-    50 POSTs still take 49 intervals, give or take one lag."""
-    fake = LateTime(lag)
+async def test_late_wakeups_never_squeeze_requests_together() -> None:
+    """A waiter woken late is not credited the lost time: grants stay at least one interval
+    apart, so no one-second window ever holds more than the rate (Knock's limit may be a
+    fixed window)."""
+    fake = LateTime(0.09)
     limiter = limiter_with(fake)
     granted: list[float] = []
 
@@ -920,23 +920,7 @@ async def test_late_wakeups_do_not_add_up(lag: float) -> None:
         await limiter.acquire(Tier.POST)
         granted.append(fake.now)
 
-    await asyncio.gather(*(one() for _ in range(50)))
-    assert granted[-1] - granted[0] == pytest.approx(49 * 0.2, abs=lag + 1e-9)
-
-
-async def test_very_late_wakeups_are_credited_half_an_interval_at_most() -> None:
-    """A wake-up later than half an interval is credited only half an interval: the pace
-    slips instead of bursting."""
-    fake = LateTime(0.15)
-    limiter = limiter_with(fake)
-    granted: list[float] = []
-
-    async def one() -> None:
-        await limiter.acquire(Tier.POST)
-        granted.append(fake.now)
-
-    await asyncio.gather(*(one() for _ in range(11)))
+    await asyncio.gather(*(one() for _ in range(30)))
     gaps = [b - a for a, b in itertools.pairwise(granted)]
-    # The first wait has nothing to book back; each later one books 0.1 s of its 0.15 s lag.
-    assert gaps[0] == pytest.approx(0.2 + 0.15)
-    assert gaps[1:] == pytest.approx([0.2 + 0.15 - 0.1] * 9)
+    assert min(gaps) >= 0.2 - 1e-9
+    assert_window_bound(granted, rate=5.0, burst=1)

@@ -188,3 +188,60 @@ def test_operation_poll_target_falls_back_to_the_id(path: str | None) -> None:
     """No usable progress_path from the server: the operation is polled by its id."""
     target = operation_poll_target(BASE, "op-1", path)
     assert str(target.url) == "https://api.knock.app/v1/bulk_operations/op-1"
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "url"),
+    [
+        (
+            "https://gw.example.com/knock",
+            "/v1/bulk_operations/abc",
+            "https://gw.example.com/knock/v1/bulk_operations/abc",
+        ),
+        (
+            "https://gw.example.com/knock",
+            "https://gw.example.com/knock/v1/bulk_operations/abc",
+            "https://gw.example.com/knock/v1/bulk_operations/abc",
+        ),
+        (
+            "https://gw.example.com/knock",
+            "https://api.switchboard.com/v1/bulk_operations/abc",
+            "https://gw.example.com/knock/v1/bulk_operations/abc",
+        ),
+        (
+            "https://gw.example.com/knock",
+            "v1/bulk_operations/abc",
+            "https://gw.example.com/knock/v1/bulk_operations/abc",
+        ),
+    ],
+)
+def test_poll_targets_keep_the_base_path_prefix(base: str, target: str, url: str) -> None:
+    """Behind a gateway with a path prefix, progress paths are polled under that prefix."""
+    assert str(resolve_poll_target(parse_base_url(base), target).url) == url
+
+
+def test_default_port_is_the_same_origin() -> None:
+    """https://host and https://host:443 are one origin: no foreign-origin warning."""
+    target = resolve_poll_target(BASE, "https://api.knock.app:443/v1/bulk_operations/abc")
+    assert target.foreign_origin is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/bulk_operations/../../admin/keys",
+        "/v1/../admin/bulk_operations/x",
+        "../../admin/bulk_operations/x",
+        "/v1/bulk_operations/%2e%2e",
+        "/v1/bulk_operations/a%2Fb",
+        "/v1/users/abc",
+        "https://api.knock.app/v1/messages",
+    ],
+)
+def test_progress_paths_cannot_steer_the_key_elsewhere(target: str) -> None:
+    """A progress_path with dot segments, encoded slashes or not naming a bulk operation is
+    refused; for a known operation the poll falls back to its id."""
+    with pytest.raises(ValueError, match="progress_path"):
+        resolve_poll_target(BASE, target)
+    fallback = operation_poll_target(BASE, "op-1", target)
+    assert str(fallback.url) == "https://api.knock.app/v1/bulk_operations/op-1"

@@ -99,10 +99,23 @@ def test_rate_limited_waits_at_least_a_second() -> None:
     assert delay == 1.0
 
 
-@pytest.mark.parametrize(("hint", "expected"), [(0.0, 0.0), (3.0, 3.0), (60.0, 60.0), (61.0, None)])
-def test_retry_after_is_honoured_within_the_cap(hint: float, expected: float | None) -> None:
-    """A Retry-After up to max_retry_after is waited exactly; a longer one ends the retries."""
-    delay = retry_delay(POLICY, method="GET", attempt=1, status=429, retry_after=hint, rng=half)
+@pytest.mark.parametrize(
+    ("status", "hint", "expected"),
+    [
+        (503, 0.0, 0.0),
+        (503, 3.0, 3.0),
+        (429, 0.0, 1.0),  # a 429 still waits its floor: no back-to-back retries
+        (429, 3.0, 3.0),
+        (429, 60.0, 60.0),
+        (429, 61.0, None),
+    ],
+)
+def test_retry_after_is_honoured_within_the_cap(
+    status: int, hint: float, expected: float | None
+) -> None:
+    """A Retry-After up to max_retry_after is waited (a 429 at least its floor); a longer one
+    ends the retries."""
+    delay = retry_delay(POLICY, method="GET", attempt=1, status=status, retry_after=hint, rng=half)
     assert delay == expected
 
 

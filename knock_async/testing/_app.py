@@ -172,7 +172,16 @@ def _route_of(request: web.Request) -> str | None:
 def _middleware(state: AppState) -> Any:
     @web.middleware
     async def knock(request: web.Request, handler: Handler) -> web.StreamResponse:
-        state.stats.requests += 1
+        stats = state.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.peak_concurrent_requests = max(stats.peak_concurrent_requests, stats.in_flight)
+        try:
+            return await _knock(request, handler)
+        finally:
+            stats.in_flight -= 1
+
+    async def _knock(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = secrets.token_urlsafe(15)
         received_at = state.clock.now()
         route = _route_of(request)

@@ -58,10 +58,14 @@ class EmulatorStats:
 
     ``responses`` counts answers by status (``responses[429]`` is every 429 sent, scripted
     ones included); ``rate_limited`` counts the 429s the rate limiter itself decided;
-    ``dropped`` counts connections closed without an answer by a scripted fault.
+    ``dropped`` counts connections closed without an answer by a scripted fault;
+    ``in_flight`` is how many requests are being handled now and ``peak_concurrent_requests``
+    the most there ever were at once (to check a client's concurrency bound).
     """
 
     requests: int = 0
+    in_flight: int = 0
+    peak_concurrent_requests: int = 0
     responses: Counter[int] = attrs.Factory(Counter)
     rate_limited: int = 0
     dropped: int = 0
