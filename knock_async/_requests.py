@@ -88,7 +88,8 @@ def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) ->
     if url.user or url.password:
         raise ValueError("base_url must not contain credentials; pass api_key instead")
     if url.query_string or url.fragment:
-        raise ValueError(f"base_url must not have a query or fragment, got {str(base_url)!r}")
+        # Not echoed: a query string is where someone might have put a token.
+        raise ValueError(f"base_url must not have a query or fragment ({url.origin()}...)")
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         # The API key would cross the network in clear text.
         raise ValueError(

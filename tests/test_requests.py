@@ -129,6 +129,13 @@ def test_base_urls_refused(raw: str, text: str) -> None:
         parse_base_url(raw)
 
 
+def test_refused_base_url_does_not_echo_its_query() -> None:
+    """A token put in the base URL's query string is not repeated in the error."""
+    with pytest.raises(ValueError, match="query") as info:
+        parse_base_url("https://api.knock.app/?token=SECRET")
+    assert "SECRET" not in str(info.value)
+
+
 def test_insecure_http_opt_in() -> None:
     """allow_insecure_http=True lets a plain-HTTP base URL through."""
     assert str(parse_base_url("http://knock.internal", allow_insecure_http=True)) == (
