@@ -33,6 +33,7 @@ from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
     BulkAction,
+    BulkFilters,
     BulkOperation,
     BulkOperationStatus,
     BulkUpdateMessagesForChannelRequest,
@@ -71,6 +72,7 @@ __all__ = [
     # models
     "ArchivedFilter",
     "BulkAction",
+    "BulkFilters",
     "BulkOperation",
     "BulkOperationStatus",
     "BulkUpdateMessagesForChannelRequest",

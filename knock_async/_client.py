@@ -12,9 +12,8 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self, Unpack
 
 import aiohttp
 from yarl import URL
@@ -23,12 +22,10 @@ from ._errors import APIConnectionError, APITimeoutError, KnockError
 from ._fanout import FanOut, unique_channels
 from ._handle import BulkOperationHandle
 from ._models import (
-    ArchivedFilter,
     BulkAction,
+    BulkFilters,
     BulkOperation,
     BulkUpdateMessagesForChannelRequest,
-    DeliveryStatus,
-    EngagementStatus,
     parse_action,
 )
 from ._poller import Poller, PollTargetLike
@@ -310,6 +307,16 @@ def _connection_error(request: Request, exc: BaseException, failure: Failure) ->
     return cls(f"{request.method} {request.url.with_query(None)} {what}", failure=failure)
 
 
+def _filters_body(filters: BulkFilters) -> BulkUpdateMessagesForChannelRequest:
+    unknown = set(filters) - set(BulkFilters.__annotations__)
+    if unknown:
+        raise TypeError(
+            f"unknown filter {', '.join(sorted(unknown))}; the filters are "
+            + ", ".join(BulkFilters.__annotations__)
+        )
+    return BulkUpdateMessagesForChannelRequest(**filters)
+
+
 class _Bulk:
     """``knock.channels.bulk``."""
 
@@ -321,18 +328,9 @@ class _Bulk:
         channel_id: str,
         action: BulkAction | str,
         *,
-        archived: ArchivedFilter | str | None = None,
-        delivery_status: DeliveryStatus | str | None = None,
-        engagement_status: EngagementStatus | str | None = None,
-        has_tenant: bool | None = None,
-        newer_than: datetime | str | None = None,
-        older_than: datetime | str | None = None,
-        recipient_ids: Iterable[str] | None = None,
-        tenants: Iterable[str] | None = None,
-        trigger_data: Mapping[str, Any] | str | None = None,
-        workflows: Iterable[str] | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        **filters: Unpack[BulkFilters],
     ) -> BulkOperation:
         """Start a bulk status update of a channel's messages; returns the ``BulkOperation``.
 
@@ -341,18 +339,7 @@ class _Bulk:
         ``ValueError``/``TypeError`` naming the argument before anything is sent.
         """
         client = self._client
-        body = BulkUpdateMessagesForChannelRequest(
-            archived=archived,
-            delivery_status=delivery_status,
-            engagement_status=engagement_status,
-            has_tenant=has_tenant,
-            newer_than=newer_than,
-            older_than=older_than,
-            recipient_ids=recipient_ids,
-            tenants=tenants,
-            trigger_data=trigger_data,
-            workflows=workflows,
-        )
+        body = _filters_body(filters)
         request = bulk_update_request(
             client._base_url, client._json_headers, channel_id, action, body
         )
@@ -366,16 +353,7 @@ class _Bulk:
         concurrency: int = 10,
         timeout: float | None = 3600.0,
         policy: PollPolicy | None = None,
-        archived: ArchivedFilter | str | None = None,
-        delivery_status: DeliveryStatus | str | None = None,
-        engagement_status: EngagementStatus | str | None = None,
-        has_tenant: bool | None = None,
-        newer_than: datetime | str | None = None,
-        older_than: datetime | str | None = None,
-        recipient_ids: Iterable[str] | None = None,
-        tenants: Iterable[str] | None = None,
-        trigger_data: Mapping[str, Any] | str | None = None,
-        workflows: Iterable[str] | None = None,
+        **filters: Unpack[BulkFilters],
     ) -> FanOut:
         """The same bulk update on many channels, followed to the end on one shared budget.
 
@@ -393,18 +371,7 @@ class _Bulk:
             raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
-        body = BulkUpdateMessagesForChannelRequest(
-            archived=archived,
-            delivery_status=delivery_status,
-            engagement_status=engagement_status,
-            has_tenant=has_tenant,
-            newer_than=newer_than,
-            older_than=older_than,
-            recipient_ids=recipient_ids,
-            tenants=tenants,
-            trigger_data=trigger_data,
-            workflows=workflows,
-        )
+        body = _filters_body(filters)
         act = parse_action(action)
         channels = unique_channels(channel_ids, parse_channel_id)
         encoded = encode_body(body)

@@ -12,7 +12,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar
 
 import attrs
 
@@ -21,6 +21,7 @@ from ._handle import BulkOperationHandle
 __all__ = [
     "ArchivedFilter",
     "BulkAction",
+    "BulkFilters",
     "BulkOperation",
     "BulkOperationStatus",
     "BulkUpdateMessagesForChannelRequest",
@@ -227,6 +228,25 @@ def _trigger_data(value: object) -> Mapping[str, Any] | None:
 def _trigger_data_key(value: Mapping[str, Any] | None) -> str | None:
     # dicts don't hash; compare and hash through the canonical JSON form.
     return None if value is None else json.dumps(value, sort_keys=True)
+
+
+class BulkFilters(TypedDict, total=False):
+    """The ten filters of a bulk update, as keyword arguments (the official SDK's names).
+
+    Strings are accepted for the enums; ``newer_than``/``older_than`` take aware datetimes or
+    ISO 8601 strings with an offset; ``trigger_data`` a mapping or a JSON object string.
+    """
+
+    archived: ArchivedFilter | str | None
+    delivery_status: DeliveryStatus | str | None
+    engagement_status: EngagementStatus | str | None
+    has_tenant: bool | None
+    newer_than: datetime | str | None
+    older_than: datetime | str | None
+    recipient_ids: Iterable[str] | None
+    tenants: Iterable[str] | None
+    trigger_data: Mapping[str, Any] | str | None
+    workflows: Iterable[str] | None
 
 
 @attrs.frozen(kw_only=True)

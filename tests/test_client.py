@@ -446,3 +446,11 @@ async def test_redirects_are_not_followed(fake_knock: FakeKnock, make_client: Ma
             await knock.bulk_operations.get(OPERATION_ID)
     assert info.value.status == 302
     assert len(fake_knock.requests) == 1
+
+
+async def test_unknown_filter_is_named(fake_knock: FakeKnock, make_client: MakeClient) -> None:
+    """A misspelt filter keyword is a TypeError naming it and listing the real ones."""
+    async with make_client() as knock:
+        with pytest.raises(TypeError, match="unknown filter archive; the filters are archived"):
+            await knock.channels.bulk.update_message_status(CHANNEL_ID, "read", archive="x")  # type: ignore[call-arg]
+    assert fake_knock.requests == []
