@@ -274,17 +274,21 @@ class KnockClient:
                 )
             await self._sleep(delay)
 
-    async def _send_within(self, request: Request, seconds: float | None) -> RawResponse:
-        """One try, bounded by ``seconds`` (a poll's time left) as well as the usual timeout."""
+    def _send_within(self, request: Request, seconds: float | None) -> Awaitable[RawResponse]:
+        """One try, bounded by ``seconds`` (a poll's time left) as well as the usual timeout.
+
+        A plain function handing back ``_send_once``'s coroutine: no extra frame is kept per
+        waiting poll.
+        """
         total = self._timeout.total
         if seconds is None or (total is not None and seconds >= total):
-            return await self._send_once(request)
+            return self._send_once(request)
         seconds = max(seconds, 0.001)
         connect = self._timeout.connect
         bounded = aiohttp.ClientTimeout(
             total=seconds, connect=seconds if connect is None else min(connect, seconds)
         )
-        return await self._send_once(request, bounded)
+        return self._send_once(request, bounded)
 
     def _poll_url_warning(self, origin: str) -> None:
         if origin not in self._warned_origins:

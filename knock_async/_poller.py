@@ -75,6 +75,7 @@ class Poller:
         self._last: Progress | None = None
         self._done = False
         self._iterator: AsyncIterator[Progress] | None = None
+        self._awaiting = False
 
     def __repr__(self) -> str:
         status = self._last.status.value if self._last else "unseen"
@@ -90,21 +91,33 @@ class Poller:
         return self._last
 
     def __aiter__(self) -> AsyncIterator[Progress]:
-        if self._iterator is None:
-            self._iterator = self._run()
-        elif getattr(self._iterator, "ag_running", False):
+        if self._awaiting or getattr(self._iterator, "ag_running", False):
             raise RuntimeError(
                 "this Poller is already being iterated or awaited in another task; await it "
                 "after that loop ends, or start a second poll() of the same operation"
             )
+        if self._iterator is None:
+            self._iterator = self._run()
         return self._iterator
 
     def __await__(self) -> Generator[object, None, BulkOperation]:
         return self._wait().__await__()
 
     async def _wait(self) -> BulkOperation:
-        async for _ in self:
-            pass
+        if self._iterator is not None:  # a loop started: carry it on to the end
+            async for _ in self:
+                pass
+        else:
+            # Awaited alone: step without an async generator, which would cost every one of
+            # thousands of awaited pollers a frame and a slot in asyncio's generator registry.
+            if self._awaiting:
+                self.__aiter__()  # raises the same clear error
+            self._awaiting = True
+            try:
+                while not self._done:
+                    await self._step()
+            finally:
+                self._awaiting = False
         assert self._last is not None  # a finished poll has seen its operation
         operation = self._last.operation
         if operation.status == BulkOperationStatus.FAILED:
@@ -147,43 +160,35 @@ class Poller:
 
     async def _run(self) -> AsyncIterator[Progress]:
         try:
-            async for progress in self._loop():
-                yield progress
+            while not self._done:
+                progress = await self._step()
+                if progress is not None:
+                    yield progress
         finally:
             # Cancelled or failed mid-way: the next iteration starts a fresh loop over the
             # same state. After the end it yields nothing and the result stands.
             if not self._done:
                 self._iterator = None
 
-    async def _loop(self) -> AsyncIterator[Progress]:
-        if self._done:
-            return
+    async def _step(self) -> Progress | None:
+        """One observation (the first one, or a poll after its delay): the ``Progress`` to
+        yield, or ``None`` when nothing changed. ``PollTimeoutError`` at the deadline."""
         if self._started is None:
             self._started = (self._clock(), datetime.now(UTC))
             if self._timeout is not None:
                 self._deadline = self._started[0] + self._timeout
             if self._initial is not None:
-                first = self._observe(self._initial)
-                if first is not None:
-                    yield first
-                if self._initial.is_terminal:
-                    return
-        while True:
-            delay = poll_delay(self._policy, self._polls, hint=self._hint, rng=self._rng)
-            if self._deadline is not None:
-                remaining = self._deadline - self._clock()
-                if remaining <= 0:
-                    raise self._timed_out()
-                # The last poll lands on the deadline, so a finish just before it is seen.
-                delay = min(delay, remaining)
-            await self._sleep(delay)
-            operation = await self._poll_once()
-            if operation is not None:
-                progress = self._observe(operation)
-                if progress is not None:
-                    yield progress
-                if operation.is_terminal:
-                    return
+                return self._observe(self._initial)
+        delay = poll_delay(self._policy, self._polls, hint=self._hint, rng=self._rng)
+        if self._deadline is not None:
+            remaining = self._deadline - self._clock()
+            if remaining <= 0:
+                raise self._timed_out()
+            # The last poll lands on the deadline, so a finish just before it is seen.
+            delay = min(delay, remaining)
+        await self._sleep(delay)
+        operation = await self._poll_once()
+        return None if operation is None else self._observe(operation)
 
     async def _poll_once(self) -> BulkOperation | None:
         """One GET: the operation, or ``None`` after a transient error within the budget."""

@@ -95,6 +95,9 @@ class ManualClock:
         return f"ManualClock(now={self.now().isoformat()})"
 
 
+_SPIN = 0.0015  # real seconds before a FastClock deadline spent yielding, not on a timer
+
+
 class FastClock:
     """Real time sped up ``speed`` times, to share between an emulator and a client.
 
@@ -121,8 +124,18 @@ class FastClock:
         return self.to_datetime(self.monotonic())
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` of this clock's time (``seconds / speed`` real seconds)."""
-        await asyncio.sleep(seconds / self.speed)
+        """Sleep ``seconds`` of this clock's time (``seconds / speed`` real seconds).
+
+        asyncio wakes timers up to a millisecond late, which is ``speed`` milliseconds here
+        and would add up over a paced queue: the last stretch is waited out by yielding to
+        the loop until the clock gets there.
+        """
+        deadline = self.monotonic() + seconds
+        real = seconds / self.speed
+        if real > _SPIN:
+            await asyncio.sleep(real - _SPIN)
+        while self.monotonic() < deadline:  # noqa: ASYNC110 - a deliberate, bounded spin
+            await asyncio.sleep(0)
 
     def __repr__(self) -> str:
         return f"FastClock(speed={self.speed:g})"

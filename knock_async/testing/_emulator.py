@@ -77,6 +77,7 @@ class KnockEmulator:
     - ``host``, ``port``: where to listen (default: ``127.0.0.1``, an ephemeral port).
     - ``seed``: seeds the estimate jitter.
     - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: all).
+      Each entry is about 1 KiB, so the default 10,000 holds about 10 MiB.
     """
 
     def __init__(

@@ -23,14 +23,16 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
 
 @attrs.frozen(kw_only=True)
 class EmulatorRateLimits:
-    """Requests per second allowed per API key; bursts up to one second's worth.
+    """Requests per second allowed per API key; bursts up to ``burst_seconds`` worth.
 
     The defaults are Knock's: the bulk update POST is tier 2 (5/s), the bulk operation GET is
-    tier 4 (200/s).
+    tier 4 (200/s). A larger ``burst_seconds`` tolerates clients that catch up after a pause
+    (useful on a sped-up clock, where a short real pause is a long emulated one).
     """
 
     post_per_second: float = attrs.field(default=5.0, validator=_positive)
     get_per_second: float = attrs.field(default=200.0, validator=_positive)
+    burst_seconds: float = attrs.field(default=1.0, validator=_positive)
 
     def rate(self, tier: Tier) -> float:
         return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second
@@ -66,5 +68,8 @@ class RateLimiter:
     def allow(self, key: str, tier: Tier, now: float) -> bool:
         bucket = self._buckets.get((key, tier))
         if bucket is None:
-            bucket = self._buckets[key, tier] = TokenBucket(self.limits.rate(tier), now)
+            rate = self.limits.rate(tier)
+            bucket = self._buckets[key, tier] = TokenBucket(
+                rate, now, capacity=max(1.0, rate * self.limits.burst_seconds)
+            )
         return bucket.take(now)

@@ -35,3 +35,10 @@ def test_custom_limits() -> None:
     assert [limiter.allow("k", Tier.BULK_UPDATE, 0.0) for _ in range(2)] == [True, False]
     with pytest.raises(ValueError, match="post_per_second"):
         EmulatorRateLimits(post_per_second=0)
+
+
+def test_burst_seconds_sets_the_bucket_capacity() -> None:
+    """burst_seconds=3 lets three seconds' worth of POSTs through at once, then no more."""
+    limiter = RateLimiter(EmulatorRateLimits(post_per_second=5.0, burst_seconds=3.0))
+    allowed = [limiter.allow("sk_a", Tier.BULK_UPDATE, now=0.0) for _ in range(16)]
+    assert allowed == [True] * 15 + [False]
