@@ -214,7 +214,7 @@ async def follow(
                     update.kind, update.key, update.progress, update.error, update.operation
                 )
                 display.update(update.kind, row, tracker.totals())
-                if stop_when_submitted and not tracker.unsubmitted():
+                if stop_when_submitted and tracker.all_submitted():
                     return False
     except asyncio.CancelledError:
         if not interrupt.fired:

@@ -99,3 +99,37 @@ def test_emulator_channel_types_match_the_emulator() -> None:
     emulator = subparsers.choices["emulator"]
     action = next(a for a in emulator._actions if a.dest == "channel_type")
     assert list(action.choices or ()) == [t.value for t in ChannelType]
+
+
+def test_tracker_totals_follow_every_event() -> None:
+    """The tracker's running totals equal a fresh count over the rows after each event."""
+    from knock_async import BulkOperation
+    from knock_async import FanOutEventKind as Kind
+    from knock_async._convert import structure_operation
+    from knock_async._progress import observe
+    from knock_async.cli._outcome import Tracker
+    from tests._support import operation
+
+    def op(n: int, **changes: object) -> BulkOperation:
+        return structure_operation(operation(id=f"op-{n}", **changes))
+
+    rows = [Row(key=f"c{n}", channel_id=f"c{n}") for n in range(3)]
+    tracker = Tracker(rows, clock=lambda: 10.0)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    events = [
+        (Kind.SUBMITTED, "c0", observe(op(0), at)),
+        (Kind.SUBMITTED, "c1", observe(op(1, estimated_total_rows=50), at)),
+        (Kind.PROGRESS, "c0", observe(op(0, status="processing", processed_rows=400), at)),
+        (Kind.ERROR, "c2", None),
+        (Kind.COMPLETED, "c1", observe(op(1, status="completed", processed_rows=40), at)),
+    ]
+    for kind, key, progress in events:
+        tracker.apply(
+            kind, key, progress, NotFoundError("no", status=404) if progress is None else None
+        )
+        fresh = Tracker(list(tracker.rows.values()), clock=lambda: 10.0)
+        assert tracker.totals() == fresh.totals()
+    totals = tracker.totals()
+    assert (totals.submitted, totals.completed, totals.errored) == (2, 1, 1)
+    assert (totals.processed_rows, totals.estimated_total_rows) == (440, 1040)
+    assert tracker.all_submitted()
