@@ -36,6 +36,13 @@ def operation(**changes: Any) -> dict[str, Any]:
     return body
 
 
+def knock_error(
+    status: int, code: str, message: str = "nope", kind: str = "api_error"
+) -> dict[str, Any]:
+    """Knock's error body: ``{"code", "message", "status", "type"}``."""
+    return {"code": code, "message": message, "status": status, "type": kind}
+
+
 @attrs.frozen
 class Recorded:
     method: str

@@ -21,14 +21,11 @@ from tests._support import (
     FakeKnock,
     Reply,
     VirtualTime,
+    knock_error,
     operation,
 )
 
 MakeClient = Callable[..., ka.KnockClient]
-
-
-def knock_error(status: int, code: str, message: str = "nope") -> dict[str, Any]:
-    return {"code": code, "message": message, "status": status, "type": "api_error"}
 
 
 async def test_wire_request_with_all_ten_filters(

@@ -18,6 +18,7 @@ from tests._support import (
     FakeKnock,
     Reply,
     VirtualTime,
+    knock_error,
     operation,
 )
 
@@ -25,10 +26,6 @@ MakeClient = Callable[..., ka.KnockClient]
 PROCESSING = {"status": "processing", "processed_rows": 250}
 DONE = {"status": "completed", "processed_rows": 1000, "success_count": 1000}
 QUEUED_OP = structure_operation(operation())
-
-
-def knock_error(status: int, code: str) -> dict[str, object]:
-    return {"code": code, "message": code, "status": status, "type": "api_error"}
 
 
 async def test_follows_to_completion(

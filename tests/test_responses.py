@@ -8,11 +8,7 @@ import pytest
 
 import knock_async as ka
 from knock_async._responses import error_from_response, operation_from_response
-from tests._support import sample
-
-
-def knock_error(status: int, code: str, kind: str, message: str) -> bytes:
-    return json.dumps({"code": code, "message": message, "status": status, "type": kind}).encode()
+from tests._support import knock_error, sample
 
 
 @pytest.mark.parametrize(
@@ -32,7 +28,7 @@ def knock_error(status: int, code: str, kind: str, message: str) -> bytes:
 )
 def test_each_status_maps_to_its_error(status: int, cls: type[ka.APIError]) -> None:
     """Each error status becomes its APIError subclass carrying Knock's code, type, message."""
-    body = knock_error(status, "some_code", "api_error", "Something went wrong")
+    body = json.dumps(knock_error(status, "some_code", "Something went wrong")).encode()
     error = error_from_response(status, {"x-request-id": "req_42"}, body)
     assert type(error) is cls
     assert (error.status, error.code, error.type, error.message, error.request_id) == (

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import attrs
+
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -24,7 +26,7 @@ from .._errors import (
     ResponseValidationError,
     UnprocessableEntityError,
 )
-from .._fanout import FanOutEventKind
+from .._fanout import FanOutEventKind, FanOutTotals
 from .._models import BulkOperation, BulkOperationStatus
 from .._progress import Progress
 from ._args import PROG, ExitCode
@@ -167,30 +169,12 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Totals:
-    """Every row at a glance: one overall progress bar."""
+@attrs.frozen(kw_only=True)
+class Totals(FanOutTotals):
+    """Every row at a glance, for one overall progress bar: the library's fan-out totals plus
+    the command's own running time."""
 
-    channels: int
-    submitted: int
-    completed: int
-    failed: int
-    errored: int
-    processed_rows: int
-    estimated_total_rows: int
-    rows_per_second: float | None
-    eta: timedelta | None
     elapsed_seconds: float
-
-    @property
-    def finished(self) -> int:
-        return self.completed + self.failed + self.errored
-
-    @property
-    def fraction(self) -> float | None:
-        if self.estimated_total_rows <= 0:
-            return 1.0 if self.finished == self.channels else None
-        return min(1.0, self.processed_rows / self.estimated_total_rows)
 
     def to_json(self) -> dict[str, Any]:
         return {
