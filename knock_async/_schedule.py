@@ -56,6 +56,9 @@ class Forecast:
     estimated_total_rows: int | None = None
     # When the rows first reached the estimate: the predicted end once it has passed.
     reached_at: float | None = None
+    # The longest a count (after the first) was seen standing still: how coarse the server's
+    # batches are, and so how early the end may come before the predicted one.
+    longest_stall: float = 0.0
 
     def observe(self, at: float, processed_rows: int, estimated_total_rows: int | None) -> Forecast:
         """The forecast after one more snapshot (``estimated_total_rows`` ``None`` or ``0``:
@@ -65,11 +68,16 @@ class Forecast:
         rows = max(0, processed_rows)
         estimate = estimated_total_rows if estimated_total_rows else None
         points = self.points
+        longest_stall = self.longest_stall
         went_back = self.last_at is not None and at < self.last_at
         if went_back or (points and rows < points[-1].rows):
             points = ()  # the clock or the count went back: what was measured no longer holds
+            longest_stall = 0.0
         if not points or rows > points[-1].rows:
             points = (*points, _Point(at, rows))[-_MAX_POINTS:]
+        elif len(points) > 1 and points[-1].rows > 0:
+            # Not the first count: standing still while queued says nothing about batches.
+            longest_stall = max(longest_stall, at - points[-1].at)
         reached_at = self.reached_at
         if estimate is None or rows < estimate:
             reached_at = None
@@ -81,6 +89,7 @@ class Forecast:
             points=points,
             estimated_total_rows=estimate,
             reached_at=reached_at,
+            longest_stall=longest_stall,
         )
 
     @property
@@ -162,7 +171,9 @@ class EtaSchedule:
         end = forecast.end
         if end is None or forecast.first_at is None or not math.isfinite(now):
             return fallback
-        remaining = end - now
+        # With progress in coarse batches the end can come up to one stall before the predicted
+        # one: aim at the earliest plausible end.
+        remaining = end - forecast.longest_stall - now
         if remaining <= 0:
             return self._clamp(min(self.max_overdue_delay, self.overdue_factor * -remaining))
         wait = self.fraction * remaining * (1.0 - self.jitter * spread)

@@ -29,6 +29,7 @@ class _Operation:
     segments: tuple[tuple[float, int], ...]
     queued: float = 0.0
     estimate: Callable[[float], int | None] | None = None
+    batch: int = 1  # progress reported in multiples of this many rows
 
     @property
     def total(self) -> int:
@@ -42,7 +43,8 @@ class _Operation:
         t, done = at - self.queued, 0.0
         for seconds, rows in self.segments:
             if t < seconds:
-                return math.floor(done + rows * max(t, 0.0) / seconds)
+                reported = math.floor(done + rows * max(t, 0.0) / seconds)
+                return reported - reported % self.batch
             t, done = t - seconds, done + rows
         return self.total
 
@@ -290,3 +292,33 @@ def test_never_overshoots_the_end_by_more_than_a_few_seconds(
     half = total // 2
     operation = _Operation(((seconds / 2, half), (seconds / 2 / ratio, total - half)))
     assert _follow(operation, seed=seed).late <= 5.0
+
+
+def test_coarse_batches_aim_at_the_earliest_plausible_end() -> None:
+    """A count that stood still for a while (progress in batches) makes the schedule aim that
+    much before the predicted end, and poll from there as past an end."""
+    forecast = Forecast().observe(0.0, 0, 1000)
+    for at, rows in [(100.0, 100), (150.0, 100), (200.0, 200)]:
+        forecast = forecast.observe(at, rows, 1000)
+    assert forecast.longest_stall == 50.0
+    assert forecast.end == pytest.approx(1000.0)
+    schedule = EtaSchedule(jitter=0.0)
+    assert schedule.delay(forecast, 900.0, fallback=7.0, spread=0.0) == pytest.approx(15.0)
+    assert schedule.delay(forecast, 960.0, fallback=7.0, spread=0.0) == pytest.approx(5.0)
+
+
+def test_standing_still_while_queued_is_not_a_batch() -> None:
+    """Polls that see 0 rows while the operation waits in the queue are not taken for coarse
+    batches."""
+    forecast = Forecast()
+    for at, rows in [(0.0, 0), (60.0, 0), (120.0, 0), (130.0, 10), (140.0, 20)]:
+        forecast = forecast.observe(at, rows, 1000)
+    assert forecast.longest_stall == 0.0
+
+
+@given(seed=st.integers(0, 2**32), batches=st.integers(5, 50))
+def test_coarse_batches_never_later_than_the_backoff_cap(seed: int, batches: int) -> None:
+    """With progress reported in batches, the end is still noticed within the 30 s the
+    backoff would allow."""
+    operation = _Operation(((3600.0, 10_000),), batch=10_000 // batches)
+    assert _follow(operation, seed=seed).late <= 30.0
