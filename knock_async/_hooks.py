@@ -7,7 +7,7 @@ event objects are the models): it runs inline, so it should be quick; one that r
 and skipped, never breaking the request it watches.
 
 Records carry what a log line or a metric needs and nothing that could hold a secret: no API
-key, no headers, no body. Paths are route templates (``/v1/bulk_operations/{operation_id}``),
+key, no headers, no body. Paths are route templates (``/v1/bulk_operations/{id}``),
 which keep ids out of metric labels.
 """
 
@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._requests import Request
 
 __all__ = [
     "Hook",
@@ -29,12 +32,14 @@ __all__ = [
     "RequestSent",
     "RetryScheduled",
     "emit",
+    "request_answered",
+    "request_sent",
 ]
 
 logger = logging.getLogger("knock_async")
 
 BULK_UPDATE_ROUTE = "/v1/channels/{channel_id}/messages/bulk/{action}"
-OPERATION_ROUTE = "/v1/bulk_operations/{operation_id}"
+OPERATION_ROUTE = "/v1/bulk_operations/{id}"
 
 
 @attrs.frozen(kw_only=True)
@@ -123,3 +128,45 @@ def emit(hooks: Iterable[Hook], event: HookEvent) -> None:
         except Exception:
             # The hook watches the request; its failure must not become the request's.
             logger.exception("instrumentation hook %r raised on %s", hook, type(event).__name__)
+
+
+def _route(request: Request) -> str:
+    # The API has two endpoints: the bulk update is the only POST, the operation the only GET.
+    return BULK_UPDATE_ROUTE if request.method == "POST" else OPERATION_ROUTE
+
+
+def request_sent(request: Request, attempt: int) -> RequestSent:
+    """The record of ``request``'s try number ``attempt`` leaving."""
+    return RequestSent(
+        method=request.method,
+        route=_route(request),
+        server_address=request.url.host or "",
+        server_port=request.url.port,
+        attempt=attempt,
+        tier=str(request.tier),
+    )
+
+
+def request_answered(
+    request: Request,
+    attempt: int,
+    *,
+    duration: float,
+    status: int | None = None,
+    request_id: str | None = None,
+    failure: str | None = None,
+) -> RequestAnswered:
+    """The record of a try's end: an HTTP ``status``, or the transport ``failure``'s name."""
+    error_type = failure if status is None else (str(status) if status >= 400 else None)
+    return RequestAnswered(
+        method=request.method,
+        route=_route(request),
+        server_address=request.url.host or "",
+        server_port=request.url.port,
+        attempt=attempt,
+        tier=str(request.tier),
+        status=status,
+        duration=duration,
+        request_id=request_id,
+        error_type=error_type,
+    )

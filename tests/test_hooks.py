@@ -6,6 +6,7 @@ import logging
 
 import attrs
 import pytest
+from yarl import URL
 
 from knock_async._hooks import (
     HookEvent,
@@ -15,7 +16,11 @@ from knock_async._hooks import (
     RequestSent,
     RetryScheduled,
     emit,
+    request_answered,
+    request_sent,
 )
+from knock_async._ratelimit import Tier
+from knock_async._requests import Request
 
 RECORDS = [RequestSent, RequestAnswered, RetryScheduled, RateLimitWait, PollObserved]
 
@@ -23,7 +28,7 @@ RECORDS = [RequestSent, RequestAnswered, RetryScheduled, RateLimitWait, PollObse
 def _answered() -> RequestAnswered:
     return RequestAnswered(
         method="GET",
-        route="/v1/bulk_operations/{operation_id}",
+        route="/v1/bulk_operations/{id}",
         server_address="127.0.0.1",
         server_port=8080,
         attempt=1,
@@ -75,3 +80,25 @@ def test_records_hold_no_credentials_or_headers(record: type) -> None:
     assert names, "every record has fields"
     forbidden = {"headers", "api_key", "key", "authorization", "url", "body", "token"}
     assert not names & forbidden
+
+
+def test_records_from_a_request_name_its_route_not_its_ids() -> None:
+    """A request's records carry the route template, host, port and tier, never the URL with
+    its ids, nor the headers holding the key."""
+    url = URL("https://api.knock.app/v1/bulk_operations/8d1c0c2e-1f7b-4c84-a5de-2b6e8c8d0f11")
+    request = Request("GET", url, {"Authorization": "Bearer sk_secret"}, None, Tier.GET)
+    sent = request_sent(request, 2)
+    assert sent == RequestSent(
+        method="GET",
+        route="/v1/bulk_operations/{id}",
+        server_address="api.knock.app",
+        server_port=443,
+        attempt=2,
+        tier="get",
+    )
+    ok = request_answered(request, 2, duration=0.1, status=200, request_id="r1")
+    assert (ok.status, ok.error_type, ok.request_id) == (200, None, "r1")
+    assert request_answered(request, 1, duration=0.1, status=503).error_type == "503"
+    timeout = request_answered(request, 1, duration=5.0, failure="timeout")
+    assert (timeout.status, timeout.error_type) == (None, "timeout")
+    assert "sk_secret" not in repr([sent, ok, timeout])

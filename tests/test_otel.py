@@ -131,7 +131,7 @@ def test_request_duration_histogram(telemetry: Telemetry) -> None:
 def test_retries_waits_and_followed_operations(telemetry: Telemetry) -> None:
     """Retries are counted by reason, limiter waits recorded by tier, and an operation counts
     as followed once it is seen finished."""
-    route = "/v1/bulk_operations/{operation_id}"
+    route = "/v1/bulk_operations/{id}"
     telemetry.hook(RetryScheduled(method="GET", route=route, attempt=1, why="503", delay=0.4))
     telemetry.hook(RetryScheduled(method="GET", route=route, attempt=2, why="503", delay=0.8))
     telemetry.hook(RateLimitWait(tier="post", seconds=0.2))
