@@ -148,23 +148,18 @@ def request_sent(request: Request, attempt: int) -> RequestSent:
 
 
 def request_answered(
-    request: Request,
-    attempt: int,
+    sent: RequestSent,
     *,
     duration: float,
     status: int | None = None,
     request_id: str | None = None,
     failure: str | None = None,
 ) -> RequestAnswered:
-    """The record of a try's end: an HTTP ``status``, or the transport ``failure``'s name."""
+    """The record of the end of the try ``sent`` announced: an HTTP ``status``, or the
+    transport ``failure``'s name."""
     error_type = failure if status is None else (str(status) if status >= 400 else None)
     return RequestAnswered(
-        method=request.method,
-        route=_route(request),
-        server_address=request.url.host or "",
-        server_port=request.url.port,
-        attempt=attempt,
-        tier=str(request.tier),
+        **attrs.asdict(sent, recurse=False),
         status=status,
         duration=duration,
         request_id=request_id,

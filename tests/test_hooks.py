@@ -96,9 +96,9 @@ def test_records_from_a_request_name_its_route_not_its_ids() -> None:
         attempt=2,
         tier="get",
     )
-    ok = request_answered(request, 2, duration=0.1, status=200, request_id="r1")
-    assert (ok.status, ok.error_type, ok.request_id) == (200, None, "r1")
-    assert request_answered(request, 1, duration=0.1, status=503).error_type == "503"
-    timeout = request_answered(request, 1, duration=5.0, failure="timeout")
+    ok = request_answered(sent, duration=0.1, status=200, request_id="r1")
+    assert (ok.status, ok.error_type, ok.request_id, ok.attempt) == (200, None, "r1", 2)
+    assert request_answered(sent, duration=0.1, status=503).error_type == "503"
+    timeout = request_answered(sent, duration=5.0, failure="timeout")
     assert (timeout.status, timeout.error_type) == (None, "timeout")
     assert "sk_secret" not in repr([sent, ok, timeout])
