@@ -58,22 +58,35 @@ class KnockEmulator:
     ``async with KnockEmulator() as emu:`` serves on an ephemeral port at ``emu.base_url``;
     ``emu.make_app()`` gives an ``aiohttp`` application for ``aiohttp_server`` instead.
 
+    Answers Knock documents, followed exactly: 401 ``api_key_missing`` ("No valid API key
+    provided") for a missing, malformed or unknown key; 401 ``incorrect_token_type`` for a
+    public ``pk_`` key; 422 ``invalid_params`` with an ``errors`` list of
+    ``{"field", "message", "type": null}``; 404 ``{"errors": {"detail": "404 Not Found"}}`` for
+    an unrouted path; rate limits per environment (every key shares them); a relative
+    ``progress_path``; operation names ``messages.<action>``; ``processed_rows`` = success +
+    error; timestamps with microseconds. Inferred, as Knock documents no body for them: 404
+    ``resource_missing`` for an unknown channel or operation, and the 400, 413, 429 and 5xx
+    bodies (the same four keys: ``code``, ``message``, ``status``, ``type``).
+
     Settings (all keyword-only):
 
     - ``api_keys``: the accepted keys; ``None`` (default) accepts any ``sk_...`` key. Public
-      ``pk_...`` keys are refused with 403 either way.
+      ``pk_...`` keys are refused with 401 ``incorrect_token_type`` either way.
+    - ``strict``: refuse a body with an unknown top-level field with 422 (default: accept and
+      ignore it, as the spec allows, naming it on the request log's ``ignored_fields``).
     - ``clock``: a ``SystemClock`` (default) or a ``ManualClock`` the test moves.
     - ``rows_per_second``, ``batch_size``, ``queue_delay``: processing speed (an operation is
       ``queued`` for ``queue_delay`` seconds, then processed batch by batch).
-    - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s per key), ``False`` (off)
-      or a ``EmulatorRateLimits``.
+    - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s), ``False`` (off) or an
+      ``EmulatorRateLimits``. The emulator is one Knock environment: all its keys share them.
     - ``retention``: the retention window for non-in-app channels (``None``: unlimited).
     - ``estimate_jitter``: perturb ``estimated_total_rows`` by up to this fraction.
     - ``default_archived``: the ``archived`` filter applied when a body leaves it out.
     - ``max_list_items``: the longest ``recipient_ids``/``tenants``/``workflows`` list accepted.
-    - ``progress_origin``: ``None`` (default) makes ``progress_path`` absolute on the origin the
-      request came to; ``""`` makes it relative; an origin such as ``"https://api.example.com"``
-      puts it on another host, as in the spec's example.
+    - ``progress_origin``: ``""`` (default) makes ``progress_path`` relative
+      (``/v1/bulk_operations/<id>``), as in every answer Knock documents; ``None`` makes it
+      absolute on the origin the request came to; an origin such as
+      ``"https://api.example.com"`` puts it on another host, as in the spec's example.
     - ``host``, ``port``: where to listen (default: ``127.0.0.1``, an ephemeral port).
     - ``seed``: seeds the estimate jitter.
     - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: all).
@@ -84,6 +97,7 @@ class KnockEmulator:
         self,
         *,
         api_keys: Iterable[str] | None = None,
+        strict: bool = False,
         clock: Clock | None = None,
         rows_per_second: float = 10_000.0,
         batch_size: int = 500,
@@ -93,7 +107,7 @@ class KnockEmulator:
         estimate_jitter: float = 0.0,
         default_archived: ArchivedFilter | str = ArchivedFilter.INCLUDE,
         max_list_items: int = 1000,
-        progress_origin: str | None = None,
+        progress_origin: str | None = "",
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
@@ -144,6 +158,7 @@ class KnockEmulator:
             limiter=None if limits is None else RateLimiter(limits),
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
+            strict=bool(strict),
             progress_origin=_check_origin(progress_origin),
             stats=self.stats,
             log=self._log,

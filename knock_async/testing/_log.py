@@ -33,6 +33,8 @@ class RecordedRequest:
     ``Authorization`` value redacted (``"Bearer [REDACTED]"``); ``status`` is ``None`` when a
     scripted fault dropped the connection. ``route`` is the matched route template, ``None``
     for an unrouted path; ``fault`` says whether a scripted HTTP fault applied.
+    ``ignored_fields`` names the unknown top-level body fields the emulator accepted and
+    ignored (outside strict mode).
     """
 
     method: str
@@ -45,6 +47,7 @@ class RecordedRequest:
     request_id: str | None
     received_at: datetime
     fault: bool = False
+    ignored_fields: tuple[str, ...] = ()
 
     def json(self) -> Any:
         """The body parsed as JSON (``None`` for an empty body); raises ``ValueError`` if it is
