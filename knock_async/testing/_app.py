@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import secrets
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiohttp import web
 from ._auth import authenticate
 from ._clock import Clock
 from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
-from ._log import EmulatorStats, RecordedRequest, redacted_headers
+from ._log import BODY_PREFIX_BYTES, EmulatorStats, RecordedRequest, RequestLog, redacted_headers
 from ._operations import OperationEngine
 from ._ratelimit import RateLimiter, Tier
 from ._store import MessageStore
@@ -59,7 +58,7 @@ class AppState:
     strict: bool
     progress_origin: str | None
     stats: EmulatorStats
-    log: deque[RecordedRequest]
+    log: RequestLog
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
@@ -224,7 +223,8 @@ def _middleware(state: AppState) -> Any:
                     path=request.raw_path.partition("?")[0],
                     query=request.query_string,
                     headers=redacted_headers(request.headers),
-                    body=body,
+                    body=body[:BODY_PREFIX_BYTES],
+                    body_size=len(body),
                     route=route,
                     status=None if response is None else response.status,
                     request_id=None if response is None else request_id,

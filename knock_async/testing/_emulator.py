@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -16,7 +15,7 @@ from .._models import ArchivedFilter, BulkOperation, DeliveryStatus
 from ._app import AppState, create_app
 from ._clock import Clock, ManualClock, SystemClock
 from ._faults import Faults
-from ._log import EmulatorStats, RecordedRequest
+from ._log import EmulatorStats, RecordedRequest, RequestLog
 from ._operations import OperationEngine, ProcessingSettings
 from ._ratelimit import EmulatorRateLimits, RateLimiter
 from ._seed import generate_messages
@@ -89,8 +88,10 @@ class KnockEmulator:
       ``"https://api.example.com"`` puts it on another host, as in the spec's example.
     - ``host``, ``port``: where to listen (default: ``127.0.0.1``, an ephemeral port).
     - ``seed``: seeds the estimate jitter.
-    - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: all).
-      Each entry is about 1 KiB, so the default 10,000 holds about 10 MiB.
+    - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: no
+      count limit); ``request_log_bytes``: at most about this many bytes for them (default
+      16 MiB; ``None``: no limit). Each entry keeps the first 4 KiB of its body, so the log
+      stays bounded whatever clients send.
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class KnockEmulator:
         port: int = 0,
         seed: int = 0,
         request_log_size: int | None = 10_000,
+        request_log_bytes: int | None = 16 * 1024 * 1024,
     ) -> None:
         if isinstance(api_keys, str):
             raise TypeError("api_keys must be a list of keys, not a str")
@@ -149,7 +151,9 @@ class KnockEmulator:
         )
         if request_log_size is not None and request_log_size < 0:
             raise ValueError(f"request_log_size must be >= 0 or None, got {request_log_size}")
-        self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
+        if request_log_bytes is not None and request_log_bytes < 0:
+            raise ValueError(f"request_log_bytes must be >= 0 or None, got {request_log_bytes}")
+        self._log = RequestLog(max_entries=request_log_size, max_bytes=request_log_bytes)
         self._state = AppState(
             store=self._store,
             engine=self._engine,

@@ -102,11 +102,22 @@ def _load(raw: bytes) -> object:
     if not raw.strip():
         return {}  # no body at all: no filters, as Knock's JSON parser treats it
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        # JSON on the wire is UTF-8 (RFC 8259): no guessing UTF-16 or UTF-32 from the bytes.
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except RecursionError:
         raise bad_json("The request body is not valid JSON: nested too deeply.") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
         raise bad_json(f"The request body is not valid JSON: {exc}") from None
+    if b"\\u" in raw:
+        # A lone surrogate escape ("\ud800") parses, but is no Unicode text: refuse it
+        # here rather than fail later on encoding it. Only bodies with escapes pay for this.
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_json(
+                "The request body is not valid JSON: it escapes a lone UTF-16 surrogate."
+            ) from None
+    return data
 
 
 def _check_value(name: str, kind: str, value: object, max_items: int) -> None:
@@ -185,6 +196,9 @@ def parse_bulk_body(raw: bytes, *, max_list_items: int, strict: bool = False) ->
         filters: BulkUpdateMessagesForChannelRequest = converter.structure(
             data, BulkUpdateMessagesForChannelRequest
         )
+    except RecursionError:
+        # Only trigger_data holds JSON inside JSON; the body itself was parsed already.
+        raise invalid_params("trigger_data", "trigger_data is nested too deeply") from None
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
         raise invalid_fields([_field_problem(m) for m in validation_messages(exc)]) from None
     return ParsedBody(filters, tuple(unknown[:MAX_IGNORED_FIELDS]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -419,3 +420,44 @@ async def test_request_log_keeps_the_latest(
     assert [r.path for r in emu.requests] == ["/n2", "/n3"]
     assert emu.stats.requests == 4
     assert emu.stats.responses[404] == 4
+
+
+async def test_request_log_keeps_a_bounded_prefix_of_each_body(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """The log keeps the first 4 KiB of a body and its size; json() refuses a cut body; a
+    small body is kept whole."""
+    async with KnockEmulator(clock=clock, rate_limits=False) as emu:
+        channel = emu.add_channel()
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        big = json.dumps({"trigger_data": json.dumps({"k": "x" * 500_000})}).encode()
+        async with http.post(url, data=big, headers=AUTH) as response:
+            assert response.status == 200
+        await post(http, url, {"tenants": ["acme"]})
+    first, second = emu.requests
+    assert (len(first.body), first.body_size, first.body_truncated) == (4096, len(big), True)
+    assert first.body == big[:4096]
+    with pytest.raises(ValueError, match="first 4096"):
+        first.json()
+    assert not second.body_truncated
+    assert second.json() == {"tenants": ["acme"]}
+
+
+async def test_request_log_is_bounded_in_bytes(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """Many large bodies never make the log hold more than request_log_bytes: the oldest
+    entries go first, the counters keep counting."""
+    limit = 64 * 1024
+    async with KnockEmulator(clock=clock, rate_limits=False, request_log_bytes=limit) as emu:
+        channel = emu.add_channel()
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        body = json.dumps({"trigger_data": json.dumps({"k": "y" * 900_000})}).encode()
+        for _ in range(40):
+            async with http.post(url, data=body, headers=AUTH) as response:
+                assert response.status == 200
+        kept = emu.requests
+    assert 0 < len(kept) < 40
+    assert all(r.body_size == len(body) and len(r.body) == 4096 for r in kept)
+    assert sum(len(r.body) for r in kept) <= limit
+    assert emu.stats.requests == 40
