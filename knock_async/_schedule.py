@@ -19,6 +19,8 @@ import math
 
 import attrs
 
+from ._validate import attrs_check, number_where, positive
+
 __all__ = ["EtaSchedule", "Forecast", "backoff_delay"]
 
 # Points kept per operation: enough to reach back over half of the observed progress for a
@@ -27,9 +29,15 @@ __all__ = ["EtaSchedule", "Forecast", "backoff_delay"]
 _MAX_POINTS = 8
 
 
-def _finite_positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+def _below_one(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _jitter(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+_POSITIVE = attrs_check(positive)
 
 
 @attrs.frozen
@@ -145,21 +153,17 @@ class EtaSchedule:
     that many operations started together do not poll in lockstep.
     """
 
-    fraction: float = attrs.field(default=0.3, validator=_finite_positive)
-    min_delay: float = attrs.field(default=1.0, validator=_finite_positive)
-    max_delay: float = attrs.field(default=300.0, validator=_finite_positive)
-    age_factor: float = attrs.field(default=1.0, validator=_finite_positive)
-    overdue_factor: float = attrs.field(default=0.5, validator=_finite_positive)
-    max_overdue_delay: float = attrs.field(default=30.0, validator=_finite_positive)
-    jitter: float = attrs.field(default=0.1)
+    fraction: float = attrs.field(default=0.3, validator=attrs_check(_below_one))
+    min_delay: float = attrs.field(default=1.0, validator=_POSITIVE)
+    max_delay: float = attrs.field(default=300.0, validator=_POSITIVE)
+    age_factor: float = attrs.field(default=1.0, validator=_POSITIVE)
+    overdue_factor: float = attrs.field(default=0.5, validator=_POSITIVE)
+    max_overdue_delay: float = attrs.field(default=30.0, validator=_POSITIVE)
+    jitter: float = attrs.field(default=0.1, validator=attrs_check(_jitter))
 
     def __attrs_post_init__(self) -> None:
-        if not self.fraction < 1:
-            raise ValueError(f"fraction must be < 1, got {self.fraction!r}")
         if self.min_delay > self.max_delay:
-            raise ValueError("min_delay must not exceed max_delay")
-        if not (isinstance(self.jitter, int | float) and 0 <= self.jitter < 1):
-            raise ValueError(f"jitter must be a number in [0, 1), got {self.jitter!r}")
+            raise ValueError("EtaSchedule.min_delay must not exceed max_delay")
 
     def delay(self, forecast: Forecast, now: float, *, fallback: float, spread: float) -> float:
         """Seconds to wait from ``now`` before the next poll.

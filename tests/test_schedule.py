@@ -210,11 +210,11 @@ def test_jitter_only_shortens_the_waits() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"fraction": 1.0}, "fraction must be < 1"),
-        ({"fraction": 0.0}, "fraction must be a finite number > 0"),
-        ({"min_delay": math.nan}, "min_delay must be a finite number > 0"),
+        ({"fraction": 1.0}, r"EtaSchedule.fraction must be a finite number in \(0, 1\)"),
+        ({"fraction": 0.0}, r"EtaSchedule.fraction must be a finite number in \(0, 1\)"),
+        ({"min_delay": math.nan}, "EtaSchedule.min_delay must be a finite number > 0"),
         ({"min_delay": 5.0, "max_delay": 4.0}, "min_delay must not exceed max_delay"),
-        ({"jitter": 1.0}, r"jitter must be a number in \[0, 1\)"),
+        ({"jitter": 1.0}, r"EtaSchedule.jitter must be a finite number in \[0, 1\)"),
     ],
 )
 def test_bad_settings_are_named(changes: dict[str, float], message: str) -> None:
