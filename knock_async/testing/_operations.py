@@ -11,8 +11,9 @@ finish by themselves.
 
 Each batch re-checks every row against the filters (and retention) when it is applied, as a
 database job updating batch by batch would: a row that another operation changed or deleted
-meanwhile is skipped. ``processed_rows`` counts rows walked, ``success_count`` rows updated (or
-already in the target state), ``error_count`` rows that failed.
+meanwhile is skipped. ``success_count`` counts rows updated (or already in the target state),
+``error_count`` rows that failed, and ``processed_rows`` their sum, as Knock reports it: a
+skipped row is walked but not processed.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class _Operation:
     completed_at: datetime | None = None
     failed_at: datetime | None = None
     processed_rows: int = 0
+    walked_rows: int = 0
     success_count: int = 0
     error_count: int = 0
     error_items: list[ErrorItem] = attrs.Factory(list)
@@ -110,7 +112,7 @@ class _Operation:
         return BulkOperation(
             id=self.id,
             typename=TYPENAME,
-            name=f"bulk_update_messages_for_channel:{self.action.value}",
+            name=f"messages.{self.action.value}",
             status=self.status,
             estimated_total_rows=self.estimated_total_rows,
             processed_rows=self.processed_rows,
@@ -270,13 +272,13 @@ class OperationEngine:
         operation.start_time = when
 
     def _process_batch(self, operation: _Operation, at: datetime) -> None:
-        begin = operation.processed_rows
+        begin = operation.walked_rows
         end = min(begin + self.settings.batch_size, operation.stop_row)
         for message_id in operation.rows[begin:end]:
             self._process_row(operation, message_id, at)
 
     def _process_row(self, operation: _Operation, message_id: str, at: datetime) -> None:
-        operation.processed_rows += 1
+        operation.walked_rows += 1
         message = self._store.get(message_id)
         if (
             message is None
@@ -293,14 +295,16 @@ class OperationEngine:
         elif updated is not message:
             self._store.replace(updated)
         operation.success_count += 1
+        operation.processed_rows += 1
 
     def _record_error(self, operation: _Operation, message_id: str) -> None:
         operation.error_count += 1
+        operation.processed_rows += 1
         operation.error_items.append(ErrorItem(id=message_id, collection=None))
 
     def _after_rows(self, operation: _Operation, at: datetime) -> None:
         """Schedule the next batch, or end the operation where its rows or its plan end."""
-        done = operation.processed_rows
+        done = operation.walked_rows
         stop = operation.stop_row
         if done < stop:
             next_row = min(done + self.settings.batch_size, stop)
@@ -310,7 +314,7 @@ class OperationEngine:
         if fail is not None and (stuck is None or fail <= stuck):
             if done < len(operation.rows):
                 # The row the job failed on.
-                operation.processed_rows += 1
+                operation.walked_rows += 1
                 self._record_error(operation, operation.rows[done])
             operation.status = BulkOperationStatus.FAILED
             operation.failed_at = at

@@ -1,4 +1,8 @@
-"""Knock's rate limits, per API key: token buckets on the emulator's clock. Pure."""
+"""Knock's rate limits, per environment: token buckets on the emulator's clock. Pure.
+
+Knock counts its limits per environment: every key of one environment spends the same
+budget. An emulator is one environment, so all the keys it accepts share one bucket per tier.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ class Tier(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class EmulatorRateLimits:
-    """Requests per second allowed per API key; bursts up to ``burst_seconds`` worth.
+    """Requests per second allowed per environment (shared by all its keys); bursts up to
+    ``burst_seconds`` worth.
 
     The defaults are Knock's: the bulk update POST is tier 2 (5/s), the bulk operation GET is
     tier 4 (200/s). A larger ``burst_seconds`` tolerates clients that catch up after a pause
@@ -56,17 +61,17 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per (API key, tier)."""
+    """One bucket per tier for the whole environment, whichever key a request carries."""
 
     def __init__(self, limits: EmulatorRateLimits) -> None:
         self.limits = limits
-        self._buckets: dict[tuple[str, Tier], TokenBucket] = {}
+        self._buckets: dict[Tier, TokenBucket] = {}
 
-    def allow(self, key: str, tier: Tier, now: float) -> bool:
-        bucket = self._buckets.get((key, tier))
+    def allow(self, tier: Tier, now: float) -> bool:
+        bucket = self._buckets.get(tier)
         if bucket is None:
             rate = self.limits.rate(tier)
-            bucket = self._buckets[key, tier] = TokenBucket(
+            bucket = self._buckets[tier] = TokenBucket(
                 rate, now, capacity=max(1.0, rate * self.limits.burst_seconds)
             )
         return bucket.take(now)
