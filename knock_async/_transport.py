@@ -49,6 +49,8 @@ RawResponse = tuple[int, Mapping[str, str], bytes]
 
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # Knock's bodies are a few KB
 _CHUNK = 64 * 1024
+# A limiter wait shorter than this leaves the request its whole timeout (no new ClientTimeout).
+_SLACK = 0.01
 
 
 async def _session_keeper(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
@@ -98,13 +100,15 @@ class Transport:
         self.sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
         self.rng: Callable[[], float] = rng or random.random
         self._limiter = limiter
-        self._adaptive = isinstance(limiter, AdaptiveRateLimiter)
+        # The default limiter takes the deadline itself: no timer, no task per wait.
+        self._adaptive = limiter if isinstance(limiter, AdaptiveRateLimiter) else None
         self._session = session
         self._owns_session = session is None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._keeper: AsyncGenerator[None, None] | None = None
         self._closed = False
         self._warned_origins: set[str] = set()
+        self._origin = (base_url.scheme, base_url.host, base_url.port)
 
     @property
     def limiter(self) -> RateLimiter | None:
@@ -180,97 +184,70 @@ class Transport:
         Raises ``APIConnectionError``/``APITimeoutError`` (``DeadlineError`` when ``deadline``
         cannot be met) or ``ResponseTooLargeError``.
         """
-        session = await self._get_session()
+        session = self._session
+        if (
+            session is None
+            or self._closed
+            or (self._owns_session and self._session_loop is not asyncio.get_running_loop())
+        ):
+            session = await self._get_session()
+        url = request.url
         # Defence in depth: the key goes to the base URL's origin and nowhere else.
-        if request.url.origin() != self.base_url.origin():
-            raise KnockError(f"refusing to send the API key to {request.url.origin()}")
+        if (url.scheme, url.host, url.port) != self._origin:
+            raise KnockError(f"refusing to send the API key to {url.origin()}")
         timeout = timeout or self.timeout
-        started = self.clock()
-        end = None if timeout.total is None else started + timeout.total
-        if deadline is not None and (end is None or deadline < end):
-            end, by_deadline = deadline, True
-        else:
-            by_deadline = False
         limiter = self._limiter
-        if limiter is not None:
-            await self._acquire(limiter, request, end, by_deadline)
-        if committed is not None:
-            committed()
-        if end is not None:
-            left = max(end - self.clock(), 0.001)
-            if timeout.total is None or left < timeout.total:
+        # Frames are kept few on purpose: thousands of awaited polls wait in here at once.
+        if limiter is not None or deadline is not None:
+            started = self.clock()
+            end = None if timeout.total is None else started + timeout.total
+            by_deadline = deadline is not None and (end is None or deadline < end)
+            if by_deadline:
+                end = deadline
+            if limiter is not None:
+                if end is None:
+                    await limiter.acquire(request.tier)
+                elif self._adaptive is not None:
+                    try:
+                        await self._adaptive.acquire(request.tier, deadline=end)
+                    except TimeoutError:
+                        in_time = False
+                    else:
+                        in_time = True
+                    if not in_time:
+                        raise _queued_past(request, by_deadline)
+                else:
+                    await self._acquire_foreign(limiter, request, end, by_deadline)
+            if end is not None and (by_deadline or self.clock() - started > _SLACK):
+                # The wait in the limiter (or the deadline) shortens what is left for the try.
+                left = max(end - self.clock(), 0.001)
                 connect = timeout.connect
                 timeout = aiohttp.ClientTimeout(
                     total=left, connect=left if connect is None else min(connect, left)
                 )
-        status, headers, body = await self._try(session, request, timeout)
-        if limiter is not None:
-            if status == 429:
-                hint = parse_retry_after(headers)
-                if hint is not None and hint > max_hint:
-                    hint = max_hint if clamp_hint else None
-                limiter.on_rate_limited(request.tier, retry_after=hint)
-            else:
-                limiter.on_success(request.tier)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d in %.3fs (request_id=%s)",
-                request.method,
-                request.url,
-                status,
-                self.clock() - started,
-                headers.get("x-request-id"),
-            )
-        return status, headers, body
-
-    async def _acquire(
-        self, limiter: RateLimiter, request: Request, end: float | None, by_deadline: bool
-    ) -> None:
-        """The limiter's slot, or a timeout error as soon as it cannot come by ``end``."""
-        if end is None:
-            await limiter.acquire(request.tier)
-            return
-        in_time = True
-        try:
-            if self._adaptive:
-                assert isinstance(limiter, AdaptiveRateLimiter)
-                await limiter.acquire(request.tier, deadline=end)
-            elif self._real_time:
-                async with asyncio.timeout(max(0.0, end - self.clock())):
-                    await limiter.acquire(request.tier)
-            else:
-                # Another limiter on an injected clock: asyncio's timers do not run on that
-                # clock, so the wait is checked when it ends (the request is then not sent).
-                await limiter.acquire(request.tier)
-                in_time = self.clock() <= end
-        except TimeoutError:
-            in_time = False
-        if in_time:
-            return
-        # Raised outside the except block: nothing of the limiter's error is chained.
-        what = f"{request.method} {request.url.with_query(None)} could not be sent within"
-        if by_deadline:
-            raise DeadlineError(f"{what} the deadline: the rate limiter is queued past it")
-        raise APITimeoutError(
-            f"{what} its timeout: the rate limiter is queued past it", failure=Failure.NOT_SENT
-        )
-
-    async def _try(
-        self, session: aiohttp.ClientSession, request: Request, timeout: aiohttp.ClientTimeout
-    ) -> RawResponse:
+        if committed is not None:
+            committed()
         error: APIConnectionError | None = None
         try:
             async with session.request(
                 request.method,
-                request.url,
+                url,
                 headers=request.headers,
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,  # a redirect could carry the key elsewhere
                 raise_for_status=False,  # whatever a caller's session says: statuses are ours
             ) as response:
-                body = await self._read(response)
-                return response.status, response.headers, body
+                length = response.content_length
+                if (
+                    length is not None
+                    and length <= self.max_response_bytes
+                    and "Content-Encoding" not in response.headers
+                ):
+                    body = await response.read()  # bounded by its length: the fast path
+                else:
+                    body = await self._read_capped(response, length)
+                status, headers = response.status, response.headers
         # aiohttp's errors can hold the request headers (ClientResponseError.request_info), so
         # the typed error is raised after the except block: it has no __context__ to leak.
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
@@ -282,18 +259,51 @@ class Transport:
             error = _connection_error(request, exc, Failure.TIMEOUT)
         except aiohttp.ClientError as exc:
             error = _connection_error(request, exc, Failure.CONNECTION)
-        raise error
+        if error is not None:
+            raise error
+        if limiter is not None:
+            if status == 429:
+                hint = parse_retry_after(headers)
+                if hint is not None and hint > max_hint:
+                    hint = max_hint if clamp_hint else None
+                limiter.on_rate_limited(request.tier, retry_after=hint)
+            else:
+                limiter.on_success(request.tier)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (request_id=%s)",
+                request.method,
+                url,
+                status,
+                headers.get("x-request-id"),
+            )
+        return status, headers, body
 
-    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _acquire_foreign(
+        self, limiter: RateLimiter, request: Request, end: float, by_deadline: bool
+    ) -> None:
+        """Another ``RateLimiter``'s slot, or a timeout error once it cannot come by ``end``."""
+        in_time = True
+        try:
+            if self._real_time:
+                async with asyncio.timeout(max(0.0, end - self.clock())):
+                    await limiter.acquire(request.tier)
+            else:
+                # On an injected clock asyncio's timers do not run on that clock, so the wait
+                # is checked when it ends (the request is then not sent).
+                await limiter.acquire(request.tier)
+                in_time = self.clock() <= end
+        except TimeoutError:
+            in_time = False
+        if not in_time:
+            raise _queued_past(request, by_deadline)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, length: int | None) -> bytes:
         """The body, refused as soon as it is known to exceed the cap (connection dropped)."""
         cap = self.max_response_bytes
-        length = response.content_length
-        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
         if length is not None and length > cap:
             response.close()
             raise _too_large(response, cap, f"Content-Length is {length} bytes")
-        if length is not None and not encoded:
-            return await response.read()  # bounded by its length: the fast path
         chunks: list[bytes] = []
         size = 0
         # Decompressed as it streams: a small gzip body can inflate far past the cap.
@@ -369,6 +379,15 @@ class Transport:
             if deadline is not None and self.clock() + delay >= deadline:
                 raise failed
             await self.sleep(delay)
+
+
+def _queued_past(request: Request, by_deadline: bool) -> APITimeoutError:
+    what = f"{request.method} {request.url.with_query(None)} could not be sent within"
+    if by_deadline:
+        return DeadlineError(f"{what} the deadline: the rate limiter is queued past it")
+    return APITimeoutError(
+        f"{what} its timeout: the rate limiter is queued past it", failure=Failure.NOT_SENT
+    )
 
 
 def _too_large(response: aiohttp.ClientResponse, cap: int, why: str) -> ResponseTooLargeError:

@@ -8,7 +8,7 @@ import asyncio
 import gc
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, FunctionType, ModuleType, TracebackType
@@ -69,23 +69,6 @@ def assert_no_secrets(root: object) -> None:
         elif isinstance(obj, Mapping):
             assert not any(str(k).lower() == "authorization" for k in obj), obj
         assert type(obj).__name__ != "RequestInfo", "aiohttp's RequestInfo holds the headers"
-
-
-@pytest.fixture
-async def broken_http() -> AsyncIterator[str]:
-    """A loopback server answering every request with a malformed HTTP header."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nThis is not a header\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.close()
-    await server.wait_closed()
 
 
 async def test_nothing_reachable_from_a_connection_error_holds_the_key(broken_http: str) -> None:
