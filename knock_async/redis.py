@@ -27,8 +27,9 @@ How it works:
   round trip, near enough that a 429 still slows the requests queued behind it. Within one
   process, the requests of a tier queue FIFO and only the head talks to Redis.
 * **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
-  alone at ``fallback_share`` of the configured rates (never unlimited), logs one warning, and
-  tries Redis again every ``probe_interval`` seconds; when it answers, it logs that and shares
+  alone at ``fallback_share`` of the configured rates (never unlimited; its first request after
+  a random part of one fallback interval, so that processes losing Redis together do not all
+  send at once), logs one warning, and tries Redis again every ``probe_interval`` seconds; when it answers, it logs that and shares
   again. The limiter never sends anything itself, so a Redis failure can delay a request but
   never drop or repeat one.
 * **Bad configuration fails loudly:** a URL that is not ``redis://``, ``rediss://`` or
@@ -43,6 +44,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, Self
@@ -289,6 +291,8 @@ class RedisRateLimiter:
         self._reached = False  # Redis has answered at least once
         self._degraded = False  # pacing on the fallback until the next probe answers
         self._probe_at = -math.inf
+        # After Redis is lost, each tier's first request on the fallback waits until this.
+        self._fallback_from: dict[Tier, float] = {}
 
     @classmethod
     def from_url(
@@ -408,6 +412,9 @@ class RedisRateLimiter:
                         await self._sleep(wait)
                     return
                 await self._sleep(max(wait - _LOOKAHEAD / 2, 0.001))
+        delay = self._fallback_from.get(tier, -math.inf) - asyncio.get_running_loop().time()
+        if delay > 0:
+            await self._sleep(delay)
         await self._fallback.acquire(tier)
 
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
@@ -496,9 +503,18 @@ class RedisRateLimiter:
         return asyncio.get_running_loop().time() >= self._probe_at
 
     def _lost(self, exc: BaseException) -> None:
-        self._probe_at = asyncio.get_running_loop().time() + self._probe_interval
+        now = asyncio.get_running_loop().time()
+        self._probe_at = now + self._probe_interval
         if not self._degraded:
             self._degraded = True
+            # Processes that lose Redis together would otherwise each send at once on a fresh
+            # fallback: a burst of one request per process. A random start within one fallback
+            # interval spreads them as the shared schedule did.
+            fallback = self._fallback.limits
+            self._fallback_from = {
+                tier: now + random.random() / fallback.per_second(tier)  # noqa: S311
+                for tier in Tier
+            }
             logger.warning(
                 "Redis rate limiter %s: no answer from Redis (%s: %s); pacing this process "
                 "alone at %g POST/s until Redis answers again",
