@@ -29,9 +29,9 @@ How it works:
 * **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
   alone at ``fallback_share`` of the configured rates (never unlimited; its first request after
   a random part of one fallback interval, so that processes losing Redis together do not all
-  send at once), logs one warning, and tries Redis again every ``probe_interval`` seconds; when it answers, it logs that and shares
-  again. The limiter never sends anything itself, so a Redis failure can delay a request but
-  never drop or repeat one.
+  send at once), logs one warning, and tries Redis again every ``probe_interval`` seconds;
+  when it answers, it logs that and shares again. The limiter never sends anything itself,
+  so a Redis failure can delay a request but never drop or repeat one.
 * **Bad configuration fails loudly:** a URL that is not ``redis://``, ``rediss://`` or
   ``unix://`` is refused by ``from_url``; a Redis that never answered (wrong host, port,
   password or database) makes the first ``acquire`` (or ``async with``) raise
