@@ -55,6 +55,7 @@ import redis.exceptions
 from yarl import URL
 
 from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
+from ._validate import fraction, positive
 
 __all__ = ["RedisLimiterError", "RedisRateLimiter", "environment_key_prefix"]
 
@@ -202,14 +203,6 @@ def _check_url(url: object) -> str:
     return url
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def _shared_state(limits: RateLimits, tier: Tier, reply: list[Any]) -> PacingState:
     """The reply of the script's ``state`` operation as a ``PacingState`` on Redis's clock."""
 
@@ -269,11 +262,9 @@ class RedisRateLimiter:
             limits = RateLimits()
         if not isinstance(limits, RateLimits):
             raise TypeError(f"limits must be a RateLimits or None, got {type(limits).__name__}")
-        self._timeout = _positive("timeout", timeout)
-        share = _positive("fallback_share", fallback_share)
-        if share > 1:
-            raise ValueError(f"fallback_share must be in (0, 1], got {fallback_share!r}")
-        self._probe_interval = _positive("probe_interval", probe_interval)
+        self._timeout = float(positive("timeout", timeout))
+        share = float(fraction("fallback_share", fallback_share))
+        self._probe_interval = float(positive("probe_interval", probe_interval))
         self._redis = client
         self._owns_client = False
         self._key_prefix = key_prefix
@@ -310,7 +301,7 @@ class RedisRateLimiter:
         ``url`` is ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
         ``unix:///path/to/socket``; anything else is a ``ValueError`` here.
         """
-        timeout = _positive("timeout", timeout)
+        timeout = float(positive("timeout", timeout))
         client = redis.asyncio.Redis.from_url(
             _check_url(url),
             socket_timeout=timeout,
