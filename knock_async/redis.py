@@ -50,9 +50,13 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import attrs
-import redis.asyncio
-import redis.exceptions
 from yarl import URL
+
+try:
+    import redis.asyncio
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError("knock_async.redis needs redis-py: pip install 'knock-async[redis]'") from exc
 
 from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
 from ._validate import fraction, positive
