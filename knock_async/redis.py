@@ -242,6 +242,10 @@ class RedisRateLimiter:
     Use it as an async context manager (or call ``aclose``): entering checks that Redis answers
     and loads the script; leaving waits for the slow-downs still being written and closes a
     connection the limiter opened itself.
+
+    Cancelling ``acquire`` never holds up the requests queued behind it. A cancellation that
+    lands after a slot was booked in Redis (in the last 50 ms before it is due) leaves that
+    slot unused: the shared budget loses one request's worth, it is never overspent.
     """
 
     def __init__(
