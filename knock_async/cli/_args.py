@@ -144,7 +144,7 @@ def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
 # -- the parsers ----------------------------------------------------------------------------
 
 
-def _common(*, connects: bool) -> _Parser:
+def _common(*, connects: bool, output: bool = True) -> _Parser:
     """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
     parent = _Parser(add_help=False)
     parent.add_argument(
@@ -153,30 +153,40 @@ def _common(*, connects: bool) -> _Parser:
         default=argparse.SUPPRESS,
         help="show tracebacks and the request log (the API key is never shown)",
     )
-    if connects:
-        group = parent.add_argument_group("connection")
-        group.add_argument(
-            "--api-key-file",
-            metavar="PATH",
-            help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
-        )
-        group.add_argument(
-            "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
-        )
-        group.add_argument(
-            "--base-url",
-            metavar="URL",
-            help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
-        )
-        group.add_argument(
-            "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
-        )
-        group.add_argument(
+    if output:
+        parent.add_argument(
             "--json",
             action="store_true",
             help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
         )
+    if connects:
+        _connection(parent.add_argument_group("connection"))
     return parent
+
+
+def _connection(group: argparse._ArgumentGroup) -> None:
+    """Where requests go and with which key: every connection option is here."""
+    group.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
+    )
+    group.add_argument(
+        "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
+    )
+    group.add_argument(
+        "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
+    )
 
 
 _EXIT_CODES = """\
@@ -340,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     # emulator -------------------------------------------------------------------------------
     emulator = commands.add_parser(
         "emulator",
-        parents=[_common(connects=False)],
+        parents=[_common(connects=False, output=False)],
         help="serve the embedded Knock emulator on loopback until Ctrl-C",
         description=(
             "Serve the embedded Knock emulator (no Knock account needed) and print its base URL "
@@ -426,7 +436,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="emulated processing speed per operation (default: 200)",
     )
-    demo.add_argument("--json", action="store_true", help="NDJSON output, as bulk-update --json")
     return parser
 
 
