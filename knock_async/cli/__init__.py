@@ -43,11 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
+    from ..testing._frontdoor import serve_from_args
     from . import _commands, _demo, _plan, _run
 
+    if args.command == "emulator":
+        problem = serve_from_args(args)
+        if problem is not None:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        return int(ExitCode.OK)
     try:
-        if args.command == "emulator":
-            return _commands.emulator(args)
         plan = _plan.plan(args)
         if isinstance(plan, _plan.BulkPlan):
             return asyncio.run(_commands.bulk_update(plan, redactor, debug=args.debug))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import enum
 import json
-import math
 import textwrap
 import uuid
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from typing import Any, NoReturn
 
 from .._models import ArchivedFilter, BulkAction, DeliveryStatus, EngagementStatus
 from .._version import __version__
+from ..testing._frontdoor import add_arguments, int_range, positive
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
 
@@ -97,36 +97,7 @@ def json_object(text: str) -> str:
     return text
 
 
-def _positive(unit: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {unit}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be a {unit} > 0, got {text}")
-        return value
-
-    return parse
-
-
-seconds = _positive("number of seconds")
-positive_float = _positive("number")
-
-
-def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = "" if maximum is None else f" and <= {maximum}"
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}{upper}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+seconds = positive("number of seconds")
 
 
 def channel_id(text: str) -> str:
@@ -307,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--concurrency",
-        type=_int_at_least(1, 100),
+        type=int_range(1, 100),
         default=10,
         metavar="N",
         help="requests in flight with many channels (default: 10)",
@@ -353,56 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_common(connects=False, output=False)],
         help="serve the embedded Knock emulator on loopback until Ctrl-C",
         description=(
-            "Serve the embedded Knock emulator (no Knock account needed) and print its base URL "
-            "and seeded channel ids. Any sk_... key is accepted. Ctrl-C stops it (exit 0)."
+            "Serve the embedded Knock emulator (no Knock account needed) and print its base URL, "
+            "its seeded channel ids and which keys it accepts. Ctrl-C stops it (exit 0)."
         ),
     )
-    emulator.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
-    )
-    emulator.add_argument(
-        "--port", type=_int_at_least(0, 65535), default=0, help="port (default: 0, a free one)"
-    )
-    emulator.add_argument(
-        "--channels",
-        type=_int_at_least(0, 1000),
-        default=3,
-        metavar="N",
-        help="channels to create (default: 3)",
-    )
-    emulator.add_argument(
-        "--seed-messages",
-        type=_int_at_least(0),
-        default=1000,
-        metavar="N",
-        help="random messages per channel (default: 1000)",
-    )
-    emulator.add_argument(
-        "--channel-type",
-        default="in_app_feed",
-        choices=["in_app_feed", "email", "sms", "push", "chat"],
-        help="type of the channels created (default: in_app_feed)",
-    )
-    emulator.add_argument(
-        "--seed", type=int, default=0, help="seed for the channel ids and messages (default: 0)"
-    )
-    emulator.add_argument(
-        "--rows-per-second",
-        type=positive_float,
-        default=10_000.0,
-        metavar="R",
-        help="processing speed per operation (default: 10000)",
-    )
-    emulator.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=500,
-        metavar="N",
-        help="rows processed per step (default: 500)",
-    )
-    emulator.add_argument(
-        "--no-rate-limits", action="store_true", help="turn Knock's rate limits off"
-    )
+    add_arguments(emulator)
 
     # demo -----------------------------------------------------------------------------------
     demo = commands.add_parser(
@@ -417,21 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--channels",
-        type=_int_at_least(1, 50),
+        type=int_range(1, 50),
         default=4,
         metavar="N",
         help="channels (default: 4)",
     )
     demo.add_argument(
         "--messages",
-        type=_int_at_least(1, 200_000),
+        type=int_range(1, 200_000),
         default=5000,
         metavar="N",
         help="messages on the largest channel (default: 5000)",
     )
     demo.add_argument(
         "--rows-per-second",
-        type=positive_float,
+        type=positive("number"),
         default=200.0,
         metavar="R",
         help="emulated processing speed per operation (default: 200)",

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -15,12 +13,12 @@ from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperationStatus
 from .._progress import Progress, observe
-from ._args import PROG, ExitCode, UsageError
+from ._args import PROG, UsageError
 from ._display import make_display
 from ._plan import BulkPlan, StatusPlan, restricts
 from ._run import Redactor, Run, finish, load_api_key, make_client
 
-__all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
+__all__ = ["bulk_update", "confirm_delete", "status"]
 
 Kind = FanOutEventKind
 
@@ -147,47 +145,3 @@ async def _watch(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutE
             yield _event(plan.operation_id, progress)
     except KnockError as exc:  # the poll's end: an API error, the network, the deadline
         yield _event(plan.operation_id, poller.last_progress, exc)
-
-
-# -- emulator --------------------------------------------------------------------------------
-
-
-def emulator(args: argparse.Namespace) -> int:
-    """Serve the emulator until Ctrl-C (exit 0), printing how to use it."""
-    from ..testing import KnockEmulator, run
-
-    def ready(emu: KnockEmulator) -> None:
-        out = sys.stdout
-        print(f"Knock emulator listening on {emu.base_url}", file=out)
-        channels = emu.channels()
-        for channel in channels:
-            count = len(emu.messages(channel.id))
-            print(f"  channel {channel.id} ({channel.type}, {count} messages)", file=out)
-        print("Any sk_... key is accepted. In another terminal, try:", file=out)
-        print(f"  export KNOCK_BASE_URL={emu.base_url} KNOCK_API_KEY=sk_test_emulator", file=out)
-        if channels:
-            ids = " ".join(c.id for c in channels[:3])
-            print(f"  {PROG} bulk-update read {ids} --engagement-status unread", file=out)
-        print("Ctrl-C to stop.", file=out, flush=True)
-
-    # Ctrl-C must reach asyncio.run even if this process was started with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        run(
-            host=args.host,
-            port=args.port,
-            channels=args.channels,
-            channel_type=args.channel_type,
-            seed_messages=args.seed_messages,
-            seed=args.seed,
-            rows_per_second=args.rows_per_second,
-            batch_size=args.batch_size,
-            rate_limits=not args.no_rate_limits,
-            on_ready=ready,
-        )
-    except OSError as exc:
-        raise UsageError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-            "choose another --port or --host"
-        ) from None
-    return int(ExitCode.OK)

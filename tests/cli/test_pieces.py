@@ -156,18 +156,3 @@ def test_a_404_that_is_not_knocks_error_json_names_the_base_url() -> None:
     assert "this is not Knock's API at http://127.0.0.1:18080/v1" in line
     assert "--base-url" in line
     assert "channel id" not in line
-
-
-def test_emulator_channel_types_match_the_emulator() -> None:
-    """`emulator --channel-type` offers exactly the emulator's channel types (the parser keeps
-    its own list so that parsing arguments does not import the emulator)."""
-    from knock_async.cli._args import build_parser
-    from knock_async.testing import ChannelType
-
-    parser = build_parser()
-    args = parser.parse_args(["emulator", "--channel-type", "sms"])
-    assert args.channel_type == "sms"
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    emulator = subparsers.choices["emulator"]
-    action = next(a for a in emulator._actions if a.dest == "channel_type")
-    assert list(action.choices or ()) == [t.value for t in ChannelType]
