@@ -22,7 +22,7 @@ def client(emu: KnockEmulator, key: str = "sk_test_e2e") -> ka.KnockClient:
     )
 
 
-@pytest.mark.knock_emulator(clock=FAST, rows_per_second=500.0)
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=500.0, strict=True)
 async def test_filters_select_exactly_the_matching_messages(
     knock_emulator: KnockEmulator,
 ) -> None:
@@ -70,7 +70,7 @@ async def test_filters_select_exactly_the_matching_messages(
     assert [m.id for m in emu.messages(channel)[:6] if m.archived_at is not None] == [match.id]
 
 
-@pytest.mark.knock_emulator(clock=FAST, rows_per_second=200.0)
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=200.0, strict=True)
 async def test_progress_is_reported_while_the_operation_runs(
     knock_emulator: KnockEmulator,
 ) -> None:
@@ -88,7 +88,7 @@ async def test_progress_is_reported_while_the_operation_runs(
     assert all(m.read_at is not None for m in knock_emulator.messages(channel))
 
 
-@pytest.mark.knock_emulator(clock=FAST)
+@pytest.mark.knock_emulator(clock=FAST, strict=True)
 async def test_transient_faults_are_ridden_out(knock_emulator: KnockEmulator) -> None:
     """Two polls answered 503 and one 429 do not end the poll."""
     channel = knock_emulator.add_channel(type="email")
@@ -102,7 +102,7 @@ async def test_transient_faults_are_ridden_out(knock_emulator: KnockEmulator) ->
     assert knock_emulator.stats.responses[503] == 2
 
 
-@pytest.mark.knock_emulator(clock=FAST)
+@pytest.mark.knock_emulator(clock=FAST, strict=True)
 async def test_an_operation_failing_part_way(knock_emulator: KnockEmulator) -> None:
     """A failed operation raises BulkOperationFailedError from await, with its error items."""
     channel = knock_emulator.add_channel(type="in_app_feed")
@@ -118,19 +118,19 @@ async def test_an_operation_failing_part_way(knock_emulator: KnockEmulator) -> N
     assert failed.error_items
 
 
-@pytest.mark.knock_emulator(api_keys=["sk_right", "pk_public"])
+@pytest.mark.knock_emulator(api_keys=["sk_right", "pk_public"], strict=True)
 async def test_a_bad_key_and_an_unknown_channel(knock_emulator: KnockEmulator) -> None:
-    """An unknown key is an AuthenticationError, a public key a PermissionDeniedError, an
-    unknown channel a NotFoundError, each with Knock's code and a request id."""
+    """An unknown key and a public key are AuthenticationErrors (api_key_missing,
+    incorrect_token_type), an unknown channel a NotFoundError, each with a request id."""
     channel = "00000000-0000-4000-8000-000000000001"
-    for key, error in (
-        ("sk_wrong", ka.AuthenticationError),
-        ("pk_public", ka.PermissionDeniedError),
-        ("sk_right", ka.NotFoundError),
+    for key, error, code in (
+        ("sk_wrong", ka.AuthenticationError, "api_key_missing"),
+        ("pk_public", ka.AuthenticationError, "incorrect_token_type"),
+        ("sk_right", ka.NotFoundError, "resource_missing"),
     ):
         async with client(knock_emulator, key) as knock:
             with pytest.raises(error) as info:
                 await knock.channels.bulk.update_message_status(channel, "read")
-        assert info.value.code
+        assert info.value.code == code
         assert info.value.request_id
         assert key not in str(info.value)

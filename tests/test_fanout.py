@@ -26,7 +26,7 @@ def fast() -> FastClock:
 
 @pytest.fixture
 async def emu(fast: FastClock) -> AsyncIterator[KnockEmulator]:
-    async with KnockEmulator(clock=fast, rows_per_second=2_000.0) as emulator:
+    async with KnockEmulator(clock=fast, rows_per_second=2_000.0, strict=True) as emulator:
         yield emulator
 
 

@@ -8,18 +8,16 @@ import json
 import logging
 import re
 import secrets
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import attrs
 from aiohttp import web
 
-from .._convert import converter
 from ._auth import authenticate
 from ._clock import Clock
 from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
-from ._log import EmulatorStats, RecordedRequest, redacted_headers
+from ._log import BODY_PREFIX_BYTES, EmulatorStats, RecordedRequest, RequestLog, redacted_headers
 from ._operations import OperationEngine
 from ._ratelimit import RateLimiter, Tier
 from ._store import MessageStore
@@ -29,6 +27,7 @@ from ._wire import (
     KnockHTTPError,
     error_body,
     not_found,
+    operation_body,
     payload_too_large,
     rate_limited,
 )
@@ -56,12 +55,19 @@ class AppState:
     limiter: RateLimiter | None
     api_keys: Collection[str] | None
     max_list_items: int
+    strict: bool
     progress_origin: str | None
     stats: EmulatorStats
-    log: deque[RecordedRequest]
+    log: RequestLog
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
+# The unknown body fields a handler left out, for the request log.
+IGNORED_FIELDS: Any
+try:
+    IGNORED_FIELDS = web.RequestKey("knock_emulator_ignored_fields", tuple[str, ...])
+except AttributeError:  # pragma: no cover - aiohttp < 3.12 has no typed request keys
+    IGNORED_FIELDS = "knock_emulator_ignored_fields"
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -72,8 +78,8 @@ def _error(exc: KnockHTTPError) -> web.Response:
     return _json(exc.status, exc.body)
 
 
-def _check_rate(state: AppState, key: str, tier: Tier) -> None:
-    if state.limiter is not None and not state.limiter.allow(key, tier, state.clock.monotonic()):
+def _check_rate(state: AppState, tier: Tier) -> None:
+    if state.limiter is not None and not state.limiter.allow(tier, state.clock.monotonic()):
         state.stats.rate_limited += 1
         raise rate_limited()
 
@@ -81,34 +87,37 @@ def _check_rate(state: AppState, key: str, tier: Tier) -> None:
 async def bulk_update(request: web.Request) -> web.StreamResponse:
     """``POST /v1/channels/{channel_id}/messages/bulk/{action}``."""
     state = request.app[STATE]
-    key = authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
-    _check_rate(state, key, Tier.BULK_UPDATE)
+    authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
+    _check_rate(state, Tier.BULK_UPDATE)
     channel_id = parse_channel_id(request.match_info["channel_id"])
     action = parse_action_param(request.match_info["action"])
-    filters = parse_bulk_body(await request.read(), max_list_items=state.max_list_items)
+    body = parse_bulk_body(
+        await request.read(), max_list_items=state.max_list_items, strict=state.strict
+    )
+    request[IGNORED_FIELDS] = body.ignored_fields
     if not state.store.has_channel(channel_id):
         raise not_found(f"No channel found with id {channel_id}.")
     origin = state.progress_origin
     operation = state.engine.submit(
         channel_id,
         action,
-        filters,
+        body.filters,
         progress_base=str(request.url.origin()) if origin is None else origin,
         plan=state.faults.take_plan(channel_id),
     )
-    return _json(200, converter.unstructure(operation))
+    return _json(200, operation_body(operation))
 
 
 async def get_operation(request: web.Request) -> web.StreamResponse:
     """``GET /v1/bulk_operations/{id}``."""
     state = request.app[STATE]
-    key = authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
-    _check_rate(state, key, Tier.GET_OPERATION)
+    authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
+    _check_rate(state, Tier.GET_OPERATION)
     operation_id = request.match_info["id"]
     operation = state.engine.get(operation_id.lower())
     if operation is None:
         raise not_found(f"No bulk operation found with id {operation_id[:80]}.")
-    return _json(200, converter.unstructure(operation))
+    return _json(200, operation_body(operation))
 
 
 def _fault_response(fault: Fault) -> web.Response:
@@ -214,12 +223,14 @@ def _middleware(state: AppState) -> Any:
                     path=request.raw_path.partition("?")[0],
                     query=request.query_string,
                     headers=redacted_headers(request.headers),
-                    body=body,
+                    body=body[:BODY_PREFIX_BYTES],
+                    body_size=len(body),
                     route=route,
                     status=None if response is None else response.status,
                     request_id=None if response is None else request_id,
                     received_at=received_at,
                     fault=fault is not None,
+                    ignored_fields=request.get(IGNORED_FIELDS, ()),
                 )
             )
         if response is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from ._wire import forbidden, unauthenticated
+from ._wire import incorrect_token_type, unauthenticated
 
 __all__ = ["authenticate", "redact_authorization"]
 
@@ -12,24 +12,21 @@ __all__ = ["authenticate", "redact_authorization"]
 def authenticate(header: str | None, *, api_keys: Collection[str] | None) -> str:
     """The API key of an ``Authorization`` header allowed on a server-side endpoint.
 
-    Missing, malformed or unknown key: 401. With ``api_keys=None`` every ``sk_``/``pk_`` key is
-    known; otherwise exactly the listed keys are. A known public (``pk_``) key: 403.
+    Missing, malformed or unknown key: 401 ``api_key_missing`` (Knock's one code for all
+    three). With ``api_keys=None`` every ``sk_``/``pk_`` key is known; otherwise exactly the
+    listed keys are. A known public (``pk_``) key: 401 ``incorrect_token_type``.
     """
     if not header:
-        raise unauthenticated(
-            "Missing API key: send it as an `Authorization: Bearer <key>` header."
-        )
+        raise unauthenticated()
     scheme, _, key = header.strip().partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise unauthenticated("Malformed Authorization header: expected `Bearer <key>`.")
+        raise unauthenticated()
     known = key in api_keys if api_keys is not None else key.startswith(("sk_", "pk_"))
     if not known:
-        raise unauthenticated("The API key provided is invalid.")
+        raise unauthenticated()
     if key.startswith("pk_"):
-        raise forbidden(
-            "Public API keys (pk_...) cannot be used for this endpoint; use a secret key (sk_...)."
-        )
+        raise incorrect_token_type()
     return key
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -16,7 +15,7 @@ from .._models import ArchivedFilter, BulkOperation, DeliveryStatus
 from ._app import AppState, create_app
 from ._clock import Clock, ManualClock, SystemClock
 from ._faults import Faults
-from ._log import EmulatorStats, RecordedRequest
+from ._log import EmulatorStats, RecordedRequest, RequestLog
 from ._operations import OperationEngine, ProcessingSettings
 from ._ratelimit import EmulatorRateLimits, RateLimiter
 from ._seed import generate_messages
@@ -58,32 +57,48 @@ class KnockEmulator:
     ``async with KnockEmulator() as emu:`` serves on an ephemeral port at ``emu.base_url``;
     ``emu.make_app()`` gives an ``aiohttp`` application for ``aiohttp_server`` instead.
 
+    Answers Knock documents, followed exactly: 401 ``api_key_missing`` ("No valid API key
+    provided") for a missing, malformed or unknown key; 401 ``incorrect_token_type`` for a
+    public ``pk_`` key; 422 ``invalid_params`` with an ``errors`` list of
+    ``{"field", "message", "type": null}``; 404 ``{"errors": {"detail": "404 Not Found"}}`` for
+    an unrouted path; rate limits per environment (every key shares them); a relative
+    ``progress_path``; operation names ``messages.<action>``; ``processed_rows`` = success +
+    error; timestamps with microseconds. Inferred, as Knock documents no body for them: 404
+    ``resource_missing`` for an unknown channel or operation, and the 400, 413, 429 and 5xx
+    bodies (the same four keys: ``code``, ``message``, ``status``, ``type``).
+
     Settings (all keyword-only):
 
     - ``api_keys``: the accepted keys; ``None`` (default) accepts any ``sk_...`` key. Public
-      ``pk_...`` keys are refused with 403 either way.
+      ``pk_...`` keys are refused with 401 ``incorrect_token_type`` either way.
+    - ``strict``: refuse a body with an unknown top-level field with 422 (default: accept and
+      ignore it, as the spec allows, naming it on the request log's ``ignored_fields``).
     - ``clock``: a ``SystemClock`` (default) or a ``ManualClock`` the test moves.
     - ``rows_per_second``, ``batch_size``, ``queue_delay``: processing speed (an operation is
       ``queued`` for ``queue_delay`` seconds, then processed batch by batch).
-    - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s per key), ``False`` (off)
-      or a ``EmulatorRateLimits``.
+    - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s), ``False`` (off) or an
+      ``EmulatorRateLimits``. The emulator is one Knock environment: all its keys share them.
     - ``retention``: the retention window for non-in-app channels (``None``: unlimited).
     - ``estimate_jitter``: perturb ``estimated_total_rows`` by up to this fraction.
     - ``default_archived``: the ``archived`` filter applied when a body leaves it out.
     - ``max_list_items``: the longest ``recipient_ids``/``tenants``/``workflows`` list accepted.
-    - ``progress_origin``: ``None`` (default) makes ``progress_path`` absolute on the origin the
-      request came to; ``""`` makes it relative; an origin such as ``"https://api.example.com"``
-      puts it on another host, as in the spec's example.
+    - ``progress_origin``: ``""`` (default) makes ``progress_path`` relative
+      (``/v1/bulk_operations/<id>``), as in every answer Knock documents; ``None`` makes it
+      absolute on the origin the request came to; an origin such as
+      ``"https://api.example.com"`` puts it on another host, as in the spec's example.
     - ``host``, ``port``: where to listen (default: ``127.0.0.1``, an ephemeral port).
     - ``seed``: seeds the estimate jitter.
-    - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: all).
-      Each entry is about 1 KiB, so the default 10,000 holds about 10 MiB.
+    - ``request_log_size``: how many requests ``requests`` keeps (the latest; ``None``: no
+      count limit); ``request_log_bytes``: at most about this many bytes for them (default
+      16 MiB; ``None``: no limit). Each entry keeps the first 4 KiB of its body, so the log
+      stays bounded whatever clients send.
     """
 
     def __init__(
         self,
         *,
         api_keys: Iterable[str] | None = None,
+        strict: bool = False,
         clock: Clock | None = None,
         rows_per_second: float = 10_000.0,
         batch_size: int = 500,
@@ -93,11 +108,12 @@ class KnockEmulator:
         estimate_jitter: float = 0.0,
         default_archived: ArchivedFilter | str = ArchivedFilter.INCLUDE,
         max_list_items: int = 1000,
-        progress_origin: str | None = None,
+        progress_origin: str | None = "",
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 0,
         request_log_size: int | None = 10_000,
+        request_log_bytes: int | None = 16 * 1024 * 1024,
     ) -> None:
         if isinstance(api_keys, str):
             raise TypeError("api_keys must be a list of keys, not a str")
@@ -135,7 +151,9 @@ class KnockEmulator:
         )
         if request_log_size is not None and request_log_size < 0:
             raise ValueError(f"request_log_size must be >= 0 or None, got {request_log_size}")
-        self._log: deque[RecordedRequest] = deque(maxlen=request_log_size)
+        if request_log_bytes is not None and request_log_bytes < 0:
+            raise ValueError(f"request_log_bytes must be >= 0 or None, got {request_log_bytes}")
+        self._log = RequestLog(max_entries=request_log_size, max_bytes=request_log_bytes)
         self._state = AppState(
             store=self._store,
             engine=self._engine,
@@ -144,6 +162,7 @@ class KnockEmulator:
             limiter=None if limits is None else RateLimiter(limits),
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
+            strict=bool(strict),
             progress_origin=_check_origin(progress_origin),
             stats=self.stats,
             log=self._log,

@@ -11,8 +11,9 @@ finish by themselves.
 
 Each batch re-checks every row against the filters (and retention) when it is applied, as a
 database job updating batch by batch would: a row that another operation changed or deleted
-meanwhile is skipped. ``processed_rows`` counts rows walked, ``success_count`` rows updated (or
-already in the target state), ``error_count`` rows that failed.
+meanwhile is skipped. ``success_count`` counts rows updated (or already in the target state),
+``error_count`` rows that failed, and ``processed_rows`` their sum, as Knock reports it: a
+skipped row is walked but not processed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .._models import (
     BulkUpdateMessagesForChannelRequest,
     ErrorItem,
 )
+from .._validate import attrs_check, non_negative, positive, positive_int
 from ._actions import apply_action
 from ._clock import Clock
 from ._filters import compile_filters, within_retention
@@ -45,19 +47,9 @@ TYPENAME = "BulkOperation"
 _EPSILON = 1e-9
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+def _rate(name: str, value: object) -> float:
+    # math.inf is a documented setting here: every batch applied at once.
+    return math.inf if value == math.inf and isinstance(value, float) else positive(name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -70,11 +62,11 @@ class ProcessingSettings:
     limit). ``default_archived`` is the ``archived`` filter used when a body leaves it out.
     """
 
-    rows_per_second: float = attrs.field(default=10_000.0, validator=_positive)
-    batch_size: int = attrs.field(default=500, validator=_positive_int)
-    queue_delay: float = attrs.field(default=0.05, validator=_non_negative)
+    rows_per_second: float = attrs.field(default=10_000.0, validator=attrs_check(_rate))
+    batch_size: int = attrs.field(default=500, validator=attrs_check(positive_int))
+    queue_delay: float = attrs.field(default=0.05, validator=attrs_check(non_negative))
     retention: timedelta | None = timedelta(days=30)
-    estimate_jitter: float = attrs.field(default=0.0, validator=_non_negative)
+    estimate_jitter: float = attrs.field(default=0.0, validator=attrs_check(non_negative))
     default_archived: ArchivedFilter = ArchivedFilter.INCLUDE
 
 
@@ -109,6 +101,7 @@ class _Operation:
     completed_at: datetime | None = None
     failed_at: datetime | None = None
     processed_rows: int = 0
+    walked_rows: int = 0
     success_count: int = 0
     error_count: int = 0
     error_items: list[ErrorItem] = attrs.Factory(list)
@@ -119,7 +112,7 @@ class _Operation:
         return BulkOperation(
             id=self.id,
             typename=TYPENAME,
-            name=f"bulk_update_messages_for_channel:{self.action.value}",
+            name=f"messages.{self.action.value}",
             status=self.status,
             estimated_total_rows=self.estimated_total_rows,
             processed_rows=self.processed_rows,
@@ -279,13 +272,13 @@ class OperationEngine:
         operation.start_time = when
 
     def _process_batch(self, operation: _Operation, at: datetime) -> None:
-        begin = operation.processed_rows
+        begin = operation.walked_rows
         end = min(begin + self.settings.batch_size, operation.stop_row)
         for message_id in operation.rows[begin:end]:
             self._process_row(operation, message_id, at)
 
     def _process_row(self, operation: _Operation, message_id: str, at: datetime) -> None:
-        operation.processed_rows += 1
+        operation.walked_rows += 1
         message = self._store.get(message_id)
         if (
             message is None
@@ -302,14 +295,16 @@ class OperationEngine:
         elif updated is not message:
             self._store.replace(updated)
         operation.success_count += 1
+        operation.processed_rows += 1
 
     def _record_error(self, operation: _Operation, message_id: str) -> None:
         operation.error_count += 1
+        operation.processed_rows += 1
         operation.error_items.append(ErrorItem(id=message_id, collection=None))
 
     def _after_rows(self, operation: _Operation, at: datetime) -> None:
         """Schedule the next batch, or end the operation where its rows or its plan end."""
-        done = operation.processed_rows
+        done = operation.walked_rows
         stop = operation.stop_row
         if done < stop:
             next_row = min(done + self.settings.batch_size, stop)
@@ -319,7 +314,7 @@ class OperationEngine:
         if fail is not None and (stuck is None or fail <= stuck):
             if done < len(operation.rows):
                 # The row the job failed on.
-                operation.processed_rows += 1
+                operation.walked_rows += 1
                 self._record_error(operation, operation.rows[done])
             operation.status = BulkOperationStatus.FAILED
             operation.failed_at = at

@@ -1,10 +1,16 @@
-"""Knock's rate limits, per API key: token buckets on the emulator's clock. Pure."""
+"""Knock's rate limits, per environment: token buckets on the emulator's clock. Pure.
+
+Knock counts its limits per environment: every key of one environment spends the same
+budget. An emulator is one environment, so all the keys it accepts share one bucket per tier.
+"""
 
 from __future__ import annotations
 
 import enum
 
 import attrs
+
+from .._validate import attrs_check, positive
 
 __all__ = ["RateLimiter", "EmulatorRateLimits", "Tier", "TokenBucket"]
 
@@ -16,23 +22,19 @@ class Tier(enum.Enum):
     GET_OPERATION = "get_operation"  # Knock's tier 4
 
 
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class EmulatorRateLimits:
-    """Requests per second allowed per API key; bursts up to ``burst_seconds`` worth.
+    """Requests per second allowed per environment (shared by all its keys); bursts up to
+    ``burst_seconds`` worth.
 
     The defaults are Knock's: the bulk update POST is tier 2 (5/s), the bulk operation GET is
     tier 4 (200/s). A larger ``burst_seconds`` tolerates clients that catch up after a pause
     (useful on a sped-up clock, where a short real pause is a long emulated one).
     """
 
-    post_per_second: float = attrs.field(default=5.0, validator=_positive)
-    get_per_second: float = attrs.field(default=200.0, validator=_positive)
-    burst_seconds: float = attrs.field(default=1.0, validator=_positive)
+    post_per_second: float = attrs.field(default=5.0, validator=attrs_check(positive))
+    get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
+    burst_seconds: float = attrs.field(default=1.0, validator=attrs_check(positive))
 
     def rate(self, tier: Tier) -> float:
         return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second
@@ -59,17 +61,17 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One bucket per (API key, tier)."""
+    """One bucket per tier for the whole environment, whichever key a request carries."""
 
     def __init__(self, limits: EmulatorRateLimits) -> None:
         self.limits = limits
-        self._buckets: dict[tuple[str, Tier], TokenBucket] = {}
+        self._buckets: dict[Tier, TokenBucket] = {}
 
-    def allow(self, key: str, tier: Tier, now: float) -> bool:
-        bucket = self._buckets.get((key, tier))
+    def allow(self, tier: Tier, now: float) -> bool:
+        bucket = self._buckets.get(tier)
         if bucket is None:
             rate = self.limits.rate(tier)
-            bucket = self._buckets[key, tier] = TokenBucket(
+            bucket = self._buckets[tier] = TokenBucket(
                 rate, now, capacity=max(1.0, rate * self.limits.burst_seconds)
             )
         return bucket.take(now)

@@ -4,7 +4,11 @@ The body's fields and their types come from the core model
 (``BulkUpdateMessagesForChannelRequest``) and its cattrs converter; this module adds only what
 the wire demands beyond them: every value must have the JSON type the spec gives it (no
 ``null``, no string where an array belongs), date-times must be RFC 3339 with an offset, list
-filters are capped in length, and no unknown key is allowed.
+filters are capped in length. An unknown top-level key is ignored, as the spec allows (the
+caller records it), or refused with 422 in strict mode.
+
+Each 422 names the offending field in Knock's ``errors`` list
+(``{"field": ..., "message": ..., "type": null}``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import cattrs
 
 from .._convert import converter, validation_messages
 from .._models import BulkAction, BulkUpdateMessagesForChannelRequest, parse_action
-from ._wire import bad_json, invalid_params
+from ._wire import bad_json, invalid_fields, invalid_params
 
-__all__ = ["parse_action_param", "parse_bulk_body", "parse_channel_id", "wire_kinds"]
+__all__ = ["ParsedBody", "parse_action_param", "parse_bulk_body", "parse_channel_id", "wire_kinds"]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DATE_TIME = re.compile(
@@ -78,7 +82,7 @@ def wire_kinds() -> dict[str, str]:
 def parse_channel_id(value: str) -> str:
     """The ``channel_id`` path parameter, if it is a UUID (8-4-4-4-12 hex)."""
     if not _UUID.fullmatch(value):
-        raise invalid_params(f"channel_id must be a UUID, got {_short(value)}")
+        raise invalid_params("channel_id", f"channel_id must be a UUID, got {_short(value)}")
     return value.lower()
 
 
@@ -87,7 +91,7 @@ def parse_action_param(value: str) -> BulkAction:
     try:
         return parse_action(value)
     except (TypeError, ValueError) as exc:
-        raise invalid_params(str(exc)) from None
+        raise invalid_params("action", str(exc)) from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -98,51 +102,103 @@ def _load(raw: bytes) -> object:
     if not raw.strip():
         return {}  # no body at all: no filters, as Knock's JSON parser treats it
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        # JSON on the wire is UTF-8 (RFC 8259): no guessing UTF-16 or UTF-32 from the bytes.
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except RecursionError:
         raise bad_json("The request body is not valid JSON: nested too deeply.") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
         raise bad_json(f"The request body is not valid JSON: {exc}") from None
+    if b"\\u" in raw:
+        # A lone surrogate escape ("\ud800") parses, but is no Unicode text: refuse it
+        # here rather than fail later on encoding it. Only bodies with escapes pay for this.
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad_json(
+                "The request body is not valid JSON: it escapes a lone UTF-16 surrogate."
+            ) from None
+    return data
 
 
 def _check_value(name: str, kind: str, value: object, max_items: int) -> None:
     got = _json_type(value)
     if kind == "array":
         if not isinstance(value, list):
-            raise invalid_params(f"{name} must be an array of strings, got {got}")
+            raise invalid_params(name, f"{name} must be an array of strings, got {got}")
         if len(value) > max_items:
-            raise invalid_params(f"{name} must have at most {max_items} items, got {len(value)}")
+            raise invalid_params(
+                name, f"{name} must have at most {max_items} items, got {len(value)}"
+            )
         for index, item in enumerate(value):
             if not isinstance(item, str):
-                raise invalid_params(f"{name}[{index}] must be a string, got {_json_type(item)}")
+                raise invalid_params(
+                    f"{name}[{index}]", f"{name}[{index}] must be a string, got {_json_type(item)}"
+                )
     elif kind == "boolean":
         if not isinstance(value, bool):
-            raise invalid_params(f"{name} must be a boolean, got {got}")
+            raise invalid_params(name, f"{name} must be a boolean, got {got}")
     elif not isinstance(value, str):
-        raise invalid_params(f"{name} must be a string, got {got}")
+        raise invalid_params(name, f"{name} must be a string, got {got}")
     elif kind == "date-time" and not _DATE_TIME.fullmatch(value):
         raise invalid_params(
+            name,
             f"{name} must be an RFC 3339 date-time with an offset "
-            f"(e.g. 2024-01-01T00:00:00Z), got {_short(value)}"
+            f"(e.g. 2024-01-01T00:00:00Z), got {_short(value)}",
         )
 
 
-def parse_bulk_body(raw: bytes, *, max_list_items: int) -> BulkUpdateMessagesForChannelRequest:
-    """The bulk update body as the core model, or a ``KnockHTTPError`` (400 or 422)."""
+@attrs.frozen
+class ParsedBody:
+    """A valid bulk update body: the filters, and the unknown top-level keys it ignored."""
+
+    filters: BulkUpdateMessagesForChannelRequest
+    ignored_fields: tuple[str, ...] = ()
+
+
+def _field_problem(message: str) -> tuple[str, str]:
+    """``(field, message)`` from a converter message: ``"... @ $.older_than"``, or
+    ``"older_than must be ... @ $"`` from a check of the whole body."""
+    text, _, where = message.rpartition(" @ $")
+    text = text or message
+    field = where.lstrip(".")
+    if not field:
+        first = text.partition(" ")[0]
+        field = first if first in wire_kinds() else "body"
+    return field, text
+
+
+MAX_IGNORED_FIELDS = 20  # recorded on the request log: bounded whatever the body
+
+
+def _field_name(key: str) -> str:
+    return key if len(key) <= 40 else key[:40] + "..."
+
+
+def parse_bulk_body(raw: bytes, *, max_list_items: int, strict: bool = False) -> ParsedBody:
+    """The bulk update body as the core model, or a ``KnockHTTPError`` (400 or 422).
+
+    Unknown top-level keys are left out of the model and listed on the result, or refused
+    with 422 when ``strict``."""
     data = _load(raw)
     if not isinstance(data, dict):
-        raise invalid_params(f"The request body must be a JSON object, got {_json_type(data)}")
+        raise invalid_params(
+            "body", f"The request body must be a JSON object, got {_json_type(data)}"
+        )
     kinds = wire_kinds()
-    unknown = sorted(key for key in data if key not in kinds)
+    unknown = sorted(_field_name(key) for key in data if key not in kinds)
+    if unknown and strict:
+        raise invalid_fields([(key, f"{key} is not a known parameter") for key in unknown[:5]])
     if unknown:
-        names = ", ".join(_short(key, 40) for key in unknown[:5])
-        raise invalid_params(f"Unknown parameter(s): {names}")
+        data = {key: value for key, value in data.items() if key in kinds}
     for name, value in data.items():
         _check_value(name, kinds[name], value, max_list_items)
     try:
         filters: BulkUpdateMessagesForChannelRequest = converter.structure(
             data, BulkUpdateMessagesForChannelRequest
         )
+    except RecursionError:
+        # Only trigger_data holds JSON inside JSON; the body itself was parsed already.
+        raise invalid_params("trigger_data", "trigger_data is nested too deeply") from None
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise invalid_params("; ".join(validation_messages(exc))) from None
-    return filters
+        raise invalid_fields([_field_problem(m) for m in validation_messages(exc)]) from None
+    return ParsedBody(filters, tuple(unknown[:MAX_IGNORED_FIELDS]))

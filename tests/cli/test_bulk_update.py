@@ -210,8 +210,8 @@ def test_with_many_channels_the_worst_outcome_decides(emulator: EmulatorThread) 
 @pytest.mark.parametrize(
     ("key", "status", "code", "advice"),
     [
-        ("bogus_key_Zq81", 401, "api_key_invalid", "check the API key"),
-        ("pk_test_public_Zq81", 403, "forbidden", "use a secret (sk_...) key"),
+        ("bogus_key_Zq81", 401, "api_key_missing", "check the API key"),
+        ("pk_test_public_Zq81", 401, "incorrect_token_type", "secret (sk_...) key"),
     ],
 )
 def test_a_refused_key_exits_3_without_showing_it(

@@ -54,10 +54,14 @@ _FORMATS = jsonschema.FormatChecker()
 
 @_FORMATS.checks("uri", raises=ValueError)
 def _is_uri(value: object) -> bool:
+    """An absolute URI, or an absolute path: the spec says ``uri`` for ``progress_path``, but
+    every answer Knock documents carries a relative ``/v1/bulk_operations/<id>``."""
     if not isinstance(value, str):
         return True
     url = URL(value)
-    return url.is_absolute() and bool(url.scheme) and bool(url.host)
+    if not url.is_absolute():
+        return value.startswith("/") and not value.startswith("//") and url.path == value
+    return bool(url.scheme) and bool(url.host)
 
 
 @_FORMATS.checks("date-time", raises=ValueError)
@@ -104,6 +108,21 @@ ERROR_SCHEMA: dict[str, Any] = {
         "message": {"type": "string", "minLength": 1},
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "type": {"type": "string", "minLength": 1},
+        # Knock's 422 lists each invalid field.
+        "errors": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["field", "message", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "field": {"type": "string", "minLength": 1},
+                    "message": {"type": "string", "minLength": 1},
+                    "type": {"type": "null"},
+                },
+            },
+        },
     },
 }
 UNROUTED_BODY = {"errors": {"detail": "404 Not Found"}}
@@ -123,9 +142,14 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def emu(clock: ManualClock) -> AsyncIterator[KnockEmulator]:
     """A running emulator on a manual clock: 100 rows/s in batches of 10, 50 ms queue delay,
-    rate limits off (tests of rate limits build their own)."""
+    rate limits off (tests of rate limits build their own), strict about unknown fields."""
     async with KnockEmulator(
-        clock=clock, rows_per_second=100, batch_size=10, queue_delay=0.05, rate_limits=False
+        clock=clock,
+        rows_per_second=100,
+        batch_size=10,
+        queue_delay=0.05,
+        rate_limits=False,
+        strict=True,
     ) as emulator:
         yield emulator
 
@@ -147,7 +171,7 @@ def bulk_url(emu: KnockEmulator) -> Callable[[str, str], str]:
 @pytest.fixture
 def operation_url(emu: KnockEmulator) -> Callable[[str], str]:
     """``operation_url(id)``: the emulator's bulk operation URL."""
-    return lambda operation_id: f"{emu.base_url}/v1/bulk_operations/{operation_id}"
+    return lambda operation_id: f"{emu.base_url}/v1/bulk_operations/{id}"
 
 
 RawResponse = tuple[int, dict[str, str], bytes]

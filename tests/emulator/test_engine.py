@@ -270,7 +270,8 @@ def test_failing_messages_are_error_items_and_the_operation_completes() -> None:
 
 
 def test_rows_changed_meanwhile_are_rechecked() -> None:
-    """A row another operation deleted before this one reached it is skipped, not updated."""
+    """A row another operation deleted before this one reached it is skipped, not updated,
+    and not processed either: processed_rows = success_count + error_count, as Knock counts."""
     w = world()
     w.add(CH_A, 30)
     deleting = w.engine.submit(CH_A, BulkAction.DELETE, R())
@@ -281,6 +282,8 @@ def test_rows_changed_meanwhile_are_rechecked() -> None:
     got = snapshot(w, reading)
     assert got.status is BulkOperationStatus.COMPLETED
     assert got.success_count < 30
+    assert got.processed_rows == got.success_count + got.error_count
+    assert got.name == "messages.read"
     assert w.store.count(CH_A) == 0
 
 

@@ -40,7 +40,7 @@ async def test_next_two_polls_answer_503(
     """One line scripts two 503s for the poll route; the third poll is normal again."""
     op = await new_operation(emu, http, bulk_url)
     emu.faults.add("GET", BULK_OPERATION_ROUTE, status=503, times=2)
-    results = [await poll(http, op["progress_path"]) for _ in range(3)]
+    results = [await poll(http, emu.base_url + op["progress_path"]) for _ in range(3)]
     assert [status for status, _, _ in results] == [503, 503, 200]
     body = json.loads(results[0][2])
     valid_error(body)
@@ -60,7 +60,7 @@ async def test_faults_apply_in_order(
     emu.faults.add("GET", BULK_OPERATION_ROUTE, status=429)
     emu.faults.add("*", "*", status=502)
     assert emu.faults.pending == 3
-    statuses = [(await poll(http, op["progress_path"]))[0] for _ in range(4)]
+    statuses = [(await poll(http, emu.base_url + op["progress_path"]))[0] for _ in range(4)]
     assert statuses == [500, 429, 502, 200]
 
 
@@ -79,7 +79,7 @@ async def test_429_with_and_without_retry_after(
         retry_after=datetime(2025, 1, 1, 0, 0, 3, tzinfo=UTC),
     )
     emu.faults.add("GET", BULK_OPERATION_ROUTE, status=429, headers={"retry-after-ms": "150"})
-    headers = [(await poll(http, op["progress_path"]))[1].headers for _ in range(5)]
+    headers = [(await poll(http, emu.base_url + op["progress_path"]))[1].headers for _ in range(5)]
     assert "Retry-After" not in headers[0]
     assert headers[1]["Retry-After"] == "2"
     assert headers[2]["Retry-After"] == "0.5"
@@ -94,15 +94,15 @@ async def test_fault_on_one_path_only(
     first = await new_operation(emu, http, bulk_url)
     second = await new_operation(emu, http, bulk_url)
     emu.faults.add("GET", f"/v1/bulk_operations/{second['id']}", status=500)
-    assert (await poll(http, first["progress_path"]))[0] == 200
-    assert (await poll(http, second["progress_path"]))[0] == 500
+    assert (await poll(http, emu.base_url + first["progress_path"]))[0] == 200
+    assert (await poll(http, emu.base_url + second["progress_path"]))[0] == 500
 
 
 async def test_custom_body(emu: KnockEmulator, http: aiohttp.ClientSession, bulk_url: Url) -> None:
     """A scripted status may come with any body (e.g. a proxy's HTML page)."""
     op = await new_operation(emu, http, bulk_url)
     emu.faults.add("GET", BULK_OPERATION_ROUTE, status=502, body="<html>Bad gateway</html>")
-    status, _, body = await poll(http, op["progress_path"])
+    status, _, body = await poll(http, emu.base_url + op["progress_path"])
     assert (status, body) == (502, b"<html>Bad gateway</html>")
 
 
@@ -113,11 +113,13 @@ async def test_delay_then_normal_answer(
     with a shorter timeout times out."""
     op = await new_operation(emu, http, bulk_url)
     emu.faults.add("GET", BULK_OPERATION_ROUTE, delay=0.05)
-    assert (await poll(http, op["progress_path"]))[0] == 200
+    assert (await poll(http, emu.base_url + op["progress_path"]))[0] == 200
     emu.faults.add("GET", BULK_OPERATION_ROUTE, delay=0.3)
     with pytest.raises(TimeoutError):
         async with http.get(
-            op["progress_path"], headers=AUTH, timeout=aiohttp.ClientTimeout(total=0.05)
+            emu.base_url + op["progress_path"],
+            headers=AUTH,
+            timeout=aiohttp.ClientTimeout(total=0.05),
         ):
             pass
 
@@ -157,7 +159,7 @@ async def test_invalid_json(emu: KnockEmulator, http: aiohttp.ClientSession, bul
     """invalid_json=True answers 200 with a body that does not parse."""
     op = await new_operation(emu, http, bulk_url)
     emu.faults.add("GET", BULK_OPERATION_ROUTE, invalid_json=True)
-    status, response, body = await poll(http, op["progress_path"])
+    status, response, body = await poll(http, emu.base_url + op["progress_path"])
     assert status == 200
     assert response.content_type == "application/json"
     with pytest.raises(ValueError, match=r"Unterminated|Expecting"):
@@ -193,7 +195,7 @@ async def test_operation_fails_part_way(
     emu.faults.fail_next_operation(after_rows=5)
     op = await new_operation(emu, http, bulk_url)
     emu.settle()
-    status, _, raw = await poll(http, op["progress_path"])
+    status, _, raw = await poll(http, emu.base_url + op["progress_path"])
     assert status == 200
     body = json.loads(raw)
     valid_operation(body)

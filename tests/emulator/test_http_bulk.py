@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +29,8 @@ async def post(
 async def test_bulk_update_answers_a_queued_operation(
     emu: KnockEmulator, http: aiohttp.ClientSession, bulk_url: Url, valid_operation: Validator
 ) -> None:
-    """A valid request gets 200, a queued BulkOperation and an absolute progress_path on the
-    emulator, plus an x-request-id header."""
+    """A valid request gets 200, a queued BulkOperation named messages.<action> with a relative
+    progress_path and microsecond timestamps, plus an x-request-id header."""
     channel = emu.add_channel(type="in_app_feed")
     emu.add_messages(channel, 30, seed=0)
     status, body, response = await post(http, bulk_url(channel, "archive"), {"archived": "include"})
@@ -37,7 +38,9 @@ async def test_bulk_update_answers_a_queued_operation(
     valid_operation(body)
     assert body["status"] == "queued"
     assert body["estimated_total_rows"] == 30
-    assert body["progress_path"] == f"{emu.base_url}/v1/bulk_operations/{body['id']}"
+    assert body["progress_path"] == f"/v1/bulk_operations/{body['id']}"
+    assert body["name"] == "messages.archive"
+    assert body["inserted_at"] == body["updated_at"] == "2025-01-01T00:00:00.000000Z"
     assert response.headers["x-request-id"]
     assert response.content_type == "application/json"
     assert [op.id for op in emu.operations()] == [body["id"]]
@@ -128,15 +131,29 @@ async def test_spec_request_example_is_accepted(
     assert status == 200, body
 
 
+MISSING_KEY = {
+    "code": "api_key_missing",
+    "message": "No valid API key provided",
+    "status": 401,
+    "type": "authentication_error",
+}
+WRONG_TOKEN = {
+    "code": "incorrect_token_type",
+    "message": "You cannot call this endpoint with this token.",
+    "status": 401,
+    "type": "authentication_error",
+}
+
+
 @pytest.mark.parametrize(
-    ("headers", "status", "code"),
+    ("headers", "expected"),
     [
-        ({}, 401, "api_key_invalid"),
-        ({"Authorization": "sk_test"}, 401, "api_key_invalid"),
-        ({"Authorization": "Basic sk_test"}, 401, "api_key_invalid"),
-        ({"Authorization": "Bearer "}, 401, "api_key_invalid"),
-        ({"Authorization": "Bearer nope"}, 401, "api_key_invalid"),
-        ({"Authorization": "Bearer pk_test"}, 403, "forbidden"),
+        ({}, MISSING_KEY),
+        ({"Authorization": "sk_test"}, MISSING_KEY),
+        ({"Authorization": "Basic sk_test"}, MISSING_KEY),
+        ({"Authorization": "Bearer "}, MISSING_KEY),
+        ({"Authorization": "Bearer nope"}, MISSING_KEY),
+        ({"Authorization": "Bearer pk_test"}, WRONG_TOKEN),
     ],
 )
 async def test_authentication(
@@ -145,13 +162,13 @@ async def test_authentication(
     bulk_url: Url,
     valid_error: Validator,
     headers: dict[str, str],
-    status: int,
-    code: str,
+    expected: dict[str, Any],
 ) -> None:
-    """A missing, malformed or unknown key gets 401, a public key 403, with Knock's body."""
+    """A missing, malformed or unknown key gets Knock's documented 401 api_key_missing body,
+    a public key 401 incorrect_token_type, exactly."""
     channel = emu.add_channel()
     got, body, _ = await post(http, bulk_url(channel, "read"), {}, headers=headers)
-    assert (got, body["code"], body["status"]) == (status, code, status)
+    assert (got, body) == (401, expected)
     valid_error(body)
     assert emu.operations() == []
 
@@ -166,7 +183,7 @@ async def test_api_keys_restrict_the_accepted_keys(
         results = {}
         for key in ("sk_good", "sk_other", "pk_listed", "pk_other"):
             results[key] = (await post(http, url, {}, {"Authorization": f"Bearer {key}"}))[0]
-    assert results == {"sk_good": 200, "sk_other": 401, "pk_listed": 403, "pk_other": 401}
+    assert results == {"sk_good": 200, "sk_other": 401, "pk_listed": 401, "pk_other": 401}
 
 
 async def test_unknown_channel_is_404(
@@ -210,18 +227,20 @@ async def test_invalid_body_is_422_naming_the_field(
     body: dict[str, Any],
     field: str,
 ) -> None:
-    """Wrong types, unknown enum values, nulls, bad date-times and unknown keys get 422
-    invalid_params with a message naming the field; nothing is created."""
+    """Wrong types, unknown enum values, nulls, bad date-times and unknown keys (strict mode)
+    get Knock's 422 invalid_params body, its errors naming the field; nothing is created."""
     channel = emu.add_channel()
     emu.add_messages(channel, 5)
     before = emu.messages(channel)
     status, answer, _ = await post(http, bulk_url(channel, "read"), body)
-    assert (status, answer["code"], answer["type"]) == (
+    assert (status, answer["code"], answer["type"], answer["message"]) == (
         422,
         "invalid_params",
         "invalid_request_error",
+        "One or more parameters supplied were invalid",
     )
-    assert field in answer["message"]
+    assert [(e["field"], e["type"]) for e in answer["errors"]] == [(field, None)]
+    assert field.partition("[")[0] in answer["errors"][0]["message"]
     valid_error(answer)
     assert emu.operations() == []
     assert emu.messages(channel) == before
@@ -249,7 +268,7 @@ async def test_invalid_path_parameters_are_422(
     real = emu.add_channel()
     status, body, _ = await post(http, bulk_url(channel or real, action), {})
     assert (status, body["code"]) == (422, "invalid_params")
-    assert field in body["message"]
+    assert [error["field"] for error in body["errors"]] == [field]
 
 
 async def test_uppercase_channel_id_is_the_same_channel(
@@ -269,14 +288,15 @@ async def test_too_many_list_items_is_422(clock: ManualClock, http: aiohttp.Clie
         status, body, _ = await post(http, url, {"tenants": ["a", "b", "c", "d"]})
         ok, _, _ = await post(http, url, {"tenants": ["a", "b", "c"]})
     assert (status, ok) == (422, 200)
-    assert "tenants" in body["message"]
+    assert [error["field"] for error in body["errors"]] == ["tenants"]
 
 
-async def test_rate_limit_is_5_posts_per_second_per_key(
+async def test_rate_limit_is_5_posts_per_second_per_environment(
     clock: ManualClock, http: aiohttp.ClientSession, valid_error: Validator
 ) -> None:
     """The 6th POST within a second gets 429 with Knock's body and no Retry-After; another key
-    is unaffected; a fifth of a second later one more POST is allowed."""
+    of the same environment is refused too; a fifth of a second later one more POST is
+    allowed, whichever key sends it."""
     async with KnockEmulator(clock=clock) as emu:
         channel = emu.add_channel()
         url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
@@ -290,10 +310,10 @@ async def test_rate_limit_is_5_posts_per_second_per_key(
     valid_error(body)
     assert "Retry-After" not in response.headers
     assert not [h for h in response.headers if h.lower().startswith("x-ratelimit")]
-    assert (other, after) == (200, 200)
-    assert emu.stats.rate_limited == 1
-    assert emu.stats.responses[429] == 1
-    assert len(emu.operations()) == 7
+    assert (other, after) == (429, 200)
+    assert emu.stats.rate_limited == 2
+    assert emu.stats.responses[429] == 2
+    assert len(emu.operations()) == 6
 
 
 async def test_rate_limits_can_be_tuned(clock: ManualClock, http: aiohttp.ClientSession) -> None:
@@ -306,21 +326,60 @@ async def test_rate_limits_can_be_tuned(clock: ManualClock, http: aiohttp.Client
 
 
 @pytest.mark.parametrize(
-    ("origin", "expected"),
+    ("settings", "expected"),
     [
-        ("", "/v1/bulk_operations/{id}"),
-        ("https://api.example.com", "https://api.example.com/v1/bulk_operations/{id}"),
+        ({}, "/v1/bulk_operations/{id}"),
+        ({"progress_origin": ""}, "/v1/bulk_operations/{id}"),
+        ({"progress_origin": None}, "{base}/v1/bulk_operations/{id}"),
+        (
+            {"progress_origin": "https://api.example.com"},
+            "https://api.example.com/v1/bulk_operations/{id}",
+        ),
     ],
 )
 async def test_progress_origin(
-    clock: ManualClock, http: aiohttp.ClientSession, origin: str, expected: str
+    clock: ManualClock, http: aiohttp.ClientSession, settings: dict[str, Any], expected: str
 ) -> None:
-    """progress_origin makes progress_path relative, or puts it on another host."""
-    async with KnockEmulator(clock=clock, progress_origin=origin) as emu:
+    """progress_path is relative by default, as Knock answers; progress_origin=None makes it
+    absolute on the emulator's origin, an origin puts it on another host."""
+    async with KnockEmulator(clock=clock, **settings) as emu:
         channel = emu.add_channel()
         url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
         _, body, _ = await post(http, url, {})
-    assert body["progress_path"] == expected.format(id=body["id"])
+        base = emu.base_url
+    assert body["progress_path"] == expected.format(id=body["id"], base=base)
+
+
+async def test_unknown_fields_are_ignored_and_recorded_by_default(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """Outside strict mode an unknown top-level field is accepted and ignored, as the spec
+    allows, and named on the request log entry; the known filters still apply."""
+    async with KnockEmulator(clock=clock, rate_limits=False) as emu:
+        channel = emu.add_channel()
+        emu.add_message(channel, tenant="acme")
+        emu.add_message(channel, tenant=None)
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        status, body, _ = await post(http, url, {"has_tenant": True, "zzz": 1, "color": "x"})
+        plain = await post(http, url, {})
+    assert (status, body["estimated_total_rows"]) == (200, 1)
+    assert [r.ignored_fields for r in emu.requests] == [("color", "zzz"), ()]
+    assert plain[0] == 200
+
+
+async def test_strict_mode_refuses_unknown_fields(
+    clock: ManualClock, http: aiohttp.ClientSession, valid_error: Validator
+) -> None:
+    """KnockEmulator(strict=True) answers an unknown field with Knock's 422 invalid_params,
+    one errors entry per unknown field, and starts nothing."""
+    async with KnockEmulator(clock=clock, strict=True) as emu:
+        channel = emu.add_channel()
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        status, body, _ = await post(http, url, {"zzz": 1, "archived": "include", "color": 2})
+    assert (status, body["code"]) == (422, "invalid_params")
+    valid_error(body)
+    assert [(e["field"], e["type"]) for e in body["errors"]] == [("color", None), ("zzz", None)]
+    assert emu.operations() == []
 
 
 async def test_request_log_records_what_was_sent(
@@ -361,3 +420,44 @@ async def test_request_log_keeps_the_latest(
     assert [r.path for r in emu.requests] == ["/n2", "/n3"]
     assert emu.stats.requests == 4
     assert emu.stats.responses[404] == 4
+
+
+async def test_request_log_keeps_a_bounded_prefix_of_each_body(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """The log keeps the first 4 KiB of a body and its size; json() refuses a cut body; a
+    small body is kept whole."""
+    async with KnockEmulator(clock=clock, rate_limits=False) as emu:
+        channel = emu.add_channel()
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        big = json.dumps({"trigger_data": json.dumps({"k": "x" * 500_000})}).encode()
+        async with http.post(url, data=big, headers=AUTH) as response:
+            assert response.status == 200
+        await post(http, url, {"tenants": ["acme"]})
+    first, second = emu.requests
+    assert (len(first.body), first.body_size, first.body_truncated) == (4096, len(big), True)
+    assert first.body == big[:4096]
+    with pytest.raises(ValueError, match="first 4096"):
+        first.json()
+    assert not second.body_truncated
+    assert second.json() == {"tenants": ["acme"]}
+
+
+async def test_request_log_is_bounded_in_bytes(
+    clock: ManualClock, http: aiohttp.ClientSession
+) -> None:
+    """Many large bodies never make the log hold more than request_log_bytes: the oldest
+    entries go first, the counters keep counting."""
+    limit = 64 * 1024
+    async with KnockEmulator(clock=clock, rate_limits=False, request_log_bytes=limit) as emu:
+        channel = emu.add_channel()
+        url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/read"
+        body = json.dumps({"trigger_data": json.dumps({"k": "y" * 900_000})}).encode()
+        for _ in range(40):
+            async with http.post(url, data=body, headers=AUTH) as response:
+                assert response.status == 200
+        kept = emu.requests
+    assert 0 < len(kept) < 40
+    assert all(r.body_size == len(body) and len(r.body) == 4096 for r in kept)
+    assert sum(len(r.body) for r in kept) <= limit
+    assert emu.stats.requests == 40

@@ -49,7 +49,7 @@ async def test_operation_progresses_as_the_clock_moves(
     seen = []
     for step in (0.0, 0.05, 0.1, 0.1, 0.1):
         emu.advance(step)
-        status, body = await get_json(http, op["progress_path"])
+        status, body = await get_json(http, emu.base_url + op["progress_path"])
         assert status == 200
         valid_operation(body)
         seen.append((body["status"], body["processed_rows"]))
@@ -87,10 +87,12 @@ async def test_unknown_operation_is_404(
 async def test_get_needs_a_secret_key(
     emu: KnockEmulator, http: aiohttp.ClientSession, bulk_url: Url
 ) -> None:
-    """GET without a key is 401; with a public key 403."""
+    """GET without a key is 401 api_key_missing; with a public key 401 incorrect_token_type."""
     op = await start_operation(emu, http, bulk_url)
-    assert (await get_json(http, op["progress_path"], {}))[0] == 401
-    assert (await get_json(http, op["progress_path"], {"Authorization": "Bearer pk_x"}))[0] == 403
+    url = emu.base_url + op["progress_path"]
+    assert (await get_json(http, url, {}))[1]["code"] == "api_key_missing"
+    status, body = await get_json(http, url, {"Authorization": "Bearer pk_x"})
+    assert (status, body["code"]) == (401, "incorrect_token_type")
 
 
 async def test_get_rate_limit_is_200_per_second(
@@ -140,8 +142,9 @@ async def test_request_ids_are_unique(emu: KnockEmulator, http: aiohttp.ClientSe
 async def test_app_factory_works_with_aiohttp_server(
     aiohttp_server: Callable[..., Awaitable[TestServer]], http: aiohttp.ClientSession
 ) -> None:
-    """emu.make_app() serves under pytest-aiohttp; progress_path follows that server's origin."""
-    emu = KnockEmulator(clock=ManualClock(), rate_limits=False)
+    """emu.make_app() serves under pytest-aiohttp; an absolute progress_path
+    (progress_origin=None) follows that server's origin."""
+    emu = KnockEmulator(clock=ManualClock(), rate_limits=False, progress_origin=None)
     server = await aiohttp_server(emu.make_app())
     channel = emu.add_channel()
     base = str(server.make_url("")).rstrip("/")
@@ -188,7 +191,7 @@ async def test_real_clock_operations_finish_by_themselves(http: aiohttp.ClientSe
         async with http.post(url, json={}, headers=AUTH) as response:
             op = await response.json()
         for _ in range(100):
-            _, body = await get_json(http, op["progress_path"])
+            _, body = await get_json(http, emu.base_url + op["progress_path"])
             if body["status"] == "completed":
                 break
             await asyncio.sleep(0.01)
