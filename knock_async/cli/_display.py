@@ -79,8 +79,10 @@ def abbreviate(value: float | None) -> str:
         return f"{value:.0f}"
     for unit in "kMBT":
         value /= 1000
-        if value < 999.95:
+        if value < 99.95:
             return f"{value:.1f}{unit}"
+        if value < 999.5:
+            return f"{value:.0f}{unit}"
     return f"{value * 1e12:.1e}"
 
 

@@ -631,3 +631,16 @@ def test_an_absurd_estimate_shows_an_unknown_eta_instead_of_crashing(
         (line,) = [line for line in result.stdout.splitlines() if line.startswith("progress")]
         assert f"rows=5000/{10**22}" in line
         assert line.endswith(" eta=?")
+
+
+def test_a_base_url_that_is_not_knocks_api_is_named(emulator: EmulatorThread) -> None:
+    """A wrong base URL whose server answers 404 without Knock's error JSON (here the
+    emulator's own unrouted 404, under an extra `/v1`): exit 3 and a line saying this is not
+    Knock's API at that URL, not advice about the channel id."""
+    channel = emulator.channel(5)
+    base_url = f"{emulator.base_url}/v1"
+    result = knock_async("bulk-update", "read", channel, env=cli_env(base_url))
+    assert result.returncode == 3
+    (line,) = result.stderr.splitlines()
+    assert f"this is not Knock's API at {base_url}: check --base-url" in line
+    assert "channel id" not in line.split("HTTP 404", 1)[1]
