@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Protocol, TextIO
@@ -155,34 +154,52 @@ class JsonDisplay:
 # -- the summary, for plain lines and rich alike ---------------------------------------------
 
 
-def _table(report: Report) -> tuple[list[str], list[list[str]]]:
-    """The summary's numbers, one row per channel under its id's first 8 characters; the full
-    ids follow in ``_ids`` (both never fit 80 columns beside the numbers)."""
-    headers = ["channel", "status", "rows", "updated", "errors", "time"]
-    headers += [header for _, header in report.columns]
-    rows = []
-    for key in report.keys:
-        event = report.latest.get(key)
-        op = operation_of(event)
-        extra = report.values.get(key, {})
-        rows.append(
-            [
+def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
+    """The summary: per channel a row of numbers under its id's first 8 characters, then the
+    full ids (both never fit 80 columns beside the numbers), then one line for the run."""
+    if report.channels:
+        keys = list(report.keys)
+        if limit is not None and len(keys) > limit:  # the channels not completed first
+            keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
+            keys = keys[:limit]
+        headers = ["channel", "status", "rows", "updated", "errors", "time"]
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for index, header in enumerate(headers + [header for _, header in report.columns]):
+            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
+        for key in keys:
+            event = report.latest.get(key)
+            op = operation_of(event)
+            status, extra = _status(event), report.values.get(key, {})
+            table.add_row(
                 key[:8],
-                _status(event),
-                abbreviate(0 if op is None else op.processed_rows),
-                abbreviate(0 if op is None else op.success_count),
-                abbreviate(0 if op is None else op.error_count),
+                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+                *(abbreviate(0 if op is None else n(op)) for n in _COUNTS),
                 format_duration(duration_seconds(op)),
                 *(str(extra.get(name, "")) for name, _ in report.columns),
-            ]
-        )
-    return headers, rows
+            )
+            ids.add_row(key, report.operation_id(key) or "-")
+        console.print()
+        console.print(table)
+        if len(keys) < len(report.keys):
+            console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
+        console.print()
+        console.print(ids)
+    style = "bold green" if report.code == 0 else "bold red"
+    console.print(Text(_summary_line(report), style=style))
+    for line in report.notes:
+        console.print(line, highlight=False, soft_wrap=True)
+    if report.outcome in ("submitted", "queued", "processing") and report.resume:
+        console.print("follow with:")
+        for command in report.resume:
+            console.print(f"  {command}", highlight=False, soft_wrap=True)
 
 
-def _ids(report: Report) -> list[list[str]]:
-    return [["channel", "operation"]] + [
-        [key, report.operation_id(key) or "-"] for key in report.keys
-    ]
+_COUNTS: tuple[Callable[[BulkOperation], int], ...] = (
+    lambda op: op.processed_rows,
+    lambda op: op.success_count,
+    lambda op: op.error_count,
+)
 
 
 def _summary_line(report: Report) -> str:
@@ -208,12 +225,6 @@ def _summary_line(report: Report) -> str:
         + f"; {plural(report.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
-
-
-def _follow_lines(report: Report) -> list[str]:
-    if report.outcome in ("submitted", "queued", "processing") and report.resume:
-        return ["follow with:", *(f"  {command}" for command in report.resume)]
-    return []
 
 
 # -- plain lines -----------------------------------------------------------------------------
@@ -268,25 +279,8 @@ class PlainDisplay:
         pass
 
     def summary(self, report: Report) -> None:
-        if report.channels:
-            headers, rows = _table(report)
-            self._print()
-            self._columns([headers, *rows], numeric=range(2, len(headers)))
-            self._print()
-            self._columns(_ids(report), numeric=())
-        self._print(_summary_line(report))
-        for line in (*report.notes, *_follow_lines(report)):
-            self._print(line)
-
-    def _columns(self, table: list[list[str]], numeric: Iterable[int]) -> None:
-        right = set(numeric)
-        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-        for line in table:
-            cells = (
-                cell.rjust(width) if index in right else cell.ljust(width)
-                for index, (cell, width) in enumerate(zip(line, widths, strict=True))
-            )
-            self._print("  ".join(cells).rstrip())
+        # Wide enough that nothing wraps: a log or a pipe has no width.
+        print_summary(Console(file=self._out, width=10_000, color_system=None), report)
 
 
 def _totals_line(totals: FanOutTotals) -> str:
@@ -446,34 +440,4 @@ class RichDisplay:
             self._progress.stop()
 
     def summary(self, report: Report) -> None:
-        if report.channels:
-            headers, rows = _table(report)
-            table = Table(box=None, header_style="bold", pad_edge=False)
-            for index, header in enumerate(headers):
-                numeric = index >= 2
-                table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
-            for row in rows[: self.MAX_SUMMARY_ROWS]:
-                status = Text(row[1], style=_STYLE.get(row[1].split(" ")[0], ""))
-                table.add_row(row[0], status, *row[2:])
-            ids = Table(box=None, header_style="bold", pad_edge=False)
-            ids.add_column("channel", no_wrap=True)
-            ids.add_column("operation", no_wrap=True)
-            for channel, operation in _ids(report)[1:]:
-                ids.add_row(channel, operation)
-            self.console.print()
-            self.console.print(table)
-            if len(rows) > self.MAX_SUMMARY_ROWS:
-                more = len(rows) - self.MAX_SUMMARY_ROWS
-                self.console.print(f"  … and {plural(more, 'more channel')} (see --json)")
-            self.console.print()
-            self.console.print(ids)
-        style = "bold green" if report.code == 0 else "bold red"
-        self.console.print(Text(_summary_line(report), style=style))
-        for line in (*report.notes, *_follow_lines(report)):
-            self.console.print(line, highlight=False, soft_wrap=True)
-
-    MAX_SUMMARY_ROWS = 30
-
-
-def monotonic() -> float:
-    return time.monotonic()
+        print_summary(self.console, report, limit=30)
