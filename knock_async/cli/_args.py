@@ -160,6 +160,23 @@ def _connection(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def _following(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--timeout",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up following after this long (default: 3600)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="first poll after this long, then backing off x1.5 up to 30 s (default: 1)",
+    )
+
+
 _EXIT_CODES = """\
 exit codes:
   0    every operation completed (also with error_count > 0: see the summary)
@@ -231,27 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="only messages without a tenant",
     )
-    filters.add_argument(
-        "--newer-than",
-        type=aware_datetime,
-        metavar="DATETIME",
-        help="inserted after (ISO 8601 with offset)",
-    )
-    filters.add_argument(
-        "--older-than",
-        type=aware_datetime,
-        metavar="DATETIME",
-        help="inserted before (ISO 8601 with offset)",
-    )
-    filters.add_argument(
-        "--recipient-id", dest="recipient_ids", action="append", metavar="ID", help="repeatable"
-    )
-    filters.add_argument(
-        "--tenant", dest="tenants", action="append", metavar="TENANT", help="repeatable"
-    )
-    filters.add_argument(
-        "--workflow", dest="workflows", action="append", metavar="KEY", help="repeatable"
-    )
+    for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
+        filters.add_argument(
+            flag,
+            type=aware_datetime,
+            metavar="DATETIME",
+            help=f"inserted {when} (ISO 8601 with offset)",
+        )
+    for flag, dest, metavar in (
+        ("--recipient-id", "recipient_ids", "ID"),
+        ("--tenant", "tenants", "TENANT"),
+        ("--workflow", "workflows", "KEY"),
+    ):
+        filters.add_argument(flag, dest=dest, action="append", metavar=metavar, help="repeatable")
     filters.add_argument(
         "--trigger-data",
         type=json_object,
@@ -262,20 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-wait", action="store_true", help="submit, print the operation ids and exit"
     )
-    run.add_argument(
-        "--timeout",
-        type=seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="give up following after this long (default: 3600)",
-    )
-    run.add_argument(
-        "--poll-interval",
-        type=seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="first poll after this long, then backing off x1.5 up to 30 s (default: 1)",
-    )
+    _following(run)
     run.add_argument(
         "--concurrency",
         type=int_range(1, 100),
@@ -303,20 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "-w", "--watch", action="store_true", help="follow until completed or failed"
     )
-    status.add_argument(
-        "--poll-interval",
-        type=seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="with --watch: first poll after this long, then backing off up to 30 s (default: 1)",
-    )
-    status.add_argument(
-        "--timeout",
-        type=seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="with --watch: give up after this long (default: 3600)",
-    )
+    _following(status.add_argument_group("with --watch"))
 
     # emulator -------------------------------------------------------------------------------
     emulator = commands.add_parser(

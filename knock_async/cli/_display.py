@@ -13,7 +13,7 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -308,34 +308,21 @@ _STYLE = {
 }
 
 
-class _Field(ProgressColumn):
-    """One task field, never wrapped: each bar stays on one line."""
-
-    def __init__(self, render: Callable[[dict[str, Any]], Text]) -> None:
-        super().__init__(table_column=Column(no_wrap=True))
-        self._render = render
-
-    def render(self, task: Task) -> Text:
-        return self._render(task.fields)
+def _field(name: str, style: str = "") -> TextColumn:
+    """A task field as text, never wrapped: each bar stays on one line."""
+    return TextColumn(f"{{task.fields[{name}]}}", style=style, table_column=Column(no_wrap=True))
 
 
-def _rows_text(fields: dict[str, Any]) -> Text:
-    done, total = fields.get("rows_done", 0), fields.get("rows_total")
-    return Text(f"{abbreviate(done)}/{abbreviate(total)}", style="progress.download")
-
-
-def _rate_text(fields: dict[str, Any]) -> Text:
-    rate = fields.get("rate")
-    return Text(f"{abbreviate(rate)}/s", style="progress.data.speed")
-
-
-def _eta_text(fields: dict[str, Any]) -> Text:
-    return Text(f"ETA {fields.get('eta', '?')}", style="progress.remaining")
-
-
-def _status_text(fields: dict[str, Any]) -> Text:
-    status = str(fields.get("status", ""))
-    return Text(status, style=_STYLE.get(status.split(" ")[0], ""))
+def _bar(
+    done: int, total: int | None, rate: float | None, eta: timedelta | None, status: str
+) -> dict[str, Any]:
+    """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
+    return {
+        "rows": f"{abbreviate(done)}/{abbreviate(total)}",
+        "rate": f"{abbreviate(rate)}/s",
+        "eta": f"ETA {format_eta(eta)}",
+        "status": f"[{_STYLE.get(status.split(' ')[0], 'default')}]{status}[/]",
+    }
 
 
 class _Bars(Progress):
@@ -367,10 +354,10 @@ class RichDisplay:
             TextColumn("{task.description}", table_column=Column(no_wrap=True)),
             BarColumn(bar_width=None),
             TextColumn("{task.percentage:>3.0f}%", table_column=Column(no_wrap=True)),
-            _Field(_rows_text),
-            _Field(_rate_text),
-            _Field(_eta_text),
-            _Field(_status_text),
+            _field("rows", "progress.download"),
+            _field("rate", "progress.data.speed"),
+            _field("eta", "progress.remaining"),
+            _field("status"),
             console=console,
             refresh_per_second=10,
             expand=True,
@@ -385,7 +372,10 @@ class RichDisplay:
             self.console.print(line, highlight=False, soft_wrap=True)
         self._count = len(keys)
         if self._count > 1:
-            self._total = self._progress.add_task(f"all {self._count} channels", total=None)
+            label = f"all {self._count} channels"
+            self._total = self._progress.add_task(
+                label, total=None, **_bar(0, None, None, None, "")
+            )
         for key in keys[: self.MAX_ROWS]:
             self._show(key)
         self._progress.start()
@@ -393,7 +383,8 @@ class RichDisplay:
 
     def _show(self, key: str) -> None:
         label = key[:8] if self._channels else f"operation {key[:8]}"
-        self._tasks[key] = self._progress.add_task(label, total=None, status="pending")
+        fields = _bar(0, None, None, None, "pending")
+        self._tasks[key] = self._progress.add_task(label, total=None, **fields)
 
     def update(self, event: FanOutEvent) -> None:
         key = event.channel_id
@@ -406,11 +397,13 @@ class RichDisplay:
             self._set(
                 task,
                 None if progress is None else progress.fraction,
-                rows_done=0 if op is None else op.processed_rows,
-                rows_total=None if op is None else op.estimated_total_rows,
-                rate=None if progress is None else progress.rows_per_second,
-                eta=format_eta(None if progress is None else progress.eta),
-                status=_status(event),
+                _bar(
+                    0 if op is None else op.processed_rows,
+                    None if op is None else op.estimated_total_rows,
+                    None if progress is None else progress.rows_per_second,
+                    None if progress is None else progress.eta,
+                    _status(event),
+                ),
             )
             if self._count > self.MAX_ROWS and outcome(event) == "completed":
                 # Make room for channels still running; the summary lists this one.
@@ -418,17 +411,15 @@ class RichDisplay:
                 del self._tasks[key]
         if self._total is not None:
             totals = event.totals
+            done = f"{totals.finished}/{totals.channels} done"
             self._set(
                 self._total,
                 totals.fraction,
-                rows_done=totals.processed_rows,
-                rows_total=totals.estimated_total_rows,
-                rate=totals.rows_per_second,
-                eta=format_eta(totals.eta),
-                status=f"{totals.finished}/{totals.channels} done",
-            )
+                _bar(totals.processed_rows, totals.estimated_total_rows, totals.rows_per_second,
+                     totals.eta, done),
+            )  # fmt: skip
 
-    def _set(self, task: TaskID, fraction: float | None, **fields: Any) -> None:
+    def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
         if fraction is None:
             self._progress.update(task, total=None, completed=0, **fields)
         else:
