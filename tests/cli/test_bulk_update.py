@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import uuid
@@ -207,24 +208,17 @@ def test_with_many_channels_the_worst_outcome_decides(emulator: EmulatorThread) 
     assert by_channel[failing]["outcome"] == "failed"
 
 
-@pytest.mark.parametrize(
-    ("key", "status", "code", "advice"),
-    [
-        ("bogus_key_Zq81", 401, "api_key_missing", "check the API key"),
-        ("pk_test_public_Zq81", 401, "incorrect_token_type", "secret (sk_...) key"),
-    ],
-)
-def test_a_refused_key_exits_3_without_showing_it(
-    emulator: EmulatorThread, key: str, status: int, code: str, advice: str
-) -> None:
-    """A key Knock refuses: exit 3, one stderr line with the status, Knock's code and what to
-    do; the key itself appears nowhere."""
+@pytest.mark.parametrize("key", ["bogus_key_Zq81", "pk_test_public_Zq81"])
+def test_a_refused_key_exits_3_without_showing_it(emulator: EmulatorThread, key: str) -> None:
+    """A key Knock refuses (unknown, or a public pk_ key): exit 3, one stderr line with the
+    HTTP status, Knock's error and the advice to use a secret sk_ key; the key itself appears
+    nowhere. (Whether Knock answers 401 or 403 is Knock's business, not checked here.)"""
     channel = emulator.channel(10)
     result = knock_async("bulk-update", "read", channel, env=cli_env(emulator.base_url, key=key))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"knock-async: error: channel {channel}: HTTP {status} {code}")
-    assert advice in line
+    assert re.match(rf"knock-async: error: channel {channel}: HTTP 40[13] \w+", line), line
+    assert "secret (sk_...) key" in line
     assert key not in result.stdout + result.stderr
 
 
