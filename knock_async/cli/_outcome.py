@@ -18,7 +18,6 @@ from .._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
-    BulkOperationFailedError,
     InternalServerError,
     KnockError,
     NotFoundError,
@@ -123,7 +122,6 @@ class Report:
     command: str
     action: str | None
     outcome: str
-    code: ExitCode
     keys: tuple[str, ...]
     latest: Mapping[str, FanOutEvent]
     totals: FanOutTotals
@@ -135,6 +133,10 @@ class Report:
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def code(self) -> ExitCode:
+        return exit_code(self.outcome)
 
     def operation_id(self, key: str) -> str | None:
         operation = operation_of(self.latest.get(key))
@@ -258,41 +260,31 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def not_knock(error: KnockError) -> bool:
-    """A 404 whose body was not Knock's error JSON: the base URL points at something else."""
-    return isinstance(error, NotFoundError) and error.code is None and error.type is None
+# What to do about an error, in the command line's words: the first entry it is an instance of.
+_HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
+    (
+        AuthenticationError,
+        "check the API key in KNOCK_API_KEY or --api-key-file: it must be a secret (sk_...) key "
+        "of this Knock environment",
+    ),
+    (PermissionDeniedError, "use a secret (sk_...) key: public pk_ keys cannot run bulk updates"),
+    (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
+    ((UnprocessableEntityError, BadRequestError), "check the filters given"),
+    (RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
+    (InternalServerError, "Knock had a problem: retry later, quoting the request_id to support"),
+    (APIConnectionError, "check the network and --base-url (now {base_url})"),
+    (ResponseValidationError, "the response broke the API contract; rerun with --debug"),
+    (APIError, "see Knock's message"),
+)
 
 
 def hint(error: KnockError, *, what: str, base_url: str) -> str:
-    """What to do about ``error``, in the command line's words."""
-    if isinstance(error, AuthenticationError):
-        return (
-            "check the API key in KNOCK_API_KEY or --api-key-file: it must be a secret (sk_...) "
-            "key of this Knock environment"
-        )
-    if isinstance(error, PermissionDeniedError):
-        return "use a secret (sk_...) key: public pk_ keys cannot run bulk updates"
-    if not_knock(error):
+    """What to do about ``error``. A 404 whose body is not Knock's error JSON means the base
+    URL points at something else."""
+    if isinstance(error, NotFoundError) and error.code is None and error.type is None:
         return f"this is not Knock's API at {base_url}: check --base-url (or KNOCK_BASE_URL)"
-    if isinstance(error, NotFoundError):
-        if what == "operation":
-            return "check the operation id, --base-url and --branch"
-        return "check the channel id and that it belongs to this environment (and --branch)"
-    if isinstance(error, UnprocessableEntityError | BadRequestError):
-        return "check the filters given"
-    if isinstance(error, RateLimitError):
-        return "Knock's rate limit was hit: wait and retry, or lower --concurrency"
-    if isinstance(error, InternalServerError):
-        return "Knock had a problem: retry later, quoting the request_id to Knock support"
-    if isinstance(error, BulkOperationFailedError):
-        return "see error_count and error_items in `--json` output; the rows before it were updated"
-    if isinstance(error, APIConnectionError):
-        return f"check the network and --base-url (now {base_url})"
-    if isinstance(error, ResponseValidationError):
-        return "the response broke the API contract; rerun with --debug and report it"
-    if isinstance(error, APIError):
-        return "see Knock's message"
-    return "rerun with --debug for details"
+    text = next((t for kind, t in _HINTS if isinstance(error, kind)), "rerun with --debug")
+    return text.format(what=what, base_url=base_url)
 
 
 def _rows(operation: BulkOperation | None) -> str:

@@ -21,7 +21,7 @@ from .._fanout import FanOutEvent, FanOutTotals
 from .._polling import PollPolicy
 from ._args import PROG, UsageError
 from ._display import Display
-from ._outcome import NO_TOTALS, Report, error_lines, exit_code, outcome, overall, plural
+from ._outcome import NO_TOTALS, Report, error_lines, outcome, overall, plural
 from ._plan import Connection
 
 __all__ = ["Redactor", "Run", "finish", "load_api_key", "logging_to_stderr", "make_client"]
@@ -110,14 +110,14 @@ def load_api_key(connection: Connection) -> str:
     return key
 
 
-def make_client(connection: Connection, key: str, poll: PollPolicy | None = None) -> KnockClient:
+def make_client(connection: Connection, key: str) -> KnockClient:
     interval = connection.poll_interval
     return KnockClient(
         api_key=key,
         base_url=connection.base_url,
         branch=connection.branch,
         allow_insecure_http=connection.allow_insecure_http,
-        poll=poll or PollPolicy(initial_delay=interval, max_delay=max(30.0, interval)),
+        poll=PollPolicy(initial_delay=interval, max_delay=max(30.0, interval)),
     )
 
 
@@ -189,7 +189,6 @@ class Run:
             command=command,
             action=action,
             outcome=name,
-            code=exit_code(name),
             keys=tuple(self.keys),
             latest=dict(self.latest),
             totals=self.totals,

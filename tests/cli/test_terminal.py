@@ -26,7 +26,6 @@ from rich.console import Console
 from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
 from knock_async._convert import structure_operation
 from knock_async._progress import observe
-from knock_async.cli._args import ExitCode
 from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
 from tests._support import operation
@@ -112,7 +111,6 @@ def _completed(channels: list[str], operations: list[str], **fields: Any) -> Rep
     }  # fmt: skip
     return Report(
         outcome="completed",
-        code=ExitCode.OK,
         keys=tuple(channels),
         latest=latest,
         totals=latest[channels[-1]].totals,
@@ -184,7 +182,6 @@ def test_counts_are_grammatical_and_a_timeout_is_not_an_error() -> None:
         command="status",
         action=None,
         outcome="completed",
-        code=ExitCode.OK,
         keys=(operation_id,),
         latest={operation_id: one},
         totals=one.totals,
@@ -205,7 +202,6 @@ def test_counts_are_grammatical_and_a_timeout_is_not_an_error() -> None:
         command="bulk-update",
         action="read",
         outcome="timeout",
-        code=ExitCode.TIMEOUT,
         keys=(channel,),
         latest={channel: late},
         totals=late.totals,
