@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 from yarl import URL
@@ -23,7 +23,12 @@ from ._store import Channel, ChannelType, Message, MessageStore
 from ._validation import parse_channel_id
 from ._wire import KnockHTTPError
 
+if TYPE_CHECKING:
+    from .._client import KnockClient
+
 __all__ = ["KnockEmulator"]
+
+DEFAULT_API_KEY = "sk_test_knock_emulator"
 
 
 def _known(enum_type: type[DeliveryStatus], name: str, value: object) -> DeliveryStatus:
@@ -215,6 +220,27 @@ class KnockEmulator:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def client(self, *, api_key: str | None = None, **options: Any) -> KnockClient:
+        """A ``KnockClient`` for this emulator, on its clock: ``async with emu.client() as
+        knock:``. The client paces, backs off and polls in the emulator's time, so with a
+        ``ManualClock`` (whose ``sleep`` moves it forward) or a ``FastClock`` the app under
+        test waits no real time, without threading ``clock=``/``sleep=`` through it by hand.
+
+        ``api_key`` defaults to the first ``sk_`` key of ``api_keys`` (or any ``sk_`` key);
+        ``options`` are ``KnockClient``'s (``retry=``, ``poll=``, ``rate_limits=``, ...).
+        Pass the client, or this method as a factory, to the code under test.
+        """
+        from .._client import KnockClient
+
+        if api_key is None:
+            keys = sorted(k for k in self._state.api_keys or () if k.startswith("sk_"))
+            api_key = keys[0] if keys else DEFAULT_API_KEY
+        sleep = getattr(self.clock, "sleep", None)
+        options.setdefault("clock", self.clock.monotonic)
+        if callable(sleep):
+            options.setdefault("sleep", sleep)
+        return KnockClient(api_key=api_key, base_url=self.base_url, **options)
 
     @property
     def base_url(self) -> str:
