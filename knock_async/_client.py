@@ -46,6 +46,7 @@ from ._requests import (
 )
 from ._responses import error_from_response, operation_from_response
 from ._retry import Failure, RetryPolicy, parse_retry_after, retry_delay
+from ._validate import non_negative, optional, positive, positive_int
 
 __all__ = ["KnockClient", "RawResponse"]
 
@@ -59,10 +60,10 @@ RawResponse = tuple[int, Mapping[str, str], bytes]
 
 
 def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
-    for name, value in (("timeout", total), ("connect_timeout", connect)):
-        if value is not None and not (isinstance(value, int | float) and value > 0):
-            raise ValueError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-    return aiohttp.ClientTimeout(total=total, connect=connect)
+    return aiohttp.ClientTimeout(
+        total=optional(positive)("timeout", total),
+        connect=optional(positive)("connect_timeout", connect),
+    )
 
 
 class KnockClient:
@@ -369,10 +370,8 @@ class _Bulk:
         request is sent; a channel listed twice is an error.
         """
         client = self._client
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        positive_int("concurrency", concurrency)
+        optional(non_negative)("timeout", timeout)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         body = _filters_body(filters)
@@ -432,8 +431,7 @@ class _BulkOperations:
         snapshots, await it for the final ``BulkOperation``.
         """
         client = self._client
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout >= 0):
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        optional(non_negative)("timeout", timeout)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         initial: BulkOperation | None = None

@@ -16,28 +16,31 @@ from collections.abc import Callable
 import attrs
 
 from ._models import BulkOperation
+from ._validate import (
+    attrs_check,
+    boolean,
+    non_negative,
+    non_negative_int,
+    number_where,
+    positive,
+)
 
 __all__ = ["PollPolicy", "has_changed", "poll_delay"]
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+def _at_least_one(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number >= 1", lambda v: v >= 1)
+
+
+def _below_one(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def _validate(policy: PollPolicy) -> None:
-    if not policy.initial_delay > 0:
-        raise ValueError(f"initial_delay must be > 0, got {policy.initial_delay!r}")
-    if policy.multiplier < 1:
-        raise ValueError(f"multiplier must be >= 1, got {policy.multiplier!r}")
-    if not policy.jitter < 1:
-        raise ValueError(f"jitter must be < 1, got {policy.jitter!r}")
     if policy.initial_delay > policy.max_delay:
-        raise ValueError("initial_delay must not exceed max_delay")
+        raise ValueError("PollPolicy.initial_delay must not exceed max_delay")
     if policy.min_hint > policy.max_hint:
-        raise ValueError("min_hint must not exceed max_hint")
-    if not isinstance(policy.error_budget, int) or policy.error_budget < 0:
-        raise ValueError(f"error_budget must be an int >= 0, got {policy.error_budget!r}")
+        raise ValueError("PollPolicy.min_hint must not exceed max_hint")
 
 
 @attrs.frozen(kw_only=True)
@@ -50,14 +53,14 @@ class PollPolicy:
     instead of only when the operation changed.
     """
 
-    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=1.5, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    min_hint: float = attrs.field(default=0.5, validator=_non_negative)
-    max_hint: float = attrs.field(default=120.0, validator=_non_negative)
-    error_budget: int = 8
-    yield_unchanged: bool = False
+    initial_delay: float = attrs.field(default=1.0, validator=attrs_check(positive))
+    multiplier: float = attrs.field(default=1.5, validator=attrs_check(_at_least_one))
+    max_delay: float = attrs.field(default=30.0, validator=attrs_check(positive))
+    jitter: float = attrs.field(default=0.1, validator=attrs_check(_below_one))
+    min_hint: float = attrs.field(default=0.5, validator=attrs_check(non_negative))
+    max_hint: float = attrs.field(default=120.0, validator=attrs_check(non_negative))
+    error_budget: int = attrs.field(default=8, validator=attrs_check(non_negative_int))
+    yield_unchanged: bool = attrs.field(default=False, validator=attrs_check(boolean))
 
     def __attrs_post_init__(self) -> None:
         _validate(self)

@@ -22,9 +22,11 @@ import collections
 import enum
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
+
+from ._validate import attrs_check, fraction, non_negative, positive, positive_int
 
 __all__ = [
     # What the client and applications use.
@@ -52,38 +54,6 @@ class Tier(enum.StrEnum):
 
 # --------------------------------------------------------------------------------------------
 # Configuration
-
-
-def _check_number(name: str, value: object) -> float:
-    # bool is an int, but `post_burst=True` is a bug, not a burst of one.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"RateLimits.{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"RateLimits.{name} must be finite, got {value!r}")
-    return float(value)
-
-
-def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if _check_number(attribute.name, value) <= 0:
-        raise ValueError(f"RateLimits.{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if _check_number(attribute.name, value) < 0:
-        raise ValueError(f"RateLimits.{attribute.name} must be >= 0, got {value!r}")
-
-
-def _fraction(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    number = _check_number(attribute.name, value)
-    if not 0 < number <= 1:
-        raise ValueError(f"RateLimits.{attribute.name} must be in (0, 1], got {value!r}")
-
-
-def _burst(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"RateLimits.{attribute.name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"RateLimits.{attribute.name} must be >= 1, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -115,14 +85,14 @@ class RateLimits:
     5 s), and never above the configured rate.
     """
 
-    post_per_second: float = attrs.field(default=5.0, validator=_positive)
-    get_per_second: float = attrs.field(default=200.0, validator=_positive)
-    post_burst: int = attrs.field(default=1, validator=_burst)
-    get_burst: int = attrs.field(default=1, validator=_burst)
-    slowdown_factor: float = attrs.field(default=0.5, validator=_fraction)
-    min_rate_fraction: float = attrs.field(default=0.1, validator=_fraction)
-    recovery_per_second: float = attrs.field(default=0.1, validator=_positive)
-    slowdown_cooldown: float = attrs.field(default=1.0, validator=_non_negative)
+    post_per_second: float = attrs.field(default=5.0, validator=attrs_check(positive))
+    get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
+    post_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
+    get_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
+    slowdown_factor: float = attrs.field(default=0.5, validator=attrs_check(fraction))
+    min_rate_fraction: float = attrs.field(default=0.1, validator=attrs_check(fraction))
+    recovery_per_second: float = attrs.field(default=0.1, validator=attrs_check(positive))
+    slowdown_cooldown: float = attrs.field(default=1.0, validator=attrs_check(non_negative))
 
     def per_second(self, tier: Tier) -> float:
         """The configured rate of ``tier``."""

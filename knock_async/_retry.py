@@ -18,6 +18,8 @@ from email.utils import parsedate_to_datetime
 
 import attrs
 
+from ._validate import attrs_check, boolean, non_negative, positive_int
+
 __all__ = ["Failure", "RetryPolicy", "parse_retry_after", "retry_delay"]
 
 
@@ -27,16 +29,6 @@ class Failure(enum.Enum):
     NOT_SENT = "not_sent"  # connecting failed: the request never left
     CONNECTION = "connection"  # dropped mid-exchange: the server may have acted on it
     TIMEOUT = "timeout"  # no answer in time: the server may have acted on it
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _attempts(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -50,12 +42,12 @@ class RetryPolicy:
     a longer one ends the retries and the ``RateLimitError`` carries it.
     """
 
-    attempts: int = attrs.field(default=4, validator=_attempts)
-    initial_delay: float = attrs.field(default=0.5, validator=_positive)
-    max_delay: float = attrs.field(default=8.0, validator=_positive)
-    rate_limited_delay: float = attrs.field(default=1.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
-    retry_ambiguous_post: bool = False
+    attempts: int = attrs.field(default=4, validator=attrs_check(positive_int))
+    initial_delay: float = attrs.field(default=0.5, validator=attrs_check(non_negative))
+    max_delay: float = attrs.field(default=8.0, validator=attrs_check(non_negative))
+    rate_limited_delay: float = attrs.field(default=1.0, validator=attrs_check(non_negative))
+    max_retry_after: float = attrs.field(default=60.0, validator=attrs_check(non_negative))
+    retry_ambiguous_post: bool = attrs.field(default=False, validator=attrs_check(boolean))
 
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -79,12 +79,13 @@ def test_detection_delay_is_about_half_the_age() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "text"),
     [
-        ({"multiplier": 0.5}, "multiplier must be >= 1"),
-        ({"jitter": 1.0}, "jitter must be < 1"),
+        ({"multiplier": 0.5}, r"PollPolicy.multiplier must be a finite number >= 1, got 0.5"),
+        ({"jitter": 1.0}, r"PollPolicy.jitter must be a finite number in \[0, 1\), got 1.0"),
         ({"initial_delay": 60.0}, "initial_delay must not exceed max_delay"),
         ({"min_hint": 10.0, "max_hint": 1.0}, "min_hint must not exceed max_hint"),
-        ({"error_budget": -1}, "error_budget must be an int >= 0"),
-        ({"max_delay": -1.0}, "max_delay must be a finite number >= 0"),
+        ({"error_budget": -1}, "PollPolicy.error_budget must be an int >= 0"),
+        ({"max_delay": -1.0}, "PollPolicy.max_delay must be a finite number > 0"),
+        ({"initial_delay": 0}, "PollPolicy.initial_delay must be a finite number > 0"),
     ],
 )
 def test_poll_policy_validation(kwargs: dict[str, float], text: str) -> None:

@@ -35,6 +35,7 @@ from .._models import (
     BulkUpdateMessagesForChannelRequest,
     ErrorItem,
 )
+from .._validate import attrs_check, non_negative, positive, positive_int
 from ._actions import apply_action
 from ._clock import Clock
 from ._filters import compile_filters, within_retention
@@ -46,19 +47,9 @@ TYPENAME = "BulkOperation"
 _EPSILON = 1e-9
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _positive_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
+def _rate(name: str, value: object) -> float:
+    # math.inf is a documented setting here: every batch applied at once.
+    return math.inf if value == math.inf and isinstance(value, float) else positive(name, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -71,11 +62,11 @@ class ProcessingSettings:
     limit). ``default_archived`` is the ``archived`` filter used when a body leaves it out.
     """
 
-    rows_per_second: float = attrs.field(default=10_000.0, validator=_positive)
-    batch_size: int = attrs.field(default=500, validator=_positive_int)
-    queue_delay: float = attrs.field(default=0.05, validator=_non_negative)
+    rows_per_second: float = attrs.field(default=10_000.0, validator=attrs_check(_rate))
+    batch_size: int = attrs.field(default=500, validator=attrs_check(positive_int))
+    queue_delay: float = attrs.field(default=0.05, validator=attrs_check(non_negative))
     retention: timedelta | None = timedelta(days=30)
-    estimate_jitter: float = attrs.field(default=0.0, validator=_non_negative)
+    estimate_jitter: float = attrs.field(default=0.0, validator=attrs_check(non_negative))
     default_archived: ArchivedFilter = ArchivedFilter.INCLUDE
 
 

@@ -10,6 +10,8 @@ import enum
 
 import attrs
 
+from .._validate import attrs_check, positive
+
 __all__ = ["RateLimiter", "EmulatorRateLimits", "Tier", "TokenBucket"]
 
 
@@ -18,11 +20,6 @@ class Tier(enum.Enum):
 
     BULK_UPDATE = "bulk_update"  # Knock's tier 2
     GET_OPERATION = "get_operation"  # Knock's tier 4
-
-
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -35,9 +32,9 @@ class EmulatorRateLimits:
     (useful on a sped-up clock, where a short real pause is a long emulated one).
     """
 
-    post_per_second: float = attrs.field(default=5.0, validator=_positive)
-    get_per_second: float = attrs.field(default=200.0, validator=_positive)
-    burst_seconds: float = attrs.field(default=1.0, validator=_positive)
+    post_per_second: float = attrs.field(default=5.0, validator=attrs_check(positive))
+    get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
+    burst_seconds: float = attrs.field(default=1.0, validator=attrs_check(positive))
 
     def rate(self, tier: Tier) -> float:
         return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second

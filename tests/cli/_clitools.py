@@ -95,6 +95,10 @@ class EmulatorThread:
 
         return self.call(add)
 
+    def advance(self, seconds: float) -> None:
+        """Move a ``ManualClock`` emulator's time forward (operations progress accordingly)."""
+        self.call(lambda emu: emu.advance(seconds))
+
     def request_count(self) -> int:
         return self.call(lambda emu: emu.stats.requests)
 

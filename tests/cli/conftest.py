@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from knock_async.testing import ManualClock
 from tests.cli._clitools import EmulatorThread
 
 
@@ -18,10 +19,14 @@ def emulator() -> Iterator[EmulatorThread]:
     thread.stop()
 
 
-@pytest.fixture(scope="session")
-def slow_emulator() -> Iterator[EmulatorThread]:
-    """An emulator processing 400 rows/s in batches of 40: progress stays visible a while."""
-    thread = EmulatorThread(rows_per_second=400.0, batch_size=40)
+@pytest.fixture
+def manual_emulator() -> Iterator[EmulatorThread]:
+    """An emulator on a ``ManualClock`` processing 100 rows/s in batches of 10, no queue
+    delay: operations move only when the test calls ``advance``, so what a client sees
+    between two advances is exact whatever the machine's load."""
+    thread = EmulatorThread(
+        clock=ManualClock(), rows_per_second=100.0, batch_size=10, queue_delay=0.0
+    )
     thread.start()
     yield thread
     thread.stop()

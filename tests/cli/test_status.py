@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tests.cli._clitools import EmulatorThread, cli_env, knock_async
+from tests.cli._clitools import (
+    EmulatorThread,
+    Output,
+    cli_env,
+    knock_async,
+    start_knock_async,
+    stop,
+)
 
 FAST = ("--poll-interval", "0.2")
 
@@ -66,18 +73,43 @@ def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread) -> Non
     assert "--watch" not in result.stdout
 
 
-def test_status_watch_follows_to_the_end(slow_emulator: EmulatorThread) -> None:
-    """--watch prints a line per change while the operation runs, then exits 0 completed."""
-    channel = slow_emulator.channel(400)
-    operation_id = slow_emulator.start_operation(channel, "unseen")
-    result = knock_async(
-        "status", operation_id, "--watch", *FAST, env=cli_env(slow_emulator.base_url)
+def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> None:
+    """--watch prints a line per change while the operation runs, then exits 0 completed.
+
+    The emulator's clock moves only when the test advances it, after the CLI has printed what
+    it saw, so each step of the operation is seen exactly once.
+    """
+    channel = manual_emulator.channel(100)
+    operation_id = manual_emulator.start_operation(channel, "unseen")
+    process = start_knock_async(
+        "status",
+        operation_id,
+        "--watch",
+        "--poll-interval",
+        "0.05",
+        env=cli_env(manual_emulator.base_url),
     )
-    assert result.returncode == 0, result.stderr
-    events = [line.split()[0] for line in result.stdout.splitlines() if "operation=" in line]
-    assert events[-1] == "completed"
-    assert events.count("progress") >= 2
-    assert slow_emulator.operation(operation_id).status == "completed"
+    try:
+        output = Output(process)
+        steps: list[tuple[str, str]] = []
+        for advance in (0.5, 1.0, None):  # 50 of 100 rows, then the rest
+            lines = output.until(lambda lines: sum("operation=" in x for x in lines) > len(steps))
+            line = [x for x in lines if "operation=" in x][-1]
+            fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+            steps.append((line.split()[0], fields["status"] + " " + fields["rows"].split()[0]))
+            if advance is not None:
+                manual_emulator.advance(advance)
+        stdout, stderr = output.rest()
+    finally:
+        stop(process)
+    assert process.returncode == 0, stderr
+    assert steps == [
+        ("progress", "processing 0/100"),
+        ("progress", "processing 50/100"),
+        ("completed", "completed 100/100"),
+    ]
+    assert "operation=" not in stdout  # nothing after the end but the summary
+    assert manual_emulator.operation(operation_id).status == "completed"
 
 
 def test_status_watch_timeout_exits_4(emulator: EmulatorThread) -> None:

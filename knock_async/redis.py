@@ -1,0 +1,517 @@
+"""One rate-limit budget shared by every process and host of a Knock environment, in Redis.
+
+Knock's limits (5 bulk POSTs/s, 200 operation GETs/s) are per *environment*: four worker
+processes or ten queue workers on three hosts that call with keys of one environment share
+them. ``AdaptiveRateLimiter`` paces one process; ``RedisRateLimiter`` paces all of them::
+
+    from knock_async.redis import RedisRateLimiter
+
+    limiter = RedisRateLimiter.from_url("redis://localhost:6379/0", key_prefix="knock:prod")
+    async with limiter, KnockClient(rate_limits=limiter) as knock:
+        ...
+
+Needs the ``redis`` extra (``pip install 'knock-async[redis]'``, redis-py's asyncio client).
+
+How it works:
+
+* **The same arithmetic, kept in Redis.** Each tier's pacing state (GCRA's theoretical arrival
+  time, the adaptive rate, the hold after a 429) is one Redis hash, advanced by one Lua script:
+  atomic, and on the Redis server's clock (``TIME``), so hosts whose clocks disagree still
+  agree on the schedule. The script is ``PacingState`` (``knock_async._ratelimit``) written in
+  Lua; the tests check the two against each other step by step.
+* **A 429 seen by one process slows all of them,** because the slow-down is written to the
+  shared state at once; they recover together, at ``RateLimits.recovery_per_second``. The
+  recovery is credited when the next request is granted (the in-process limiter credits it on
+  each answer); that saves a round trip per request and climbs the same line.
+* **Slots are booked shortly before they are due** (50 ms ahead): far enough to absorb the
+  round trip, near enough that a 429 still slows the requests queued behind it. Within one
+  process, the requests of a tier queue FIFO and only the head talks to Redis.
+* **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
+  alone at ``fallback_share`` of the configured rates (never unlimited), logs one warning, and
+  tries Redis again every ``probe_interval`` seconds; when it answers, it logs that and shares
+  again. The limiter never sends anything itself, so a Redis failure can delay a request but
+  never drop or repeat one.
+* **Bad configuration fails loudly:** a URL that is not ``redis://``, ``rediss://`` or
+  ``unix://`` is refused by ``from_url``; a Redis that never answered (wrong host, port,
+  password or database) makes the first ``acquire`` (or ``async with``) raise
+  ``RedisLimiterError``. The fallback is for outages of a Redis that has worked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, Self
+
+import attrs
+import redis.asyncio
+import redis.exceptions
+from yarl import URL
+
+from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
+
+__all__ = ["RedisLimiterError", "RedisRateLimiter", "environment_key_prefix"]
+
+logger = logging.getLogger("knock_async.redis")
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+
+# Book a slot once it is this close: more than a round trip to Redis plus a timer's lateness,
+# little enough that a 429 still reaches the requests queued behind the booked ones.
+_LOOKAHEAD: Final = 0.05
+
+# What counts as "Redis did not answer": the client's connection and timeout errors, any
+# other error Redis answered with (OOM, a replica that is read-only, LOADING), and our bound.
+_UNAVAILABLE: Final = (redis.exceptions.RedisError, OSError, TimeoutError)
+
+# KEYS[1]: the tier's hash. ARGV: operation ("acquire" | "penalty" | "state"), configured rate
+# (requests/s), burst, slowdown_factor, min_rate_fraction, recovery_per_second,
+# slowdown_cooldown, retry_after ("" if none), lookahead (s), now ("" = the server's TIME; the
+# tests pass one to compare with PacingState). Fields never written read as -inf, as in
+# PacingState.initial. Replies are strings: Redis would truncate Lua numbers to integers.
+_SCRIPT: Final = """
+local key = KEYS[1]
+local op = ARGV[1]
+local configured = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local factor = tonumber(ARGV[4])
+local min_fraction = tonumber(ARGV[5])
+local recovery = tonumber(ARGV[6])
+local cooldown = tonumber(ARGV[7])
+local retry_after = tonumber(ARGV[8])
+local lookahead = tonumber(ARGV[9])
+local now = tonumber(ARGV[10])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local NEG = -math.huge
+
+local h = redis.call('HMGET', key, 'rate', 'tat', 'hold', 'rfrom', 'lslow')
+local rate = math.min(tonumber(h[1]) or configured, configured)
+local tat = tonumber(h[2]) or NEG
+local hold = tonumber(h[3]) or NEG
+local rfrom = tonumber(h[4]) or NEG
+local lslow = tonumber(h[5]) or NEG
+
+local function f(x) return string.format('%.17g', x) end
+
+if op == 'state' then
+  return {f(now), f(rate), h[2] or '', h[3] or '', h[4] or '', h[5] or ''}
+end
+
+-- gcra_rescale
+local function rescale(old_interval, new_interval)
+  if tat > now then tat = now + (tat - now) * (new_interval / old_interval) end
+end
+
+local function save()
+  local fields = {'rate', f(rate)}
+  for name, value in pairs({tat = tat, hold = hold, rfrom = rfrom, lslow = lslow}) do
+    if value > NEG then
+      table.insert(fields, name)
+      table.insert(fields, f(value))
+    end
+  end
+  redis.call('HSET', key, unpack(fields))
+  -- An idle environment's state expires a minute after it stops mattering.
+  local until_ = math.max(tat, hold, now)
+  redis.call('PEXPIRE', key, math.ceil((until_ - now + 60) * 1000))
+end
+
+if op == 'penalty' then
+  -- PacingState.rate_limited
+  local new_rate = rate
+  if now - lslow >= cooldown then
+    new_rate = math.max(configured * min_fraction, rate * factor)
+    lslow = now
+  end
+  local interval = 1 / new_rate
+  rescale(1 / rate, interval)
+  rate = new_rate
+  local hold_for = interval
+  if retry_after ~= nil and retry_after > hold_for and retry_after < math.huge then
+    hold_for = retry_after
+  end
+  hold = math.max(hold, now + hold_for)
+  tat = math.max(tat, hold + (burst - 1) * interval)
+  rfrom = now
+  save()
+  return {'0', f(0), f(rate)}
+end
+
+-- op == 'acquire'. First PacingState.succeeded: the recovery since the last credit.
+if rate < configured then
+  local elapsed = math.max(0, now - rfrom)
+  local new_rate = math.min(configured, rate + configured * recovery * elapsed)
+  rescale(1 / rate, 1 / new_rate)
+  rate = new_rate
+  rfrom = now
+end
+-- Then PacingState.reserve, if the slot is close enough to book.
+local interval = 1 / rate
+local slot = math.max(math.max(now, hold), tat - (burst - 1) * interval)
+local granted = '0'
+if slot <= now + lookahead then
+  tat = math.max(tat, slot) + interval
+  granted = '1'
+end
+save()
+return {granted, f(slot - now), f(rate)}
+"""
+
+
+class RedisLimiterError(Exception):
+    """The Redis behind a ``RedisRateLimiter`` never answered: its configuration is wrong."""
+
+
+def environment_key_prefix(api_key: str, *, base_url: str) -> str:
+    """A Redis key prefix for the Knock environment of ``api_key`` at ``base_url``.
+
+    A hash, never the key itself: anyone who can read Redis must not learn the key. Every
+    process using the same key and base URL gets the same prefix, so they share one budget.
+    (Keys of one environment that differ still get different prefixes: give those processes
+    one explicit ``key_prefix`` instead.)
+    """
+    if not isinstance(api_key, str) or not api_key:
+        raise ValueError("api_key must be a non-empty string")
+    digest = hashlib.sha256(f"{base_url}\n{api_key}".encode()).hexdigest()
+    return f"knock_async:{digest[:24]}"
+
+
+def _check_url(url: object) -> str:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, got {type(url).__name__}")
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise ValueError(f"url is not a valid Redis URL: {exc}") from None
+    if parsed.scheme not in _SCHEMES:
+        # Only the scheme is echoed: the rest of the URL may carry a password.
+        raise ValueError(
+            f"url must start with redis://, rediss:// or unix://, got scheme {parsed.scheme!r}"
+        )
+    if parsed.scheme != "unix" and not parsed.host:
+        raise ValueError("url names no host: use redis://HOST:PORT/DB")
+    return url
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _shared_state(limits: RateLimits, tier: Tier, reply: list[Any]) -> PacingState:
+    """The reply of the script's ``state`` operation as a ``PacingState`` on Redis's clock."""
+
+    def number(raw: Any) -> float:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        return float(text) if text else -math.inf
+
+    _, rate, tat, hold, rfrom, lslow = (number(part) for part in reply)
+    return PacingState(
+        limits=limits,
+        tier=tier,
+        rate=rate,
+        tat=tat,
+        hold_until=hold,
+        recovery_from=rfrom,
+        last_slowdown=lslow,
+    )
+
+
+class RedisRateLimiter:
+    """A ``RateLimiter`` whose budget lives in Redis, shared by every process that uses it.
+
+    Build it with ``from_url`` or from your own ``redis.asyncio.Redis`` (never closed by the
+    limiter). ``key_prefix`` names the shared budget: one per Knock environment (a plain name
+    such as ``"knock:prod"``, or ``environment_key_prefix(api_key, base_url=...)``). Every
+    process with the same prefix shares the ``limits`` (``RateLimits``; default Knock's 5 POST/s
+    and 200 GET/s), so give them all the same ``limits``.
+
+    ``timeout`` bounds each Redis call; past it (or on a connection error) the process paces
+    itself at ``fallback_share`` of the rates until a probe, every ``probe_interval`` seconds,
+    gets an answer. Set ``fallback_share`` to about one over the number of processes.
+
+    Use it as an async context manager (or call ``aclose``): entering checks that Redis answers
+    and loads the script; leaving waits for the slow-downs still being written and closes a
+    connection the limiter opened itself.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        key_prefix: str,
+        limits: RateLimits | None = None,
+        timeout: float = 0.25,
+        fallback_share: float = 0.2,
+        probe_interval: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if not isinstance(client, redis.asyncio.Redis):
+            raise TypeError(
+                f"client must be a redis.asyncio.Redis (or use RedisRateLimiter.from_url), "
+                f"got {type(client).__name__}"
+            )
+        if not isinstance(key_prefix, str) or not key_prefix:
+            raise ValueError("key_prefix must be a non-empty string naming the Knock environment")
+        if limits is None:
+            limits = RateLimits()
+        if not isinstance(limits, RateLimits):
+            raise TypeError(f"limits must be a RateLimits or None, got {type(limits).__name__}")
+        self._timeout = _positive("timeout", timeout)
+        share = _positive("fallback_share", fallback_share)
+        if share > 1:
+            raise ValueError(f"fallback_share must be in (0, 1], got {fallback_share!r}")
+        self._probe_interval = _positive("probe_interval", probe_interval)
+        self._redis = client
+        self._owns_client = False
+        self._key_prefix = key_prefix
+        self._limits = limits
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep if sleep is None else sleep
+        fallback_limits = attrs.evolve(
+            limits,
+            post_per_second=limits.post_per_second * share,
+            get_per_second=limits.get_per_second * share,
+        )
+        self._fallback = AdaptiveRateLimiter(fallback_limits, sleep=sleep)
+        self._script = client.register_script(_SCRIPT)
+        self._locks = {tier: asyncio.Lock() for tier in Tier}
+        self._penalties: set[asyncio.Task[None]] = set()
+        self._reached = False  # Redis has answered at least once
+        self._degraded = False  # pacing on the fallback until the next probe answers
+        self._probe_at = -math.inf
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str,
+        limits: RateLimits | None = None,
+        timeout: float = 0.25,
+        fallback_share: float = 0.2,
+        probe_interval: float = 1.0,
+    ) -> Self:
+        """A limiter with its own connection pool to the Redis at ``url``, closed by ``aclose``.
+
+        ``url`` is ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+        ``unix:///path/to/socket``; anything else is a ``ValueError`` here.
+        """
+        timeout = _positive("timeout", timeout)
+        client = redis.asyncio.Redis.from_url(
+            _check_url(url),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # The limiter has its own answer to an outage (the fallback and the probe): the
+            # client's retries with backoff would only hold requests up.
+            retry=None,
+        )
+        # If the arguments are refused, the client goes unused: it has opened no connection.
+        limiter = cls(
+            client,
+            key_prefix=key_prefix,
+            limits=limits,
+            timeout=timeout,
+            fallback_share=fallback_share,
+            probe_interval=probe_interval,
+        )
+        limiter._owns_client = True
+        return limiter
+
+    def __repr__(self) -> str:
+        mode = "fallback" if self._degraded else "shared"
+        return f"<RedisRateLimiter key_prefix={self._key_prefix!r} {mode}>"
+
+    @property
+    def limits(self) -> RateLimits:
+        return self._limits
+
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is not answering and this process paces itself alone."""
+        return self._degraded
+
+    def key(self, tier: Tier | str) -> str:
+        """The Redis key holding ``tier``'s shared state."""
+        return f"{self._key_prefix}:ratelimit:{Tier(tier)}"
+
+    # ----------------------------------------------------------------------------------------
+    # Lifetime
+
+    async def __aenter__(self) -> Self:
+        await self.check()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def check(self) -> None:
+        """Make sure Redis answers and knows the script; ``RedisLimiterError`` if not."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._redis.ping()
+                await self._redis.script_load(_SCRIPT)
+        except _UNAVAILABLE as exc:
+            raise RedisLimiterError(
+                f"the rate limiter's Redis did not answer ({type(exc).__name__}: {exc}); "
+                "check its URL (host, port, password, database) and that it is running"
+            ) from None
+        self._reached = True
+
+    async def aclose(self) -> None:
+        """Wait for slow-downs still being written, then close a pool ``from_url`` opened."""
+        if self._penalties:
+            await asyncio.wait(list(self._penalties))
+        if self._owns_client:
+            await self._redis.aclose()
+
+    # ----------------------------------------------------------------------------------------
+    # The RateLimiter protocol
+
+    async def acquire(self, tier: Tier | str) -> None:
+        """Wait for the next slot of ``tier`` in the shared budget and take it."""
+        tier = self._tier(tier)
+        if not self._reached:
+            await self.check()
+        if self._penalties:
+            # This process's own 429s must be in Redis before it asks for the next slot.
+            # (asyncio.wait, unlike gather, leaves them running if this acquire is cancelled.)
+            await asyncio.wait(list(self._penalties))
+        async with self._locks[tier]:
+            while self._use_redis():
+                try:
+                    granted, wait = await self._run("acquire", tier)
+                except _UNAVAILABLE as exc:
+                    self._lost(exc)
+                    break
+                self._answered()
+                if granted:
+                    if wait > 0:
+                        await self._sleep(wait)
+                    return
+                await self._sleep(max(wait - _LOOKAHEAD / 2, 0.001))
+        await self._fallback.acquire(tier)
+
+    def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
+        """A request got a 429: slow every process down (written to Redis in the background)."""
+        tier = self._tier(tier)
+        self._fallback.on_rate_limited(tier, retry_after=retry_after)
+        if self._use_redis():
+            task = asyncio.get_running_loop().create_task(self._penalty(tier, retry_after))
+            self._penalties.add(task)
+            task.add_done_callback(self._penalties.discard)
+
+    def on_success(self, tier: Tier | str) -> None:
+        """A request was answered without a 429.
+
+        The shared rate's recovery is credited by the next grant, so this only keeps the
+        fallback's own state current.
+        """
+        self._fallback.on_success(self._tier(tier))
+
+    async def state(self, tier: Tier | str) -> PacingState:
+        """The shared pacing state of ``tier`` as Redis holds it (times on Redis's clock)."""
+        tier = self._tier(tier)
+        async with asyncio.timeout(self._timeout):
+            reply = await self._script(keys=[self.key(tier)], args=self._args("state", tier))
+        return _shared_state(self._limits, tier, reply)
+
+    # ----------------------------------------------------------------------------------------
+    # Inside
+
+    @staticmethod
+    def _tier(tier: Tier | str) -> Tier:
+        try:
+            return Tier(tier)
+        except ValueError:
+            raise ValueError(f"tier must be one of {', '.join(Tier)}, got {tier!r}") from None
+
+    def _args(
+        self,
+        operation: str,
+        tier: Tier,
+        *,
+        retry_after: float | None = None,
+        now: float | None = None,
+    ) -> list[str]:
+        limits = self._limits
+        return [
+            operation,
+            repr(limits.per_second(tier)),
+            str(limits.burst(tier)),
+            repr(limits.slowdown_factor),
+            repr(limits.min_rate_fraction),
+            repr(limits.recovery_per_second),
+            repr(limits.slowdown_cooldown),
+            "" if retry_after is None or not math.isfinite(retry_after) else repr(retry_after),
+            repr(_LOOKAHEAD),
+            "" if now is None else repr(now),
+        ]
+
+    async def _run(
+        self,
+        operation: str,
+        tier: Tier,
+        *,
+        retry_after: float | None = None,
+        now: float | None = None,
+    ) -> tuple[bool, float]:
+        """One run of the script: (granted, seconds from now to the slot)."""
+        args = self._args(operation, tier, retry_after=retry_after, now=now)
+        async with asyncio.timeout(self._timeout):
+            reply = await self._script(keys=[self.key(tier)], args=args)
+        granted, wait = reply[0], reply[1]
+        return granted in (b"1", "1"), float(wait)
+
+    async def _penalty(self, tier: Tier, retry_after: float | None) -> None:
+        try:
+            await self._run("penalty", tier, retry_after=retry_after)
+        except _UNAVAILABLE as exc:
+            self._lost(exc)
+        else:
+            self._answered()
+
+    def _use_redis(self) -> bool:
+        if not self._degraded:
+            return True
+        # A probe: the next call goes to Redis and either brings it back or pushes this on.
+        return asyncio.get_running_loop().time() >= self._probe_at
+
+    def _lost(self, exc: BaseException) -> None:
+        self._probe_at = asyncio.get_running_loop().time() + self._probe_interval
+        if not self._degraded:
+            self._degraded = True
+            logger.warning(
+                "Redis rate limiter %s: no answer from Redis (%s: %s); pacing this process "
+                "alone at %g POST/s until Redis answers again",
+                self._key_prefix,
+                type(exc).__name__,
+                exc,
+                self._fallback.limits.post_per_second,
+            )
+
+    def _answered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            logger.warning(
+                "Redis rate limiter %s: Redis answers again; sharing the budget again",
+                self._key_prefix,
+            )
