@@ -21,7 +21,7 @@ from ._ratelimit import EmulatorRateLimits, RateLimiter
 from ._seed import generate_messages
 from ._store import Channel, ChannelType, Message, MessageStore
 from ._validation import parse_channel_id
-from ._wire import KnockHTTPError
+from ._wire import KnockHTTPError, render_operation
 
 if TYPE_CHECKING:
     from .._client import KnockClient
@@ -153,6 +153,7 @@ class KnockEmulator:
             self.settings,
             message_fails=self.faults.message_fails,
             seed=seed,
+            render=render_operation,
         )
         if request_log_size is not None and request_log_size < 0:
             raise ValueError(f"request_log_size must be >= 0 or None, got {request_log_size}")
@@ -165,6 +166,8 @@ class KnockEmulator:
             faults=self.faults,
             clock=self.clock,
             limiter=None if limits is None else RateLimiter(limits),
+            # A clock that moves by itself: process in a background task, in slices.
+            background=not isinstance(self.clock, ManualClock),
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
             strict=bool(strict),
@@ -340,6 +343,7 @@ class KnockEmulator:
 
     def operation(self, operation_id: str) -> BulkOperation:
         """A bulk operation as it stands now; ``KeyError`` for an unknown id."""
+        self._engine.advance()
         operation = self._engine.get(operation_id)
         if operation is None:
             raise KeyError(operation_id)
@@ -347,6 +351,7 @@ class KnockEmulator:
 
     def operations(self) -> list[BulkOperation]:
         """Every bulk operation, oldest first, as it stands now."""
+        self._engine.advance()
         return self._engine.operations()
 
     # Time ----------------------------------------------------------------------------------
