@@ -239,7 +239,9 @@ class RateLimiter(Protocol):
 
     * ``await acquire(tier)`` before each attempt, retries included (the server counts each).
     * ``on_rate_limited(tier, retry_after=...)`` when the answer is a 429; ``retry_after`` is the
-      server's hint in seconds if it sent one (Knock usually does not).
+      server's hint in seconds if it sent one (Knock usually does not), capped by the caller
+      (``PollPolicy.max_hint``), or ``None`` when the caller gave up on a longer one
+      (``RetryPolicy.max_retry_after``): a hint never holds the client longer than it waits.
     * ``on_success(tier)`` for any other answer: a 404 or a 500 still shows the rate was
       accepted. Neither is called when no answer came (connection error, timeout).
 
