@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import attrs
@@ -59,6 +59,10 @@ class AppState:
     progress_origin: str | None
     stats: EmulatorStats
     log: RequestLog
+    # True: operations are processed by a background task (a clock that moves by itself);
+    # False: lazily, brought up to date by every request (a ManualClock).
+    background: bool = False
+    processor: Processor | None = None
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
@@ -97,6 +101,8 @@ async def bulk_update(request: web.Request) -> web.StreamResponse:
     request[IGNORED_FIELDS] = body.ignored_fields
     if not state.store.has_channel(channel_id):
         raise not_found(f"No channel found with id {channel_id}.")
+    if not state.background:
+        state.engine.advance()
     origin = state.progress_origin
     operation = state.engine.submit(
         channel_id,
@@ -105,6 +111,8 @@ async def bulk_update(request: web.Request) -> web.StreamResponse:
         progress_base=str(request.url.origin()) if origin is None else origin,
         plan=state.faults.take_plan(channel_id),
     )
+    if state.processor is not None:
+        state.processor.poke()
     return _json(200, operation_body(operation))
 
 
@@ -114,10 +122,12 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
     authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
     _check_rate(state, Tier.GET_OPERATION)
     operation_id = request.match_info["id"]
-    operation = state.engine.get(operation_id.lower())
-    if operation is None:
+    if not state.background:
+        state.engine.advance()
+    body = state.engine.body(operation_id.lower())
+    if body is None:
         raise not_found(f"No bulk operation found with id {operation_id[:80]}.")
-    return _json(200, operation_body(operation))
+    return web.Response(body=body, content_type="application/json")
 
 
 def _fault_response(fault: Fault) -> web.Response:
@@ -243,12 +253,76 @@ def _middleware(state: AppState) -> Any:
     return knock
 
 
+SLICE_ROWS = 1000  # rows per slice of background processing: a few milliseconds at most
+
+
+class Processor:
+    """Processes due operations on the event loop in slices of ``SLICE_ROWS`` rows, as loop
+    callbacks rather than a task: between two slices the loop serves whatever requests are
+    ready, so no request waits for more than one slice, and none pays for the processing."""
+
+    def __init__(self, engine: OperationEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._speed = float(getattr(clock, "speed", 1.0))  # a FastClock's time runs faster
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.Handle | None = None
+        self._running = True
+        self._run()
+
+    def poke(self) -> None:
+        """Something new may be due earlier than planned: run a slice soon."""
+        if self._running:
+            self._reschedule(0.0)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _reschedule(self, delay: float | None) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if delay is None:
+            self._handle = None
+        elif delay <= 0:
+            self._handle = self._loop.call_soon(self._run)
+        else:
+            self._handle = self._loop.call_later(delay, self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        if not self._running:
+            return
+        if self._engine.advance(budget=SLICE_ROWS):
+            self._reschedule(0.0)
+            return
+        due = self._engine.next_event_time()
+        delay = None if due is None else max(0.0, (due - self._clock.monotonic()) / self._speed)
+        self._reschedule(delay)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    if not state.background or state.processor is not None:
+        yield
+        return
+    processor = state.processor = Processor(state.engine, state.clock)
+    try:
+        yield
+    finally:
+        processor.stop()
+        state.processor = None
+
+
 def create_app(state: AppState) -> web.Application:
     """An ``aiohttp`` application serving the emulated endpoints from ``state``."""
     # One byte over the limit: aiohttp refuses bodies *larger* than client_max_size, and we
     # answer the 413 ourselves with Knock's body before aiohttp gets to.
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[_middleware(state)])
     app[STATE] = state
+    app.cleanup_ctx.append(_background)
     app.router.add_post(BULK_UPDATE_ROUTE, bulk_update)
     app.router.add_get(BULK_OPERATION_ROUTE, get_operation, allow_head=False)
     return app
