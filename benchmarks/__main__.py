@@ -23,6 +23,7 @@ MODULES = [
     "poll_efficiency",
     "fan_out",
     "conversion",
+    "emulator_speed",
 ]
 
 
