@@ -18,6 +18,7 @@ from ._errors import (
     PermissionDeniedError,
     PollTimeoutError,
     RateLimitError,
+    ResponseTooLargeError,
     ResponseValidationError,
     UnprocessableEntityError,
 )
@@ -29,6 +30,7 @@ from ._fanout import (
     FanOutSummary,
     FanOutTotals,
 )
+from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
@@ -42,7 +44,6 @@ from ._models import (
     ErrorItem,
 )
 from ._poller import Poller
-from ._polling import PollPolicy
 from ._progress import Progress
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._retry import Failure, RetryPolicy
@@ -93,6 +94,7 @@ __all__ = [
     "APITimeoutError",
     "Failure",
     "ResponseValidationError",
+    "ResponseTooLargeError",
     "BulkOperationFailedError",
     "PollTimeoutError",
 ]

@@ -170,3 +170,23 @@ def make_client(fake_knock: FakeKnock, vtime: VirtualTime) -> Callable[..., ka.K
         return ka.KnockClient(**options)
 
     return make
+
+
+@pytest.fixture
+async def broken_http() -> AsyncIterator[str]:
+    """A server on loopback that answers with a malformed HTTP header."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nThis is not a header\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()

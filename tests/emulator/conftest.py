@@ -171,7 +171,7 @@ def bulk_url(emu: KnockEmulator) -> Callable[[str, str], str]:
 @pytest.fixture
 def operation_url(emu: KnockEmulator) -> Callable[[str], str]:
     """``operation_url(id)``: the emulator's bulk operation URL."""
-    return lambda operation_id: f"{emu.base_url}/v1/bulk_operations/{operation_id}"
+    return lambda operation_id: f"{emu.base_url}/v1/bulk_operations/{id}"
 
 
 RawResponse = tuple[int, dict[str, str], bytes]
