@@ -1,4 +1,4 @@
-"""7. The emulator's speed, side by side with a bare aiohttp handler returning the same JSON.
+"""8. The emulator's speed, side by side with a bare aiohttp handler returning the same JSON.
 
 Each server runs in its own process (``python -m benchmarks.emulator_speed serve KIND``); the
 load comes from this process over raw keep-alive sockets (a few microseconds of client work per
@@ -34,7 +34,7 @@ from typing import Any
 from ._common import API_KEY, Report, Settings, Target, log, markdown_table, median, ratio
 
 NAME = "emulator_speed"
-TITLE = "7. Emulator speed: side by side with a bare aiohttp handler"
+TITLE = "8. Emulator speed: side by side with a bare aiohttp handler"
 
 CHANNEL_MESSAGES = 10_000
 IN_PROGRESS = 10_000
