@@ -18,7 +18,7 @@ import attrs
 
 from .._client import KnockClient
 from .._fanout import FanOutEvent, FanOutTotals
-from .._polling import PollPolicy
+from .._follow import PollPolicy
 from ._args import PROG, UsageError
 from ._display import Display
 from ._outcome import NO_TOTALS, Report, error_lines, outcome, overall, plural

@@ -24,7 +24,7 @@ from ._validation import parse_channel_id
 from ._wire import KnockHTTPError, render_operation
 
 if TYPE_CHECKING:
-    from .._client import KnockClient
+    from .. import KnockClient
 
 __all__ = ["KnockEmulator"]
 
@@ -234,7 +234,7 @@ class KnockEmulator:
         ``options`` are ``KnockClient``'s (``retry=``, ``poll=``, ``rate_limits=``, ...).
         Pass the client, or this method as a factory, to the code under test.
         """
-        from .._client import KnockClient
+        from .. import KnockClient
 
         if api_key is None:
             keys = sorted(k for k in self._state.api_keys or () if k.startswith("sk_"))
