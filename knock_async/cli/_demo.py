@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
-from .._polling import PollPolicy
+from .._follow import PollPolicy
 from ..testing import KnockEmulator
 from ._args import PROG
 from ._display import make_display

@@ -642,3 +642,21 @@ def test_a_base_url_that_is_not_knocks_api_is_named(emulator: EmulatorThread) ->
     (line,) = result.stderr.splitlines()
     assert f"this is not Knock's API at {base_url}: check --base-url" in line
     assert "channel id" not in line.split("HTTP 404", 1)[1]
+
+
+def test_insecure_http_from_the_environment_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`KNOCK_BASE_URL=http://example.com`: exit 2 naming the variable and the loopback-only
+    rule, before anything is sent (in-process)."""
+    code, out, err = in_process(
+        "bulk-update", "read", CHANNEL, base_url="http://example.com",
+        capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith(
+        "knock-async: error: KNOCK_BASE_URL http://example.com: http:// is only allowed for "
+        "loopback hosts"
+    )
+    assert out == ""
