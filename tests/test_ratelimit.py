@@ -853,18 +853,29 @@ def test_a_hold_past_queued_deadlines_fails_those_waiters_at_once() -> None:
     assert run_virtual(main) == ["a at 0.0", "c late at 0.1", "b at 3.1", "d at 3.5"]
 
 
+RATES = st.floats(min_value=0.5, max_value=50.0)
+BURSTS = st.integers(min_value=1, max_value=5)
+
+
+def limiter_events(
+    kinds: list[str], value: float, size: int
+) -> st.SearchStrategy[list[tuple[str, float, float | None]]]:
+    """Events ``(kind, offset in seconds, optional value up to value)``."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(kinds),
+            st.floats(min_value=0.0, max_value=3.0),
+            st.none() | st.floats(min_value=0.0, max_value=value),
+        ),
+        max_size=size,
+    )
+
+
 @settings(deadline=None)  # each example builds an event loop; its real cost varies
 @given(
-    rate=st.floats(min_value=0.5, max_value=50.0),
-    burst=st.integers(min_value=1, max_value=5),
-    events=st.lists(
-        st.tuples(
-            st.sampled_from(["acquire", "acquire", "429", "success", "cancel"]),
-            st.floats(min_value=0.0, max_value=3.0),
-            st.none() | st.floats(min_value=0.0, max_value=2.0),
-        ),
-        max_size=60,
-    ),
+    rate=RATES,
+    burst=BURSTS,
+    events=limiter_events(["acquire", "acquire", "429", "success", "cancel"], 2.0, 60),
 )
 def test_limiter_never_exceeds_the_configured_rate(
     rate: float, burst: int, events: list[tuple[str, float, float | None]]
@@ -916,16 +927,9 @@ def test_limiter_never_exceeds_the_configured_rate(
 
 @settings(deadline=None)  # each example builds an event loop; its real cost varies
 @given(
-    rate=st.floats(min_value=0.5, max_value=50.0),
-    burst=st.integers(min_value=1, max_value=5),
-    events=st.lists(
-        st.tuples(
-            st.sampled_from(["acquire", "acquire", "acquire", "429", "success"]),
-            st.floats(min_value=0.0, max_value=3.0),
-            st.none() | st.floats(min_value=0.0, max_value=5.0),
-        ),
-        max_size=40,
-    ),
+    rate=RATES,
+    burst=BURSTS,
+    events=limiter_events(["acquire", "acquire", "acquire", "429", "success"], 5.0, 40),
 )
 def test_deadlines_are_never_passed(
     rate: float, burst: int, events: list[tuple[str, float, float | None]]
