@@ -5,9 +5,8 @@ namespaces, which build requests and hand them to the transport or to a follower
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -44,15 +43,11 @@ from ._retry import RetryPolicy
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._validate import boolean, non_negative, optional, positive, positive_int
 
-__all__ = ["KnockClient", "RawResponse"]
-
-logger = logging.getLogger("knock_async")
+__all__ = ["KnockClient"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RATE_LIMITS = RateLimits()
-
-RawResponse = tuple[int, Mapping[str, str], bytes]
 
 
 def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
