@@ -172,9 +172,10 @@ def _following(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--poll-interval",
         type=seconds,
-        default=1.0,
+        default=None,
         metavar="SECONDS",
-        help="first poll after this long, then backing off x1.5 up to 30 s (default: 1)",
+        help="first and shortest wait between polls (default: 1; the waits then follow the "
+        "operation's predicted end)",
     )
 
 

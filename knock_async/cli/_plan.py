@@ -34,7 +34,7 @@ class Connection:
     base_url: str
     branch: str | None
     allow_insecure_http: bool
-    poll_interval: float
+    poll_interval: float | None  # None: the client's default schedule
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
