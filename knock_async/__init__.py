@@ -32,6 +32,15 @@ from ._fanout import (
 )
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
+from ._hooks import (
+    Hook,
+    HookEvent,
+    PollObserved,
+    RateLimitWait,
+    RequestAnswered,
+    RequestSent,
+    RetryScheduled,
+)
 from ._models import (
     ArchivedFilter,
     BulkAction,
@@ -70,6 +79,14 @@ __all__ = [
     "RateLimiter",
     "AdaptiveRateLimiter",
     "Tier",
+    # instrumentation
+    "Hook",
+    "HookEvent",
+    "RequestSent",
+    "RequestAnswered",
+    "RetryScheduled",
+    "RateLimitWait",
+    "PollObserved",
     # models
     "ArchivedFilter",
     "BulkAction",

@@ -17,6 +17,7 @@ from yarl import URL
 from ._fanout import FanOut, unique_channels
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
+from ._hooks import Hook
 from ._models import (
     BulkAction,
     BulkFilters,
@@ -61,6 +62,16 @@ def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeou
     )
 
 
+def _hooks(hooks: object) -> tuple[Hook, ...]:
+    if isinstance(hooks, str | bytes) or not isinstance(hooks, Iterable):
+        raise TypeError(f"hooks must be an iterable of callables, got {type(hooks).__name__}")
+    checked = tuple(hooks)
+    for hook in checked:
+        if not callable(hook):
+            raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+    return checked
+
+
 class KnockClient:
     """An async client for Knock's channel bulk message-status API.
 
@@ -76,6 +87,11 @@ class KnockClient:
 
     ``max_response_bytes`` caps every response body (default 4 MiB; Knock's are a few KB): a
     larger one is not read whole and raises ``ResponseTooLargeError``.
+
+    ``hooks`` are called with a frozen record of each request sent and answered, retry
+    scheduled, rate-limiter wait and poll observation (``Hook``, ``RequestSent``, ...); they
+    never see the key or headers, and one that raises is logged, never breaking the request.
+    ``knock_async.otel.OpenTelemetryHook`` turns them into OpenTelemetry spans and metrics.
 
     ``clock`` (monotonic seconds), ``sleep`` and ``rng`` (uniform in ``[0, 1)``) are for tests
     and simulations: they drive the retry and poll schedules.
@@ -98,6 +114,7 @@ class KnockClient:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: Callable[[], float] | None = None,
+        hooks: Iterable[Hook] = (),
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("KNOCK_API_KEY")
         if not key:
@@ -129,6 +146,7 @@ class KnockClient:
             clock=clock,
             sleep=sleep,
             rng=rng,
+            hooks=_hooks(hooks),
         )
 
         self.channels = _Channels(self)

@@ -13,7 +13,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from ._follow import (
     read_response,
 )
 from ._handle import BulkOperationHandle
+from ._hooks import Hook
 from ._models import BulkOperation
 from ._progress import Progress, observe, seconds
 from ._requests import Request, operation_poll_target
@@ -163,8 +164,9 @@ class _Track(Follow):
         operation_id: str,
         timeout: float | None,
         policy: PollPolicy,
+        hooks: Sequence[Hook],
     ) -> None:
-        super().__init__(operation_id, timeout=timeout, policy=policy)
+        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=hooks)
         self.channel_id = channel_id
         self.request = request
 
@@ -446,6 +448,7 @@ class FanOut:
             operation.id,
             self._timeout,
             self._policy,
+            transport.hooks,
         )
         now = self._clock()
         decision = track.start(now, self._wall(), operation, rng=self._rng)

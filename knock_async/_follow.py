@@ -8,18 +8,20 @@ says: ``Changed`` (a new snapshot to hand out, then poll again at ``until``), ``
 operation reached ``completed`` or ``failed``). No I/O, no event loop, no clock of its own:
 every method takes ``now``.
 
-The schedule: the first poll comes after about ``initial_delay``; each later one waits
-``multiplier`` times longer, up to ``max_delay``, each delay spread by ``±jitter`` so that many
-pollers started together do not ask in lockstep. With the defaults (1 s, x1.5, 30 s cap) a
-poll's delay is about half the time already spent polling, so a finished operation is noticed
-within about half its age (and never later than ``max_delay``), with a number of requests that
-grows with the logarithm of the operation's duration instead of linearly.
+The schedule (``PollPolicy(eta=True)``, the default) is ETA-aware: from the snapshots' rows
+done and estimated and their times, ``_schedule.Forecast`` predicts the end, and each wait is
+``eta_fraction`` (0.3) of the predicted time left, at least ``initial_delay`` and at most
+``max_eta_delay``; past the predicted end the waits start short and grow, up to ``max_delay``.
+While there is no rate to go by (queued, no estimate, rows standing still), and always with
+``eta=False``, it is the plain backoff: the first poll after about ``initial_delay``, each later
+one ``multiplier`` times longer, up to ``max_delay``, each delay spread by ``±jitter`` so that
+many pollers started together do not ask in lockstep.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -34,10 +36,12 @@ from ._errors import (
     RateLimitError,
     ResponseValidationError,
 )
+from ._hooks import Hook, PollObserved, emit
 from ._models import BulkOperation, BulkOperationStatus
 from ._progress import Progress, observe
 from ._responses import operation_from_response
 from ._retry import is_transient, parse_retry_after
+from ._schedule import EtaSchedule, Forecast, backoff_delay
 from ._validate import (
     attrs_check,
     boolean,
@@ -55,6 +59,7 @@ __all__ = [
     "GiveUp",
     "PollPolicy",
     "WaitUntil",
+    "follow_delay",
     "has_changed",
     "poll_delay",
     "read_response",
@@ -72,9 +77,15 @@ def _below_one(name: str, value: object) -> float:
     return number_where(name, value, "a finite number in [0, 1)", lambda v: 0 <= v < 1)
 
 
+def _eta_fraction(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in (0, 1)", lambda v: 0 < v < 1)
+
+
 def _validate(policy: PollPolicy) -> None:
     if policy.initial_delay > policy.max_delay:
         raise ValueError("PollPolicy.initial_delay must not exceed max_delay")
+    if policy.initial_delay > policy.max_eta_delay:
+        raise ValueError("PollPolicy.initial_delay must not exceed max_eta_delay")
     if policy.min_hint > policy.max_hint:
         raise ValueError("PollPolicy.min_hint must not exceed max_hint")
 
@@ -88,6 +99,11 @@ class PollPolicy:
     transient failures in a row (connection errors, timeouts, 408, 429, 5xx) are ridden out
     before the poll gives up; ``yield_unchanged`` yields a snapshot on every poll instead of
     only when the operation changed.
+
+    ``eta`` (default) waits ``eta_fraction`` of the predicted time left (between
+    ``initial_delay`` and ``max_eta_delay``) once the snapshots give a rate, and polls at short,
+    growing intervals (up to ``max_delay``) past the predicted end; ``eta=False`` keeps the
+    plain backoff (``initial_delay``, x``multiplier``, up to ``max_delay``) throughout.
     """
 
     initial_delay: float = attrs.field(default=1.0, validator=attrs_check(positive))
@@ -98,9 +114,24 @@ class PollPolicy:
     max_hint: float = attrs.field(default=120.0, validator=attrs_check(non_negative))
     error_budget: int = attrs.field(default=8, validator=attrs_check(non_negative_int))
     yield_unchanged: bool = attrs.field(default=False, validator=attrs_check(boolean))
+    eta: bool = attrs.field(default=True, validator=attrs_check(boolean))
+    eta_fraction: float = attrs.field(default=0.3, validator=attrs_check(_eta_fraction))
+    max_eta_delay: float = attrs.field(default=300.0, validator=attrs_check(positive))
 
     def __attrs_post_init__(self) -> None:
         _validate(self)
+
+
+@functools.lru_cache(maxsize=32)
+def _eta_schedule(policy: PollPolicy) -> EtaSchedule:
+    # One per policy, not per followed operation: a fan-out follows thousands with one policy.
+    return EtaSchedule(
+        fraction=policy.eta_fraction,
+        min_delay=policy.initial_delay,
+        max_delay=policy.max_eta_delay,
+        max_overdue_delay=policy.max_delay,
+        jitter=policy.jitter,
+    )
 
 
 def poll_delay(
@@ -113,13 +144,32 @@ def poll_delay(
     """
     if hint is not None:
         return min(policy.max_hint, max(policy.min_hint, hint))
-    base = policy.initial_delay
-    if policy.multiplier > 1 and policy.initial_delay < policy.max_delay:
-        # Stop growing once past the cap, so a long poll cannot overflow a float.
-        cap_steps = math.ceil(math.log(policy.max_delay / base) / math.log(policy.multiplier))
-        base = min(policy.max_delay, base * policy.multiplier ** min(polls, cap_steps))
-    spread = 1.0 + policy.jitter * (2.0 * rng() - 1.0)
-    return min(policy.max_delay, base * spread)
+    return backoff_delay(
+        polls,
+        initial=policy.initial_delay,
+        multiplier=policy.multiplier,
+        cap=policy.max_delay,
+        jitter=policy.jitter,
+        spread=rng(),
+    )
+
+
+def follow_delay(
+    policy: PollPolicy,
+    polls: int,
+    forecast: Forecast,
+    now: float,
+    *,
+    hint: float | None = None,
+    rng: Callable[[], float],
+) -> float:
+    """Seconds to wait from ``now`` before the next poll: a server hint if any, else the ETA
+    schedule over ``forecast`` (``policy.eta``), falling back to the plain backoff while the
+    forecast predicts no end."""
+    backoff = poll_delay(policy, polls, hint=hint, rng=rng)
+    if hint is not None or not policy.eta:
+        return backoff
+    return _eta_schedule(policy).delay(forecast, now, fallback=backoff, spread=rng())
 
 
 def has_changed(before: BulkOperation, after: BulkOperation) -> bool:
@@ -193,7 +243,9 @@ class Follow:
     __slots__ = (
         "_deadline",
         "_errors",
+        "_forecast",
         "_hint",
+        "_hooks",
         "_policy",
         "_polls",
         "_started",
@@ -203,10 +255,19 @@ class Follow:
         "operation_id",
     )
 
-    def __init__(self, operation_id: str, *, timeout: float | None, policy: PollPolicy) -> None:
+    def __init__(
+        self,
+        operation_id: str,
+        *,
+        timeout: float | None,
+        policy: PollPolicy,
+        hooks: Sequence[Hook] = (),
+    ) -> None:
         self.operation_id = operation_id
         self._timeout = timeout
         self._policy = policy
+        self._hooks = hooks
+        self._forecast = Forecast()
         self._started: tuple[float, datetime] | None = None
         self._deadline: float | None = None
         self._polls = 0
@@ -290,7 +351,9 @@ class Follow:
         return start_wall + timedelta(seconds=now - start_mono)
 
     def _next(self, now: float, rng: Callable[[], float]) -> float:
-        delay = poll_delay(self._policy, self._polls, hint=self._hint, rng=rng)
+        delay = follow_delay(
+            self._policy, self._polls, self._forecast, now, hint=self._hint, rng=rng
+        )
         until = now + delay
         if self._deadline is not None:
             # The last poll lands on the deadline, so a finish just before it is seen.
@@ -304,10 +367,18 @@ class Follow:
         self.last = progress = observe(operation, self._wall(now), previous)
         if operation.is_terminal:
             self.done = True
+            if self._hooks:
+                self._observed(progress, None)
             return Finished(progress)
         if self._deadline is not None and now >= self._deadline:
             return GiveUp(self.timed_out())
+        if self._policy.eta:
+            self._forecast = self._forecast.observe(
+                now, operation.processed_rows, operation.estimated_total_rows
+            )
         until = self._next(now, rng)
+        if self._hooks:
+            self._observed(progress, self._wall(until))
         if (
             previous is None
             or self._policy.yield_unchanged
@@ -315,6 +386,17 @@ class Follow:
         ):
             return Changed(progress, until)
         return WaitUntil(until)
+
+    def _observed(self, progress: Progress, next_poll_at: datetime | None) -> None:
+        emit(
+            self._hooks,
+            PollObserved(
+                operation_id=self.operation_id,
+                status=progress.status.value,
+                fraction=progress.fraction,
+                next_poll_at=next_poll_at,
+            ),
+        )
 
     def _error(self, now: float, error: BaseException, rng: Callable[[], float]) -> Decision:
         if isinstance(error, DeadlineError):

@@ -46,7 +46,7 @@ class Poller(Follow):
         timeout: float | None,
         policy: PollPolicy,
     ) -> None:
-        super().__init__(operation_id, timeout=timeout, policy=policy)
+        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=transport.hooks)
         self._transport = transport
         self._request = request
         self._initial = initial

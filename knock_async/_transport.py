@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 
 import aiohttp
 from yarl import URL
@@ -34,6 +34,15 @@ from ._errors import (
     DeadlineError,
     KnockError,
     ResponseTooLargeError,
+)
+from ._hooks import (
+    Hook,
+    RateLimitWait,
+    RetryScheduled,
+    emit,
+    request_answered,
+    request_sent,
+    route_of,
 )
 from ._models import BulkOperation
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, Tier
@@ -87,8 +96,11 @@ class Transport:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         rng: Callable[[], float] | None = None,
+        hooks: Sequence[Hook] = (),
     ) -> None:
         self.base_url = base_url
+        # Instrumentation: every try, retry and limiter wait is reported to these.
+        self.hooks = tuple(hooks)
         self.get_headers = get_headers
         self.json_headers = json_headers
         self.timeout = timeout
@@ -173,6 +185,7 @@ class Transport:
         max_hint: float,
         clamp_hint: bool = True,
         committed: Callable[[], None] | None = None,
+        attempt: int = 1,
     ) -> RawResponse:
         """One try: wait for the limiter, send, read the body under the cap.
 
@@ -180,9 +193,9 @@ class Transport:
         by ``deadline`` (the client's clock) if one is given. ``max_hint`` caps how long a 429's
         Retry-After holds the limiter; with ``clamp_hint=False`` a longer hint (one the caller
         gives up on) holds nothing beyond the usual slow-down. ``committed`` is called once
-        the request has left the limiter: from then on it may reach Knock.
-        Raises ``APIConnectionError``/``APITimeoutError`` (``DeadlineError`` when ``deadline``
-        cannot be met) or ``ResponseTooLargeError``.
+        the request has left the limiter: from then on it may reach Knock. ``attempt`` numbers
+        the try for the hooks. Raises ``APIConnectionError``/``APITimeoutError``
+        (``DeadlineError`` when ``deadline`` cannot be met) or ``ResponseTooLargeError``.
         """
         session = self._session
         if (
@@ -218,6 +231,8 @@ class Transport:
                         raise _queued_past(request, by_deadline)
                 else:
                     await self._acquire_foreign(limiter, request, end, by_deadline)
+                if self.hooks:
+                    self._waited(request, self.clock() - started)
             if end is not None and (by_deadline or self.clock() - started > _SLACK):
                 # The wait in the limiter (or the deadline) shortens what is left for the try.
                 left = max(end - self.clock(), 0.001)
@@ -227,6 +242,11 @@ class Transport:
                 )
         if committed is not None:
             committed()
+        hooks = self.hooks
+        if hooks:
+            sent = request_sent(request, attempt)
+            emit(hooks, sent)
+            sent_at = self.clock()
         error: APIConnectionError | None = None
         try:
             async with session.request(
@@ -259,6 +279,15 @@ class Transport:
             error = _connection_error(request, exc, Failure.TIMEOUT)
         except aiohttp.ClientError as exc:
             error = _connection_error(request, exc, Failure.CONNECTION)
+        if hooks:
+            duration = self.clock() - sent_at
+            if error is not None:
+                emit(hooks, request_answered(sent, duration=duration, failure=error.failure.value))
+            else:
+                answered = request_answered(
+                    sent, duration=duration, status=status, request_id=headers.get("x-request-id")
+                )
+                emit(hooks, answered)
         if error is not None:
             raise error
         if limiter is not None:
@@ -278,6 +307,10 @@ class Transport:
                 headers.get("x-request-id"),
             )
         return status, headers, body
+
+    def _waited(self, request: Request, seconds: float) -> None:
+        if seconds > _SLACK:  # below that, the limiter let the request straight through
+            emit(self.hooks, RateLimitWait(tier=str(request.tier), seconds=seconds))
 
     async def _acquire_foreign(
         self, limiter: RateLimiter, request: Request, end: float, by_deadline: bool
@@ -344,6 +377,7 @@ class Transport:
                     max_hint=policy.max_retry_after,
                     clamp_hint=False,
                     committed=committed if attempt == 1 else None,
+                    attempt=attempt,
                 )
             except APIConnectionError as exc:
                 delay = retry_delay(
@@ -359,6 +393,7 @@ class Transport:
                     "%s %s failed (%s); retry in %.2fs", request.method, request.url, exc, delay
                 )
                 failed: KnockError = exc
+                why = exc.failure.value
             else:
                 if 200 <= status < 300:
                     return operation_from_response(status, headers, body)
@@ -373,11 +408,23 @@ class Transport:
                 failed = error_from_response(status, headers, body)
                 if delay is None:
                     raise failed
+                why = str(status)
                 logger.info(
                     "%s %s answered %d; retry in %.2fs", request.method, request.url, status, delay
                 )
             if deadline is not None and self.clock() + delay >= deadline:
                 raise failed
+            if self.hooks:
+                emit(
+                    self.hooks,
+                    RetryScheduled(
+                        method=request.method,
+                        route=route_of(request),
+                        attempt=attempt,
+                        why=why,
+                        delay=delay,
+                    ),
+                )
             await self.sleep(delay)
 
 

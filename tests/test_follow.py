@@ -95,8 +95,10 @@ CASES: list[tuple[str, dict[str, Any], type, float | None]] = [
 def test_one_poll_outcome_gives_one_decision(
     name: str, outcome: dict[str, Any], kind: type, wait: float | None
 ) -> None:
-    """Each outcome of a poll maps to the decision the policy says, with its wait."""
-    follow = started(timeout=None, policy=PollPolicy(jitter=0.0, error_budget=2, max_hint=120))
+    """Each outcome of a poll maps to the decision the policy says, with its wait (the plain
+    backoff's: the ETA-aware waits are tested in test_schedule and below)."""
+    policy = PollPolicy(jitter=0.0, error_budget=2, max_hint=120, eta=False)
+    follow = started(timeout=None, policy=policy)
     now = T0 + 1.0  # the second poll (the first was the start): x1.5 of initial_delay next
     decision = follow.outcome(now, rng=rng, **outcome)
     assert type(decision) is kind
@@ -246,7 +248,8 @@ def test_waits_stay_within_the_deadline_and_max_hint(
     timeout: float | None, steps: list[tuple[float, dict[str, Any]]]
 ) -> None:
     """Whatever the outcomes and hints, the next poll is never in the past, never past the
-    deadline, and never further away than the longest of max_delay and max_hint."""
+    deadline, and never further away than the longest of max_delay, max_eta_delay and
+    max_hint."""
     policy = PollPolicy(error_budget=100)
     follow = Follow(OPERATION_ID, timeout=timeout, policy=policy)
     follow.start(T0, WALL, RUNNING, rng=rng)
@@ -260,7 +263,8 @@ def test_waits_stay_within_the_deadline_and_max_hint(
             assert isinstance(decision.error, ka.PollTimeoutError)
             break
         assert isinstance(decision, WaitUntil | Changed)
-        assert now <= decision.until <= now + max(policy.max_delay, policy.max_hint)
+        longest = max(policy.max_delay, policy.max_eta_delay, policy.max_hint)
+        assert now <= decision.until <= now + longest
         if timeout is not None:
             assert decision.until <= T0 + timeout
         now = decision.until

@@ -112,12 +112,20 @@ def load_api_key(connection: Connection) -> str:
 
 def make_client(connection: Connection, key: str) -> KnockClient:
     interval = connection.poll_interval
+    # Without --poll-interval the client's default policy, the one the library documents.
+    poll = None
+    if interval is not None:
+        poll = PollPolicy(
+            initial_delay=interval,
+            max_delay=max(30.0, interval),
+            max_eta_delay=max(300.0, interval),
+        )
     return KnockClient(
         api_key=key,
         base_url=connection.base_url,
         branch=connection.branch,
         allow_insecure_http=connection.allow_insecure_http,
-        poll=PollPolicy(initial_delay=interval, max_delay=max(30.0, interval)),
+        poll=poll,
     )
 
 
