@@ -68,7 +68,8 @@ def test_readme_example_runs_in_a_new_project(tmp_path: Path) -> None:
     """The README's pytest example, copied alone into a new project with the README's
     pyproject.toml, passes in pytest-asyncio's default strict mode with warnings as errors;
     with no configuration at all it passes too."""
-    (tmp_path / "test_example.py").write_text(readme_block("python", "knock_emulator"))
+    example = readme_block("python", "def test_archive_old_notifications")
+    (tmp_path / "test_example.py").write_text(example)
     bare = run_pytest(tmp_path)
     assert bare.returncode == 0, bare.stdout + bare.stderr
     assert "1 passed" in bare.stdout
