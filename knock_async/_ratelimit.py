@@ -294,10 +294,13 @@ class _Lane:
         self.held = False
 
     def earliest(self, now: float, ahead: int) -> float:
-        """The earliest slot a waiter with ``ahead`` requests queued before it can get."""
+        """The slot of a waiter with ``ahead`` grants before its own (the holder's included),
+        at the current rate: GCRA's k-th next slot, ``max(start, tat + (k - burst + 1) * I)``.
+        """
         state = self.state
-        spare = max(0, ahead - (state.burst - 1))
-        return state.next_slot(now) + spare * state.interval
+        start = max(now, state.hold_until)
+        tat = max(state.tat, start)  # an idle tier's credit does not go below its burst
+        return max(start, tat + (ahead - state.burst + 1) * state.interval)
 
     def expire(self, now: float) -> None:
         """Fail, with ``TimeoutError``, the queued waiters that can no longer make it in time
