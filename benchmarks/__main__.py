@@ -24,6 +24,7 @@ MODULES = [
     "fan_out",
     "conversion",
     "shared_limit",
+    "emulator_speed",
 ]
 
 

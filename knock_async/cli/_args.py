@@ -1,7 +1,8 @@
-"""The command line's grammar: ``argparse`` parsers, value types and the exit codes. Stdlib only.
+"""The command line's grammar: ``argparse`` parsers, value types and the exit codes.
 
 Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
-without the ``cli`` extra installed.
+without the ``cli`` extra installed. The ``emulator`` command's options are the emulator's own
+front door (``knock_async.testing._frontdoor``), shared with ``python -m knock_async.testing``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, NoReturn
 
 from .._models import ArchivedFilter, BulkAction, DeliveryStatus, EngagementStatus
 from .._version import __version__
-from ..testing._frontdoor import add_arguments, int_range, positive
+from ..testing._frontdoor import DESCRIPTION, add_arguments, int_range, positive
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
 
@@ -307,10 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "emulator",
         parents=[_common(connects=False, output=False)],
         help="serve the embedded Knock emulator on loopback until Ctrl-C",
-        description=(
-            "Serve the embedded Knock emulator (no Knock account needed) and print its base URL, "
-            "its seeded channel ids and which keys it accepts. Ctrl-C stops it (exit 0)."
-        ),
+        description=DESCRIPTION,
     )
     add_arguments(emulator)
 

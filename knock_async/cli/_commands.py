@@ -15,6 +15,8 @@ from .._models import BulkOperationStatus
 from .._progress import Progress, observe
 from ._args import PROG, UsageError
 from ._display import make_display
+from ._outcome import outcome as ended
+from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
 from ._run import Redactor, Run, finish, load_api_key, make_client
 
@@ -65,7 +67,8 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int
     outcome = None
     if not plan.wait and not run.interrupted:
         # Not followed to the end: every update submitted is a success; a refusal is not.
-        outcome = "error" if any(e.kind is Kind.ERROR for e in run.latest.values()) else "submitted"
+        worst = overall(ended(event) for event in run.latest.values())
+        outcome = "submitted" if worst == "completed" else worst
     report = run.report("bulk-update", plan.action, outcome=outcome)
     return finish(
         report, display, redactor=redactor, debug=debug, base_url=plan.connection.base_url

@@ -176,7 +176,7 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
                 Text(status, style=_STYLE.get(status.split(" ")[0], "")),
                 *(abbreviate(0 if op is None else n(op)) for n in _COUNTS),
                 format_duration(duration_seconds(op)),
-                *(str(extra.get(name, "")) for name, _ in report.columns),
+                *(_cell(extra.get(name, "")) for name, _ in report.columns),
             )
             ids.add_row(key, report.operation_id(key) or "-")
         console.print()
@@ -193,6 +193,10 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
         console.print("follow with:")
         for command in report.resume:
             console.print(f"  {command}", highlight=False, soft_wrap=True)
+
+
+def _cell(value: object) -> str:
+    return abbreviate(value) if isinstance(value, int) else str(value)
 
 
 _COUNTS: tuple[Callable[[BulkOperation], int], ...] = (

@@ -39,17 +39,18 @@ class Connection:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
         base_url = args.base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
+        source = "--base-url" if args.base_url else "KNOCK_BASE_URL"
         url = URL(base_url)
         if url.scheme == "http" and not args.allow_insecure_http and not _is_loopback(url.host):
             raise UsageError(
-                f"--base-url {url.origin()}: http:// is only allowed for loopback hosts "
+                f"{source} {url.origin()}: http:// is only allowed for loopback hosts "
                 "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
                 "clear text; use https://, or pass --allow-insecure-http if you really mean it"
             )
         try:
             parse_base_url(url, allow_insecure_http=True)
         except ValueError as exc:  # the message never holds the key (there is none yet)
-            raise UsageError(f"--base-url: {exc}") from None
+            raise UsageError(f"{source}: {exc}") from None
         return cls(
             api_key_file=args.api_key_file,
             base_url=str(url).rstrip("/"),

@@ -21,7 +21,8 @@ from .._fanout import FanOutEvent, FanOutTotals
 from .._follow import PollPolicy
 from ._args import PROG, UsageError
 from ._display import Display
-from ._outcome import NO_TOTALS, Report, error_lines, outcome, overall, plural
+from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
+from ._outcome import outcome as ended
 from ._plan import Connection
 
 __all__ = ["Redactor", "Run", "finish", "load_api_key", "logging_to_stderr", "make_client"]
@@ -186,13 +187,16 @@ class Run:
                 await close()
             self.display.stop()
 
-    def report(self, command: str, action: str | None, **details: Any) -> Report:
-        """The end of the run; ``outcome`` (in ``details``) overrides the worst outcome."""
-        name = details.pop("outcome", None)
+    def report(
+        self, command: str, action: str | None, *, outcome: str | None = None, **details: Any
+    ) -> Report:
+        """The end of the run: ``outcome`` (default: the worst one seen), and the demo's
+        ``Report`` fields in ``details``."""
+        name = outcome
         if self.interrupted:
             name = "interrupted"
         elif name is None:
-            name = overall(outcome(self.latest.get(key)) for key in self.keys)
+            name = overall(ended(self.latest.get(key)) for key in self.keys)
         return Report(
             command=command,
             action=action,

@@ -18,9 +18,22 @@ from ._store import ChannelType
 if TYPE_CHECKING:
     from ._emulator import KnockEmulator
 
-__all__ = ["add_arguments", "banner", "int_range", "main", "positive", "serve_from_args"]
+__all__ = [
+    "DESCRIPTION",
+    "add_arguments",
+    "banner",
+    "int_range",
+    "main",
+    "positive",
+    "serve_from_args",
+]
 
 EXAMPLE_KEY = "sk_test_emulator"
+DESCRIPTION = (
+    "Serve the Knock emulator (channel bulk updates, bulk operations; no Knock account needed) "
+    "and print its base URL, its seeded channel ids and which keys it accepts. Ctrl-C stops it "
+    "(exit 0)."
+)
 
 
 def int_range(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -174,8 +187,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m knock_asyn
     """``python -m knock_async.testing``: serve until Ctrl-C (exit 0); 2 if it cannot listen."""
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Serve the Knock emulator (channel bulk updates, bulk operations) until "
-        "Ctrl-C. No Knock account needed.",
+        description=DESCRIPTION,
         allow_abbrev=False,
     )
     add_arguments(parser)

@@ -585,15 +585,18 @@ def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThre
     assert emulator.request_count() == before
 
 
+# The largest count a response may carry (larger ones are a ResponseValidationError).
+ABSURD_ROWS = 2**63 - 1
+
+
 def _absurd_operation(emu: KnockEmulator, channel: str) -> None:
-    """The next update on ``channel`` reports an estimate of 2**63 - 1 rows (the largest count
-    the library accepts), then finishes."""
+    """The next update on ``channel`` reports an estimate of 2**63-1 rows, then finishes."""
     operation_id = str(uuid.uuid4())
     path = f"/v1/bulk_operations/{operation_id}"
 
     def body(**changes: Any) -> dict[str, Any]:
         return operation_body(
-            id=operation_id, progress_path=path, estimated_total_rows=2**63 - 1, **changes
+            id=operation_id, progress_path=path, estimated_total_rows=ABSURD_ROWS, **changes
         )
 
     emu.faults.add("POST", BULK_UPDATE_ROUTE, status=200, body=body(status="processing"))
@@ -606,7 +609,7 @@ def _absurd_operation(emu: KnockEmulator, channel: str) -> None:
 def test_an_absurd_estimate_shows_an_unknown_eta_instead_of_crashing(
     emulator: EmulatorThread, output: str
 ) -> None:
-    """estimated_total_rows=2**63 - 1 puts the ETA past what a duration can hold: the run goes on
+    """estimated_total_rows=2**63-1 puts the ETA past what a duration can hold: the run goes on
     to exit 0 with the ETA shown as unknown (null in NDJSON, `?` in plain lines)."""
     channel = emulator.channel(5)
     emulator.call(lambda emu: _absurd_operation(emu, channel))
@@ -618,13 +621,13 @@ def test_an_absurd_estimate_shows_an_unknown_eta_instead_of_crashing(
     assert "internal error" not in result.stderr
     if output == "--json":
         (running,) = [r for r in ndjson(result.stdout) if r.get("event") == "progress"]
-        assert running["estimated_total_rows"] == 2**63 - 1
+        assert running["estimated_total_rows"] == ABSURD_ROWS
         assert running["rows_per_second"] is not None
         assert running["eta_seconds"] is None
         assert running["totals"]["eta_seconds"] is None
     else:
         (line,) = [line for line in result.stdout.splitlines() if line.startswith("progress")]
-        assert f"rows=5000/{2**63 - 1}" in line
+        assert f"rows=5000/{ABSURD_ROWS}" in line
         assert line.endswith(" eta=?")
 
 
@@ -639,3 +642,21 @@ def test_a_base_url_that_is_not_knocks_api_is_named(emulator: EmulatorThread) ->
     (line,) = result.stderr.splitlines()
     assert f"this is not Knock's API at {base_url}: check --base-url" in line
     assert "channel id" not in line.split("HTTP 404", 1)[1]
+
+
+def test_insecure_http_from_the_environment_names_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`KNOCK_BASE_URL=http://example.com`: exit 2 naming the variable and the loopback-only
+    rule, before anything is sent (in-process)."""
+    code, out, err = in_process(
+        "bulk-update", "read", CHANNEL, base_url="http://example.com",
+        capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith(
+        "knock-async: error: KNOCK_BASE_URL http://example.com: http:// is only allowed for "
+        "loopback hosts"
+    )
+    assert out == ""
