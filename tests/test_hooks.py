@@ -265,3 +265,11 @@ async def test_tries_without_an_answer_are_reported_too(knock_emulator: KnockEmu
         (200, "response_too_large"),
     ]
     assert len([e for e in events if isinstance(e, RequestSent)]) == 2
+
+
+@pytest.mark.parametrize("hooks", [print, "print", [1]], ids=["a-bare-hook", "a-str", "an-int"])
+def test_hooks_that_are_not_a_list_of_callables_are_refused(hooks: Any) -> None:
+    """``hooks`` must be an iterable of callables; anything else is a TypeError naming it,
+    before anything is sent."""
+    with pytest.raises(TypeError, match="hooks must be"):
+        ka.KnockClient(api_key=KEY, base_url="http://127.0.0.1:9", hooks=hooks)
