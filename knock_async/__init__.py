@@ -32,13 +32,17 @@ from ._fanout import (
 from ._handle import BulkOperationHandle
 from ._models import (
     ArchivedFilter,
+    ArchivedFilterValue,
     BulkAction,
+    BulkActionValue,
     BulkFilters,
     BulkOperation,
     BulkOperationStatus,
     BulkUpdateMessagesForChannelRequest,
     DeliveryStatus,
+    DeliveryStatusValue,
     EngagementStatus,
+    EngagementStatusValue,
     ErrorItem,
 )
 from ._poller import Poller
@@ -79,6 +83,11 @@ __all__ = [
     "DeliveryStatus",
     "EngagementStatus",
     "ErrorItem",
+    # the string values a type checker accepts besides the enums
+    "BulkActionValue",
+    "ArchivedFilterValue",
+    "DeliveryStatusValue",
+    "EngagementStatusValue",
     # errors
     "KnockError",
     "APIError",

@@ -23,6 +23,7 @@ from ._fanout import FanOut, unique_channels
 from ._handle import BulkOperationHandle
 from ._models import (
     BulkAction,
+    BulkActionValue,
     BulkFilters,
     BulkOperation,
     BulkUpdateMessagesForChannelRequest,
@@ -331,7 +332,7 @@ class _Bulk:
     async def update_message_status(
         self,
         channel_id: str,
-        action: BulkAction | str,
+        action: BulkAction | BulkActionValue,
         *,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
@@ -353,7 +354,7 @@ class _Bulk:
     def update_many(
         self,
         channel_ids: Iterable[str],
-        action: BulkAction | str,
+        action: BulkAction | BulkActionValue,
         *,
         concurrency: int = 10,
         timeout: float | None = 3600.0,

@@ -12,7 +12,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self, TypedDict, TypeVar
+from typing import Any, Literal, Self, TypeAlias, TypedDict, TypeVar
 
 import attrs
 
@@ -20,13 +20,17 @@ from ._handle import BulkOperationHandle
 
 __all__ = [
     "ArchivedFilter",
+    "ArchivedFilterValue",
     "BulkAction",
+    "BulkActionValue",
     "BulkFilters",
     "BulkOperation",
     "BulkOperationStatus",
     "BulkUpdateMessagesForChannelRequest",
     "DeliveryStatus",
+    "DeliveryStatusValue",
     "EngagementStatus",
+    "EngagementStatusValue",
     "ErrorItem",
 ]
 
@@ -91,6 +95,29 @@ class EngagementStatus(_OpenStrEnum):
     UNARCHIVED = "unarchived"
     LINK_CLICKED = "link_clicked"
     INTERACTED = "interacted"
+
+
+# The same values as plain-string literal types, for the caller's side: a type checker then
+# rejects a misspelt action or filter value, as Knock's official SDK's types do. Keep each in
+# step with its enum (tests/typing/test_typing.py checks that they match).
+BulkActionValue: TypeAlias = Literal[
+    "seen", "unseen", "read", "unread", "archived", "unarchived", "interacted",
+    "archive", "unarchive", "delete",
+]  # fmt: skip
+"""An action as a string: what ``update_message_status`` accepts besides a ``BulkAction``."""
+
+ArchivedFilterValue: TypeAlias = Literal["exclude", "include", "only"]
+"""The ``archived`` filter as a string, besides an ``ArchivedFilter``."""
+
+DeliveryStatusValue: TypeAlias = Literal[
+    "queued", "sent", "delivered", "delivery_attempted", "undelivered", "not_sent", "bounced"
+]
+"""The ``delivery_status`` filter as a string, besides a ``DeliveryStatus``."""
+
+EngagementStatusValue: TypeAlias = Literal[
+    "seen", "unseen", "read", "unread", "archived", "unarchived", "link_clicked", "interacted"
+]
+"""The ``engagement_status`` filter as a string, besides an ``EngagementStatus``."""
 
 
 class BulkOperationStatus(_OpenStrEnum):
@@ -237,9 +264,9 @@ class BulkFilters(TypedDict, total=False):
     ISO 8601 strings with an offset; ``trigger_data`` a mapping or a JSON object string.
     """
 
-    archived: ArchivedFilter | str | None
-    delivery_status: DeliveryStatus | str | None
-    engagement_status: EngagementStatus | str | None
+    archived: ArchivedFilter | ArchivedFilterValue | None
+    delivery_status: DeliveryStatus | DeliveryStatusValue | None
+    engagement_status: EngagementStatus | EngagementStatusValue | None
     has_tenant: bool | None
     newer_than: datetime | str | None
     older_than: datetime | str | None

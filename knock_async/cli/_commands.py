@@ -13,7 +13,7 @@ from typing import Any
 from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOut, FanOutEventKind
-from .._models import BulkOperationStatus, BulkUpdateMessagesForChannelRequest
+from .._models import BulkActionValue, BulkOperationStatus, BulkUpdateMessagesForChannelRequest
 from .._progress import Progress
 from ._args import PROG, ExitCode, UsageError
 from ._display import make_display
@@ -134,7 +134,7 @@ def confirm_delete(args: argparse.Namespace, channels: list[str], filters: dict[
 async def _single(
     client: KnockClient,
     channel: str,
-    action: str,
+    action: BulkActionValue,
     filters: dict[str, Any],
     *,
     timeout: float,

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
+from .._models import BulkActionValue
 from .._polling import PollPolicy
 from ..testing import KnockEmulator
 from ._args import PROG, ExitCode
@@ -22,7 +23,7 @@ from ._run import Redactor, fanout_updates, finish, follow, sigint_cancels
 
 __all__ = ["demo"]
 
-ACTION = "archive"
+ACTION: BulkActionValue = "archive"
 # Polls a little more often than the library's default (1 s, x1.5): the demo lasts seconds.
 DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
 
