@@ -23,6 +23,8 @@ MODULES = [
     "poll_efficiency",
     "fan_out",
     "conversion",
+    "shared_limit",
+    "emulator_speed",
 ]
 
 

@@ -9,11 +9,13 @@ nominal one (golden-ratio offsets, so that the end falls at every phase of a fix
 Cases: a steady 1 h operation; one planned for 1 h that gets 3x faster halfway through its rows
 (it ends at 40 min) or 3x slower (2 h); a steady 10 s one; and a steady 1 h one reporting its
 progress in 20 batches, where no forecast can be sharper than a batch. Schedules: the
-ETA-aware one (a fraction of the predicted remaining time, see ``knock_async._schedule``), the
-backoff (1 s, x1.5 with 10% jitter, capped at 30 s), a fixed 1 s schedule (Stainless-generated
+default ``PollPolicy()`` (ETA-aware: a fraction of the predicted remaining time, see
+``knock_async._schedule``), ``PollPolicy(eta=False)`` (the backoff, the default before: 1 s,
+x1.5 with 10% jitter, capped at 30 s), a fixed 1 s schedule (Stainless-generated
 ``*_and_poll`` helpers) and a fixed 30 s one (Azure's ``LROPoller``).
 
-The schedules are the library's own pure functions, driven in virtual time: a 2 h operation
+The schedules are ``PollPolicy`` objects run by ``follow_delay``, the function the client's
+follow state calls for every wait, driven in virtual time: a 2 h operation
 polled every second 200 times is 1.4 million GETs, too many to send over loopback in a
 benchmark run, and the HTTP path adds nothing to when the next poll is due.
 """
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
 
 import attrs
 
-from knock_async._schedule import EtaSchedule, Forecast, backoff_delay
+import knock_async as ka
+from knock_async._follow import follow_delay
+from knock_async._schedule import Forecast
 
 from ._common import Report, Settings, Target, log, markdown_table, median
 
@@ -101,27 +104,20 @@ def operations(case: Case, runs: int) -> list[Operation]:
     return result
 
 
-# A schedule: (forecast, now, polls so far, rng) -> seconds to wait.
-Schedule = Callable[[Forecast, float, int, Callable[[], float]], float]
-_ETA = EtaSchedule()
+def _fixed(seconds: float) -> ka.PollPolicy:
+    return ka.PollPolicy(
+        initial_delay=seconds, multiplier=1.0, max_delay=seconds, jitter=0.0, eta=False
+    )
 
 
-def _old_backoff(polls: int, rng: Callable[[], float]) -> float:
-    return backoff_delay(polls, initial=1.0, multiplier=1.5, cap=30.0, jitter=0.1, spread=rng())
-
-
-def _eta(forecast: Forecast, now: float, polls: int, rng: Callable[[], float]) -> float:
-    fallback = _old_backoff(polls, rng)
-    return _ETA.delay(forecast, now, fallback=fallback, spread=rng())
-
-
-SCHEDULES: list[tuple[str, Schedule]] = [
-    ("ETA-aware", _eta),
-    ("backoff: 1 s x1.5, cap 30 s", lambda _f, _n, polls, rng: _old_backoff(polls, rng)),
-    ("every 1 s (Stainless helpers)", lambda *_: 1.0),
-    ("every 30 s (Azure LROPoller)", lambda *_: 30.0),
+# Every schedule is a PollPolicy, run by the function the follow state itself calls.
+SCHEDULES: list[tuple[str, ka.PollPolicy]] = [
+    ("knock_async default (ETA-aware)", ka.PollPolicy()),
+    ("backoff: 1 s x1.5, cap 30 s (eta=False)", ka.PollPolicy(eta=False)),
+    ("every 1 s (Stainless helpers)", _fixed(1.0)),
+    ("every 30 s (Azure LROPoller)", _fixed(30.0)),
 ]
-ETA = SCHEDULES[0][0]
+DEFAULT = SCHEDULES[0][0]
 BACKOFF = SCHEDULES[1][0]
 
 
@@ -131,13 +127,13 @@ class Outcome:
     delay: float  # from the end to the GET that saw it
 
 
-def follow(operation: Operation, schedule: Schedule, seed: int) -> Outcome:
-    """Polls ``operation`` with ``schedule`` until a GET lands at or after its end."""
+def follow(operation: Operation, policy: ka.PollPolicy, seed: int) -> Outcome:
+    """Polls ``operation`` with ``policy`` until a GET lands at or after its end."""
     rng = random.Random(seed).random
     now, polls = 0.0, 0
     forecast = Forecast().observe(now, 0, operation.total)  # the POST's answer: queued
     while True:
-        now += schedule(forecast, now, polls, rng)
+        now += follow_delay(policy, polls, forecast, now, rng=rng)
         polls += 1
         if now >= operation.end:
             return Outcome(gets=polls, delay=now - operation.end)
@@ -148,11 +144,9 @@ def measure(runs: int) -> dict[tuple[str, str], list[Outcome]]:
     results: dict[tuple[str, str], list[Outcome]] = {}
     for case in CASES:
         ops = operations(case, runs)
-        for label, schedule in SCHEDULES:
+        for label, policy in SCHEDULES:
             log(f"  poll_efficiency: {case.label}, {label}")
-            results[(case.label, label)] = [
-                follow(op, schedule, seed) for seed, op in enumerate(ops)
-            ]
+            results[(case.label, label)] = [follow(op, policy, seed) for seed, op in enumerate(ops)]
     return results
 
 
@@ -190,19 +184,19 @@ def run(settings: Settings) -> Report:
         rows,
         align="llrrr",
     )
-    steady = results[(CASES[0].label, ETA)]
+    steady = results[(CASES[0].label, DEFAULT)]
     most_gets = max(o.gets for o in steady)
     worst = max(o.delay for o in steady)
     report.targets.append(
         Target(
-            name="ETA-aware: a steady 1 h operation within 45 GETs, its end seen within 5 s",
+            name="default: a steady 1 h operation within 45 GETs, its end seen within 5 s",
             met=most_gets <= 45 and worst <= 5.0,
             detail=f"at most {most_gets} GETs, worst detection delay {worst:.2f} s",
         )
     )
     details, met = [], True
     for case_label in CHANGING:
-        new, old = results[(case_label, ETA)], results[(case_label, BACKOFF)]
+        new, old = results[(case_label, DEFAULT)], results[(case_label, BACKOFF)]
         pairs = [
             ("mean GETs", sum(o.gets for o in new) / runs, sum(o.gets for o in old) / runs),
             ("median delay", median([o.delay for o in new]), median([o.delay for o in old])),
@@ -214,7 +208,7 @@ def run(settings: Settings) -> Report:
         )
     report.targets.append(
         Target(
-            name="ETA-aware never worse than the backoff when the rate changes 3x",
+            name="default never worse than the backoff when the rate changes 3x",
             met=met,
             detail="; ".join(details),
         )
@@ -227,11 +221,11 @@ def run(settings: Settings) -> Report:
     report.notes.append(
         "- The last case shows the limit of any forecast: with progress reported in 20 batches "
         "of 3 minutes, the end can come up to one batch before the predicted one, so the "
-        "ETA-aware schedule polls the last stretch as the backoff would (the waits grow to 30 s) "
+        "default polls the last stretch as the backoff would (the waits grow to 30 s) "
         "and notices the end about as late, with a third of its GETs."
     )
     report.notes.append(
-        "- The ETA-aware schedule waits 0.3 x the predicted remaining time (at least 1 s, at "
+        "- The default waits 0.3 x the predicted remaining time (at least 1 s, at "
         "most 300 s and at most the time the operation has been watched), then polls from 1 s "
         "with waits growing with the time past the predicted end less the longest time a count "
         "stood still (capped at 30 s); without a rate yet (queued, no estimate) it is the "

@@ -18,6 +18,7 @@ from ._errors import (
     PermissionDeniedError,
     PollTimeoutError,
     RateLimitError,
+    ResponseTooLargeError,
     ResponseValidationError,
     UnprocessableEntityError,
 )
@@ -29,7 +30,17 @@ from ._fanout import (
     FanOutSummary,
     FanOutTotals,
 )
+from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
+from ._hooks import (
+    Hook,
+    HookEvent,
+    PollObserved,
+    RateLimitWait,
+    RequestAnswered,
+    RequestSent,
+    RetryScheduled,
+)
 from ._models import (
     ArchivedFilter,
     ArchivedFilterValue,
@@ -46,7 +57,6 @@ from ._models import (
     ErrorItem,
 )
 from ._poller import Poller
-from ._polling import PollPolicy
 from ._progress import Progress
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._retry import Failure, RetryPolicy
@@ -73,6 +83,14 @@ __all__ = [
     "RateLimiter",
     "AdaptiveRateLimiter",
     "Tier",
+    # instrumentation
+    "Hook",
+    "HookEvent",
+    "RequestSent",
+    "RequestAnswered",
+    "RetryScheduled",
+    "RateLimitWait",
+    "PollObserved",
     # models
     "ArchivedFilter",
     "BulkAction",
@@ -102,6 +120,7 @@ __all__ = [
     "APITimeoutError",
     "Failure",
     "ResponseValidationError",
+    "ResponseTooLargeError",
     "BulkOperationFailedError",
     "PollTimeoutError",
 ]

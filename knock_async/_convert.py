@@ -52,11 +52,18 @@ def parse_datetime(value: object, _: object = None) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+# Every integer in Knock's answers is a count: one outside a signed 64-bit count is absurd, and
+# one too large for a float would break the progress arithmetic (OverflowError).
+_MAX_INT = 2**63 - 1
+
+
 def _strict(kind: type[Any]) -> Any:
     def structure(value: object, _: object) -> Any:
         # bool is an int subclass; a JSON true where a count belongs is a wrong type.
         if type(value) is not kind and not (kind is float and type(value) is int):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        if kind is int and not 0 <= value <= _MAX_INT:  # type: ignore[operator]
+            raise ValueError(f"expected an integer in 0..2**63-1, got {value}")
         return value
 
     return structure
@@ -81,7 +88,7 @@ def _open_enum(value: object, cls: type[Any]) -> Any:
 def _trigger_data_to_wire(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 _REQUEST_FIELDS = frozenset(a.name for a in attrs.fields(BulkUpdateMessagesForChannelRequest))

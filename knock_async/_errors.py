@@ -28,6 +28,7 @@ __all__ = [
     "PermissionDeniedError",
     "PollTimeoutError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "ResponseValidationError",
     "UnprocessableEntityError",
 ]
@@ -129,6 +130,14 @@ class APITimeoutError(APIConnectionError):
     """The per-request timeout ran out before an answer came."""
 
 
+class DeadlineError(APITimeoutError):
+    """The caller's deadline passed (or would, waiting in the client's rate limiter) before
+    the request could be sent. Not public: followers turn it into ``PollTimeoutError``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, failure=Failure.NOT_SENT)
+
+
 class ResponseValidationError(KnockError):
     """A response body is not what the spec says: invalid JSON, missing or mistyped fields.
 
@@ -139,6 +148,18 @@ class ResponseValidationError(KnockError):
     def __init__(self, message: str, *, errors: list[str] | None = None, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.errors = list(errors or ())
+
+
+class ResponseTooLargeError(ResponseValidationError):
+    """A response body was larger than ``KnockClient(max_response_bytes=...)`` (``limit``).
+
+    It was not read whole: refused from its ``Content-Length`` or cut off as it streamed in
+    (after decompression), and its connection dropped.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kw: object) -> None:
+        super().__init__(message, errors=[f"body larger than {limit} bytes @ $"], **kw)
+        self.limit = limit
 
 
 class _PollError(KnockError):

@@ -13,32 +13,29 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from ._errors import (
-    APIConnectionError,
-    APIError,
-    BulkOperationFailedError,
-    KnockError,
-    PollTimeoutError,
-    RateLimitError,
-    ResponseValidationError,
+from ._errors import BulkOperationFailedError, KnockError, ResponseValidationError
+from ._follow import (
+    Changed,
+    Decision,
+    Finished,
+    Follow,
+    GiveUp,
+    PollPolicy,
+    WaitUntil,
+    read_response,
 )
 from ._handle import BulkOperationHandle
-from ._models import BulkOperation, BulkOperationStatus
-from ._polling import PollPolicy, has_changed, poll_delay
+from ._hooks import Hook
+from ._models import BulkOperation
 from ._progress import Progress, observe, seconds
-from ._ratelimit import Tier
 from ._requests import Request, operation_poll_target
-from ._responses import operation_from_response
-from ._retry import is_transient, parse_retry_after
-
-if TYPE_CHECKING:
-    from ._client import KnockClient
+from ._transport import Transport
 
 __all__ = [
     "ChannelResult",
@@ -155,19 +152,39 @@ class FanOutSummary:
         return tuple(r for r in self.results if r.status == status)
 
 
-class _Track:
-    """What the scheduler knows of one channel's operation between polls."""
+class _Track(Follow):
+    """One channel's operation between polls: its follow state and its poll request."""
 
-    __slots__ = ("channel_id", "deadline", "errors", "hint", "last", "polls", "request")
+    __slots__ = ("channel_id", "request")
 
-    def __init__(self, channel_id: str, request: Request, deadline: float | None) -> None:
+    def __init__(
+        self,
+        channel_id: str,
+        request: Request,
+        operation_id: str,
+        timeout: float | None,
+        policy: PollPolicy,
+        hooks: Sequence[Hook],
+    ) -> None:
+        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=hooks)
         self.channel_id = channel_id
         self.request = request
-        self.deadline = deadline
-        self.last: Progress | None = None
-        self.polls = 0
-        self.errors = 0
-        self.hint: float | None = None
+
+    def label(self) -> str:
+        return f"bulk operation {self.operation_id} on channel {self.channel_id}"
+
+
+def _unexpected(channel_id: str, exc: BaseException) -> KnockError:
+    """Any exception on one channel, as that channel's typed error. Built, not raised, so it
+    chains nothing (the original's context could hold request headers)."""
+    return KnockError(f"channel {channel_id}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _consume(task: asyncio.Task[None]) -> None:
+    # Marks a task's exception as retrieved whatever way the fan-out ends (a break, a closed
+    # client): asyncio would otherwise report it at gc. The scheduler still surfaces it.
+    if not task.cancelled():
+        task.exception()
 
 
 class FanOut:
@@ -182,14 +199,14 @@ class FanOut:
     def __init__(
         self,
         *,
-        client: KnockClient,
+        transport: Transport,
         channel_ids: list[str],
         make_request: Callable[[str], Request],
         concurrency: int,
         timeout: float | None,
         policy: PollPolicy,
     ) -> None:
-        self._client = client
+        self._transport = transport
         self._channel_ids = channel_ids
         self._make_request = make_request
         self._concurrency = concurrency
@@ -198,9 +215,9 @@ class FanOut:
         self._submit_slots = max(1, min(concurrency // 2, 4))
         self._timeout = timeout
         self._policy = policy
-        self._clock: Callable[[], float] = client._clock
-        self._sleep: Callable[[float], Awaitable[None]] = client._sleep
-        self._rng: Callable[[], float] = client._rng
+        self._clock: Callable[[], float] = transport.clock
+        self._sleep: Callable[[float], Awaitable[None]] = transport.sleep
+        self._rng: Callable[[], float] = transport.rng
 
         self._pending = deque(channel_ids)
         self._due: list[tuple[float, int, _Track]] = []
@@ -325,6 +342,7 @@ class FanOut:
 
     def _start(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
+        task.add_done_callback(_consume)
         self._inflight.add(task)
 
     async def _next_wakeup(self) -> None:
@@ -400,106 +418,77 @@ class FanOut:
         )
 
     async def _submit(self, channel_id: str) -> None:
-        client = self._client
+        transport = self._transport
         task = asyncio.current_task()
         assert task is not None
         try:
-            if client._limiter is not None:
-                await client._limiter.acquire(Tier.POST)
-            self._sending.add(task)
-            operation = await client._send(self._make_request(channel_id), paced=True)
+            operation = await transport.send(
+                self._make_request(channel_id), committed=lambda: self._sending.add(task)
+            )
         except KnockError as exc:
             self._emit(FanOutEventKind.ERROR, channel_id, error=exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
+            self._emit(FanOutEventKind.ERROR, channel_id, error=_unexpected(channel_id, exc))
             return
         finally:
             self._sending.discard(task)
             self._submitting -= 1
         try:
-            where = operation_poll_target(client._base_url, operation.id, operation.progress_path)
+            where = operation_poll_target(transport.base_url, operation.id, operation.progress_path)
         except (TypeError, ValueError) as exc:
             error = ResponseValidationError(
                 f"the operation started on channel {channel_id} cannot be polled: {exc}"
             )
             self._emit(FanOutEventKind.ERROR, channel_id, observe(operation, self._wall()), error)
             return
-        if where.foreign_origin is not None:
-            client._poll_url_warning(where.foreign_origin)
+        track = _Track(
+            channel_id,
+            transport.poll_request(where),
+            operation.id,
+            self._timeout,
+            self._policy,
+            transport.hooks,
+        )
         now = self._clock()
-        deadline = None if self._timeout is None else now + self._timeout
-        request = Request("GET", where.url, client._get_headers, None, Tier.GET)
-        track = _Track(channel_id, request, deadline)
-        track.last = observe(operation, self._wall())
-        self._emit(FanOutEventKind.SUBMITTED, channel_id, track.last)
-        if operation.is_terminal:
-            self._finish(track)
-        else:
-            self._schedule(track, now)
-
-    def _schedule(self, track: _Track, now: float) -> None:
-        delay = poll_delay(self._policy, track.polls, hint=track.hint, rng=self._rng)
-        due = now + delay
-        if track.deadline is not None:
-            # The last poll lands on the deadline, as the single-operation poller does.
-            due = min(due, track.deadline)
-        heapq.heappush(self._due, (due, next(self._order), track))
-
-    def _finish(self, track: _Track) -> None:
+        decision = track.start(now, self._wall(), operation, rng=self._rng)
         assert track.last is not None
-        operation = track.last.operation
-        if operation.status == BulkOperationStatus.FAILED:
-            error = BulkOperationFailedError(
-                f"bulk operation {operation.id} on channel {track.channel_id} failed",
-                progress=track.last,
-                operation_id=operation.id,
-            )
-            self._emit(FanOutEventKind.FAILED, track.channel_id, track.last, error)
-        else:
-            self._emit(FanOutEventKind.COMPLETED, track.channel_id, track.last)
+        self._emit(FanOutEventKind.SUBMITTED, channel_id, track.last)
+        if isinstance(decision, Changed):
+            decision = WaitUntil(decision.until)  # the SUBMITTED event is its snapshot
+        self._carry_out(track, decision)
 
     async def _poll(self, track: _Track) -> None:
-        track.polls += 1
+        transport = self._transport
         try:
-            left = None if track.deadline is None else track.deadline - self._clock()
-            status, headers, body = await self._client._send_within(track.request, left)
-            track.hint = parse_retry_after(headers)
-            operation = operation_from_response(status, headers, body)
-        except (APIConnectionError, APIError) as exc:
-            code = exc.status if isinstance(exc, APIError) else None
-            failure = exc.failure if isinstance(exc, APIConnectionError) else None
-            track.errors += 1
-            if is_transient(code, failure) and track.errors <= self._policy.error_budget:
-                if isinstance(exc, RateLimitError):
-                    track.hint = exc.retry_after
-                self._after_poll(track)
+            try:
+                status, headers, body = await transport.exchange(
+                    track.request, deadline=track.deadline, max_hint=self._policy.max_hint
+                )
+            except KnockError as exc:
+                decision = track.outcome(self._clock(), error=exc, rng=self._rng)
             else:
-                self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, exc)
-            return
-        except KnockError as exc:  # a response that breaks the schema
-            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, exc)
-            return
-        track.errors = 0
-        previous = track.last
-        track.last = observe(operation, self._wall(), previous)
-        if operation.is_terminal:
-            self._finish(track)
-            return
-        if previous is None or has_changed(previous.operation, operation):
-            self._emit(FanOutEventKind.PROGRESS, track.channel_id, track.last)
-        self._after_poll(track)
+                operation, error, hint = read_response(status, headers, body)
+                decision = track.outcome(
+                    self._clock(), operation=operation, error=error, hint=hint, rng=self._rng
+                )
+        except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
+            decision = GiveUp(_unexpected(track.channel_id, exc))
+        self._carry_out(track, decision)
 
-    def _after_poll(self, track: _Track) -> None:
-        now = self._clock()
-        if track.deadline is not None and now >= track.deadline:
-            assert track.last is not None
-            error = PollTimeoutError(
-                f"bulk operation {track.last.operation_id} on channel {track.channel_id} did not "
-                f"finish within {self._timeout}s; it goes on server-side",
-                progress=track.last,
-                operation_id=track.last.operation_id,
-            )
-            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, error)
-            return
-        self._schedule(track, now)
+    def _carry_out(self, track: _Track, decision: Decision) -> None:
+        if isinstance(decision, Finished):
+            failed = track.failed()
+            if failed is not None:
+                self._emit(FanOutEventKind.FAILED, track.channel_id, decision.progress, failed)
+            else:
+                self._emit(FanOutEventKind.COMPLETED, track.channel_id, decision.progress)
+        elif isinstance(decision, GiveUp):
+            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, decision.error)
+        else:
+            if isinstance(decision, Changed):
+                self._emit(FanOutEventKind.PROGRESS, track.channel_id, decision.progress)
+            heapq.heappush(self._due, (decision.until, next(self._order), track))
 
 
 def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:

@@ -72,9 +72,16 @@ class BulkOperationHandle:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BulkOperationHandle:
-        """The handle ``to_json`` wrote; ``ValueError``/``TypeError`` saying what is wrong."""
+        """The handle ``to_json`` wrote; ``ValueError`` saying what is wrong with any other text
+        (text from a queue is data, whatever its shape: never a ``TypeError`` or a
+        ``RecursionError`` because of what it holds)."""
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except RecursionError:
+            raise ValueError("a handle must be JSON: nested too deeply") from None
+        except ValueError as exc:  # UnicodeDecodeError included
             raise ValueError(f"a handle must be JSON: {exc}") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None

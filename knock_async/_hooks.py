@@ -34,6 +34,7 @@ __all__ = [
     "emit",
     "request_answered",
     "request_sent",
+    "route_of",
 ]
 
 logger = logging.getLogger("knock_async")
@@ -130,7 +131,8 @@ def emit(hooks: Iterable[Hook], event: HookEvent) -> None:
             logger.exception("instrumentation hook %r raised on %s", hook, type(event).__name__)
 
 
-def _route(request: Request) -> str:
+def route_of(request: Request) -> str:
+    """The route template ``request`` goes to."""
     # The API has two endpoints: the bulk update is the only POST, the operation the only GET.
     return BULK_UPDATE_ROUTE if request.method == "POST" else OPERATION_ROUTE
 
@@ -139,7 +141,7 @@ def request_sent(request: Request, attempt: int) -> RequestSent:
     """The record of ``request``'s try number ``attempt`` leaving."""
     return RequestSent(
         method=request.method,
-        route=_route(request),
+        route=route_of(request),
         server_address=request.url.host or "",
         server_port=request.url.port,
         attempt=attempt,

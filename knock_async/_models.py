@@ -182,11 +182,43 @@ def _parse_strings(name: str, value: object) -> tuple[str, ...]:
     return items
 
 
+# Knock matches trigger_data on scalar top-level keys: anything nested this deep is a mistake,
+# and a limit well inside Python's recursion limit keeps json from raising RecursionError.
+_MAX_TRIGGER_DATA_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"trigger_data must be strict JSON, got {name}")
+
+
+def _check_depth(value: object) -> None:
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > _MAX_TRIGGER_DATA_DEPTH:
+            raise ValueError(
+                f"trigger_data is nested more than {_MAX_TRIGGER_DATA_DEPTH} levels deep"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
 def _parse_trigger_data(value: object) -> Mapping[str, Any]:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError:
+            value = json.loads(value, parse_constant=_reject_constant)
+        except RecursionError:
+            raise ValueError(
+                f"trigger_data is nested more than {_MAX_TRIGGER_DATA_DEPTH} levels deep"
+            ) from None
+        except ValueError as exc:
+            if str(exc).startswith("trigger_data"):
+                raise ValueError(str(exc)) from None
             raise ValueError(
                 f"trigger_data must be a JSON object, got a string that is not JSON: {value!r}"
             ) from None
@@ -194,20 +226,23 @@ def _parse_trigger_data(value: object) -> Mapping[str, Any]:
             raise ValueError(  # noqa: TRY004 - a JSON value of the wrong kind, not a Python type
                 f"trigger_data must be a JSON object, got {json.dumps(value)}"
             )
+        _check_depth(value)
         return value
     if not isinstance(value, Mapping):
         raise TypeError(f"trigger_data must be a mapping or a JSON object string, got {value!r}")
     for key in value:
         if not isinstance(key, str):
             raise TypeError(f"trigger_data keys must be strings, got {key!r}")
+    _check_depth(value)
     try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
+        json.dumps(value, allow_nan=False)
+    except ValueError as exc:  # NaN or an infinity: Knock would get text that is not JSON
+        raise ValueError(f"trigger_data must be strict JSON: {exc}") from None
+    except TypeError as exc:
         raise TypeError(f"trigger_data must be JSON-serialisable: {exc}") from None
     return dict(value)
 
 
-# Named converters, one per filter: mypy's attrs plugin types only named functions.
 def _archived(value: object) -> ArchivedFilter | None:
     return None if value is None else _strict_member(ArchivedFilter, "archived", value)
 

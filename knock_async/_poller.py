@@ -1,40 +1,30 @@
 """``Poller``: follows one bulk operation; an async iterator of ``Progress`` and an awaitable.
 
-The decisions (when to poll, what counts as a change, which errors are transient) come from
-the pure modules; this class keeps the state between polls so that a poll interrupted by
-cancellation or an error can be iterated or awaited again and carries on where it stopped.
+A ``Follow`` (the pure state and decisions) plus the transport: this class only sleeps until
+the time the decision names and sends the poll. The state is kept between polls, so a poll
+interrupted by cancellation or an error can be iterated or awaited again and carries on where
+it stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Generator
+from datetime import UTC, datetime
 
-from ._errors import (
-    APIConnectionError,
-    APIError,
-    BulkOperationFailedError,
-    PollTimeoutError,
-    RateLimitError,
-)
+from ._errors import KnockError
+from ._follow import Changed, Decision, Finished, Follow, GiveUp, PollPolicy, read_response
 from ._handle import BulkOperationHandle
-from ._models import BulkOperation, BulkOperationStatus
-from ._polling import PollPolicy, has_changed, poll_delay
-from ._progress import Progress, observe
+from ._models import BulkOperation
+from ._progress import Progress
 from ._requests import Request
-from ._responses import operation_from_response
-from ._retry import is_transient, parse_retry_after
-
-if TYPE_CHECKING:
-    from ._client import RawResponse
+from ._transport import Transport
 
 __all__ = ["Poller", "PollTargetLike"]
 
 PollTargetLike = BulkOperation | Progress | BulkOperationHandle | str
 
 
-class Poller:
+class Poller(Follow):
     """Follows a bulk operation to ``completed`` or ``failed``. Made by ``bulk_operations.poll``.
 
     ``async for progress in poller`` yields a ``Progress`` when the operation changed (every
@@ -44,51 +34,35 @@ class Poller:
     (``break``, cancellation) only stops polling: the operation goes on server-side.
     """
 
+    __slots__ = ("_awaiting", "_initial", "_iterator", "_request", "_transport", "_until")
+
     def __init__(
         self,
         *,
-        send: Callable[[Request, float | None], Awaitable[RawResponse]],
+        transport: Transport,
         request: Request,
         operation_id: str,
         initial: BulkOperation | None,
         timeout: float | None,
         policy: PollPolicy,
-        clock: Callable[[], float],
-        sleep: Callable[[float], Awaitable[None]],
-        rng: Callable[[], float],
     ) -> None:
-        self._send = send
+        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=transport.hooks)
+        self._transport = transport
         self._request = request
-        self._operation_id = operation_id
         self._initial = initial
-        self._timeout = timeout
-        self._policy = policy
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng
-        # State kept across iterations, so an interrupted poll resumes where it stopped.
-        self._started: tuple[float, datetime] | None = None
-        self._deadline: float | None = None
-        self._polls = 0
-        self._errors_in_a_row = 0
-        self._hint: float | None = None
-        self._last: Progress | None = None
-        self._done = False
+        # When the next poll is due; None before the start and after an interruption.
+        self._until: float | None = None
         self._iterator: AsyncIterator[Progress] | None = None
         self._awaiting = False
 
     def __repr__(self) -> str:
-        status = self._last.status.value if self._last else "unseen"
-        return f"<Poller operation_id={self._operation_id!r} status={status} polls={self._polls}>"
-
-    @property
-    def operation_id(self) -> str:
-        return self._operation_id
+        status = self.last.status.value if self.last else "unseen"
+        return f"<Poller operation_id={self.operation_id!r} status={status} polls={self.polls}>"
 
     @property
     def last_progress(self) -> Progress | None:
         """The latest snapshot, also after an error or a timeout: nothing seen is lost."""
-        return self._last
+        return self.last
 
     def __aiter__(self) -> AsyncIterator[Progress]:
         if self._awaiting or getattr(self._iterator, "ag_running", False):
@@ -114,102 +88,70 @@ class Poller:
                 self.__aiter__()  # raises the same clear error
             self._awaiting = True
             try:
-                while not self._done:
+                while not self.done:
                     await self._step()
             finally:
                 self._awaiting = False
-        assert self._last is not None  # a finished poll has seen its operation
-        operation = self._last.operation
-        if operation.status == BulkOperationStatus.FAILED:
-            raise BulkOperationFailedError(
-                f"bulk operation {operation.id} failed after {operation.processed_rows} of "
-                f"~{operation.estimated_total_rows} rows ({operation.error_count} errors)",
-                progress=self._last,
-                operation_id=operation.id,
-            )
-        return operation
+        failed = self.failed()
+        if failed is not None:
+            raise failed
+        assert self.last is not None  # a finished poll has seen its operation
+        return self.last.operation
 
     # -- the loop ----------------------------------------------------------------------
 
-    def _now(self) -> tuple[float, datetime]:
-        assert self._started is not None
-        mono = self._clock()
-        start_mono, start_wall = self._started
-        return mono, start_wall + timedelta(seconds=mono - start_mono)
-
-    def _timed_out(self) -> PollTimeoutError:
-        state = f"last seen {self._last.status.value}" if self._last else "never seen"
-        return PollTimeoutError(
-            f"bulk operation {self._operation_id} did not finish within {self._timeout}s "
-            f"({state}); it goes on server-side: poll({self._operation_id!r}) resumes",
-            progress=self._last,
-            operation_id=self._operation_id,
-        )
-
-    def _observe(self, operation: BulkOperation) -> Progress | None:
-        """Record an observation; the ``Progress`` to yield, or ``None`` if nothing changed."""
-        _, wall = self._now()
-        previous = self._last
-        self._last = observe(operation, wall, previous)
-        if operation.is_terminal:
-            self._done = True
-        changed = previous is None or has_changed(previous.operation, operation)
-        if changed or self._policy.yield_unchanged or operation.is_terminal:
-            return self._last
-        return None
-
     async def _run(self) -> AsyncIterator[Progress]:
         try:
-            while not self._done:
+            while not self.done:
                 progress = await self._step()
                 if progress is not None:
                     yield progress
         finally:
             # Cancelled or failed mid-way: the next iteration starts a fresh loop over the
             # same state. After the end it yields nothing and the result stands.
-            if not self._done:
+            if not self.done:
                 self._iterator = None
 
     async def _step(self) -> Progress | None:
-        """One observation (the first one, or a poll after its delay): the ``Progress`` to
-        yield, or ``None`` when nothing changed. ``PollTimeoutError`` at the deadline."""
-        if self._started is None:
-            self._started = (self._clock(), datetime.now(UTC))
-            if self._timeout is not None:
-                self._deadline = self._started[0] + self._timeout
-            if self._initial is not None:
-                return self._observe(self._initial)
-        delay = poll_delay(self._policy, self._polls, hint=self._hint, rng=self._rng)
-        if self._deadline is not None:
-            remaining = self._deadline - self._clock()
-            if remaining <= 0:
-                raise self._timed_out()
-            # The last poll lands on the deadline, so a finish just before it is seen.
-            delay = min(delay, remaining)
-        await self._sleep(delay)
-        operation = await self._poll_once()
-        return None if operation is None else self._observe(operation)
+        """One decision carried out: the ``Progress`` to yield, or ``None`` when nothing
+        changed. Raises the error the follow gave up with (``PollTimeoutError`` at the
+        deadline)."""
+        transport = self._transport
+        until = self._until
+        self._until = None  # an interruption from here on resumes with a fresh decision
+        if until is None:
+            if not self.started:
+                now = transport.clock()
+                initial, self._initial = self._initial, None
+                decision = self.start(now, datetime.now(UTC), initial, rng=transport.rng)
+            else:
+                decision = self.resume(transport.clock(), rng=transport.rng)
+        else:
+            now = transport.clock()
+            if until > now:
+                await transport.sleep(until - now)
+            # The poll itself, inline: one frame less for each of thousands of awaited polls.
+            try:
+                status, headers, body = await transport.exchange(
+                    self._request, deadline=self.deadline, max_hint=self._policy.max_hint
+                )
+            except KnockError as exc:
+                decision = self.outcome(transport.clock(), error=exc, rng=transport.rng)
+            else:
+                operation, error, hint = read_response(status, headers, body)
+                decision = self.outcome(
+                    transport.clock(),
+                    operation=operation,
+                    error=error,
+                    hint=hint,
+                    rng=transport.rng,
+                )
+        return self._carry_out(decision)
 
-    async def _poll_once(self) -> BulkOperation | None:
-        """One GET: the operation, or ``None`` after a transient error within the budget."""
-        self._polls += 1
-        try:
-            left = None if self._deadline is None else self._deadline - self._clock()
-            # The deadline bounds the request too, not only the sleeps between requests.
-            status, headers, body = await self._send(self._request, left)
-            self._hint = parse_retry_after(headers)
-            operation = operation_from_response(status, headers, body)
-        except (APIConnectionError, APIError) as exc:
-            status_code = exc.status if isinstance(exc, APIError) else None
-            failure = exc.failure if isinstance(exc, APIConnectionError) else None
-            if not is_transient(status_code, failure):
-                raise
-            self._errors_in_a_row += 1
-            if self._errors_in_a_row > self._policy.error_budget:
-                self._errors_in_a_row = 0  # a resumed poll starts with a fresh budget
-                raise
-            if isinstance(exc, RateLimitError):
-                self._hint = exc.retry_after
-            return None
-        self._errors_in_a_row = 0
-        return operation
+    def _carry_out(self, decision: Decision) -> Progress | None:
+        if isinstance(decision, GiveUp):
+            raise decision.error
+        if isinstance(decision, Finished):
+            return decision.progress
+        self._until = decision.until
+        return decision.progress if isinstance(decision, Changed) else None

@@ -275,18 +275,42 @@ class _Lane:
     def __init__(self, state: PacingState) -> None:
         self.state = state
         self.configured_rate = state.configured_rate
-        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Each waiter with the deadline it must be granted by (None: none).
+        self.waiters: collections.deque[tuple[asyncio.Future[None], float | None]] = (
+            collections.deque()
+        )
         self.held = False
 
     def pass_on(self) -> None:
         """Make the next live waiter the holder, or mark the lane free."""
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter, _ = self.waiters.popleft()
             # A cancelled waiter's future is cancelled with it: skipping it is its whole cleanup.
             if not waiter.done():
                 waiter.set_result(None)
                 return
         self.held = False
+
+    def earliest(self, now: float, ahead: int) -> float:
+        """The earliest slot a waiter with ``ahead`` requests queued before it can get."""
+        state = self.state
+        spare = max(0, ahead - (state.burst - 1))
+        return state.next_slot(now) + spare * state.interval
+
+    def expire(self, now: float) -> None:
+        """Fail, with ``TimeoutError``, the queued waiters that can no longer make it in time
+        (after a 429 slowed the tier down or held it): they must not wait past their deadline.
+        """
+        kept: collections.deque[tuple[asyncio.Future[None], float | None]] = collections.deque()
+        for waiter, deadline in self.waiters:
+            if waiter.done():
+                continue
+            # The holder is ahead of everyone queued.
+            if deadline is not None and self.earliest(now, len(kept) + 1) > deadline:
+                waiter.set_exception(TimeoutError())
+            else:
+                kept.append((waiter, deadline))
+        self.waiters = kept
 
 
 class AdaptiveRateLimiter:
@@ -348,12 +372,21 @@ class AdaptiveRateLimiter:
             return self._clock()
         return asyncio.get_running_loop().time()
 
-    async def acquire(self, tier: Tier | str) -> None:
-        """Wait for the next slot in ``tier`` (FIFO) and take it."""
+    async def acquire(self, tier: Tier | str, *, deadline: float | None = None) -> None:
+        """Wait for the next slot in ``tier`` (FIFO) and take it.
+
+        ``deadline`` (on this limiter's clock): raise ``TimeoutError`` as soon as the slot
+        cannot come by then, without taking one, instead of waiting past it.
+        """
         lane = self._lane(tier)
         if lane.held:
+            if (
+                deadline is not None
+                and lane.earliest(self._now(), len(lane.waiters) + 1) > deadline
+            ):
+                raise TimeoutError
             waiter = asyncio.get_running_loop().create_future()
-            lane.waiters.append(waiter)
+            lane.waiters.append((waiter, deadline))
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -373,6 +406,8 @@ class AdaptiveRateLimiter:
                 if slot <= now + _DUE_EPSILON:
                     lane.state = reserved
                     return
+                if deadline is not None and slot > deadline:
+                    raise TimeoutError
                 await self._sleep(slot - now)
         finally:
             lane.pass_on()
@@ -380,7 +415,9 @@ class AdaptiveRateLimiter:
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
         """A request in ``tier`` got a 429: slow the tier down and hold it for a while."""
         lane = self._lane(tier)
-        lane.state = lane.state.rate_limited(self._now(), retry_after)
+        now = self._now()
+        lane.state = lane.state.rate_limited(now, retry_after)
+        lane.expire(now)
 
     def on_success(self, tier: Tier | str) -> None:
         """A request in ``tier`` was answered without a 429: let the rate recover."""

@@ -80,20 +80,41 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def _shown(base_url: object) -> str:
+    """``base_url`` as it may appear in a message: never its userinfo, query or fragment,
+    where a password or a token may sit."""
+    try:
+        parts = urlsplit(str(base_url))
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "<unparseable>"
+    scheme = f"{parts.scheme}://" if parts.scheme else ("//" if parts.netloc else "")
+    return f"{scheme}{netloc}{parts.path}"
+
+
 def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) -> URL:
-    """The base URL as a ``yarl.URL`` with no trailing slash, or ``ValueError`` saying why not."""
-    url = URL(base_url) if isinstance(base_url, str) else base_url
-    if not url.is_absolute() or url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {str(base_url)!r}")
+    """The base URL as a ``yarl.URL`` with no trailing slash, or ``ValueError`` saying why not.
+
+    No message quotes the URL's userinfo, query or fragment.
+    """
+    try:
+        url = URL(base_url) if isinstance(base_url, str) else base_url
+        absolute = url.is_absolute() and url.scheme in ("http", "https") and bool(url.host)
+    except (TypeError, ValueError):
+        absolute = False
+    if not absolute:
+        raise ValueError(f"base_url must be an absolute http(s) URL, got {_shown(base_url)!r}")
     if url.user or url.password:
         raise ValueError("base_url must not contain credentials; pass api_key instead")
     if url.query_string or url.fragment:
-        # Not echoed: a query string is where someone might have put a token.
-        raise ValueError(f"base_url must not have a query or fragment ({url.origin()}...)")
+        raise ValueError(f"base_url must not have a query or fragment ({_shown(base_url)}?...)")
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         # The API key would cross the network in clear text.
         raise ValueError(
-            f"base_url {str(url)!r} uses plain http on a non-loopback host; use https, "
+            f"base_url {_shown(url)!r} uses plain http on a non-loopback host; use https, "
             "or pass allow_insecure_http=True if you really mean it"
         )
     return url.with_path(url.path.rstrip("/"))
@@ -225,8 +246,10 @@ def operation_poll_target(
     base_url: URL, operation_id: str, progress_path: str | None
 ) -> PollTarget:
     """Where to poll a known operation: its ``progress_path``, or its id when the server sent
-    no usable path (a server's odd path must not stop a poll that the id can do)."""
-    if progress_path:
+    no usable path (a server's odd path must not stop a poll that the id can do). Only an
+    absolute path or an http(s) URL counts as a path: anything else (``"null"``) would
+    otherwise be taken for an operation id."""
+    if isinstance(progress_path, str) and progress_path.startswith(("/", "http://", "https://")):
         try:
             target = resolve_poll_target(base_url, progress_path)
         except (TypeError, ValueError):

@@ -27,10 +27,11 @@ How it works:
   round trip, near enough that a 429 still slows the requests queued behind it. Within one
   process, the requests of a tier queue FIFO and only the head talks to Redis.
 * **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
-  alone at ``fallback_share`` of the configured rates (never unlimited), logs one warning, and
-  tries Redis again every ``probe_interval`` seconds; when it answers, it logs that and shares
-  again. The limiter never sends anything itself, so a Redis failure can delay a request but
-  never drop or repeat one.
+  alone at ``fallback_share`` of the configured rates (never unlimited; its first request after
+  a random part of one fallback interval, so that processes losing Redis together do not all
+  send at once), logs one warning, and tries Redis again every ``probe_interval`` seconds;
+  when it answers, it logs that and shares again. The limiter never sends anything itself,
+  so a Redis failure can delay a request but never drop or repeat one.
 * **Bad configuration fails loudly:** a URL that is not ``redis://``, ``rediss://`` or
   ``unix://`` is refused by ``from_url``; a Redis that never answered (wrong host, port,
   password or database) makes the first ``acquire`` (or ``async with``) raise
@@ -43,16 +44,22 @@ import asyncio
 import hashlib
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final, Self
 
 import attrs
-import redis.asyncio
-import redis.exceptions
 from yarl import URL
 
+try:
+    import redis.asyncio
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError("knock_async.redis needs redis-py: pip install 'knock-async[redis]'") from exc
+
 from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
+from ._validate import fraction, positive
 
 __all__ = ["RedisLimiterError", "RedisRateLimiter", "environment_key_prefix"]
 
@@ -200,14 +207,6 @@ def _check_url(url: object) -> str:
     return url
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def _shared_state(limits: RateLimits, tier: Tier, reply: list[Any]) -> PacingState:
     """The reply of the script's ``state`` operation as a ``PacingState`` on Redis's clock."""
 
@@ -243,6 +242,10 @@ class RedisRateLimiter:
     Use it as an async context manager (or call ``aclose``): entering checks that Redis answers
     and loads the script; leaving waits for the slow-downs still being written and closes a
     connection the limiter opened itself.
+
+    Cancelling ``acquire`` never holds up the requests queued behind it. A cancellation that
+    lands after a slot was booked in Redis (in the last 50 ms before it is due) leaves that
+    slot unused: the shared budget loses one request's worth, it is never overspent.
     """
 
     def __init__(
@@ -267,11 +270,9 @@ class RedisRateLimiter:
             limits = RateLimits()
         if not isinstance(limits, RateLimits):
             raise TypeError(f"limits must be a RateLimits or None, got {type(limits).__name__}")
-        self._timeout = _positive("timeout", timeout)
-        share = _positive("fallback_share", fallback_share)
-        if share > 1:
-            raise ValueError(f"fallback_share must be in (0, 1], got {fallback_share!r}")
-        self._probe_interval = _positive("probe_interval", probe_interval)
+        self._timeout = float(positive("timeout", timeout))
+        share = float(fraction("fallback_share", fallback_share))
+        self._probe_interval = float(positive("probe_interval", probe_interval))
         self._redis = client
         self._owns_client = False
         self._key_prefix = key_prefix
@@ -289,6 +290,8 @@ class RedisRateLimiter:
         self._reached = False  # Redis has answered at least once
         self._degraded = False  # pacing on the fallback until the next probe answers
         self._probe_at = -math.inf
+        # After Redis is lost, each tier's first request on the fallback waits until this.
+        self._fallback_from: dict[Tier, float] = {}
 
     @classmethod
     def from_url(
@@ -306,7 +309,7 @@ class RedisRateLimiter:
         ``url`` is ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
         ``unix:///path/to/socket``; anything else is a ``ValueError`` here.
         """
-        timeout = _positive("timeout", timeout)
+        timeout = float(positive("timeout", timeout))
         client = redis.asyncio.Redis.from_url(
             _check_url(url),
             socket_timeout=timeout,
@@ -408,6 +411,9 @@ class RedisRateLimiter:
                         await self._sleep(wait)
                     return
                 await self._sleep(max(wait - _LOOKAHEAD / 2, 0.001))
+        delay = self._fallback_from.get(tier, -math.inf) - asyncio.get_running_loop().time()
+        if delay > 0:
+            await self._sleep(delay)
         await self._fallback.acquire(tier)
 
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
@@ -496,9 +502,18 @@ class RedisRateLimiter:
         return asyncio.get_running_loop().time() >= self._probe_at
 
     def _lost(self, exc: BaseException) -> None:
-        self._probe_at = asyncio.get_running_loop().time() + self._probe_interval
+        now = asyncio.get_running_loop().time()
+        self._probe_at = now + self._probe_interval
         if not self._degraded:
             self._degraded = True
+            # Processes that lose Redis together would otherwise each send at once on a fresh
+            # fallback: a burst of one request per process. A random start within one fallback
+            # interval spreads them as the shared schedule did.
+            fallback = self._fallback.limits
+            self._fallback_from = {
+                tier: now + random.random() / fallback.per_second(tier)  # noqa: S311
+                for tier in Tier
+            }
             logger.warning(
                 "Redis rate limiter %s: no answer from Redis (%s: %s); pacing this process "
                 "alone at %g POST/s until Redis answers again",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import selectors
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,72 @@ def make_client(fake_knock: FakeKnock, vtime: VirtualTime) -> Callable[..., ka.K
         return ka.KnockClient(**options)
 
     return make
+
+
+@pytest.fixture
+async def broken_http() -> AsyncIterator[str]:
+    """A server on loopback that answers with a malformed HTTP header."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nThis is not a header\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+class _ReadyFirstSelector(selectors.DefaultSelector):
+    """Moves the loop's virtual clock forward only when nothing is ready to run: CPU time,
+    however slow the machine, costs no virtual time, and loopback I/O arrives at once."""
+
+    def __init__(self, loop: VirtualLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise RuntimeError("deadlock: nothing is scheduled on the virtual-time loop")
+        self._loop.now += timeout
+        return super().select(0)
+
+
+class VirtualLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock runs only while it would otherwise wait."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        super().__init__(selector=_ReadyFirstSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+class LoopClock:
+    """The emulator's clock on the running loop's (virtual) time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._wall = datetime.now(UTC) - timedelta(seconds=loop.time())
+
+    def monotonic(self) -> float:
+        return self._loop.time()
+
+    def to_datetime(self, monotonic: float) -> datetime:
+        return self._wall + timedelta(seconds=monotonic)
+
+    def now(self) -> datetime:
+        return self.to_datetime(self.monotonic())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

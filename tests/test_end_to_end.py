@@ -17,9 +17,8 @@ FAST = FastClock(speed=20.0)
 
 
 def client(emu: KnockEmulator, key: str = "sk_test_e2e") -> ka.KnockClient:
-    return ka.KnockClient(
-        api_key=key, base_url=emu.base_url, clock=FAST.monotonic, sleep=FAST.sleep
-    )
+    # The fixture's emulator runs on a fresh copy of FAST: emu.client() shares that one.
+    return emu.client(api_key=key)
 
 
 @pytest.mark.knock_emulator(clock=FAST, rows_per_second=500.0, strict=True)

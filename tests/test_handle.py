@@ -46,18 +46,24 @@ def test_handle_holds_nothing_secret() -> None:
     ("text", "error", "message"),
     [
         ("not json", ValueError, "a handle must be JSON"),
-        ("[1]", TypeError, "a handle must be a JSON object"),
+        ("[1]", ValueError, "a handle must be a JSON object"),
         ('{"v": 2, "operation_id": "x"}', ValueError, "unsupported handle version 2"),
         ('{"v": 1}', ValueError, "a handle needs an operation_id"),
         ('{"v": 1, "operation_id": ""}', ValueError, "operation_id must be a non-empty string"),
         ('{"v": 1, "operation_id": "x", "api_key": "sk"}', ValueError, "unknown handle fields"),
-        ('{"v": 1, "operation_id": "x", "progress_path": 5}', TypeError, "progress_path must be"),
+        ('{"v": 1, "operation_id": "x", "progress_path": 5}', ValueError, "progress_path must be"),
+        ("[" * 100_000, ValueError, "a handle must be JSON: nested too deeply"),
+        ('{"v": 1, "operation_id": {"a": 1}}', ValueError, "operation_id must be a non-empty"),
+        ('{"v": 1, "operation_id": "x", "channel_id": []}', ValueError, "channel_id must be"),
+        (b"\xff\xfe", ValueError, "a handle must be JSON"),
     ],
 )
-def test_bad_handles(text: str, error: type[Exception], message: str) -> None:
-    """A malformed handle is refused with an error that says what is wrong."""
-    with pytest.raises(error, match=message):
+def test_bad_handles(text: str | bytes, error: type[Exception], message: str) -> None:
+    """Any malformed handle text (wrong shape, wrong types, absurd nesting, bad bytes) is
+    refused with a ValueError that says what is wrong."""
+    with pytest.raises(error, match=message) as info:
         ka.BulkOperationHandle.from_json(text)
+    assert type(info.value) is ValueError
 
 
 async def test_resume_from_another_client(fake_knock: FakeKnock, make_client: MakeClient) -> None:

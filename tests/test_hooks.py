@@ -1,14 +1,19 @@
-"""Instrumentation hooks: the event records and how they are delivered."""
+"""Instrumentation hooks: the event records, how they are delivered, and what a client reports
+to them end to end against the emulator."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import pytest
 from yarl import URL
 
+import knock_async as ka
 from knock_async._hooks import (
+    Hook,
     HookEvent,
     PollObserved,
     RateLimitWait,
@@ -21,6 +26,8 @@ from knock_async._hooks import (
 )
 from knock_async._ratelimit import Tier
 from knock_async._requests import Request
+from knock_async.testing import FastClock, KnockEmulator
+from tests._support import CHANNEL_ID
 
 RECORDS = [RequestSent, RequestAnswered, RetryScheduled, RateLimitWait, PollObserved]
 
@@ -102,3 +109,136 @@ def test_records_from_a_request_name_its_route_not_its_ids() -> None:
     timeout = request_answered(sent, duration=5.0, failure="timeout")
     assert (timeout.status, timeout.error_type) == (None, "timeout")
     assert "sk_secret" not in repr([sent, ok, timeout])
+
+
+# -- end to end, against the emulator ----------------------------------------------------------
+
+FAST = FastClock(speed=20.0)
+KEY = "sk_test_hooks_e2e"
+
+
+def _client(emu: KnockEmulator, hooks: list[Hook], **options: Any) -> ka.KnockClient:
+    return ka.KnockClient(
+        api_key=KEY,
+        base_url=emu.base_url,
+        clock=FAST.monotonic,
+        sleep=FAST.sleep,
+        hooks=hooks,
+        **options,
+    )
+
+
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=400.0, batch_size=50)
+async def test_hooks_see_every_request_and_poll(knock_emulator: KnockEmulator) -> None:
+    """A bulk update and its poll: each request is announced then answered (route template,
+    status, request id, tier), each poll's observation is reported with the next poll's time,
+    and the last one (the end) with none. No record holds the key."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, 1_000, seed=5)
+    events: list[HookEvent] = []
+    async with _client(emu, [events.append]) as knock:
+        op = await knock.channels.bulk.update_message_status(channel, "read")
+        final = await knock.bulk_operations.poll(op)
+    assert final.status == "completed"
+
+    sent = [e for e in events if isinstance(e, RequestSent)]
+    answered = [e for e in events if isinstance(e, RequestAnswered)]
+    assert len(sent) == len(answered) == emu.stats.requests
+    post = answered[0]
+    assert (post.method, post.route, post.status, post.tier) == (
+        "POST",
+        "/v1/channels/{channel_id}/messages/bulk/{action}",
+        200,
+        "post",
+    )
+    assert post.server_address == "127.0.0.1"
+    assert all(a.request_id for a in answered)
+    gets = answered[1:]
+    assert gets
+    assert {(a.method, a.route, a.tier) for a in gets} == {
+        ("GET", "/v1/bulk_operations/{id}", "get")
+    }
+    # Each answer follows its announcement.
+    for a, s in zip(answered, sent, strict=True):
+        assert events.index(s) < events.index(a)
+
+    observed = [e for e in events if isinstance(e, PollObserved)]
+    assert observed
+    assert {o.operation_id for o in observed} == {op.id}
+    assert observed[-1].status == "completed"
+    assert observed[-1].fraction == 1.0
+    assert observed[-1].next_poll_at is None
+    assert all(o.next_poll_at is not None for o in observed[:-1])
+    assert KEY not in repr(events)
+
+
+@pytest.mark.knock_emulator(clock=FAST)
+async def test_retries_are_reported(knock_emulator: KnockEmulator) -> None:
+    """A POST answered 429 is retried, and the retry is reported with why and how long."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, 10, seed=1)
+    emu.faults.add("POST", "/v1/channels/{channel_id}/messages/bulk/{action}", status=429)
+    events: list[HookEvent] = []
+    async with _client(emu, [events.append]) as knock:
+        await knock.channels.bulk.update_message_status(channel, "read")
+    (retry,) = [e for e in events if isinstance(e, RetryScheduled)]
+    assert (retry.method, retry.why, retry.attempt) == ("POST", "429", 1)
+    assert retry.delay > 0
+    statuses = [e.status for e in events if isinstance(e, RequestAnswered)]
+    assert statuses == [429, 200]
+
+
+async def test_rate_limiter_waits_are_reported(make_client: Callable[..., ka.KnockClient]) -> None:
+    """Requests held back by the client's own limiter report the tier and how long: at one
+    POST every 2 s, the first goes at once and each later one waits 2 s (virtual time)."""
+    events: list[HookEvent] = []
+    limits = ka.RateLimits(post_per_second=0.5)
+    async with make_client(hooks=[events.append], rate_limits=limits) as knock:
+        for _ in range(3):
+            await knock.channels.bulk.update_message_status(CHANNEL_ID, "read")
+    waits = [e for e in events if isinstance(e, RateLimitWait)]
+    assert [(w.tier, w.seconds) for w in waits] == [("post", 2.0), ("post", 2.0)]
+
+
+@pytest.mark.knock_emulator(clock=FAST)
+async def test_a_raising_hook_never_breaks_the_request(
+    knock_emulator: KnockEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook that raises on every event is logged; the update and its poll still succeed,
+    and the other hooks still see everything."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, 20, seed=2)
+
+    def broken(event: HookEvent) -> None:
+        raise RuntimeError("exporter down")
+
+    events: list[HookEvent] = []
+    with caplog.at_level(logging.ERROR, logger="knock_async"):
+        async with _client(emu, [broken, events.append]) as knock:
+            op = await knock.channels.bulk.update_message_status(channel, "read")
+            final = await knock.bulk_operations.poll(op)
+    assert final.status == "completed"
+    assert len(caplog.records) == len(events)
+    assert KEY not in caplog.text
+
+
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=500.0, batch_size=50)
+async def test_fan_out_reports_each_operation(knock_emulator: KnockEmulator) -> None:
+    """``update_many`` reports the observations of every operation it follows, each ending
+    with no next poll."""
+    emu = knock_emulator
+    channels = [emu.add_channel(type="in_app_feed") for _ in range(3)]
+    for channel in channels:
+        emu.add_messages(channel, 200, seed=3)
+    events: list[HookEvent] = []
+    async with _client(emu, [events.append]) as knock:
+        summary = await knock.channels.bulk.update_many(channels, "read")
+    assert summary.ok
+    assert len(summary.results) == 3
+    observed = [e for e in events if isinstance(e, PollObserved)]
+    finals = [o for o in observed if o.next_poll_at is None]
+    assert len(finals) == 3
+    assert {o.status for o in finals} == {"completed"}

@@ -1,4 +1,5 @@
-"""The OpenTelemetry hook, read back through the real SDK's in-memory exporter and reader."""
+"""The OpenTelemetry hook, read back through the real SDK's in-memory exporter and reader: fed
+records directly, and end to end through a client against the emulator."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from yarl import URL
 
+import knock_async as ka
 from knock_async._hooks import PollObserved, RateLimitWait, RequestAnswered, RetryScheduled
 from knock_async.otel import OpenTelemetryHook
+from knock_async.testing import FastClock, KnockEmulator
 
 
 @attrs.frozen
@@ -150,3 +154,53 @@ def test_retries_waits_and_followed_operations(telemetry: Telemetry) -> None:
     (followed,) = telemetry.points("knock_async.operations.followed")
     assert followed.value == 1
     assert followed.attributes == {"knock_async.operation.status": "completed"}
+
+
+FAST = FastClock(speed=20.0)
+
+
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=400.0, batch_size=50)
+async def test_spans_and_metrics_for_a_followed_update(
+    knock_emulator: KnockEmulator, telemetry: Telemetry
+) -> None:
+    """Against the emulator: one CLIENT span per request (the POST, then each poll) inside the
+    application's span, the request duration recorded per status, and the operation counted
+    as followed once."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, 500, seed=4)
+    emu.faults.add("GET", "/v1/bulk_operations/{id}", status=503)
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    async with ka.KnockClient(
+        api_key="sk_test_otel",
+        base_url=emu.base_url,
+        clock=FAST.monotonic,
+        sleep=FAST.sleep,
+        hooks=[telemetry.hook],
+    ) as knock:
+        with tracer.start_as_current_span("archive job") as job:
+            op = await knock.channels.bulk.update_message_status(channel, "read")
+            final = await knock.bulk_operations.poll(op)
+    assert final.status == "completed"
+
+    spans = [s for s in telemetry.finished() if s.kind == SpanKind.CLIENT]
+    assert len(spans) == emu.stats.requests
+    post, *gets = spans
+    assert post.name == "POST /v1/channels/{channel_id}/messages/bulk/{action}"
+    assert {s.name for s in gets} == {"GET /v1/bulk_operations/{id}"}
+    port = URL(emu.base_url).port
+    for span in spans:
+        attributes = dict(span.attributes or {})
+        assert attributes["server.address"] == "127.0.0.1"
+        assert attributes["server.port"] == port
+        assert span.parent is not None
+        assert span.parent.span_id == job.get_span_context().span_id
+    failed = [s for s in gets if s.status.status_code == StatusCode.ERROR]
+    assert len(failed) == 1
+    assert dict(failed[0].attributes or {})["error.type"] == "503"
+    assert "sk_test_otel" not in repr([dict(s.attributes or {}) for s in spans])
+
+    durations = telemetry.points("http.client.request.duration")
+    assert sum(p.count for p in durations) == emu.stats.requests
+    (followed,) = telemetry.points("knock_async.operations.followed")
+    assert followed.value == 1

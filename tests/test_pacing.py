@@ -45,7 +45,7 @@ async def test_custom_rates_and_a_429_slows_down(
     fake_knock.reply("GET", Reply(429, {"code": "rate_limited", "message": "slow down"}))
     async with make_client(rate_limits=limits) as knock:
         await knock.bulk_operations.get(OPERATION_ID)
-        limiter = knock._limiter
+        limiter = knock._transport.limiter
         assert isinstance(limiter, ka.AdaptiveRateLimiter)
         assert limiter.state(ka.Tier.GET).rate < 10.0
     assert len(fake_knock.requests) == 2

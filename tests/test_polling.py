@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import knock_async as ka
 from knock_async._convert import structure_operation
-from knock_async._polling import has_changed, poll_delay
+from knock_async._follow import has_changed, poll_delay
 from knock_async._progress import observe
 from tests._support import operation
 

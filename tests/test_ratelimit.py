@@ -798,6 +798,61 @@ def test_retry_after_holds_the_queue_already_waiting() -> None:
     assert times == pytest.approx([T0, T0 + 3.1, T0 + 3.5], abs=TOLERANCE)
 
 
+def test_a_deadline_the_queue_cannot_meet_fails_at_once() -> None:
+    """acquire(deadline=...) raises TimeoutError as soon as its slot cannot come in time
+    (taking none), and grants as usual when it can; the queue behind it is not held up."""
+
+    async def main() -> tuple[list[str], float]:
+        limiter = AdaptiveRateLimiter()  # POST: 5/s, one every 0.2 s
+        outcomes: list[str] = []
+
+        async def take(name: str, deadline: float | None) -> None:
+            try:
+                await limiter.acquire(Tier.POST, deadline=deadline)
+            except TimeoutError:
+                outcomes.append(f"{name} late at {loop_time() - T0:.1f}")
+            else:
+                outcomes.append(f"{name} at {loop_time() - T0:.1f}")
+
+        await asyncio.gather(
+            take("a", None),  # T0
+            take("b", T0 + 0.25),  # its slot, T0 + 0.2, is in time
+            take("c", T0 + 0.3),  # would be T0 + 0.4: refused at once
+            take("d", None),  # takes the slot c did not: T0 + 0.4
+        )
+        return outcomes, loop_time()
+
+    outcomes, ended = run_virtual(main)
+    assert outcomes == ["a at 0.0", "c late at 0.0", "b at 0.2", "d at 0.4"]
+    assert ended == pytest.approx(T0 + 0.4, abs=TOLERANCE)
+
+
+def test_a_hold_past_queued_deadlines_fails_those_waiters_at_once() -> None:
+    """A Retry-After reported while waiters are queued fails, at that moment, those whose
+    deadline it would pass; the others wait it out in order."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        limiter = AdaptiveRateLimiter()
+        outcomes: list[str] = []
+
+        async def take(name: str, deadline: float | None) -> None:
+            try:
+                await limiter.acquire(Tier.POST, deadline=deadline)
+            except TimeoutError:
+                outcomes.append(f"{name} late at {loop_time() - T0:.1f}")
+            else:
+                outcomes.append(f"{name} at {loop_time() - T0:.1f}")
+
+        loop.call_at(T0 + 0.1, lambda: limiter.on_rate_limited(Tier.POST, retry_after=3.0))
+        await asyncio.gather(
+            take("a", None), take("b", None), take("c", T0 + 2.0), take("d", T0 + 10.0)
+        )
+        return outcomes
+
+    assert run_virtual(main) == ["a at 0.0", "c late at 0.1", "b at 3.1", "d at 3.5"]
+
+
 @settings(deadline=None)  # each example builds an event loop; its real cost varies
 @given(
     rate=st.floats(min_value=0.5, max_value=50.0),

@@ -1,17 +1,22 @@
 """Every Python code block in README.md runs as written.
 
 Blocks holding ``def test_`` are run by pytest (they use the ``knock_emulator`` fixture), the
-others as scripts, each in a fresh interpreter with warnings as errors.
+others as scripts, each in a fresh interpreter with warnings as errors. Blocks reading
+``REDIS_URL`` get a ``redis-server`` of their own (see ``tests/redis/conftest.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.redis._server import RedisServer, redis_server_missing
 
 README = Path(__file__).parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
@@ -37,9 +42,18 @@ def test_block_runs(code: str, tmp_path: Path) -> None:
         path = tmp_path / "example.py"
         path.write_text(code)
         command = [sys.executable, "-W", "error", str(path)]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
-    )
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if "REDIS_URL" in code:
+            missing = redis_server_missing()
+            if missing is not None:
+                if os.environ.get("CI", "").lower() == "true":
+                    pytest.fail(f"CI must run the Redis example, but {missing}", pytrace=False)
+                pytest.skip(missing)
+            env["REDIS_URL"] = stack.enter_context(RedisServer()).url
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False, env=env
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     if "def test_" not in code:
         assert result.stderr == ""

@@ -5,13 +5,20 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from knock_async._convert import structure_operation
+from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil
+from knock_async._hooks import HookEvent, PollObserved
+from knock_async._models import BulkOperation
 from knock_async._schedule import EtaSchedule, Forecast, backoff_delay
+from tests._support import OPERATION_ID, operation
 
 DEFAULT = EtaSchedule()
 
@@ -322,3 +329,71 @@ def test_coarse_batches_never_later_than_the_backoff_cap(seed: int, batches: int
     backoff would allow."""
     operation = _Operation(((3600.0, 10_000),), batch=10_000 // batches)
     assert _follow(operation, seed=seed).late <= 30.0
+
+
+# -- the follow state uses it ------------------------------------------------------------------
+
+WALL = datetime(2024, 5, 22, 12, 0, tzinfo=UTC)
+
+
+def _snapshot(rows: int, status: str = "processing") -> BulkOperation:
+    return structure_operation(
+        operation(status=status, processed_rows=rows, estimated_total_rows=36_000)
+    )
+
+
+def _follow_state(policy: PollPolicy, hooks: list[HookEvent] | None = None) -> list[float]:
+    """The waits a ``Follow`` decides for a steady 10 rows/s operation of an hour, polled
+    exactly when it says, until it ends."""
+    follow = Follow(
+        OPERATION_ID, timeout=None, policy=policy, hooks=[] if hooks is None else [hooks.append]
+    )
+    decision = follow.start(0.0, WALL, _snapshot(0), rng=lambda: 0.5)
+    waits, now = [], 0.0
+    while not isinstance(decision, Finished):
+        assert isinstance(decision, Changed | WaitUntil)
+        waits.append(decision.until - now)
+        now = decision.until
+        rows = min(36_000, int(10 * now))
+        status = "completed" if rows == 36_000 else "processing"
+        decision = follow.outcome(now, operation=_snapshot(rows, status), rng=lambda: 0.5)
+    return waits
+
+
+def test_follow_state_is_eta_aware_by_default() -> None:
+    """``PollPolicy()`` follows an hour-long operation in few polls with waits well past the
+    backoff's 30 s; ``eta=False`` is the plain backoff."""
+    eta = _follow_state(PollPolicy())
+    backoff = _follow_state(PollPolicy(eta=False))
+    assert len(eta) <= 45
+    assert max(eta) > 30.0
+    assert max(backoff) <= 30.0 * 1.1
+    assert len(backoff) > 3 * len(eta)
+
+
+def test_follow_state_reports_each_observation() -> None:
+    """Every snapshot the follow state takes in is reported with when the next poll is due
+    (on the wall clock), and the last one, the end, with none."""
+    events: list[HookEvent] = []
+    waits = _follow_state(PollPolicy(), events)
+    observed = [e for e in events if isinstance(e, PollObserved)]
+    assert len(observed) == len(waits) + 1  # the start, every poll
+    assert observed[0].next_poll_at == WALL + timedelta(seconds=waits[0])
+    assert observed[0].fraction == 0.0
+    assert observed[-1].status == "completed"
+    assert observed[-1].next_poll_at is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"eta": 1}, "PollPolicy.eta must be a bool"),
+        ({"eta_fraction": 1.0}, r"PollPolicy.eta_fraction must be a finite number in \(0, 1\)"),
+        ({"max_eta_delay": 0.0}, "PollPolicy.max_eta_delay must be a finite number > 0"),
+        ({"initial_delay": 5.0, "max_eta_delay": 4.0}, "must not exceed max_eta_delay"),
+    ],
+)
+def test_poll_policy_eta_settings_are_checked(changes: dict[str, Any], message: str) -> None:
+    """The ETA settings of ``PollPolicy`` are refused with their name when out of range."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        PollPolicy(**changes)

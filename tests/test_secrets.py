@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import traceback
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -46,26 +44,6 @@ async def test_caller_session_raising_for_status_changes_nothing(fake_knock: Fak
             await knock.bulk_operations.get(OPERATION_ID)
     assert info.value.code == "not_found"
     assert len(fake_knock.requests) == 1
-
-
-@pytest.fixture
-async def broken_http() -> AsyncIterator[str]:
-    """A server on loopback that answers with a malformed HTTP header."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nThis is not a header\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_key_absent_from_a_malformed_response_error(broken_http: str) -> None:

@@ -43,17 +43,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
-    from . import _commands, _demo, _run
+    from ..testing._frontdoor import serve_from_args
+    from . import _commands, _demo, _plan, _run
 
+    if args.command == "emulator":
+        problem = serve_from_args(args)
+        if problem is not None:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        return int(ExitCode.OK)
     try:
-        if args.command == "emulator":
-            return _commands.emulator(args)
-        runners = {
-            "bulk-update": _commands.bulk_update,
-            "status": _commands.status,
-            "demo": _demo.demo,
-        }
-        return asyncio.run(runners[args.command](args, redactor))
+        plan = _plan.plan(args)
+        if isinstance(plan, _plan.BulkPlan):
+            return asyncio.run(_commands.bulk_update(plan, redactor, debug=args.debug))
+        if isinstance(plan, _plan.StatusPlan):
+            return asyncio.run(_commands.status(plan, redactor, debug=args.debug))
+        return asyncio.run(_demo.demo(plan, redactor, debug=args.debug))
     except UsageError as exc:
         print(redactor.text(f"{PROG}: error: {exc}"), file=sys.stderr)
         return int(ExitCode.USAGE)

@@ -1,7 +1,8 @@
-"""The command line's grammar: ``argparse`` parsers, value types and the exit codes. Stdlib only.
+"""The command line's grammar: ``argparse`` parsers, value types and the exit codes.
 
 Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
-without the ``cli`` extra installed.
+without the ``cli`` extra installed. The ``emulator`` command's options are the emulator's own
+front door (``knock_async.testing._frontdoor``), shared with ``python -m knock_async.testing``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import enum
 import json
-import math
 import textwrap
 import uuid
 from collections.abc import Sequence
@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from .._models import ArchivedFilter, BulkAction, DeliveryStatus, EngagementStatus
 from .._version import __version__
+from ..testing._frontdoor import DESCRIPTION, add_arguments, int_range, positive
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
 
@@ -97,36 +98,7 @@ def json_object(text: str) -> str:
     return text
 
 
-def _positive(unit: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {unit}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be a {unit} > 0, got {text}")
-        return value
-
-    return parse
-
-
-seconds = _positive("number of seconds")
-positive_float = _positive("number")
-
-
-def _int_at_least(minimum: int, maximum: int | None = None) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = "" if maximum is None else f" and <= {maximum}"
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}{upper}, got {value}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
+seconds = positive("number of seconds")
 
 
 def channel_id(text: str) -> str:
@@ -144,7 +116,7 @@ def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
 # -- the parsers ----------------------------------------------------------------------------
 
 
-def _common(*, connects: bool) -> _Parser:
+def _common(*, connects: bool, output: bool = True) -> _Parser:
     """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
     parent = _Parser(add_help=False)
     parent.add_argument(
@@ -153,30 +125,58 @@ def _common(*, connects: bool) -> _Parser:
         default=argparse.SUPPRESS,
         help="show tracebacks and the request log (the API key is never shown)",
     )
-    if connects:
-        group = parent.add_argument_group("connection")
-        group.add_argument(
-            "--api-key-file",
-            metavar="PATH",
-            help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
-        )
-        group.add_argument(
-            "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
-        )
-        group.add_argument(
-            "--base-url",
-            metavar="URL",
-            help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
-        )
-        group.add_argument(
-            "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
-        )
-        group.add_argument(
+    if output:
+        parent.add_argument(
             "--json",
             action="store_true",
             help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
         )
+    if connects:
+        _connection(parent.add_argument_group("connection"))
     return parent
+
+
+def _connection(group: argparse._ArgumentGroup) -> None:
+    """Where requests go and with which key: every connection option is here."""
+    group.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
+    )
+    group.add_argument(
+        "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
+    )
+    group.add_argument(
+        "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
+    )
+
+
+def _following(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--timeout",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up following after this long (default: 3600)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="first and shortest wait between polls (default: 1; the waits then follow the "
+        "operation's predicted end)",
+    )
 
 
 _EXIT_CODES = """\
@@ -250,27 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="only messages without a tenant",
     )
-    filters.add_argument(
-        "--newer-than",
-        type=aware_datetime,
-        metavar="DATETIME",
-        help="inserted after (ISO 8601 with offset)",
-    )
-    filters.add_argument(
-        "--older-than",
-        type=aware_datetime,
-        metavar="DATETIME",
-        help="inserted before (ISO 8601 with offset)",
-    )
-    filters.add_argument(
-        "--recipient-id", dest="recipient_ids", action="append", metavar="ID", help="repeatable"
-    )
-    filters.add_argument(
-        "--tenant", dest="tenants", action="append", metavar="TENANT", help="repeatable"
-    )
-    filters.add_argument(
-        "--workflow", dest="workflows", action="append", metavar="KEY", help="repeatable"
-    )
+    for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
+        filters.add_argument(
+            flag,
+            type=aware_datetime,
+            metavar="DATETIME",
+            help=f"inserted {when} (ISO 8601 with offset)",
+        )
+    for flag, dest, metavar in (
+        ("--recipient-id", "recipient_ids", "ID"),
+        ("--tenant", "tenants", "TENANT"),
+        ("--workflow", "workflows", "KEY"),
+    ):
+        filters.add_argument(flag, dest=dest, action="append", metavar=metavar, help="repeatable")
     filters.add_argument(
         "--trigger-data",
         type=json_object,
@@ -281,23 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-wait", action="store_true", help="submit, print the operation ids and exit"
     )
-    run.add_argument(
-        "--timeout",
-        type=seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="give up following after this long (default: 3600)",
-    )
-    run.add_argument(
-        "--poll-interval",
-        type=seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="first poll after this long, then backing off x1.5 up to 30 s (default: 1)",
-    )
+    _following(run)
     run.add_argument(
         "--concurrency",
-        type=_int_at_least(1, 100),
+        type=int_range(1, 100),
         default=10,
         metavar="N",
         help="requests in flight with many channels (default: 10)",
@@ -322,77 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "-w", "--watch", action="store_true", help="follow until completed or failed"
     )
-    status.add_argument(
-        "--poll-interval",
-        type=seconds,
-        default=1.0,
-        metavar="SECONDS",
-        help="with --watch: first poll after this long, then backing off up to 30 s (default: 1)",
-    )
-    status.add_argument(
-        "--timeout",
-        type=seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="with --watch: give up after this long (default: 3600)",
-    )
+    _following(status.add_argument_group("with --watch"))
 
     # emulator -------------------------------------------------------------------------------
     emulator = commands.add_parser(
         "emulator",
-        parents=[_common(connects=False)],
+        parents=[_common(connects=False, output=False)],
         help="serve the embedded Knock emulator on loopback until Ctrl-C",
-        description=(
-            "Serve the embedded Knock emulator (no Knock account needed) and print its base URL "
-            "and seeded channel ids. Any sk_... key is accepted. Ctrl-C stops it (exit 0)."
-        ),
+        description=DESCRIPTION,
     )
-    emulator.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
-    )
-    emulator.add_argument(
-        "--port", type=_int_at_least(0, 65535), default=0, help="port (default: 0, a free one)"
-    )
-    emulator.add_argument(
-        "--channels",
-        type=_int_at_least(0, 1000),
-        default=3,
-        metavar="N",
-        help="channels to create (default: 3)",
-    )
-    emulator.add_argument(
-        "--seed-messages",
-        type=_int_at_least(0),
-        default=1000,
-        metavar="N",
-        help="random messages per channel (default: 1000)",
-    )
-    emulator.add_argument(
-        "--channel-type",
-        default="in_app_feed",
-        choices=["in_app_feed", "email", "sms", "push", "chat"],
-        help="type of the channels created (default: in_app_feed)",
-    )
-    emulator.add_argument(
-        "--seed", type=int, default=0, help="seed for the channel ids and messages (default: 0)"
-    )
-    emulator.add_argument(
-        "--rows-per-second",
-        type=positive_float,
-        default=10_000.0,
-        metavar="R",
-        help="processing speed per operation (default: 10000)",
-    )
-    emulator.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=500,
-        metavar="N",
-        help="rows processed per step (default: 500)",
-    )
-    emulator.add_argument(
-        "--no-rate-limits", action="store_true", help="turn Knock's rate limits off"
-    )
+    add_arguments(emulator)
 
     # demo -----------------------------------------------------------------------------------
     demo = commands.add_parser(
@@ -407,26 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--channels",
-        type=_int_at_least(1, 50),
+        type=int_range(1, 50),
         default=4,
         metavar="N",
         help="channels (default: 4)",
     )
     demo.add_argument(
         "--messages",
-        type=_int_at_least(1, 200_000),
+        type=int_range(1, 200_000),
         default=5000,
         metavar="N",
         help="messages on the largest channel (default: 5000)",
     )
     demo.add_argument(
         "--rows-per-second",
-        type=positive_float,
+        type=positive("number"),
         default=200.0,
         metavar="R",
         help="emulated processing speed per operation (default: 200)",
     )
-    demo.add_argument("--json", action="store_true", help="NDJSON output, as bulk-update --json")
     return parser
 
 

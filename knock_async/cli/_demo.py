@@ -7,19 +7,20 @@ against the emulator's store: each message that matched is archived now, and no 
 
 from __future__ import annotations
 
-import argparse
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
+from .._follow import PollPolicy
 from .._models import BulkActionValue
-from .._polling import PollPolicy
 from ..testing import KnockEmulator
-from ._args import PROG, ExitCode
+from ._args import PROG
 from ._display import make_display
-from ._outcome import Outcome, Row, Tracker, worst
-from ._run import Redactor, fanout_updates, finish, follow, sigint_cancels
+from ._outcome import operation_of, outcome, overall
+from ._plan import DemoPlan, filters_json
+from ._run import Redactor, Run, finish
 
 __all__ = ["demo"]
 
@@ -33,11 +34,11 @@ def _sizes(channels: int, largest: int) -> list[int]:
     return [max(1, round(largest * (index + 1) / channels)) for index in range(channels)]
 
 
-async def demo(args: argparse.Namespace, redactor: Redactor) -> int:
+async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.add(key)
-    rate: float = args.rows_per_second
-    display = make_display(json_lines=args.json)
+    rate = plan.rows_per_second
+    display = make_display(json_lines=plan.json, channels=True, clock=time.monotonic)
     emulator = KnockEmulator(
         api_keys=[key],
         rows_per_second=rate,
@@ -46,8 +47,9 @@ async def demo(args: argparse.Namespace, redactor: Redactor) -> int:
         seed=7,
     )
     async with emulator as emu:
-        channels = [emu.add_channel("in_app_feed") for _ in range(args.channels)]
-        sizes = _sizes(args.channels, args.messages)
+        base_url = emu.base_url
+        channels = [emu.add_channel("in_app_feed") for _ in range(plan.channels)]
+        sizes = _sizes(plan.channels, plan.messages)
         for index, (channel, size) in enumerate(zip(channels, sizes, strict=True)):
             emu.add_messages(channel, size, seed=index)
         cutoff = (emu.clock.now() - timedelta(days=7)).replace(microsecond=0)
@@ -69,7 +71,7 @@ async def demo(args: argparse.Namespace, redactor: Redactor) -> int:
             }
             archived_before[channel] = {m.id for m in messages if m.archived_at is not None}
 
-        stamp = cutoff.isoformat().replace("+00:00", "Z")
+        stamp = filters_json(filters)["older_than"]
         intro = [
             f"Knock emulator running in-process at {emu.base_url} (a generated sk_demo_ key).",
             f"Seeded {len(channels)} in-app feed channels with {sum(sizes):,} messages "
@@ -83,47 +85,43 @@ async def demo(args: argparse.Namespace, redactor: Redactor) -> int:
             "command": "demo",
             "action": ACTION,
             "channels": channels,
-            "filters": {**filters, "older_than": stamp},
+            "filters": filters_json(filters),
             "wait": True,
             "base_url": emu.base_url,
         }
-        tracker = Tracker(Row(key=c, channel_id=c) for c in channels)
+        run = Run(channels, display)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
-            fanout = client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters)
-            display.start(list(tracker.rows.values()), header, intro)
-            with sigint_cancels() as interrupt:
-                try:
-                    interrupted = await follow(fanout_updates(fanout), tracker, display, interrupt)
-                finally:
-                    display.stop()
-                    await fanout.aclose()
+            display.start(channels, header, intro)
+            async with client.channels.bulk.update_many(
+                channels, ACTION, timeout=120.0, **filters
+            ) as fanout:
+                await run.follow(fanout, until_submitted=False)
 
         # The check: compare what the API reported with what the store holds now.
         values: dict[str, dict[str, Any]] = {}
-        all_ok = not interrupted
         for channel in channels:
-            row = tracker.rows[channel]
-            messages = emu.messages(channel)
-            archived_now = {m.id for m in messages if m.archived_at is not None}
+            event = run.latest.get(channel)
+            op = operation_of(event)
+            archived_now = {m.id for m in emu.messages(channel) if m.archived_at is not None}
             wanted = expected[channel]
             archived = len(wanted & archived_now)
             collateral = len(archived_now ^ (archived_before[channel] | wanted))
             ok = (
-                row.outcome == Outcome.COMPLETED
-                and row.success_count == len(wanted)
-                and archived == len(wanted)
+                outcome(event) == "completed"
+                and op is not None
+                and op.success_count == len(wanted) == archived
                 and collateral == 0
             )
-            all_ok = all_ok and ok
             values[channel] = {
                 "matched": len(wanted),
                 "archived_in_store": archived,
                 "other_changes": collateral,
-                "check": "-" if interrupted else "ok" if ok else "MISMATCH",
+                "check": "-" if run.interrupted else "ok" if ok else "MISMATCH",
             }
 
+    all_ok = not run.interrupted and all(v["check"] == "ok" for v in values.values())
     total_matched = sum(len(ids) for ids in expected.values())
-    if interrupted:
+    if run.interrupted:
         notes = ["Interrupted: the check against the emulator's store was not made."]
     elif all_ok:
         notes = [
@@ -137,27 +135,18 @@ async def demo(args: argparse.Namespace, redactor: Redactor) -> int:
             "Check against the emulator's store: MISMATCH (see the check column, and "
             "other_changes in --json output); please report it with the output of `--debug`."
         ]
-    code = None
-    if not interrupted:
-        code = ExitCode.OK if all_ok else worst([tracker.exit_code(), ExitCode.FAILED])
-    return finish(
-        command="demo",
-        action=ACTION,
-        tracker=tracker,
-        display=display,
-        interrupted=interrupted,
-        debug=args.debug,
-        redactor=redactor,
-        code=code,
+    name = None
+    if not all_ok and not run.interrupted:  # a mismatch fails the demo (exit 1, or 3)
+        name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
+    report = run.report(
+        "demo",
+        ACTION,
+        outcome=name,
         resumable=False,
-        summary_extra={
-            "columns": [
-                ("matched", "matched"),
-                ("archived_in_store", "in store"),
-                ("check", "check"),  # other_changes (0 when ok) is in the --json output
-            ],
-            "values": values,
-            "notes": notes,
-            "extra": {"verified": all_ok},
-        },
+        # other_changes (0 when ok) is in the --json output only
+        columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
+        values=values,
+        notes=tuple(notes),
+        extra={"verified": all_ok},
     )
+    return finish(report, display, redactor=redactor, debug=debug, base_url=base_url)

@@ -1,50 +1,63 @@
-"""Showing progress: a ``rich`` live display on a terminal, plain lines otherwise, NDJSON with
-``--json``. All three take the same calls: ``start``, ``update`` per event, ``stop``,
-``summary``."""
+"""Rendering the library's events: a ``rich`` live display on a terminal, plain lines
+otherwise, NDJSON with ``--json``. All three take the same calls: ``start``, ``update`` per
+``FanOutEvent``, ``stop`` and ``summary`` (a ``Report``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import Any, Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
-from rich.table import Table
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.constrain import Constrain
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import FanOutEventKind
-from ._outcome import Outcome, Row, Summary, Totals, describe
+from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
+from .._models import BulkOperation
+from ._outcome import (
+    Report,
+    duration_seconds,
+    one_line,
+    operation_of,
+    outcome,
+    plural,
+    progress_json,
+    report_json,
+)
 
-__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "make_display"]
+__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
 Kind = FanOutEventKind
-_TERMINAL_KINDS = (Kind.COMPLETED, Kind.FAILED, Kind.ERROR)
 
 
 class Display(Protocol):
-    def start(self, rows: list[Row], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         """Begin: ``header`` describes the run (NDJSON ``start``), ``intro`` is for people."""
 
-    def update(self, kind: FanOutEventKind, row: Row, totals: Totals) -> None: ...
+    def update(self, event: FanOutEvent) -> None: ...
 
     def stop(self) -> None:
         """End the live part (idempotent); the summary comes after."""
 
-    def summary(self, summary: Summary) -> None: ...
+    def summary(self, report: Report) -> None: ...
 
 
-def make_display(*, json_lines: bool, out: TextIO | None = None) -> Display:
-    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise."""
+def make_display(
+    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
+) -> Display:
+    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
+    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
     out = sys.stdout if out is None else out
     if json_lines:
-        return JsonDisplay(out)
+        return JsonDisplay(out, channels=channels, clock=clock)
     if _is_terminal(out):
-        return RichDisplay(Console(file=out, force_terminal=True))
-    return PlainDisplay(out)
+        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
+    return PlainDisplay(out, channels=channels)
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -55,6 +68,21 @@ def _is_terminal(out: TextIO) -> bool:
 
 
 # -- formatting ------------------------------------------------------------------------------
+
+
+def abbreviate(value: float | None) -> str:
+    """A count in at most about six characters: ``950``, ``12.3k``, ``4.5M``, ``1.0e+22``."""
+    if value is None:
+        return "?"
+    if value < 1000:
+        return f"{value:.0f}"
+    for unit in "kMBT":
+        value /= 1000
+        if value < 99.95:
+            return f"{value:.1f}{unit}"
+        if value < 999.5:
+            return f"{value:.0f}{unit}"
+    return f"{value * 1e12:.1e}"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -69,22 +97,28 @@ def format_duration(seconds: float | None) -> str:
 
 def format_eta(eta: timedelta | None) -> str:
     if eta is None:
-        return "-"
+        return "?"
     return format_duration(eta.total_seconds()) if eta.total_seconds() >= 1 else "<1s"
 
 
-def format_percent(fraction: float | None) -> str:
+def _percent(fraction: float | None) -> str:
     return "" if fraction is None else f" ({fraction:.0%})"
 
 
-def short(identifier: str | None) -> str:
-    if not identifier:
-        return "-"
-    return identifier[:8] + "…" if len(identifier) > 9 else identifier
+def _status(event: FanOutEvent | None) -> str:
+    """The status shown for one key: its outcome once ended, else the API's status."""
+    ended = outcome(event)
+    op = operation_of(event)
+    if ended == "error" and event is not None and event.error is not None:
+        return f"error {event.error.status or ''}".strip()
+    if ended is not None:
+        return ended
+    return "pending" if op is None else op.status.value
 
 
-def _estimate(value: int | None) -> str:
-    return "?" if value is None else str(value)
+def _rows(op: BulkOperation | None) -> str:
+    estimate = None if op is None else op.estimated_total_rows
+    return f"{0 if op is None else op.processed_rows}/{'?' if estimate is None else estimate}"
 
 
 # -- NDJSON ----------------------------------------------------------------------------------
@@ -93,32 +127,108 @@ def _estimate(value: int | None) -> str:
 class JsonDisplay:
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, channels: bool, clock: Callable[[], float]) -> None:
         self._out = out
+        self._channels = channels
+        self._clock = clock
+        self._started = clock()
 
     def _write(self, record: dict[str, Any]) -> None:
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._out.flush()
 
-    def start(self, rows: list[Row], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         self._write({"type": "start", **header})
 
-    def update(self, kind: FanOutEventKind, row: Row, totals: Totals) -> None:
-        self._write(
-            {
-                "type": "progress",
-                "event": kind.value,
-                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                **row.to_json(),
-                "totals": totals.to_json(),
-            }
-        )
+    def update(self, event: FanOutEvent) -> None:
+        elapsed = self._clock() - self._started
+        self._write(progress_json(event, elapsed, channels=self._channels))
 
     def stop(self) -> None:
         pass
 
-    def summary(self, summary: Summary) -> None:
-        self._write(summary.to_json())
+    def summary(self, report: Report) -> None:
+        self._write(report_json(report))
+
+
+# -- the summary, for plain lines and rich alike ---------------------------------------------
+
+
+def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
+    """The summary: per channel a row of numbers under its id's first 8 characters, then the
+    full ids (both never fit 80 columns beside the numbers), then one line for the run."""
+    if report.channels:
+        keys = list(report.keys)
+        if limit is not None and len(keys) > limit:  # the channels not completed first
+            keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
+            keys = keys[:limit]
+        headers = ["channel", "status", "rows", "updated", "errors", "time"]
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for index, header in enumerate(headers + [header for _, header in report.columns]):
+            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
+        for key in keys:
+            event = report.latest.get(key)
+            op = operation_of(event)
+            status, extra = _status(event), report.values.get(key, {})
+            table.add_row(
+                key[:8],
+                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+                *(abbreviate(0 if op is None else n(op)) for n in _COUNTS),
+                format_duration(duration_seconds(op)),
+                *(_cell(extra.get(name, "")) for name, _ in report.columns),
+            )
+            ids.add_row(key, report.operation_id(key) or "-")
+        console.print()
+        console.print(table)
+        if len(keys) < len(report.keys):
+            console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
+        console.print()
+        console.print(ids)
+    style = "bold green" if report.code == 0 else "bold red"
+    console.print(Text(_summary_line(report), style=style))
+    for line in report.notes:
+        console.print(line, highlight=False, soft_wrap=True)
+    if report.outcome in ("submitted", "queued", "processing") and report.resume:
+        console.print("follow with:")
+        for command in report.resume:
+            console.print(f"  {command}", highlight=False, soft_wrap=True)
+
+
+def _cell(value: object) -> str:
+    return abbreviate(value) if isinstance(value, int) else str(value)
+
+
+_COUNTS: tuple[Callable[[BulkOperation], int], ...] = (
+    lambda op: op.processed_rows,
+    lambda op: op.success_count,
+    lambda op: op.error_count,
+)
+
+
+def _summary_line(report: Report) -> str:
+    code = f"(exit {int(report.code)})"
+    if not report.channels:  # status: the one operation
+        op = operation_of(report.latest.get(report.keys[0]))
+        if op is None:
+            return f"{report.outcome}: operation {report.keys[0]} {code}"
+        took = duration_seconds(op)
+        return (
+            f"{report.outcome}: operation {op.id}: {plural(op.success_count, 'row')} updated, "
+            f"{plural(op.error_count, 'error')}"
+            + ("" if took is None else f", in {format_duration(took)}")
+            + f" {code}"
+        )
+    what = f"{report.action} on " if report.action else ""
+    timeouts = report.count("timeout")
+    return (
+        f"{report.outcome}: {what}{plural(len(report.keys), 'channel')}: "
+        f"{report.count('completed')} completed, {report.count('failed')} failed, "
+        f"{report.count('error')} errored"
+        + (f", {timeouts} timed out" if timeouts else "")
+        + f"; {plural(report.totals.processed_rows, 'row')} processed in "
+        f"{format_duration(report.elapsed)} {code}"
+    )
 
 
 # -- plain lines -----------------------------------------------------------------------------
@@ -127,125 +237,71 @@ class JsonDisplay:
 class PlainDisplay:
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
         self._out = out
+        self._channels = channels
         self._many = False
 
     def _print(self, line: str = "") -> None:
         self._out.write(line + "\n")
         self._out.flush()
 
-    def start(self, rows: list[Row], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        self._many = len(rows) > 1
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+        self._many = len(keys) > 1
         for line in intro:
             self._print(line)
 
-    def update(self, kind: FanOutEventKind, row: Row, totals: Totals) -> None:
-        parts = [f"{kind.value:<9}"]
-        if row.channel_id is not None:
-            parts.append(f"channel={row.channel_id}")
-        if row.operation_id is not None:
-            parts.append(f"operation={row.operation_id}")
-        if kind is Kind.ERROR and row.error is not None and row.outcome == Outcome.ERROR:
-            parts.append(f"error: {describe(row.error)}")
-            self._print(" ".join(parts))
+    def update(self, event: FanOutEvent) -> None:
+        op = operation_of(event)
+        ended = outcome(event)
+        parts = [f"{event.kind.value:<9}"]
+        if self._channels:  # (status: the id is in the summary line)
+            parts.append(f"channel={event.channel_id}")
+            if op is not None:
+                parts.append(f"operation={op.id}")
+        if ended == "error" and event.error is not None:
+            parts.append(f"error: {one_line(str(event.error))}")
         else:
-            parts.append(f"status={row.status}")
-            rows = f"rows={row.processed_rows}/{_estimate(row.estimated_total_rows)}"
-            parts.append(rows + format_percent(row.fraction))
-            if kind in _TERMINAL_KINDS:
-                parts.append(f"updated={row.success_count} errors={row.error_count}")
-                if row.outcome == Outcome.TIMEOUT:
-                    parts.append("timed-out")
-                elif row.duration_seconds is not None:
-                    parts.append(f"duration={format_duration(row.duration_seconds)}")
-            else:
-                if row.rows_per_second is not None:
-                    parts.append(f"rate={row.rows_per_second:.0f}/s")
-                if row.eta is not None:
-                    parts.append(f"eta={format_eta(row.eta)}")
-            self._print(" ".join(parts))
-        if self._many and kind in _TERMINAL_KINDS:
-            self._print(_totals_line(totals))
+            progress = event.progress
+            parts.append(f"status={_status(event)}")
+            parts.append(
+                f"rows={_rows(op)}" + _percent(None if progress is None else progress.fraction)
+            )
+            if ended is None and progress is not None:
+                if progress.rows_per_second is not None:
+                    parts.append(f"rate={progress.rows_per_second:.0f}/s")
+                parts.append(f"eta={format_eta(progress.eta)}")
+            elif op is not None and self._channels:  # status: in the summary line
+                parts.append(f"updated={op.success_count} errors={op.error_count}")
+                if ended != "timeout":
+                    parts.append(f"duration={format_duration(duration_seconds(op))}")
+        self._print(" ".join(parts))
+        if self._many and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+            self._print(_totals_line(event.totals))
 
     def stop(self) -> None:
         pass
 
-    def summary(self, summary: Summary) -> None:
-        self._print()
-        skip = 1 if summary.command == "status" else 0  # no channel column
-        headers = ["channel", "operation", "status", "rows", "updated", "errors", "duration"]
-        headers = headers[skip:] + [header for _, header in summary.columns]
-        table = [headers]
-        for row in summary.rows:
-            cells = _summary_cells(row)[skip:]
-            extra = summary.values.get(row.key, {})
-            cells += [str(extra.get(name, "")) for name, _ in summary.columns]
-            table.append(cells)
-        widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
-        for line in table:
-            padded = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-            self._print("  ".join(padded).rstrip())
-        self._print(_summary_line(summary))
-        for note in summary.notes:
-            self._print(note)
-        if summary.resume and summary.outcome == "submitted":
-            self._print("follow with:")
-            for command in summary.resume:
-                self._print(f"  {command}")
+    def summary(self, report: Report) -> None:
+        # Wide enough that nothing wraps: a log or a pipe has no width.
+        print_summary(Console(file=self._out, width=10_000, color_system=None), report)
 
 
-def _totals_line(totals: Totals) -> str:
+def _totals_line(totals: FanOutTotals) -> str:
     parts = [
         "total    ",
         f"finished={totals.finished}/{totals.channels}",
         f"completed={totals.completed} failed={totals.failed} errored={totals.errored}",
-        f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
-        + format_percent(totals.fraction),
+        f"rows={totals.processed_rows}/{totals.estimated_total_rows}" + _percent(totals.fraction),
     ]
     if totals.rows_per_second is not None:
         parts.append(f"rate={totals.rows_per_second:.0f}/s")
     return " ".join(parts)
 
 
-def _summary_cells(row: Row) -> list[str]:
-    status = row.outcome or row.status
-    if row.outcome == Outcome.ERROR and row.error is not None:
-        code = row.error.code or (row.error.status and f"HTTP {row.error.status}") or "error"
-        status = f"error ({code})"
-    return [
-        row.channel_id or "-",
-        row.operation_id or "-",
-        status,
-        f"{row.processed_rows}/{_estimate(row.estimated_total_rows)}",
-        str(row.success_count),
-        str(row.error_count),
-        format_duration(row.duration_seconds),
-    ]
-
-
-def _summary_line(summary: Summary) -> str:
-    t = summary.totals
-    if summary.command == "status" and len(summary.rows) == 1:
-        row = summary.rows[0]
-        return (
-            f"{summary.outcome}: operation {row.operation_id}: {row.processed_rows}/"
-            f"{_estimate(row.estimated_total_rows)} rows, {row.success_count} updated, "
-            f"{row.error_count} errors (exit {summary.exit_code})"
-        )
-    what = f"{summary.action} on " if summary.action else ""
-    noun = "channel" if summary.command != "status" else "operation"
-    plural = "" if t.channels == 1 else "s"
-    return (
-        f"{summary.outcome}: {what}{t.channels} {noun}{plural}: {t.completed} completed, "
-        f"{t.failed} failed, {t.errored} errored; {t.processed_rows} rows processed "
-        f"in {format_duration(t.elapsed_seconds)} (exit {summary.exit_code})"
-    )
-
-
 # -- rich ------------------------------------------------------------------------------------
 
-_STATUS_STYLE = {
+_STYLE = {
     "pending": "dim",
     "queued": "yellow",
     "processing": "cyan",
@@ -256,30 +312,37 @@ _STATUS_STYLE = {
 }
 
 
-class _RowsColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        done = int(task.fields.get("rows_done", 0))
-        total = task.fields.get("rows_total")
-        shown = "?" if total is None else f"{int(total):,}"
-        return Text(f"{done:,}/{shown} rows", style="progress.download")
+def _field(name: str, style: str = "") -> TextColumn:
+    """A task field as text, never wrapped: each bar stays on one line."""
+    return TextColumn(f"{{task.fields[{name}]}}", style=style, table_column=Column(no_wrap=True))
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        rate = task.fields.get("rate")
-        text = "- rows/s" if rate is None else f"{float(rate):,.0f} rows/s"
-        return Text(text, style="progress.data.speed")
+def _bar(
+    done: int, total: int | None, rate: float | None, eta: timedelta | None, status: str
+) -> dict[str, Any]:
+    """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
+    return {
+        "rows": f"{abbreviate(done)}/{abbreviate(total)}",
+        "rate": f"{abbreviate(rate)}/s",
+        "eta": f"ETA {format_eta(eta)}",
+        "status": f"[{_STYLE.get(status.split(' ')[0], 'default')}]{status}[/]",
+    }
 
 
-class _EtaColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"ETA {task.fields.get('eta', '-')}", style="progress.remaining")
+class _Bars(Progress):
+    """Rich's progress display kept 3 columns short of the terminal's width: a Ctrl-C echoed as
+    ``^C`` after the last line then wraps nothing, so the redraw stays in place."""
+
+    def get_renderable(self) -> RenderableType:
+        return _Narrower(super().get_renderable())
 
 
-class _StatusColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        status = str(task.fields.get("status", ""))
-        return Text(status, style=_STATUS_STYLE.get(status.split(" ")[0], ""))
+class _Narrower:
+    def __init__(self, renderable: RenderableType) -> None:
+        self._renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Constrain(self._renderable, width=max(20, options.max_width - 3))
 
 
 class RichDisplay:
@@ -288,80 +351,77 @@ class RichDisplay:
 
     MAX_ROWS = 12
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, channels: bool) -> None:
         self.console = console
-        self._progress = Progress(
-            TextColumn("{task.description}"),
+        self._channels = channels
+        self._progress = _Bars(
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
             BarColumn(bar_width=None),
-            TextColumn("{task.percentage:>3.0f}%"),
-            _RowsColumn(),
-            _RateColumn(),
-            _EtaColumn(),
-            _StatusColumn(),
+            TextColumn("{task.percentage:>3.0f}%", table_column=Column(no_wrap=True)),
+            _field("rows", "progress.download"),
+            _field("rate", "progress.data.speed"),
+            _field("eta", "progress.remaining"),
+            _field("status"),
             console=console,
             refresh_per_second=10,
-            expand=False,
+            expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
-        self._visible: list[str] = []
         self._total: TaskID | None = None
         self._count = 0
         self._started = False
 
-    def start(self, rows: list[Row], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         for line in intro:
             self.console.print(line, highlight=False, soft_wrap=True)
-        self._count = len(rows)
+        self._count = len(keys)
         if self._count > 1:
+            label = f"all {self._count} channels"
             self._total = self._progress.add_task(
-                f"[bold]all {self._count} channels", total=None, **_fields(None)
+                label, total=None, **_bar(0, None, None, None, "")
             )
-        for row in rows[: self.MAX_ROWS]:
-            self._show(row)
+        for key in keys[: self.MAX_ROWS]:
+            self._show(key)
         self._progress.start()
         self._started = True
 
-    def _show(self, row: Row) -> None:
-        if row.channel_id is not None:
-            label = f"channel {short(row.channel_id)}"
-        else:
-            label = f"operation {short(row.operation_id or row.key)}"
-        task = self._progress.add_task(label, total=None, **_fields(row))
-        self._tasks[row.key] = task
-        self._visible.append(row.key)
+    def _show(self, key: str) -> None:
+        label = key[:8] if self._channels else f"operation {key[:8]}"
+        fields = _bar(0, None, None, None, "pending")
+        self._tasks[key] = self._progress.add_task(label, total=None, **fields)
 
-    def update(self, kind: FanOutEventKind, row: Row, totals: Totals) -> None:
-        if row.key not in self._tasks and len(self._visible) < self.MAX_ROWS:
-            self._show(row)
-        task = self._tasks.get(row.key)
+    def update(self, event: FanOutEvent) -> None:
+        key = event.channel_id
+        if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
+            self._show(key)
+        task = self._tasks.get(key)
+        progress = event.progress
         if task is not None:
-            self._set(task, row.fraction, _fields(row))
-            if (
-                row.finished
-                and self._count > self.MAX_ROWS
-                and row.outcome == Outcome.COMPLETED
-                and row.key in self._visible
-            ):
+            op = operation_of(event)
+            self._set(
+                task,
+                None if progress is None else progress.fraction,
+                _bar(
+                    0 if op is None else op.processed_rows,
+                    None if op is None else op.estimated_total_rows,
+                    None if progress is None else progress.rows_per_second,
+                    None if progress is None else progress.eta,
+                    _status(event),
+                ),
+            )
+            if self._count > self.MAX_ROWS and outcome(event) == "completed":
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
-                self._visible.remove(row.key)
+                del self._tasks[key]
         if self._total is not None:
-            status = (
-                f"{totals.finished}/{totals.channels} done"
-                + (f", {totals.failed} failed" if totals.failed else "")
-                + (f", {totals.errored} errored" if totals.errored else "")
-            )
+            totals = event.totals
+            done = f"{totals.finished}/{totals.channels} done"
             self._set(
                 self._total,
                 totals.fraction,
-                {
-                    "rows_done": totals.processed_rows,
-                    "rows_total": totals.estimated_total_rows,
-                    "rate": totals.rows_per_second,
-                    "eta": format_eta(totals.eta),
-                    "status": status,
-                },
-            )
+                _bar(totals.processed_rows, totals.estimated_total_rows, totals.rows_per_second,
+                     totals.eta, done),
+            )  # fmt: skip
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
         if fraction is None:
@@ -372,63 +432,7 @@ class RichDisplay:
     def stop(self) -> None:
         if self._started:
             self._started = False
-            self._progress.refresh()
             self._progress.stop()
 
-    def summary(self, summary: Summary) -> None:
-        table = Table(show_edge=False, header_style="bold")
-        skip = 1 if summary.command == "status" else 0  # no channel column
-        # On a narrow terminal the ids give up width first (cut with an ellipsis; the full
-        # ones are in --json output and the resume commands), never the numbers.
-        for name in ("channel", "operation")[skip:]:
-            table.add_column(name, overflow="ellipsis", min_width=10)
-        table.add_column("status", no_wrap=True, min_width=9)
-        for name in ("rows", "updated", "errors", "duration"):
-            table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-        for _, header in summary.columns:
-            table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
-        shown = summary.rows
-        hidden = 0
-        limit = 30
-        if len(shown) > limit:
-            not_ok = [r for r in shown if r.outcome != Outcome.COMPLETED]
-            ok = [r for r in shown if r.outcome == Outcome.COMPLETED]
-            shown = not_ok + ok[: max(0, limit - len(not_ok))]
-            hidden = len(summary.rows) - len(shown)
-        for row in shown:
-            cells = _summary_cells(row)
-            status = cells[2]
-            extra = summary.values.get(row.key, {})
-            table.add_row(
-                *cells[skip:2],
-                Text(status, style=_STATUS_STYLE.get(status.split(" ")[0], "")),
-                *cells[3:],
-                *(str(extra.get(name, "")) for name, _ in summary.columns),
-            )
-        self.console.print()
-        self.console.print(table)
-        if hidden:
-            self.console.print(f"  … and {hidden} more channels, all completed")
-        style = "bold green" if summary.exit_code == 0 else "bold red"
-        self.console.print(Text(_summary_line(summary), style=style))
-        for note in summary.notes:
-            self.console.print(note, highlight=False)
-        if summary.resume and summary.outcome == "submitted":
-            self.console.print("follow with:")
-            for command in summary.resume:
-                self.console.print(f"  {command}", highlight=False)
-
-
-def _fields(row: Row | None) -> dict[str, Any]:
-    if row is None:
-        return {"rows_done": 0, "rows_total": None, "rate": None, "eta": "-", "status": ""}
-    status = row.outcome or row.status
-    if row.outcome == Outcome.ERROR and row.error is not None:
-        status = f"error {row.error.code or row.error.status or ''}".strip()
-    return {
-        "rows_done": row.processed_rows,
-        "rows_total": row.estimated_total_rows,
-        "rate": row.rows_per_second,
-        "eta": format_eta(row.eta),
-        "status": status,
-    }
+    def summary(self, report: Report) -> None:
+        print_summary(self.console, report, limit=30)

@@ -1,56 +1,31 @@
-"""Shared machinery of the commands: the key and the client, Ctrl-C, following a stream of
-events into the tracker and the display, and the end of a run (summary, stderr, exit code)."""
+"""What every command shares: the key and the client, logs with secrets redacted, Ctrl-C,
+following a stream of the library's events into the display, and the end of a run."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import signal
 import sys
+import time
 import traceback
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from typing import Any
 
 import attrs
 
 from .._client import KnockClient
-from .._errors import KnockError
-from .._fanout import FanOut, FanOutEventKind
-from .._models import BulkOperation
-from .._polling import PollPolicy
-from .._progress import Progress
-from ._args import PROG, ExitCode, UsageError
+from .._fanout import FanOutEvent, FanOutTotals
+from .._follow import PollPolicy
+from ._args import PROG, UsageError
 from ._display import Display
-from ._outcome import Summary, Tracker, error_lines, overall_outcome, resume_command
+from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
+from ._outcome import outcome as ended
+from ._plan import Connection
 
-__all__ = [
-    "Interrupt",
-    "Redactor",
-    "Update",
-    "fanout_updates",
-    "logging_to_stderr",
-    "finish",
-    "follow",
-    "load_api_key",
-    "make_client",
-    "sigint_cancels",
-]
-
-Kind = FanOutEventKind
-
-
-@attrs.frozen
-class Update:
-    """One thing that happened to one row (the shape of a ``FanOutEvent``)."""
-
-    kind: FanOutEventKind
-    key: str
-    progress: Progress | None = None
-    error: KnockError | None = None
-    operation: BulkOperation | None = None
+__all__ = ["Redactor", "Run", "finish", "load_api_key", "logging_to_stderr", "make_client"]
 
 
 # -- secrets and logs ------------------------------------------------------------------------
@@ -105,197 +80,171 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
 
 
 def print_traceback(error: BaseException, redactor: Redactor) -> None:
-    text = "".join(traceback.format_exception(error))
-    sys.stderr.write(redactor.text(text))
+    sys.stderr.write(redactor.text("".join(traceback.format_exception(error))))
 
 
 # -- the key and the client ------------------------------------------------------------------
 
 
-def load_api_key(args: argparse.Namespace) -> str:
+def load_api_key(connection: Connection) -> str:
     """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
-    path: str | None = args.api_key_file
-    if path is not None:
-        if path == "-":
-            if getattr(args, "channels_file", None) == "-":
-                raise UsageError("--api-key-file and --channels-file cannot both read stdin")
-            key = sys.stdin.readline().strip()
-        else:
-            try:
-                with open(path, encoding="utf-8") as file:
-                    key = file.read().strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise UsageError(f"cannot read --api-key-file {path}: {reason}") from None
+    path = connection.api_key_file
+    if path is None:
+        key = os.environ.get("KNOCK_API_KEY", "").strip()
         if not key:
-            raise UsageError(f"--api-key-file {path} is empty")
+            raise UsageError(
+                "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
+                "(a key is never taken on the command line, where `ps` shows it)"
+            )
         return key
-    key = os.environ.get("KNOCK_API_KEY", "").strip()
+    if path == "-":
+        key = sys.stdin.readline().strip()
+    else:
+        try:
+            with open(path, encoding="utf-8") as file:
+                key = file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise UsageError(f"cannot read --api-key-file {path}: {reason}") from None
     if not key:
-        raise UsageError(
-            "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
-            "(a key is never taken on the command line, where `ps` shows it)"
-        )
+        raise UsageError(f"--api-key-file {path} is empty")
     return key
 
 
-def make_client(args: argparse.Namespace, key: str) -> KnockClient:
-    base_url = args.base_url or os.environ.get("KNOCK_BASE_URL") or None
-    interval: float = args.poll_interval
-    poll = PollPolicy(initial_delay=interval, max_delay=max(30.0, interval))
-    try:
-        return KnockClient(api_key=key, base_url=base_url, branch=args.branch, poll=poll)
-    except ValueError as exc:  # a bad base URL or branch; the message never holds the key
-        raise UsageError(str(exc)) from None
+def make_client(connection: Connection, key: str) -> KnockClient:
+    interval = connection.poll_interval
+    # Without --poll-interval the client's default policy, the one the library documents.
+    poll = None
+    if interval is not None:
+        poll = PollPolicy(
+            initial_delay=interval,
+            max_delay=max(30.0, interval),
+            max_eta_delay=max(300.0, interval),
+        )
+    return KnockClient(
+        api_key=key,
+        base_url=connection.base_url,
+        branch=connection.branch,
+        allow_insecure_http=connection.allow_insecure_http,
+        poll=poll,
+    )
 
 
-# -- Ctrl-C ----------------------------------------------------------------------------------
+# -- a run -----------------------------------------------------------------------------------
 
 
-class Interrupt:
-    """Set by the SIGINT handler: the task was cancelled because of Ctrl-C."""
+class Run:
+    """The latest event per key and the latest totals, fed to the display as they come."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(
+        self,
+        keys: list[str],
+        display: Display,
+        *,
+        channels: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = keys
+        self.display = display
+        self.channels = channels
+        self.latest: dict[str, FanOutEvent] = {}
+        self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
+        self.interrupted = False
+        self._clock = clock
+        self._started = clock()
 
-    @property
-    def fired(self) -> bool:
-        return self.count > 0
-
-
-@contextlib.contextmanager
-def sigint_cancels() -> Iterator[Interrupt]:
-    """While inside, Ctrl-C cancels the current task (stopping the poll at its next await)
-    and records it, so the command can report and exit 130 instead of a traceback."""
-    interrupt = Interrupt()
-    task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    assert task is not None
-
-    def on_sigint() -> None:
-        interrupt.count += 1
-        task.cancel()
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - Windows
-        yield interrupt
-        return
-    try:
-        yield interrupt
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-
-
-# -- following -------------------------------------------------------------------------------
-
-
-async def fanout_updates(fanout: FanOut) -> AsyncGenerator[Update, None]:
-    async for event in fanout:
-        yield Update(event.kind, event.channel_id, event.progress, event.error)
-
-
-async def follow(
-    updates: AsyncGenerator[Update, None],
-    tracker: Tracker,
-    display: Display,
-    interrupt: Interrupt,
-    *,
-    stop_when_submitted: bool = False,
-) -> bool:
-    """Feed ``updates`` to the tracker and the display; ``True`` if Ctrl-C stopped it.
-
-    ``stop_when_submitted`` ends as soon as every row has an operation or an error.
-    """
-    try:
-        async with contextlib.aclosing(updates):
-            async for update in updates:
-                row = tracker.apply(
-                    update.kind, update.key, update.progress, update.error, update.operation
-                )
-                display.update(update.kind, row, tracker.totals())
-                if stop_when_submitted and tracker.all_submitted():
-                    return False
-    except asyncio.CancelledError:
-        if not interrupt.fired:
-            raise
+    async def follow(self, events: AsyncIterable[FanOutEvent], *, until_submitted: bool) -> None:
+        """Show ``events`` until they end, Ctrl-C (``interrupted``) or, with
+        ``until_submitted``, until every channel has its operation or its error."""
         task = asyncio.current_task()
-        if task is not None:
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            self.interrupted = True
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        stream = aiter(events)
+        try:
+            async for event in stream:
+                self.latest[event.channel_id] = event
+                self.totals = event.totals
+                self.display.update(event)
+                # A channel's first event is its submission or its error.
+                if until_submitted and len(self.latest) == len(self.keys):
+                    return
+        except asyncio.CancelledError:
+            if not self.interrupted:
+                raise
             task.uncancel()
-        return True
-    return False
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGINT)
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+            self.display.stop()
+
+    def report(
+        self, command: str, action: str | None, *, outcome: str | None = None, **details: Any
+    ) -> Report:
+        """The end of the run: ``outcome`` (default: the worst one seen), and the demo's
+        ``Report`` fields in ``details``."""
+        name = outcome
+        if self.interrupted:
+            name = "interrupted"
+        elif name is None:
+            name = overall(ended(self.latest.get(key)) for key in self.keys)
+        return Report(
+            command=command,
+            action=action,
+            outcome=name,
+            keys=tuple(self.keys),
+            latest=dict(self.latest),
+            totals=self.totals,
+            elapsed=self._clock() - self._started,
+            channels=self.channels,
+            **details,
+        )
 
 
 def finish(
-    *,
-    command: str,
-    action: str | None,
-    tracker: Tracker,
-    display: Display,
-    interrupted: bool,
-    debug: bool,
-    redactor: Redactor,
-    code: ExitCode | None = None,
-    outcome: str | None = None,
-    what: str = "channel",
-    summary_extra: dict[str, Any] | None = None,
-    resumable: bool = True,
+    report: Report, display: Display, *, redactor: Redactor, debug: bool, base_url: str
 ) -> int:
-    """Print the summary (stdout) and the errors and resume hints (stderr); the exit code."""
+    """Print the summary (stdout), then errors and how to resume (stderr); the exit code."""
     display.stop()
-    if code is None:
-        code = ExitCode.INTERRUPTED if interrupted else tracker.exit_code()
-    rows_to_resume = tracker.resumable() if resumable else []
-    resume = [resume_command(row.operation_id or "") for row in rows_to_resume]
-    summary = Summary(
-        command=command,
-        action=action,
-        outcome=outcome or overall_outcome(code),
-        exit_code=int(code),
-        totals=tracker.totals(),
-        rows=list(tracker.rows.values()),
-        resume=resume,
-    )
-    if summary_extra:
-        summary.columns = summary_extra.get("columns", [])
-        summary.values = summary_extra.get("values", {})
-        summary.notes = summary_extra.get("notes", [])
-        summary.extra = summary_extra.get("extra", {})
-    display.summary(summary)
+    display.summary(report)
     sys.stdout.flush()
-    rows = list(tracker.rows.values())
-    for line in error_lines(rows, what=what):
-        print(redactor.text(line), file=sys.stderr)
-    if debug:
-        for row in rows:
-            if row.error is not None:
-                print_traceback(row.error, redactor)
-    if interrupted:
-        _report_interrupt(tracker, resume, resumable=resumable)
-    sys.stderr.flush()
-    return int(code)
-
-
-def _report_interrupt(tracker: Tracker, resume: list[str], *, resumable: bool) -> None:
     err = sys.stderr
-    if not resumable:  # the demo: its emulator, and its operations, end with this process
-        print(f"{PROG}: interrupted", file=err)
-        return
-    print(
-        f"{PROG}: interrupted: stopped following; operations already started go on "
-        "server-side (Ctrl-C does not cancel them).",
-        file=err,
-    )
-    if resume:
-        print("Resume following with:", file=err)
-        for command in resume:
-            print(f"  {command}", file=err)
-    unsent = tracker.unsubmitted()
-    if unsent:
-        shown = " ".join(row.label for row in unsent[:10])
-        more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
-        print(
-            f"{len(unsent)} channel(s) got no operation id (not sent, or interrupted while "
-            f"sending, so an update may have started): {shown}{more}",
-            file=err,
-        )
+    for line in error_lines(report, base_url=base_url):
+        print(redactor.text(line), file=err)
+    if debug:
+        for event in report.latest.values():
+            if event.error is not None:
+                print_traceback(event.error, redactor)
+    if report.outcome == "interrupted":
+        if not report.resumable:  # the demo: its emulator, and its operations, end with it
+            print(f"{PROG}: interrupted", file=err)
+        else:
+            print(
+                f"{PROG}: interrupted: stopped following; operations already started go on "
+                "server-side (Ctrl-C does not cancel them).",
+                file=err,
+            )
+            if report.resume:
+                print("Resume following with:", file=err)
+                for command in report.resume:
+                    print(f"  {command}", file=err)
+            unsent = report.unsubmitted
+            if unsent:
+                shown = " ".join(unsent[:10])
+                more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
+                print(
+                    f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
+                    f"interrupted while sending, so an update may have started): {shown}{more}",
+                    file=err,
+                )
+    err.flush()
+    return int(report.code)

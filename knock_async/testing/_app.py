@@ -4,11 +4,12 @@ every decision is made by the pure modules; this one reads requests and writes r
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import attrs
@@ -59,6 +60,10 @@ class AppState:
     progress_origin: str | None
     stats: EmulatorStats
     log: RequestLog
+    # True: operations are processed by a background task (a clock that moves by itself);
+    # False: lazily, brought up to date by every request (a ManualClock).
+    background: bool = False
+    processor: Processor | None = None
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
@@ -97,6 +102,8 @@ async def bulk_update(request: web.Request) -> web.StreamResponse:
     request[IGNORED_FIELDS] = body.ignored_fields
     if not state.store.has_channel(channel_id):
         raise not_found(f"No channel found with id {channel_id}.")
+    if not state.background:
+        state.engine.advance()
     origin = state.progress_origin
     operation = state.engine.submit(
         channel_id,
@@ -105,6 +112,8 @@ async def bulk_update(request: web.Request) -> web.StreamResponse:
         progress_base=str(request.url.origin()) if origin is None else origin,
         plan=state.faults.take_plan(channel_id),
     )
+    if state.processor is not None:
+        state.processor.poke()
     return _json(200, operation_body(operation))
 
 
@@ -114,10 +123,12 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
     authenticate(request.headers.get("Authorization"), api_keys=state.api_keys)
     _check_rate(state, Tier.GET_OPERATION)
     operation_id = request.match_info["id"]
-    operation = state.engine.get(operation_id.lower())
-    if operation is None:
+    if not state.background:
+        state.engine.advance()
+    body = state.engine.body(operation_id.lower())
+    if body is None:
         raise not_found(f"No bulk operation found with id {operation_id[:80]}.")
-    return _json(200, operation_body(operation))
+    return web.Response(body=body, content_type="application/json")
 
 
 def _fault_response(fault: Fault) -> web.Response:
@@ -160,6 +171,8 @@ async def _dispatch(
 
 
 async def _read_body(request: web.Request) -> bytes:
+    if not request.body_exists:
+        return b""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise payload_too_large(MAX_BODY_BYTES)
     try:
@@ -168,64 +181,65 @@ async def _read_body(request: web.Request) -> bytes:
         raise payload_too_large(MAX_BODY_BYTES) from None
 
 
-def _route_of(request: web.Request) -> str | None:
-    if _SUSPICIOUS_PATH.search(request.raw_path.partition("?")[0]):
-        return None
-    match_info = request.match_info
-    if match_info.http_exception is not None:  # unrouted, or a method the path does not take
-        return None
-    resource = match_info.route.resource
-    return None if resource is None else resource.canonical
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    return _json(404, NOT_FOUND_BODY)
 
 
-def _middleware(state: AppState) -> Any:
-    @web.middleware
-    async def knock(request: web.Request, handler: Handler) -> web.StreamResponse:
-        stats = state.stats
+def _entry(state: AppState, route: str | None, handler: Handler) -> Handler:
+    """``handler`` for ``route`` (``None``: the catch-all for unrouted requests) wrapped with
+    what every request gets: counters, the request log, scripted faults, Knock's error
+    bodies and an ``x-request-id``. A wrapper per route rather than a middleware: the route
+    is known without asking the router, and aiohttp's middleware chain costs a fair share of
+    a cheap request."""
+    stats, log, faults, clock = state.stats, state.log, state.faults, state.clock
+    # Request ids: unique, cheap, and as opaque as Knock's.
+    prefix = secrets.token_urlsafe(9)
+    counter = itertools.count(1)
+
+    async def entry(request: web.Request) -> web.StreamResponse:
         stats.requests += 1
         stats.in_flight += 1
-        stats.peak_concurrent_requests = max(stats.peak_concurrent_requests, stats.in_flight)
-        try:
-            return await _knock(request, handler)
-        finally:
-            stats.in_flight -= 1
-
-    async def _knock(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = secrets.token_urlsafe(15)
-        received_at = state.clock.now()
-        route = _route_of(request)
+        if stats.in_flight > stats.peak_concurrent_requests:
+            stats.peak_concurrent_requests = stats.in_flight
+        request_id = f"{prefix}{next(counter):x}"
+        received_at = clock.now()
+        raw_path = request.raw_path.partition("?")[0]
+        known = route
+        if known is not None and _SUSPICIOUS_PATH.search(raw_path):
+            known = None  # dot segments or encoded slashes: never routed
         body = b""
         fault: Fault | None = None
         response: web.StreamResponse | None = None
         try:
             body = await _read_body(request)
-            if route is None:
+            if known is None:
                 response = _json(404, NOT_FOUND_BODY)
             else:
-                fault = state.faults.take(request.method, route, request.path)
+                fault = faults.take(request.method, known, request.path)
                 if fault is not None:
-                    state.stats.faults += 1
+                    stats.faults += 1
                 response = await _dispatch(request, handler, fault)
         except KnockHTTPError as exc:
             response = _error(exc)
         except _DroppedError:
-            state.stats.dropped += 1
+            stats.dropped += 1
             if request.transport is not None:
                 request.transport.close()
             response = None
         except Exception:  # never a traceback on the wire
-            logger.exception("knock emulator: unhandled error in %s %s", request.method, route)
+            logger.exception("knock emulator: unhandled error in %s %s", request.method, known)
             response = _json(500, error_body(500, "internal_server_error", "Internal error."))
         finally:
-            state.log.append(
+            stats.in_flight -= 1
+            log.append(
                 RecordedRequest(
                     method=request.method,
-                    path=request.raw_path.partition("?")[0],
+                    path=raw_path,
                     query=request.query_string,
                     headers=redacted_headers(request.headers),
                     body=body[:BODY_PREFIX_BYTES],
                     body_size=len(body),
-                    route=route,
+                    route=known,
                     status=None if response is None else response.status,
                     request_id=None if response is None else request_id,
                     received_at=received_at,
@@ -237,18 +251,88 @@ def _middleware(state: AppState) -> Any:
             # The transport is closed; aiohttp discards whatever is returned.
             return web.Response(status=499)
         response.headers["x-request-id"] = request_id
-        state.stats.responses[response.status] += 1
+        stats.responses[response.status] += 1
         return response
 
-    return knock
+    return entry
+
+
+SLICE_ROWS = 1000  # rows per slice of background processing: a few milliseconds at most
+
+
+class Processor:
+    """Processes due operations on the event loop in slices of ``SLICE_ROWS`` rows, as loop
+    callbacks rather than a task: between two slices the loop serves whatever requests are
+    ready, so no request waits for more than one slice, and none pays for the processing."""
+
+    def __init__(self, engine: OperationEngine, clock: Clock) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._speed = float(getattr(clock, "speed", 1.0))  # a FastClock's time runs faster
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.Handle | None = None
+        self._running = True
+        self._run()
+
+    def poke(self) -> None:
+        """Something new may be due earlier than planned: run a slice soon."""
+        if self._running:
+            self._reschedule(0.0)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _reschedule(self, delay: float | None) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        if delay is None:
+            self._handle = None
+        elif delay <= 0:
+            self._handle = self._loop.call_soon(self._run)
+        else:
+            self._handle = self._loop.call_later(delay, self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        if not self._running:
+            return
+        if self._engine.advance(budget=SLICE_ROWS):
+            self._reschedule(0.0)
+            return
+        due = self._engine.next_event_time()
+        delay = None if due is None else max(0.0, (due - self._clock.monotonic()) / self._speed)
+        self._reschedule(delay)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    if not state.background or state.processor is not None:
+        yield
+        return
+    processor = state.processor = Processor(state.engine, state.clock)
+    try:
+        yield
+    finally:
+        processor.stop()
+        state.processor = None
 
 
 def create_app(state: AppState) -> web.Application:
     """An ``aiohttp`` application serving the emulated endpoints from ``state``."""
     # One byte over the limit: aiohttp refuses bodies *larger* than client_max_size, and we
     # answer the 413 ourselves with Knock's body before aiohttp gets to.
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[_middleware(state)])
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
     app[STATE] = state
-    app.router.add_post(BULK_UPDATE_ROUTE, bulk_update)
-    app.router.add_get(BULK_OPERATION_ROUTE, get_operation, allow_head=False)
+    app.cleanup_ctx.append(_background)
+    app.router.add_post(BULK_UPDATE_ROUTE, _entry(state, BULK_UPDATE_ROUTE, bulk_update))
+    app.router.add_get(
+        BULK_OPERATION_ROUTE,
+        _entry(state, BULK_OPERATION_ROUTE, get_operation),
+        allow_head=False,
+    )
+    # Last: whatever no route above takes (another path, or another method on a known path).
+    app.router.add_route("*", "/{tail:.*}", _entry(state, None, _unrouted))
     return app

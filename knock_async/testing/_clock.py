@@ -10,12 +10,13 @@ it is actually applied.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "FastClock", "ManualClock", "SystemClock", "fresh_clock"]
 
 
 @runtime_checkable
@@ -51,6 +52,14 @@ class SystemClock:
     def now(self) -> datetime:
         return self.to_datetime(self.monotonic())
 
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep``: real time is this clock's time."""
+        await asyncio.sleep(seconds)
+
+    def fresh(self) -> SystemClock:
+        """A new clock with the same settings (for a test of its own)."""
+        return SystemClock()
+
     def __repr__(self) -> str:
         return "SystemClock()"
 
@@ -84,6 +93,24 @@ class ManualClock:
         if not seconds >= 0:  # also refuses NaN
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         self._elapsed += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Move time forward ``seconds`` and let other tasks run: a client sleeping on this
+        clock (``knock_emulator.client()``) waits no real time at all.
+
+        Concurrent sleepers share one timeline: time moves to the furthest deadline asked for,
+        and a sleeper whose deadline has passed meanwhile returns at once.
+        """
+        if not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        deadline = self._elapsed + seconds
+        await asyncio.sleep(0)
+        if self._elapsed < deadline:
+            self._elapsed = deadline
+
+    def fresh(self) -> ManualClock:
+        """A new clock at this one's start time (for a test of its own)."""
+        return ManualClock(self._start)
 
     def set(self, when: datetime) -> None:
         """Move time forward to the wall-clock time ``when`` (never backwards)."""
@@ -137,5 +164,28 @@ class FastClock:
         while self.monotonic() < deadline:  # noqa: ASYNC110 - a deliberate, bounded spin
             await asyncio.sleep(0)
 
+    def fresh(self) -> FastClock:
+        """A new clock at the same speed, starting now (for a test of its own)."""
+        return FastClock(self.speed)
+
     def __repr__(self) -> str:
         return f"FastClock(speed={self.speed:g})"
+
+
+def fresh_clock(value: object) -> Clock:
+    """A clock no other test shares, from what a ``knock_emulator`` marker says: a clock class
+    or factory is called; one of this module's clocks gives a new one with its settings
+    (``fresh()``); any other clock object is deep-copied."""
+    if isinstance(value, type) or (callable(value) and not isinstance(value, Clock)):
+        made = value()
+        if not isinstance(made, Clock):
+            raise TypeError(f"clock factory {value!r} returned {made!r}, not a Clock")
+        return made
+    if not isinstance(value, Clock):
+        raise TypeError(f"clock must be a Clock, a Clock class or a factory; got {value!r}")
+    fresh = getattr(value, "fresh", None)
+    if callable(fresh):
+        made = fresh()
+        assert isinstance(made, Clock)
+        return made
+    return copy.deepcopy(value)

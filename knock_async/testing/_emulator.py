@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 from yarl import URL
@@ -21,9 +21,14 @@ from ._ratelimit import EmulatorRateLimits, RateLimiter
 from ._seed import generate_messages
 from ._store import Channel, ChannelType, Message, MessageStore
 from ._validation import parse_channel_id
-from ._wire import KnockHTTPError
+from ._wire import KnockHTTPError, render_operation
+
+if TYPE_CHECKING:
+    from .. import KnockClient
 
 __all__ = ["KnockEmulator"]
+
+DEFAULT_API_KEY = "sk_test_knock_emulator"
 
 
 def _known(enum_type: type[DeliveryStatus], name: str, value: object) -> DeliveryStatus:
@@ -148,6 +153,7 @@ class KnockEmulator:
             self.settings,
             message_fails=self.faults.message_fails,
             seed=seed,
+            render=render_operation,
         )
         if request_log_size is not None and request_log_size < 0:
             raise ValueError(f"request_log_size must be >= 0 or None, got {request_log_size}")
@@ -160,6 +166,8 @@ class KnockEmulator:
             faults=self.faults,
             clock=self.clock,
             limiter=None if limits is None else RateLimiter(limits),
+            # A clock that moves by itself: process in a background task, in slices.
+            background=not isinstance(self.clock, ManualClock),
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
             strict=bool(strict),
@@ -215,6 +223,27 @@ class KnockEmulator:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def client(self, *, api_key: str | None = None, **options: Any) -> KnockClient:
+        """A ``KnockClient`` for this emulator, on its clock: ``async with emu.client() as
+        knock:``. The client paces, backs off and polls in the emulator's time, so with a
+        ``ManualClock`` (whose ``sleep`` moves it forward) or a ``FastClock`` the app under
+        test waits no real time, without threading ``clock=``/``sleep=`` through it by hand.
+
+        ``api_key`` defaults to the first ``sk_`` key of ``api_keys`` (or any ``sk_`` key);
+        ``options`` are ``KnockClient``'s (``retry=``, ``poll=``, ``rate_limits=``, ...).
+        Pass the client, or this method as a factory, to the code under test.
+        """
+        from .. import KnockClient
+
+        if api_key is None:
+            keys = sorted(k for k in self._state.api_keys or () if k.startswith("sk_"))
+            api_key = keys[0] if keys else DEFAULT_API_KEY
+        sleep = getattr(self.clock, "sleep", None)
+        options.setdefault("clock", self.clock.monotonic)
+        if callable(sleep):
+            options.setdefault("sleep", sleep)
+        return KnockClient(api_key=api_key, base_url=self.base_url, **options)
 
     @property
     def base_url(self) -> str:
@@ -314,6 +343,7 @@ class KnockEmulator:
 
     def operation(self, operation_id: str) -> BulkOperation:
         """A bulk operation as it stands now; ``KeyError`` for an unknown id."""
+        self._engine.advance()
         operation = self._engine.get(operation_id)
         if operation is None:
             raise KeyError(operation_id)
@@ -321,6 +351,7 @@ class KnockEmulator:
 
     def operations(self) -> list[BulkOperation]:
         """Every bulk operation, oldest first, as it stands now."""
+        self._engine.advance()
         return self._engine.operations()
 
     # Time ----------------------------------------------------------------------------------

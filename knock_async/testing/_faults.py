@@ -156,6 +156,8 @@ class Faults:
 
     def take(self, method: str, route: str | None, path: str) -> Fault | None:
         """Use up the first fault scripted for this request, if any."""
+        if not self._http:
+            return None
         for index, entry in enumerate(self._http):
             if entry.method not in ("*", method):
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -25,12 +26,18 @@ BODY_PREFIX_BYTES = 4096  # what the log keeps of each body
 _ENTRY_OVERHEAD = 512  # a rough size of an entry without its body and headers
 
 
+_SENSITIVE = ("Authorization", "Proxy-Authorization")
+
+
 def redacted_headers(headers: Mapping[str, str]) -> CIMultiDictProxy[str]:
     """A read-only, case-insensitive copy of ``headers`` with credentials redacted."""
-    copy: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        sensitive = name.lower() in ("authorization", "proxy-authorization")
-        copy.add(name, redact_authorization(value) if sensitive else value)
+    copy: CIMultiDict[str] = CIMultiDict(headers)
+    for name in _SENSITIVE:
+        if name in copy:
+            # Every occurrence (they move after the other headers).
+            values = copy.popall(name)
+            for value in values:
+                copy.add(name, redact_authorization(value))
     return CIMultiDictProxy(copy)
 
 
@@ -81,7 +88,7 @@ class RecordedRequest:
     @property
     def footprint(self) -> int:
         """About how many bytes this entry holds."""
-        headers = sum(len(k) + len(v) for k, v in self.headers.items())
+        headers = sum(map(len, itertools.chain.from_iterable(self.headers.items())))
         return _ENTRY_OVERHEAD + len(self.body) + headers + len(self.path) + len(self.query)
 
 

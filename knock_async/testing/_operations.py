@@ -1,19 +1,23 @@
-"""Bulk operations processed over time, computed lazily. Pure: no aiohttp, no tasks.
+"""Bulk operations processed over time. Pure: no aiohttp, no tasks.
 
 An operation is a timeline fixed when it is submitted: it waits ``queue_delay`` seconds
-(``queued``), then selects the matching messages (``processing``) and works through them in
-batches of ``batch_size`` at ``rows_per_second``; the batch ending at row ``r`` is applied at
-``start + r / rows_per_second``. Nothing runs in the background: every read calls
-``advance(now)``, which applies all events due by ``now`` in time order (across operations), each
-stamped with its own scheduled time. The result does not depend on how often anyone looks, so
-with a ``ManualClock`` every count and timestamp is exact, and with the system clock operations
-finish by themselves.
+(``queued``), then walks the channel's messages as they stood when processing started
+(``processing``), in batches of ``batch_size`` at ``rows_per_second``; the batch ending at row
+``r`` is applied at ``start + r / rows_per_second``. ``advance(now)`` applies the events due by
+``now`` in time order (across operations), each stamped with its own scheduled time, so the
+result does not depend on when anyone looks: with a ``ManualClock`` every count and timestamp
+is exact. ``advance(budget=...)`` does at most that many rows and says whether more is due, so
+that a caller (the emulator's background task, on a clock that moves by itself) can process in
+bounded slices between requests.
 
-Each batch re-checks every row against the filters (and retention) when it is applied, as a
-database job updating batch by batch would: a row that another operation changed or deleted
-meanwhile is skipped. ``success_count`` counts rows updated (or already in the target state),
-``error_count`` rows that failed, and ``processed_rows`` their sum, as Knock reports it: a
-skipped row is walked but not processed.
+Nothing scans the channel when an operation is created or started: the estimate starts at the
+number of candidate rows (the channel's messages, or those of the ``recipient_ids`` from an
+index) and is refined batch by batch as rows are found to match or not, reaching the exact count
+when the operation ends. Each batch checks every row against the filters (and retention) when it
+is applied, as a database job updating batch by batch would: a row that another operation
+changed or deleted meanwhile is skipped. ``success_count`` counts rows updated (or already in the
+target state), ``error_count`` rows that failed, and ``processed_rows`` their sum, as Knock
+reports it: a skipped row is walked but not processed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import heapq
 import math
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -39,7 +43,7 @@ from .._validate import attrs_check, non_negative, positive, positive_int
 from ._actions import apply_action
 from ._clock import Clock
 from ._filters import compile_filters, within_retention
-from ._store import ChannelType, Message, MessageStore
+from ._store import Message, MessageStore
 
 __all__ = ["OperationEngine", "OperationPlan", "ProcessingSettings"]
 
@@ -95,6 +99,7 @@ class _Operation:
     progress_path: str | None
     inserted_at: datetime
     estimated_total_rows: int
+    estimate_factor: float = 1.0
     status: BulkOperationStatus = BulkOperationStatus.QUEUED
     updated_at: datetime
     started_at: datetime | None = None
@@ -105,8 +110,13 @@ class _Operation:
     success_count: int = 0
     error_count: int = 0
     error_items: list[ErrorItem] = attrs.Factory(list)
-    rows: list[str] = attrs.Factory(list)
+    # The candidate rows: the channel's append-only id list (read up to row_count), or the
+    # ids of the requested recipients' messages.
+    rows: Sequence[str] = ()
+    row_count: int = 0
+    batch_end: float | None = None  # processed_rows at which the current batch ends
     start_time: float = 0.0
+    body: bytes | None = None  # the JSON answer, built once per change
 
     def snapshot(self) -> BulkOperation:
         return BulkOperation(
@@ -128,17 +138,30 @@ class _Operation:
         )
 
     @property
-    def stop_row(self) -> int:
-        """Where processing ends: the last row, or where a planned fault stops it."""
-        stop = len(self.rows)
+    def plan_stop(self) -> float:
+        """After how many processed rows a planned fault stops processing (or never)."""
+        stop = math.inf
         for limit in (self.plan.fail_after_rows, self.plan.stuck_after_rows):
             if limit is not None:
                 stop = min(stop, limit)
         return stop
 
+    @property
+    def finished_walking(self) -> bool:
+        return self.walked_rows >= self.row_count or self.processed_rows >= self.plan_stop
+
+    def estimate(self, candidates: int) -> None:
+        """The estimate: rows found so far plus the candidates not walked yet, perturbed by
+        the operation's jitter factor."""
+        rows = self.processed_rows + max(0, candidates)
+        self.estimated_total_rows = max(0, round(rows * self.estimate_factor))
+
 
 class OperationEngine:
-    """Submits, advances and reports bulk operations over a ``MessageStore``."""
+    """Submits, advances and reports bulk operations over a ``MessageStore``.
+
+    ``render`` turns an operation into its JSON answer (cached until the operation changes).
+    """
 
     def __init__(
         self,
@@ -148,16 +171,19 @@ class OperationEngine:
         *,
         message_fails: Callable[[str], bool] = lambda _: False,
         seed: int = 0,
+        render: Callable[[BulkOperation], bytes] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self.settings = settings
         self._message_fails = message_fails
         self._rng = random.Random(seed)
+        self._render = render
         self._operations: dict[str, _Operation] = {}
         self._events: list[tuple[float, int, str]] = []
         self._seq = 0
         self._now = clock.monotonic()
+        self.on_schedule: Callable[[], None] | None = None
 
     # Submitting and reading ---------------------------------------------------------------
 
@@ -171,18 +197,18 @@ class OperationEngine:
         plan: OperationPlan | None = None,
     ) -> BulkOperation:
         """Queue an operation now. ``progress_base`` is prefixed to ``progress_path``
-        (an origin makes it absolute; ``None`` leaves the operation without one)."""
-        self.advance()
+        (an origin makes it absolute; ``None`` leaves the operation without one).
+
+        Events already due are not applied here (the caller decides when: ``advance``); the
+        operation is stamped with the clock's time."""
         self._store.channel(channel_id)
-        now = self._now
+        now = self._now = max(self._now, self._clock.monotonic())
         at = self._clock.to_datetime(now)
         selected = compile_filters(filters, default_archived=self.settings.default_archived)
-        estimate = len(self._select(channel_id, filters, selected, at))
-        if self.settings.estimate_jitter and estimate:
-            jitter = self._rng.uniform(
-                -self.settings.estimate_jitter, self.settings.estimate_jitter
-            )
-            estimate = max(0, round(estimate * (1 + jitter)))
+        factor = 1.0
+        if self.settings.estimate_jitter:
+            jitter = self.settings.estimate_jitter
+            factor = 1 + self._rng.uniform(-jitter, jitter)
         op_id = str(uuid.uuid4())
         path = f"/v1/bulk_operations/{op_id}"
         operation = _Operation(
@@ -195,21 +221,33 @@ class OperationEngine:
             progress_path=None if progress_base is None else progress_base.rstrip("/") + path,
             inserted_at=at,
             updated_at=at,
-            estimated_total_rows=estimate,
+            estimated_total_rows=0,
+            estimate_factor=factor,
         )
+        operation.estimate(self._store.count_candidates(channel_id, filters.recipient_ids))
         self._operations[op_id] = operation
         self._schedule(now + self.settings.queue_delay, operation)
+        if self.on_schedule is not None:
+            self.on_schedule()
         return operation.snapshot()
 
     def get(self, operation_id: str) -> BulkOperation | None:
-        """The operation as it stands now, or ``None`` for an unknown id."""
-        self.advance()
+        """The operation as it stands (after the last ``advance``), ``None`` for an unknown id."""
         operation = self._operations.get(operation_id)
         return None if operation is None else operation.snapshot()
 
+    def body(self, operation_id: str) -> bytes | None:
+        """The operation's JSON answer as it stands, ``None`` for an unknown id."""
+        operation = self._operations.get(operation_id)
+        if operation is None:
+            return None
+        if operation.body is None:
+            assert self._render is not None, "OperationEngine(render=...) is needed for bodies"
+            operation.body = self._render(operation.snapshot())
+        return operation.body
+
     def operations(self) -> list[BulkOperation]:
-        """Every operation, oldest first, as it stands now."""
-        self.advance()
+        """Every operation, oldest first, as it stands (after the last ``advance``)."""
         return [operation.snapshot() for operation in self._operations.values()]
 
     def next_event_time(self) -> float | None:
@@ -218,14 +256,20 @@ class OperationEngine:
 
     # Time --------------------------------------------------------------------------------
 
-    def advance(self, now: float | None = None) -> None:
-        """Apply every event due by ``now`` (default: the clock's time), in time order."""
+    def advance(self, now: float | None = None, *, budget: int | None = None) -> bool:
+        """Apply the events due by ``now`` (default: the clock's time), in time order; with a
+        ``budget``, stop after about that many rows. Whether events due by ``now`` remain."""
         now = self._clock.monotonic() if now is None else now
         self._now = max(self._now, now)
+        left = math.inf if budget is None else budget
+        events = self._events
         # Float sums (0.1 + 0.05) must not leave an event due "now" a hair in the future.
-        while self._events and self._events[0][0] <= self._now + _EPSILON:
-            when, _, op_id = heapq.heappop(self._events)
-            self._step(self._operations[op_id], when)
+        while events and events[0][0] <= self._now + _EPSILON:
+            if left <= 0:
+                return True
+            when, _, op_id = heapq.heappop(events)
+            left -= self._step(self._operations[op_id], when, left)
+        return False
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -235,47 +279,55 @@ class OperationEngine:
         # Microseconds, as timestamps are: 0.05 + 10/100 is due at 0.15, not 0.15000000000000002.
         heapq.heappush(self._events, (round(when, 6), self._next_seq(), operation.id))
 
-    def _row_time(self, operation: _Operation, row: int) -> float:
+    def _row_time(self, operation: _Operation, row: float) -> float:
         rate = self.settings.rows_per_second
         return operation.start_time if math.isinf(rate) else operation.start_time + row / rate
 
-    def _step(self, operation: _Operation, when: float) -> None:
+    def _step(self, operation: _Operation, when: float, budget: float) -> int:
+        """Apply ``operation``'s event due at ``when``, walking at most ``budget`` rows (the
+        rest stays due at ``when``); the rows walked."""
         at = self._clock.to_datetime(when)
         operation.updated_at = at
+        operation.body = None
         if operation.status is BulkOperationStatus.QUEUED:
             self._start(operation, when, at)
-        else:
-            self._process_batch(operation, at)
+            self._after_rows(operation, at)
+            return 1
+        if operation.batch_end is None:
+            operation.batch_end = min(
+                operation.processed_rows + self.settings.batch_size, operation.plan_stop
+            )
+        walked = self._process_batch(operation, operation.batch_end, at, budget)
+        if operation.processed_rows < operation.batch_end and not operation.finished_walking:
+            heapq.heappush(self._events, (when, self._next_seq(), operation.id))
+            return walked
+        operation.batch_end = None
+        operation.estimate(operation.row_count - operation.walked_rows)
         self._after_rows(operation, at)
-
-    def _select(
-        self,
-        channel_id: str,
-        filters: BulkUpdateMessagesForChannelRequest,
-        matches: Callable[[Message], bool],
-        at: datetime,
-    ) -> list[str]:
-        """Ids of the channel's messages an operation would update at ``at``, in store order."""
-        messages = self._store.iter_messages(channel_id, recipient_ids=filters.recipient_ids)
-        retention = self.settings.retention
-        if retention is None or self._store.channel(channel_id).type is ChannelType.IN_APP_FEED:
-            return [message.id for message in messages if matches(message)]
-        cutoff = at - retention
-        return [m.id for m in messages if m.inserted_at >= cutoff and matches(m)]
+        return walked
 
     def _start(self, operation: _Operation, when: float, at: datetime) -> None:
-        operation.rows = self._select(
-            operation.channel_id, operation.filters, operation.matches, at
-        )
+        operation.rows = self._store.row_ids(operation.channel_id, operation.filters.recipient_ids)
+        operation.row_count = len(operation.rows)
+        recipients = operation.filters.recipient_ids
+        operation.estimate(self._store.count_candidates(operation.channel_id, recipients))
         operation.status = BulkOperationStatus.PROCESSING
         operation.started_at = at
         operation.start_time = when
 
-    def _process_batch(self, operation: _Operation, at: datetime) -> None:
-        begin = operation.walked_rows
-        end = min(begin + self.settings.batch_size, operation.stop_row)
-        for message_id in operation.rows[begin:end]:
-            self._process_row(operation, message_id, at)
+    def _process_batch(
+        self, operation: _Operation, batch_end: float, at: datetime, budget: float
+    ) -> int:
+        """Walk rows until ``batch_end`` rows are processed, the rows run out or ``budget``
+        rows were walked (rows that do not match are skipped: they take no time)."""
+        rows, count = operation.rows, operation.row_count
+        walked = 0
+        while operation.processed_rows < batch_end and operation.walked_rows < count:
+            if walked >= budget:
+                break
+            self._process_row(operation, rows[operation.walked_rows], at)
+            walked += 1
+        return walked
 
     def _process_row(self, operation: _Operation, message_id: str, at: datetime) -> None:
         operation.walked_rows += 1
@@ -285,7 +337,7 @@ class OperationEngine:
             or not within_retention(message, at=at, retention=self.settings.retention)
             or not operation.matches(message)
         ):
-            return  # gone or changed since the selection: nothing to update
+            return  # gone or changed since the operation began, or never a match
         if self._message_fails(message_id):
             self._record_error(operation, message_id)
             return
@@ -304,18 +356,23 @@ class OperationEngine:
 
     def _after_rows(self, operation: _Operation, at: datetime) -> None:
         """Schedule the next batch, or end the operation where its rows or its plan end."""
-        done = operation.walked_rows
-        stop = operation.stop_row
-        if done < stop:
-            next_row = min(done + self.settings.batch_size, stop)
-            self._schedule(self._row_time(operation, next_row), operation)
+        if not operation.finished_walking:
+            # The batch ends at the row it reaches: at most batch_size more, fewer if fewer
+            # candidate rows are left (exact when every candidate matches).
+            size = min(
+                self.settings.batch_size,
+                operation.row_count - operation.walked_rows,
+                operation.plan_stop - operation.processed_rows,
+            )
+            self._schedule(self._row_time(operation, operation.processed_rows + size), operation)
             return
         fail, stuck = operation.plan.fail_after_rows, operation.plan.stuck_after_rows
         if fail is not None and (stuck is None or fail <= stuck):
-            if done < len(operation.rows):
+            if operation.walked_rows < operation.row_count:
                 # The row the job failed on.
+                failed_row = operation.rows[operation.walked_rows]
                 operation.walked_rows += 1
-                self._record_error(operation, operation.rows[done])
+                self._record_error(operation, failed_row)
             operation.status = BulkOperationStatus.FAILED
             operation.failed_at = at
         elif stuck is not None:
@@ -323,3 +380,4 @@ class OperationEngine:
         else:
             operation.status = BulkOperationStatus.COMPLETED
             operation.completed_at = at
+            operation.estimate(0)

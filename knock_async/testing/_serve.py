@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TextIO
 
 from ._emulator import KnockEmulator
+from ._frontdoor import banner
 from ._store import ChannelType
 
 __all__ = ["describe", "run", "seeded_channel_id", "serve"]
@@ -21,14 +21,11 @@ def seeded_channel_id(seed: int, index: int) -> str:
     return str(uuid.UUID(int=random.Random(f"channel:{seed}:{index}").getrandbits(128), version=4))
 
 
-def describe(emulator: KnockEmulator, out: TextIO | None = None) -> None:
-    """Print where the emulator listens and what it holds."""
-    out = sys.stdout if out is None else out
-    print(f"Knock emulator listening on {emulator.base_url}", file=out)
-    for channel in emulator.channels():
-        count = len(emulator.messages(channel.id))
-        print(f"  channel {channel.id} ({channel.type}, {count} messages)", file=out)
-    print("  API key: any sk_... key (e.g. sk_test_emulator); Ctrl-C to stop", file=out, flush=True)
+def describe(
+    emulator: KnockEmulator, out: TextIO | None = None, *, api_keys: Collection[str] | None = None
+) -> None:
+    """Print where the emulator listens, what it holds and which keys it accepts."""
+    banner(emulator, api_keys=api_keys, out=out)
 
 
 async def serve(
@@ -66,6 +63,7 @@ def run(**kwargs: Any) -> None:
 
     Prints where it listens (``describe``) unless ``on_ready`` is given.
     """
-    kwargs.setdefault("on_ready", describe)
+    api_keys = kwargs.get("api_keys")
+    kwargs.setdefault("on_ready", lambda emulator: describe(emulator, api_keys=api_keys))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(**kwargs))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -94,6 +94,9 @@ class MessageStore:
         # channel -> recipient -> message ids, in insertion order; and each message's position.
         self._by_recipient: dict[str, dict[str, dict[str, None]]] = {}
         self._position: dict[str, int] = {}
+        # channel -> every message id ever added, in order (deleted ones stay: readers skip
+        # them), so that an operation can walk "the channel as it stood" without copying it.
+        self._order: dict[str, list[str]] = {}
         self._added = 0
 
     # Channels ----------------------------------------------------------------------------
@@ -106,6 +109,7 @@ class MessageStore:
         self._messages[channel_id] = {}
         self._sequence[channel_id] = 0
         self._by_recipient[channel_id] = {}
+        self._order[channel_id] = []
         return channel
 
     def channel(self, channel_id: str) -> Channel:
@@ -143,6 +147,7 @@ class MessageStore:
         self._channel_of[message.id] = channel.id
         self._by_recipient[channel.id].setdefault(message.recipient_id, {})[message.id] = None
         self._position[message.id] = self._added
+        self._order[channel.id].append(message.id)
         self._added += 1
         return message
 
@@ -184,6 +189,26 @@ class MessageStore:
             ids.extend(buckets.get(recipient, ()))
         ids.sort(key=self._position.__getitem__)
         return (messages[message_id] for message_id in ids)
+
+    def row_ids(
+        self, channel_id: str, recipient_ids: Collection[str] | None = None
+    ) -> Sequence[str]:
+        """The ids an operation walks, in insertion order: every id the channel ever had (a
+        list that only grows: read it up to its length now), or the current messages of
+        ``recipient_ids`` only (from the index). Deleted ids read as ``None`` from ``get``."""
+        if recipient_ids is None:
+            return self._order[channel_id]
+        return [m.id for m in self.iter_messages(channel_id, recipient_ids=recipient_ids)]
+
+    def count_candidates(
+        self, channel_id: str, recipient_ids: Collection[str] | None = None
+    ) -> int:
+        """How many messages the channel has (of ``recipient_ids`` only, if given), without
+        scanning it."""
+        if recipient_ids is None:
+            return len(self._messages[channel_id])
+        buckets = self._by_recipient[channel_id]
+        return sum(len(buckets.get(recipient, ())) for recipient in set(recipient_ids))
 
     def count(self, channel_id: str | None = None) -> int:
         if channel_id is None:

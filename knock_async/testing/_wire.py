@@ -17,6 +17,7 @@ operation, and the 400, 413, 429 and 5xx bodies, which follow the same four-key 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "NOT_FOUND_BODY",
     "format_timestamp",
     "operation_body",
+    "render_operation",
     "KnockHTTPError",
     "bad_json",
     "error_body",
@@ -69,6 +71,11 @@ def operation_body(operation: BulkOperation) -> dict[str, Any]:
         "completed_at": format_timestamp(operation.completed_at),
         "failed_at": format_timestamp(operation.failed_at),
     }
+
+
+def render_operation(operation: BulkOperation) -> bytes:
+    """The JSON answer for ``operation``, encoded."""
+    return json.dumps(operation_body(operation)).encode()
 
 
 # status -> (code, type) for an error body when a test scripts a bare status.

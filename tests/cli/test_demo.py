@@ -13,6 +13,7 @@ import sys
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -105,8 +106,8 @@ def test_demo_on_a_terminal_renders_a_live_progress_display() -> None:
     assert text.count("\x1b[2K") > 10  # ... and redrew its lines in place many times
     assert "━" in plain  # bars
     assert "all 3 channels" in plain  # the overall totals bar
-    assert re.search(r"\d+/[\d,]+ rows", plain)
-    assert re.search(r"[\d,]+ rows/s", plain)
+    assert re.search(r"\d+(\.\d)?k?/\d+(\.\d)?k? ", plain)  # rows done / estimated
+    assert re.search(r" \d+(\.\d)?k?/s ", plain)  # rows per second
     assert "ETA" in plain
     assert "processing" in plain
     assert "completed" in plain
@@ -130,3 +131,27 @@ def test_demo_runs_well_under_30_seconds_and_checks_the_store(
     table = [line for line in out.splitlines() if line.endswith(" ok")]
     assert len(table) == 4
     assert "sk_demo_" not in out.replace("a generated sk_demo_ key", "")
+
+
+def _shape(line: str) -> str:
+    """A line with ids, numbers and runs of spaces made uniform, to compare layouts."""
+    line = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", line)
+    line = re.sub(r"\b[0-9a-f]{8}\b", "SHORT", line)
+    return " ".join(re.sub(r"\d+(\.\d+)?", "N", line).split())
+
+
+def test_the_readme_shows_the_summary_as_printed() -> None:
+    """The README's example summary has the layout the command prints: the same headers,
+    columns and summary line (ids, numbers and spacing aside)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Output") :]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    result = knock_async(
+        "demo", "--channels", "1", "--messages", "200", "--rows-per-second", "4000",
+        env=cli_env(key=None),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = [_shape(line) for line in result.stdout.splitlines()]
+    expected = [_shape(line) for line in block]
+    start = printed.index(expected[0])
+    assert printed[start : start + len(expected)] == expected

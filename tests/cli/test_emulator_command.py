@@ -1,13 +1,21 @@
-"""``knock-async emulator``: serve the embedded emulator and say how to use it."""
+"""``knock-async emulator`` and ``python -m knock_async.testing``: one front door that serves
+the embedded emulator and says how to use it."""
 
 from __future__ import annotations
 
+import argparse
+import io
 import signal
+import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 
-from knock_async.testing import seeded_channel_id
+from knock_async.cli._args import build_parser
+from knock_async.testing import KnockEmulator, seeded_channel_id
+from knock_async.testing._frontdoor import add_arguments, banner
 from tests.cli._clitools import Output, cli_env, knock_async, start_knock_async, stop
 
 
@@ -59,3 +67,78 @@ def test_a_busy_port_is_one_clear_line() -> None:
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"knock-async: error: cannot listen on 127.0.0.1:{port}")
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, object]:
+    return {
+        action.dest: (tuple(action.option_strings), action.default, action.choices)
+        for action in parser._actions
+        if action.dest not in ("help", "debug")
+    }
+
+
+def test_both_entry_points_share_one_parser_and_its_defaults() -> None:
+    """`knock-async emulator` and `python -m knock_async.testing` take the same options with the
+    same defaults (3 channels of 1,000 messages, `--api-key` for both)."""
+    subcommands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    cli = subcommands.choices["emulator"]
+    module = argparse.ArgumentParser()
+    add_arguments(module)
+    assert _options(cli) == _options(module)
+    defaults = cli.parse_args([])
+    assert (defaults.channels, defaults.seed_messages, defaults.api_keys) == (3, 1000, None)
+
+
+async def test_the_banner_says_exactly_which_keys_are_accepted() -> None:
+    """Without --api-key: any sk_ key (and an example to export). With --api-key: only the
+    keys given, never claiming that any sk_ key works, and never printing a key."""
+    async with KnockEmulator() as emu:
+        emu.add_channel("in_app_feed")
+        anyone, only = io.StringIO(), io.StringIO()
+        banner(emu, api_keys=None, out=anyone)
+        banner(emu, api_keys=["sk_right"], out=only)
+    assert "Accepts any secret key (sk_...); public pk_ keys are refused." in anyone.getvalue()
+    assert "KNOCK_API_KEY=sk_test_emulator" in anyone.getvalue()
+    text = only.getvalue()
+    assert "Accepts only the key given with --api-key; any other key is refused." in text
+    assert "any secret key" not in text
+    assert "sk_" not in text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_python_m_knock_async_testing_is_the_same_front_door() -> None:
+    """`python -m knock_async.testing --api-key sk_right` prints the same banner, accepts that
+    key only (another sk_ key gets 401), and exits 0 on Ctrl-C."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "knock_async.testing", "--api-key", "sk_right", "--channels", "1"],
+        env=cli_env(key=None),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    output = Output(process)
+    try:
+        lines = output.until(lambda got: bool(got) and got[-1] == "Ctrl-C to stop.")
+        base_url = lines[0].rsplit(" ", 1)[1]
+        assert f"  channel {seeded_channel_id(0, 0)} (in_app_feed, 1000 messages)" in lines
+        assert "Accepts only the key given with --api-key; any other key is refused." in lines
+        url = f"{base_url}/v1/channels/{seeded_channel_id(0, 0)}/messages/bulk/read"
+        statuses = []
+        for key in ("sk_right", "sk_wrong"):
+            request = urllib.request.Request(
+                url, data=b"{}", headers={"Authorization": f"Bearer {key}"}, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+                exc.close()
+        assert statuses == [200, 401]
+        process.send_signal(signal.SIGINT)
+        _, stderr = output.rest()
+    finally:
+        stop(process)
+    assert process.returncode == 0
+    assert stderr == ""

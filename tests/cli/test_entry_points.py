@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,17 @@ def test_main_returns_exit_codes_in_process(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\n") == 1
     assert "argument --older-than" in err
     assert main([]) == 2
+
+
+def test_json_is_not_listed_as_a_connection_option() -> None:
+    """`--json` is about output: `bulk-update --help` lists it with the general options, and
+    the connection group holds only where requests go and with which key."""
+    from knock_async.cli._args import build_parser
+
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = subcommands.choices["bulk-update"].format_help()
+    connection = text.split("\nconnection:\n", 1)[1].split("\n\n", 1)[0]
+    assert "--base-url" in connection
+    assert "--json" not in connection
+    assert "--json" in text

@@ -8,26 +8,48 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from knock_async import NotFoundError, PollTimeoutError
+from knock_async import FanOutEvent, FanOutEventKind, NotFoundError, PollTimeoutError
+from knock_async._convert import structure_operation
+from knock_async._progress import observe
 from knock_async.cli._args import ExitCode, aware_datetime
-from knock_async.cli._commands import restricts
-from knock_async.cli._outcome import Outcome, Row, error_lines, worst
+from knock_async.cli._outcome import NO_TOTALS, Report, error_lines, exit_code, overall
+from knock_async.cli._plan import restricts
 from knock_async.cli._run import Redactor
+from tests._support import operation
+
+AT = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("codes", "expected"),
+    ("outcomes", "expected"),
     [
-        ([], ExitCode.OK),
-        ([ExitCode.OK, ExitCode.OK], ExitCode.OK),
-        ([ExitCode.OK, ExitCode.TIMEOUT], ExitCode.TIMEOUT),
-        ([ExitCode.TIMEOUT, ExitCode.FAILED], ExitCode.FAILED),
-        ([ExitCode.FAILED, ExitCode.API_ERROR, ExitCode.TIMEOUT], ExitCode.API_ERROR),
+        ([], "completed"),
+        (["completed", None], "completed"),
+        (["completed", "timeout"], "timeout"),
+        (["timeout", "failed"], "failed"),
+        (["failed", "error", "timeout"], "error"),
     ],
 )
-def test_the_worst_outcome_decides(codes: list[ExitCode], expected: ExitCode) -> None:
-    """The exit code for many channels: 3 over 1 over 4 over 0."""
-    assert worst(codes) is expected
+def test_the_worst_outcome_decides(outcomes: list[str | None], expected: str) -> None:
+    """The outcome of many channels is the worst: error over failed over timeout."""
+    assert overall(outcomes) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("completed", ExitCode.OK),
+        ("submitted", ExitCode.OK),
+        ("processing", ExitCode.OK),
+        ("failed", ExitCode.FAILED),
+        ("error", ExitCode.API_ERROR),
+        ("timeout", ExitCode.TIMEOUT),
+        ("interrupted", ExitCode.INTERRUPTED),
+    ],
+)
+def test_one_table_from_outcome_to_exit_code(name: str, code: ExitCode) -> None:
+    """Each outcome has the exit code the README documents."""
+    assert exit_code(name) is code
 
 
 @pytest.mark.parametrize(
@@ -69,67 +91,66 @@ def test_the_redactor_hides_secrets_in_text_and_log_records() -> None:
     assert record.getMessage() == "key=[REDACTED]"
 
 
+def _event(
+    kind: FanOutEventKind, key: str, error: Exception | None = None, **changes: object
+) -> FanOutEvent:
+    progress = None
+    if changes:
+        progress = observe(structure_operation(operation(**changes)), AT)
+    assert error is None or isinstance(error, NotFoundError | PollTimeoutError)
+    return FanOutEvent(kind=kind, channel_id=key, progress=progress, error=error, totals=NO_TOTALS)
+
+
 def test_identical_errors_on_many_channels_are_one_line() -> None:
     """The same error on several channels is one stderr line with a count; a timeout is a line
-    per operation with its resume command."""
-    rows = []
-    for n in range(3):
-        row = Row(key=f"c{n}", channel_id=f"c{n}", outcome=Outcome.ERROR, status="error")
-        row.error = NotFoundError("No channel.", status=404, code="resource_missing")
-        rows.append(row)
-    late = Row(key="c9", channel_id="c9", operation_id="op9", outcome=Outcome.TIMEOUT)
-    late.error = PollTimeoutError("late", progress=None, operation_id="op9")
-    lines = error_lines([*rows, late], what="channel")
-    assert len(lines) == 2
-    assert lines[0].startswith("knock-async: error: 3 channels (c0 and 2 more): HTTP 404")
-    assert lines[1].startswith("knock-async: timeout: channel c9: operation op9")
-    assert lines[1].endswith("`knock-async status op9 --watch`")
-
-
-def test_emulator_channel_types_match_the_emulator() -> None:
-    """`emulator --channel-type` offers exactly the emulator's channel types (the parser keeps
-    its own list so that parsing arguments does not import the emulator)."""
-    from knock_async.cli._args import build_parser
-    from knock_async.testing import ChannelType
-
-    parser = build_parser()
-    args = parser.parse_args(["emulator", "--channel-type", "sms"])
-    assert args.channel_type == "sms"
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    emulator = subparsers.choices["emulator"]
-    action = next(a for a in emulator._actions if a.dest == "channel_type")
-    assert list(action.choices or ()) == [t.value for t in ChannelType]
-
-
-def test_tracker_totals_follow_every_event() -> None:
-    """The tracker's running totals equal a fresh count over the rows after each event."""
-    from knock_async import BulkOperation
-    from knock_async import FanOutEventKind as Kind
-    from knock_async._convert import structure_operation
-    from knock_async._progress import observe
-    from knock_async.cli._outcome import Tracker
-    from tests._support import operation
-
-    def op(n: int, **changes: object) -> BulkOperation:
-        return structure_operation(operation(id=f"op-{n}", **changes))
-
-    rows = [Row(key=f"c{n}", channel_id=f"c{n}") for n in range(3)]
-    tracker = Tracker(rows, clock=lambda: 10.0)
-    at = datetime(2025, 1, 1, tzinfo=UTC)
-    events = [
-        (Kind.SUBMITTED, "c0", observe(op(0), at)),
-        (Kind.SUBMITTED, "c1", observe(op(1, estimated_total_rows=50), at)),
-        (Kind.PROGRESS, "c0", observe(op(0, status="processing", processed_rows=400), at)),
-        (Kind.ERROR, "c2", None),
-        (Kind.COMPLETED, "c1", observe(op(1, status="completed", processed_rows=40), at)),
-    ]
-    for kind, key, progress in events:
-        tracker.apply(
-            kind, key, progress, NotFoundError("no", status=404) if progress is None else None
+    per operation with its resume command, and is not counted as an error."""
+    latest = {
+        f"c{n}": _event(
+            FanOutEventKind.ERROR,
+            f"c{n}",
+            NotFoundError("No channel.", status=404, code="resource_missing"),
         )
-        fresh = Tracker(list(tracker.rows.values()), clock=lambda: 10.0)
-        assert tracker.totals() == fresh.totals()
-    totals = tracker.totals()
-    assert (totals.submitted, totals.completed, totals.errored) == (2, 1, 1)
-    assert (totals.processed_rows, totals.estimated_total_rows) == (440, 1040)
-    assert tracker.all_submitted()
+        for n in range(3)
+    }
+    latest["c9"] = _event(
+        FanOutEventKind.ERROR,
+        "c9",
+        PollTimeoutError("late", progress=None, operation_id="op9"),
+        id="op9",
+        status="processing",
+    )
+    report = Report(
+        command="bulk-update",
+        action="read",
+        outcome="error",
+        keys=tuple(latest),
+        latest=latest,
+        totals=NO_TOTALS,
+        elapsed=1.0,
+    )
+    lines = error_lines(report, base_url="https://api.knock.app")
+    assert len(lines) == 2
+    assert lines[0].startswith("knock-async: timeout: channel c9: operation op9")
+    assert lines[0].endswith("`knock-async status op9 --watch`")
+    assert lines[1].startswith("knock-async: error: 3 channels (c0 and 2 more): HTTP 404")
+    assert (report.count("error"), report.count("timeout")) == (3, 1)
+    assert report.resume == ["knock-async status op9 --watch"]
+
+
+def test_a_404_that_is_not_knocks_error_json_names_the_base_url() -> None:
+    """A 404 without Knock's error code and type is not Knock's API: the line says so and
+    names the base URL, instead of blaming the channel id."""
+    latest = {"c0": _event(FanOutEventKind.ERROR, "c0", NotFoundError("Not Found", status=404))}
+    report = Report(
+        command="bulk-update",
+        action="read",
+        outcome="error",
+        keys=("c0",),
+        latest=latest,
+        totals=NO_TOTALS,
+        elapsed=1.0,
+    )
+    (line,) = error_lines(report, base_url="http://127.0.0.1:18080/v1")
+    assert "this is not Knock's API at http://127.0.0.1:18080/v1" in line
+    assert "--base-url" in line
+    assert "channel id" not in line

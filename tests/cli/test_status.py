@@ -73,6 +73,10 @@ def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread) -> Non
     assert "--watch" not in result.stdout
 
 
+def _changes(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.split(" ", 1)[0] in ("progress", "completed")]
+
+
 def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> None:
     """--watch prints a line per change while the operation runs, then exits 0 completed.
 
@@ -93,10 +97,10 @@ def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> Non
         output = Output(process)
         steps: list[tuple[str, str]] = []
         for advance in (0.5, 1.0, None):  # 50 of 100 rows, then the rest
-            lines = output.until(lambda lines: sum("operation=" in x for x in lines) > len(steps))
-            line = [x for x in lines if "operation=" in x][-1]
+            lines = output.until(lambda lines: len(_changes(lines)) > len(steps))
+            line = _changes(lines)[-1]
             fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
-            steps.append((line.split()[0], fields["status"] + " " + fields["rows"].split()[0]))
+            steps.append((line.split()[0], fields["status"] + " " + fields["rows"]))
             if advance is not None:
                 manual_emulator.advance(advance)
         stdout, stderr = output.rest()
@@ -108,7 +112,10 @@ def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> Non
         ("progress", "processing 50/100"),
         ("completed", "completed 100/100"),
     ]
-    assert "operation=" not in stdout  # nothing after the end but the summary
+    # Then one summary line with what the lines did not say, and the operation id, once.
+    assert stdout.splitlines() == [
+        f"completed: operation {operation_id}: 100 rows updated, 0 errors, in 1.0s (exit 0)"
+    ]
     assert manual_emulator.operation(operation_id).status == "completed"
 
 

@@ -147,8 +147,8 @@ def test_delete_removes_messages_and_counts_them() -> None:
     """A delete operation removes every selected message; the others stay."""
     w = world()
     w.add(CH_A, 40)
+    expected = sum(m.archived_at is not None for m in w.store.messages(CH_A))
     op = w.engine.submit(CH_A, BulkAction.DELETE, R(archived="only"))
-    expected = op.estimated_total_rows
     w.at(100)
     assert snapshot(w, op).success_count == expected
     assert all(m.archived_at is None for m in w.store.messages(CH_A))
@@ -188,16 +188,54 @@ def test_retention_window_skips_old_messages_on_email() -> None:
     assert all(m.read_at is not None for m in w.store.messages(CH_B))
 
 
-def test_estimate_is_taken_at_submission() -> None:
-    """Messages added while queued are processed: the final count exceeds the estimate."""
+def test_estimate_starts_at_the_channel_size_and_ends_exact() -> None:
+    """The estimate at submission is the channel's size (no scan); messages added while
+    queued are processed, and the final estimate is the rows processed."""
     w = world()
     w.add(CH_A, 10)
     op = w.engine.submit(CH_A, BulkAction.SEEN, R())
+    assert op.estimated_total_rows == 10
     w.add(CH_A, 5, seed=1)
     w.at(100)
     got = snapshot(w, op)
-    assert got.estimated_total_rows == 10
-    assert got.processed_rows == got.success_count == 15
+    assert got.estimated_total_rows == got.processed_rows == got.success_count == 15
+
+
+def test_estimate_is_refined_batch_by_batch() -> None:
+    """With a filter, the estimate starts at every candidate row and falls, batch by batch,
+    to the exact number of matching rows; it never falls below the rows processed."""
+    w = world()
+    w.add(CH_A, 60, seed=3)
+    matching = sum(m.tenant is not None for m in w.store.messages(CH_A))
+    op = w.engine.submit(CH_A, BulkAction.READ, R(has_tenant=True))
+    estimates = [op.estimated_total_rows]
+    for step in range(1, 9):
+        w.at(0.05 + step * 0.1)
+        got = snapshot(w, op)
+        assert got.processed_rows <= got.estimated_total_rows
+        estimates.append(got.estimated_total_rows)
+    assert estimates[0] == 60
+    assert estimates == sorted(estimates, reverse=True)
+    assert estimates[-1] == matching == snapshot(w, op).success_count < 60
+
+
+def test_a_budget_processes_in_slices_with_the_same_result() -> None:
+    """advance(budget=N) stops after about N rows and says more is due; slices add up to the
+    same counts and timestamps as one advance."""
+    results = []
+    for budget in (None, 7):
+        w = world(batch_size=25)
+        w.add(CH_A, 100)
+        op = w.engine.submit(CH_A, BulkAction.READ, R())
+        w.clock.advance(100)
+        slices = 0
+        while w.engine.advance(budget=budget):
+            slices += 1
+        results.append((slices, attrs.evolve(snapshot(w, op), id="")))
+    (unbounded, whole), (sliced, parts) = results
+    assert unbounded == 0
+    assert sliced >= 100 // 7
+    assert whole == parts
 
 
 def test_estimate_jitter_is_bounded_and_seeded() -> None:

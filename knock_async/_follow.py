@@ -1,0 +1,448 @@
+"""Following one bulk operation: the poll schedule and the decision after each poll. Pure.
+
+``Follow`` is the state of one followed operation, as h11's state machine is the state of a
+connection: the shell (``Poller`` for one operation, ``FanOut`` for many) tells it what one
+poll gave (an operation, an error, the server's hint) and does what the returned decision
+says: ``Changed`` (a new snapshot to hand out, then poll again at ``until``), ``WaitUntil``
+(nothing new; poll again at ``until``), ``GiveUp`` (end with ``error``) or ``Finished`` (the
+operation reached ``completed`` or ``failed``). No I/O, no event loop, no clock of its own:
+every method takes ``now``.
+
+The schedule (``PollPolicy(eta=True)``, the default) is ETA-aware: from the snapshots' rows
+done and estimated and their times, ``_schedule.Forecast`` predicts the end, and each wait is
+``eta_fraction`` (0.3) of the predicted time left, at least ``initial_delay`` and at most
+``max_eta_delay``; past the predicted end the waits start short and grow, up to ``max_delay``.
+While there is no rate to go by (queued, no estimate, rows standing still), and always with
+``eta=False``, it is the plain backoff: the first poll after about ``initial_delay``, each later
+one ``multiplier`` times longer, up to ``max_delay``, each delay spread by ``±jitter`` so that
+many pollers started together do not ask in lockstep.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import attrs
+
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    BulkOperationFailedError,
+    DeadlineError,
+    KnockError,
+    PollTimeoutError,
+    RateLimitError,
+    ResponseValidationError,
+)
+from ._hooks import Hook, PollObserved, emit
+from ._models import BulkOperation, BulkOperationStatus
+from ._progress import Progress, observe
+from ._responses import operation_from_response
+from ._retry import is_transient, parse_retry_after
+from ._schedule import EtaSchedule, Forecast, backoff_delay
+from ._validate import (
+    attrs_check,
+    boolean,
+    non_negative,
+    non_negative_int,
+    number_where,
+    positive,
+)
+
+__all__ = [
+    "Changed",
+    "Decision",
+    "Finished",
+    "Follow",
+    "GiveUp",
+    "PollPolicy",
+    "WaitUntil",
+    "follow_delay",
+    "has_changed",
+    "poll_delay",
+    "read_response",
+]
+
+
+# -- the policy and the schedule -------------------------------------------------------------
+
+
+def _at_least_one(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number >= 1", lambda v: v >= 1)
+
+
+def _below_one(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def _eta_fraction(name: str, value: object) -> float:
+    return number_where(name, value, "a finite number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _validate(policy: PollPolicy) -> None:
+    if policy.initial_delay > policy.max_delay:
+        raise ValueError("PollPolicy.initial_delay must not exceed max_delay")
+    if policy.initial_delay > policy.max_eta_delay:
+        raise ValueError("PollPolicy.initial_delay must not exceed max_eta_delay")
+    if policy.min_hint > policy.max_hint:
+        raise ValueError("PollPolicy.min_hint must not exceed max_hint")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How the poller paces itself. Durations are in seconds.
+
+    ``min_hint``/``max_hint`` bound a server's Retry-After while polling (a longer one waits
+    ``max_hint``, and holds the client's rate limiter no longer); ``error_budget`` is how many
+    transient failures in a row (connection errors, timeouts, 408, 429, 5xx) are ridden out
+    before the poll gives up; ``yield_unchanged`` yields a snapshot on every poll instead of
+    only when the operation changed.
+
+    ``eta`` (default) waits ``eta_fraction`` of the predicted time left (between
+    ``initial_delay`` and ``max_eta_delay``) once the snapshots give a rate, and polls at short,
+    growing intervals (up to ``max_delay``) past the predicted end; ``eta=False`` keeps the
+    plain backoff (``initial_delay``, x``multiplier``, up to ``max_delay``) throughout.
+    """
+
+    initial_delay: float = attrs.field(default=1.0, validator=attrs_check(positive))
+    multiplier: float = attrs.field(default=1.5, validator=attrs_check(_at_least_one))
+    max_delay: float = attrs.field(default=30.0, validator=attrs_check(positive))
+    jitter: float = attrs.field(default=0.1, validator=attrs_check(_below_one))
+    min_hint: float = attrs.field(default=0.5, validator=attrs_check(non_negative))
+    max_hint: float = attrs.field(default=120.0, validator=attrs_check(non_negative))
+    error_budget: int = attrs.field(default=8, validator=attrs_check(non_negative_int))
+    yield_unchanged: bool = attrs.field(default=False, validator=attrs_check(boolean))
+    eta: bool = attrs.field(default=True, validator=attrs_check(boolean))
+    eta_fraction: float = attrs.field(default=0.3, validator=attrs_check(_eta_fraction))
+    max_eta_delay: float = attrs.field(default=300.0, validator=attrs_check(positive))
+
+    def __attrs_post_init__(self) -> None:
+        _validate(self)
+
+
+@functools.lru_cache(maxsize=32)
+def _eta_schedule(policy: PollPolicy) -> EtaSchedule:
+    # One per policy, not per followed operation: a fan-out follows thousands with one policy.
+    return EtaSchedule(
+        fraction=policy.eta_fraction,
+        min_delay=policy.initial_delay,
+        max_delay=policy.max_eta_delay,
+        max_overdue_delay=policy.max_delay,
+        jitter=policy.jitter,
+    )
+
+
+def poll_delay(
+    policy: PollPolicy, polls: int, *, hint: float | None = None, rng: Callable[[], float]
+) -> float:
+    """Seconds to wait before poll number ``polls + 1`` (``polls`` made so far).
+
+    A server hint (Retry-After) replaces the schedule, clamped to ``[min_hint, max_hint]``.
+    Otherwise the result lies in ``[initial_delay * (1 - jitter), max_delay]``.
+    """
+    if hint is not None:
+        return min(policy.max_hint, max(policy.min_hint, hint))
+    return backoff_delay(
+        polls,
+        initial=policy.initial_delay,
+        multiplier=policy.multiplier,
+        cap=policy.max_delay,
+        jitter=policy.jitter,
+        spread=rng(),
+    )
+
+
+def follow_delay(
+    policy: PollPolicy,
+    polls: int,
+    forecast: Forecast,
+    now: float,
+    *,
+    hint: float | None = None,
+    rng: Callable[[], float],
+) -> float:
+    """Seconds to wait from ``now`` before the next poll: a server hint if any, else the ETA
+    schedule over ``forecast`` (``policy.eta``), falling back to the plain backoff while the
+    forecast predicts no end."""
+    backoff = poll_delay(policy, polls, hint=hint, rng=rng)
+    if hint is not None or not policy.eta:
+        return backoff
+    return _eta_schedule(policy).delay(forecast, now, fallback=backoff, spread=rng())
+
+
+def has_changed(before: BulkOperation, after: BulkOperation) -> bool:
+    """Whether a new observation says something new (``updated_at`` alone does not count)."""
+    return (
+        before.status != after.status
+        or before.processed_rows != after.processed_rows
+        or before.success_count != after.success_count
+        or before.error_count != after.error_count
+        or before.estimated_total_rows != after.estimated_total_rows
+        or before.error_items != after.error_items
+    )
+
+
+# -- decisions -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Changed:
+    """A new snapshot to hand out; poll again at ``until`` (the client's clock)."""
+
+    progress: Progress
+    until: float
+
+
+@attrs.frozen
+class WaitUntil:
+    """Nothing new to hand out; poll again at ``until``."""
+
+    until: float
+
+
+@attrs.frozen
+class GiveUp:
+    """The follow ends with ``error``; ``Follow.last`` keeps the last snapshot."""
+
+    error: KnockError
+
+
+@attrs.frozen
+class Finished:
+    """The operation is ``completed`` or ``failed``; ``progress`` is its final snapshot."""
+
+    progress: Progress
+
+
+Decision = Changed | WaitUntil | GiveUp | Finished
+
+
+def read_response(
+    status: int, headers: Mapping[str, str], body: bytes
+) -> tuple[BulkOperation | None, KnockError | None, float | None]:
+    """One poll's answer as ``(operation, error, hint)``: exactly one of the first two."""
+    hint = parse_retry_after(headers)
+    try:
+        return operation_from_response(status, headers, body), None, hint
+    except KnockError as exc:
+        return None, exc, hint
+
+
+class Follow:
+    """The state of one followed operation between polls.
+
+    Made with the operation's id, the poll's total ``timeout`` (``None``: no deadline) and its
+    policy; ``start`` it, then feed it each poll's outcome. ``label`` names the operation in
+    error messages (a fan-out adds its channel). ``last`` is the latest snapshot, kept after
+    any error: nothing seen is lost. A follow that gave up can be fed again (a resumed poll):
+    its error budget starts afresh.
+    """
+
+    __slots__ = (
+        "_deadline",
+        "_errors",
+        "_forecast",
+        "_hint",
+        "_hooks",
+        "_policy",
+        "_polls",
+        "_started",
+        "_timeout",
+        "done",
+        "last",
+        "operation_id",
+    )
+
+    def __init__(
+        self,
+        operation_id: str,
+        *,
+        timeout: float | None,
+        policy: PollPolicy,
+        hooks: Sequence[Hook] = (),
+    ) -> None:
+        self.operation_id = operation_id
+        self._timeout = timeout
+        self._policy = policy
+        self._hooks = hooks
+        self._forecast = Forecast()
+        self._started: tuple[float, datetime] | None = None
+        self._deadline: float | None = None
+        self._polls = 0
+        self._errors = 0
+        self._hint: float | None = None
+        self.last: Progress | None = None
+        self.done = False
+
+    @property
+    def started(self) -> bool:
+        return self._started is not None
+
+    @property
+    def polls(self) -> int:
+        return self._polls
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    def label(self) -> str:
+        return f"bulk operation {self.operation_id}"
+
+    def start(
+        self,
+        now: float,
+        wall: datetime,
+        initial: BulkOperation | None,
+        *,
+        rng: Callable[[], float],
+    ) -> Decision:
+        """Start following at ``now`` (``wall`` is the same instant as a datetime), from the
+        operation as already known (``initial``) if any."""
+        self._started = (now, wall)
+        if self._timeout is not None:
+            self._deadline = now + self._timeout
+        if initial is not None:
+            return self._operation(now, initial, rng)
+        if self._deadline is not None and now >= self._deadline:
+            return GiveUp(self.timed_out())
+        return WaitUntil(self._next(now, rng))
+
+    def resume(self, now: float, *, rng: Callable[[], float]) -> Decision:
+        """Where a follow interrupted (cancelled, or ended by an error) picks up again."""
+        if self._deadline is not None and now >= self._deadline:
+            return GiveUp(self.timed_out())
+        return WaitUntil(self._next(now, rng))
+
+    def outcome(
+        self,
+        now: float,
+        *,
+        operation: BulkOperation | None = None,
+        error: BaseException | None = None,
+        hint: float | None = None,
+        rng: Callable[[], float],
+    ) -> Decision:
+        """The decision after one poll that gave ``operation`` or ``error``, with the server's
+        Retry-After ``hint`` (seconds) if it sent one."""
+        self._polls += 1
+        self._hint = hint
+        if operation is not None and error is None:
+            if operation.id != self.operation_id:
+                error = ResponseValidationError(
+                    f"polling bulk operation {self.operation_id} answered operation "
+                    f"{operation.id}: the answer is about another operation",
+                    errors=[f"expected id {self.operation_id!r} @ $.id, got {operation.id!r}"],
+                )
+            else:
+                self._errors = 0
+                return self._operation(now, operation, rng)
+        if error is None:
+            error = KnockError("a poll gave neither an operation nor an error")
+        return self._error(now, error, rng)
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def _wall(self, now: float) -> datetime:
+        assert self._started is not None
+        start_mono, start_wall = self._started
+        return start_wall + timedelta(seconds=now - start_mono)
+
+    def _next(self, now: float, rng: Callable[[], float]) -> float:
+        delay = follow_delay(
+            self._policy, self._polls, self._forecast, now, hint=self._hint, rng=rng
+        )
+        until = now + delay
+        if self._deadline is not None:
+            # The last poll lands on the deadline, so a finish just before it is seen.
+            until = min(until, self._deadline)
+        return until
+
+    def _operation(
+        self, now: float, operation: BulkOperation, rng: Callable[[], float]
+    ) -> Decision:
+        previous = self.last
+        self.last = progress = observe(operation, self._wall(now), previous)
+        if operation.is_terminal:
+            self.done = True
+            if self._hooks:
+                self._observed(progress, None)
+            return Finished(progress)
+        if self._deadline is not None and now >= self._deadline:
+            return GiveUp(self.timed_out())
+        if self._policy.eta:
+            self._forecast = self._forecast.observe(
+                now, operation.processed_rows, operation.estimated_total_rows
+            )
+        until = self._next(now, rng)
+        if self._hooks:
+            self._observed(progress, self._wall(until))
+        if (
+            previous is None
+            or self._policy.yield_unchanged
+            or has_changed(previous.operation, operation)
+        ):
+            return Changed(progress, until)
+        return WaitUntil(until)
+
+    def _observed(self, progress: Progress, next_poll_at: datetime | None) -> None:
+        emit(
+            self._hooks,
+            PollObserved(
+                operation_id=self.operation_id,
+                status=progress.status.value,
+                fraction=progress.fraction,
+                next_poll_at=next_poll_at,
+            ),
+        )
+
+    def _error(self, now: float, error: BaseException, rng: Callable[[], float]) -> Decision:
+        if isinstance(error, DeadlineError):
+            return GiveUp(self.timed_out())
+        if not isinstance(error, KnockError):
+            # A bug or an absurd answer: end this follow with a typed error naming it.
+            return GiveUp(
+                KnockError(f"following {self.label()} failed: {type(error).__name__}: {error}")
+            )
+        status = error.status if isinstance(error, APIError) else None
+        failure = error.failure if isinstance(error, APIConnectionError) else None
+        transient = isinstance(error, APIError | APIConnectionError) and is_transient(
+            status, failure
+        )
+        if not transient:
+            return GiveUp(error)
+        self._errors += 1
+        if self._errors > self._policy.error_budget:
+            self._errors = 0  # a resumed poll starts with a fresh budget
+            return GiveUp(error)
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            self._hint = error.retry_after
+        if self._deadline is not None and now >= self._deadline:
+            return GiveUp(self.timed_out())
+        return WaitUntil(self._next(now, rng))
+
+    # -- errors -------------------------------------------------------------------------
+
+    def timed_out(self) -> PollTimeoutError:
+        state = f"last seen {self.last.status.value}" if self.last else "never seen"
+        return PollTimeoutError(
+            f"{self.label()} did not finish within {self._timeout}s ({state}); it goes on "
+            f"server-side: poll({self.operation_id!r}) resumes",
+            progress=self.last,
+            operation_id=self.operation_id,
+        )
+
+    def failed(self) -> BulkOperationFailedError | None:
+        """The error for an operation that ended ``failed``; ``None`` otherwise."""
+        last = self.last
+        if last is None or last.operation.status != BulkOperationStatus.FAILED:
+            return None
+        operation = last.operation
+        return BulkOperationFailedError(
+            f"{self.label()} failed after {operation.processed_rows} of "
+            f"~{operation.estimated_total_rows} rows ({operation.error_count} errors)",
+            progress=last,
+            operation_id=operation.id,
+        )

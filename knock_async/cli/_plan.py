@@ -1,0 +1,199 @@
+"""Arguments into a frozen plan: what a command will do, checked before anything is sent.
+
+Stdlib and attrs only (no ``rich``, no network), like ``_args``: reading ``--channels-file``
+and checking the filters and the base URL happen here, so every usage error comes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+from yarl import URL
+
+from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
+from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
+from ._args import UsageError
+
+__all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
+
+_FILTERS = tuple(BulkFilters.__annotations__)
+
+
+@attrs.frozen(kw_only=True)
+class Connection:
+    """Where requests go and how the key is found (the key itself is read only when sending)."""
+
+    api_key_file: str | None
+    base_url: str
+    branch: str | None
+    allow_insecure_http: bool
+    poll_interval: float | None  # None: the client's default schedule
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Connection:
+        base_url = args.base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
+        source = "--base-url" if args.base_url else "KNOCK_BASE_URL"
+        url = URL(base_url)
+        if url.scheme == "http" and not args.allow_insecure_http and not _is_loopback(url.host):
+            raise UsageError(
+                f"{source} {url.origin()}: http:// is only allowed for loopback hosts "
+                "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
+                "clear text; use https://, or pass --allow-insecure-http if you really mean it"
+            )
+        try:
+            parse_base_url(url, allow_insecure_http=True)
+        except ValueError as exc:  # the message never holds the key (there is none yet)
+            raise UsageError(f"{source}: {exc}") from None
+        return cls(
+            api_key_file=args.api_key_file,
+            base_url=str(url).rstrip("/"),
+            branch=args.branch or os.environ.get("KNOCK_BRANCH") or None,
+            allow_insecure_http=args.allow_insecure_http,
+            poll_interval=args.poll_interval,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class BulkPlan:
+    connection: Connection
+    action: BulkActionValue  # argparse's choices are the BulkAction values
+    channels: tuple[str, ...]
+    filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
+    wait: bool
+    timeout: float
+    concurrency: int
+    yes: bool
+    json: bool
+    stdin_is_data: bool  # stdin holds channels or the key: no typed confirmation
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The NDJSON ``start`` object's fields."""
+        return {
+            "command": "bulk-update",
+            "action": self.action,
+            "channels": list(self.channels),
+            "filters": filters_json(self.filters),
+            "wait": self.wait,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class StatusPlan:
+    connection: Connection
+    operation_id: str
+    watch: bool
+    timeout: float
+    json: bool
+
+
+@attrs.frozen(kw_only=True)
+class DemoPlan:
+    channels: int
+    messages: int
+    rows_per_second: float
+    json: bool
+
+
+def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
+    """The plan for ``args`` (``emulator`` has none: the emulator's front door takes it)."""
+    if args.command == "demo":
+        return DemoPlan(
+            channels=args.channels,
+            messages=args.messages,
+            rows_per_second=args.rows_per_second,
+            json=args.json,
+        )
+    if args.command == "status":
+        operation_id: str = args.operation_id
+        if not operation_id or "/" in operation_id or operation_id in (".", ".."):
+            raise UsageError(f"{operation_id!r} is not a bulk operation id")
+        return StatusPlan(
+            connection=Connection.from_args(args),
+            operation_id=operation_id,
+            watch=args.watch,
+            timeout=args.timeout,
+            json=args.json,
+        )
+    channels = read_channels(args)
+    filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
+    try:  # every filter checked before anything is sent
+        BulkUpdateMessagesForChannelRequest(**filters)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return BulkPlan(
+        connection=Connection.from_args(args),
+        action=args.action,
+        channels=tuple(channels),
+        filters=filters,
+        wait=not args.no_wait,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        yes=args.yes,
+        json=args.json,
+        stdin_is_data="-" in (args.channels_file, args.api_key_file),
+    )
+
+
+def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+        for name, value in filters.items()
+    }
+
+
+def restricts(filters: Mapping[str, Any]) -> bool:
+    """Whether the filters select fewer than every message of a channel.
+
+    ``--archived include`` and ``--trigger-data '{}'`` match everything, so alone they do not
+    count: ``delete`` with only those still deletes every message.
+    """
+    for name, value in filters.items():
+        if name == "archived" and value == "include":
+            continue
+        if name == "trigger_data" and value.strip() in ("{}", ""):
+            continue
+        return True
+    return False
+
+
+def read_channels(args: argparse.Namespace) -> list[str]:
+    """Channel ids from the arguments, then ``--channels-file``; each once, in order."""
+    channels: list[str] = list(args.channel_ids)
+    source = args.channels_file
+    if source is not None:
+        if source == "-" and args.api_key_file == "-":
+            raise UsageError("--api-key-file and --channels-file cannot both read stdin")
+        try:
+            if source == "-":
+                text = sys.stdin.read()
+            else:
+                with open(source, encoding="utf-8") as file:
+                    text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise UsageError(f"cannot read --channels-file {source}: {reason}") from None
+        for number, line in enumerate(text.splitlines(), start=1):
+            for token in line.split("#", 1)[0].split():
+                try:
+                    channels.append(str(uuid.UUID(token)))
+                except ValueError:
+                    raise UsageError(
+                        f"--channels-file {source}, line {number}: {token!r} is not a channel "
+                        "id (a UUID)"
+                    ) from None
+    if not channels:
+        raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
+    seen: set[str] = set()
+    for channel in channels:
+        if channel in seen:
+            raise UsageError(f"channel {channel} is listed twice (it would be updated twice)")
+        seen.add(channel)
+    return channels

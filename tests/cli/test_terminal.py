@@ -1,0 +1,274 @@
+"""What a person sees: the live display and the summary rendered to 80- and 120-column virtual
+terminals (rich's recording console, and a pty read by the ``pyte`` terminal emulator)."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyte
+import pytest
+from rich.console import Console
+
+from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
+from knock_async._convert import structure_operation
+from knock_async._progress import observe
+from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
+from knock_async.cli._outcome import Report
+from tests._support import operation
+from tests.cli._clitools import EmulatorThread, cli_env, stop
+
+AT = datetime(2025, 1, 1, tzinfo=UTC)
+WIDTHS = [80, 120]
+FAST = ("--poll-interval", "0.2")
+
+
+def _event(
+    channel: str,
+    operation_id: str,
+    *,
+    kind: FanOutEventKind = FanOutEventKind.PROGRESS,
+    processed: int = 12_345,
+    estimate: int = 50_000,
+    error: PollTimeoutError | None = None,
+    **changes: object,
+) -> FanOutEvent:
+    """A channel's operation seen twice 10 s apart (so it has a rate and an ETA)."""
+
+    def seen(rows: int, **more: object) -> BulkOperation:
+        fields = {"status": "processing", "success_count": rows, **more}
+        body = operation(
+            id=operation_id, processed_rows=rows, estimated_total_rows=estimate, **fields
+        )
+        return structure_operation(body)
+
+    first = observe(seen(0), AT)
+    progress = observe(seen(processed, **changes), AT + timedelta(seconds=10), first)
+    totals = FanOutTotals(
+        channels=3,
+        submitted=3,
+        completed=int(kind is FanOutEventKind.COMPLETED),
+        failed=0,
+        errored=int(kind is FanOutEventKind.ERROR),
+        processed_rows=3 * processed,
+        estimated_total_rows=3 * estimate,
+        rows_per_second=3 * processed / 10,
+        eta=timedelta(seconds=30),
+    )
+    return FanOutEvent(kind=kind, channel_id=channel, progress=progress, error=error, totals=totals)
+
+
+def _ids(count: int) -> tuple[list[str], list[str]]:
+    return [str(uuid.uuid4()) for _ in range(count)], [str(uuid.uuid4()) for _ in range(count)]
+
+
+def _console(width: int) -> Console:
+    return Console(width=width, record=True, file=io.StringIO(), force_terminal=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_each_progress_bar_is_one_line_with_abbreviated_numbers(width: int) -> None:
+    """Counts in the thousands: every bar (the overall one and one per channel) is one line,
+    short of the last column, with rows as `12.3k/50.0k` and the rate as `1.2k/s`."""
+    channels, operations = _ids(3)
+    console = _console(width)
+    display = RichDisplay(console, channels=True)
+    display.start(channels, {})
+    for channel, operation_id in zip(channels, operations, strict=True):
+        display.update(_event(channel, operation_id))
+    display.stop()
+    text = console.export_text()
+    screen = text[text.rindex("all 3 channels") :].splitlines()  # the final frame
+    assert screen[0].startswith("all 3 channels ")
+    assert "37.0k/150k" in screen[0]
+    for channel, line in zip(channels, screen[1:], strict=True):
+        assert line.startswith(channel[:8])
+        assert "12.3k/50.0k" in line
+        assert "1.2k/s" in line
+        assert line.rstrip().endswith("processing")
+    assert all(len(line) <= width - 3 for line in screen)
+
+
+def _completed(channels: list[str], operations: list[str], **fields: Any) -> Report:
+    """A run where every channel's operation completed 1,032 rows in 4 s."""
+    latest = {
+        c: _event(c, o, kind=FanOutEventKind.COMPLETED, processed=1032, estimate=1032,
+                  status="completed", completed_at="2024-05-22T12:00:04Z")
+        for c, o in zip(channels, operations, strict=True)
+    }  # fmt: skip
+    return Report(
+        outcome="completed",
+        keys=tuple(channels),
+        latest=latest,
+        totals=latest[channels[-1]].totals,
+        elapsed=4.2,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_summary_shows_full_operation_ids(width: int) -> None:
+    """The summary never cuts an operation id: each is on the screen in full, beside its full
+    channel id, and no line is wider than the terminal."""
+    channels, operations = _ids(3)
+    report = _completed(channels, operations, command="bulk-update", action="read")
+    console = _console(width)
+    RichDisplay(console, channels=True).summary(report)
+    screen = console.export_text().splitlines()
+    for channel, operation_id in zip(channels, operations, strict=True):
+        assert any(channel in line and operation_id in line for line in screen)
+    assert all(len(line) <= width for line in screen)
+    assert "completed: read on 3 channels: 3 completed, 0 failed" in " ".join(screen)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_demo_table_keeps_its_check_column(width: int) -> None:
+    """The demo's extra columns (matched, in store, check) fit beside the numbers."""
+    channels, operations = _ids(4)
+    report = _completed(
+        channels,
+        operations,
+        command="demo",
+        action="archive",
+        columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
+        values={c: {"matched": 1032, "archived_in_store": 1032, "check": "ok"} for c in channels},
+    )
+    console = _console(width)
+    RichDisplay(console, channels=True).summary(report)
+    screen = console.export_text().splitlines()
+    header = next(line for line in screen if line.startswith("channel ") and "check" in line)
+    assert header.split() == [
+        "channel", "status", "rows", "updated", "errors", "time", "matched", "in", "store", "check"
+    ]  # fmt: skip
+    rows = [line for line in screen if line.endswith(" ok")]
+    assert [line.split()[0] for line in rows] == [c[:8] for c in channels]
+    assert all("1.0k" in line and "completed" in line for line in rows)
+    assert all(len(line) <= width for line in screen)
+
+
+def test_abbreviated_numbers() -> None:
+    """Counts shrink to a few characters; an absurd one still prints."""
+    assert [abbreviate(n) for n in (0, 999, 1000, 12_345, 150_000, 4_500_000, 10**22)] == [
+        "0", "999", "1.0k", "12.3k", "150k", "4.5M", "1.0e+22"
+    ]  # fmt: skip
+
+
+def _plain(report: Report) -> list[str]:
+    out = io.StringIO()
+    PlainDisplay(out, channels=report.channels).summary(report)
+    return out.getvalue().splitlines()
+
+
+def test_counts_are_grammatical_and_a_timeout_is_not_an_error() -> None:
+    """`1 row`, `1 error`, `1 channel`; a --timeout is counted as `timed out`, not `errored`."""
+    (channel,), (operation_id,) = _ids(1)
+    one = _event(channel, operation_id, kind=FanOutEventKind.COMPLETED, processed=1,
+                 estimate=1, status="completed", error_count=1,
+                 completed_at="2024-05-22T12:00:04Z")  # fmt: skip
+    status = Report(
+        command="status",
+        action=None,
+        outcome="completed",
+        keys=(operation_id,),
+        latest={operation_id: one},
+        totals=one.totals,
+        elapsed=1.0,
+        channels=False,
+    )
+    assert _plain(status) == [
+        f"completed: operation {operation_id}: 1 row updated, 1 error, in 4.0s (exit 0)"
+    ]
+    late = _event(
+        channel,
+        operation_id,
+        kind=FanOutEventKind.ERROR,
+        processed=1,
+        error=PollTimeoutError("late", progress=None, operation_id=operation_id),
+    )
+    timeout = Report(
+        command="bulk-update",
+        action="read",
+        outcome="timeout",
+        keys=(channel,),
+        latest={channel: late},
+        totals=late.totals,
+        elapsed=1.0,
+    )
+    assert _plain(timeout)[-1] == (
+        "timeout: read on 1 channel: 0 completed, 0 failed, 0 errored, 1 timed out; "
+        "3 rows processed in 1.0s (exit 4)"
+    )
+
+
+def _read_into(screen_stream: pyte.ByteStream, master: int, done: Callable[[], bool]) -> None:
+    """Feed the terminal's output to the emulated screen until ``done()`` or the end."""
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, "timed out reading the terminal"
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            return
+        if not chunk:
+            return
+        screen_stream.feed(chunk)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: EmulatorThread) -> None:
+    """Ctrl-C typed at an 80-column terminal (echoed there as `^C`) while three bars run: the
+    screen keeps one `all 3 channels` line and one line per bar, then the summary with the
+    full operation ids and how to resume each, and the command exits 130."""
+    channels = [emulator.channel(100, seed=n) for n in range(3)]
+    for channel in channels:
+        emulator.stick_next_operation(channel, after_rows=30)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 80, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "knock_async", "bulk-update", "read", *channels, *FAST],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(emulator.base_url, TERM="xterm-256color"),
+        close_fds=True,
+    )
+    os.close(slave)
+    screen = pyte.Screen(80, 50)
+    stream = pyte.ByteStream(screen)
+    try:
+        _read_into(stream, master, lambda: sum("processing" in x for x in screen.display) == 3)
+        os.write(master, b"\x03")  # the terminal echoes ^C after the last bar ...
+        process.send_signal(signal.SIGINT)  # ... and interrupts its foreground process
+        _read_into(stream, master, lambda: False)
+        returncode = process.wait(timeout=10)
+    finally:
+        stop(process)
+        os.close(master)
+    lines = [line.rstrip() for line in screen.display]
+    text = "\n".join(lines)
+    assert returncode == 130, text
+    assert sum("all 3 channels" in line for line in lines) == 1, text
+    for channel in channels:
+        # its bar, its table row and its ids row
+        assert sum(line.startswith(channel[:8]) for line in lines) == 3, text
+    for channel in channels:  # the ids table: the full channel id, then its operation's
+        (row,) = [line for line in lines if line.startswith(channel)]
+        operation_id = row.split()[1]
+        assert uuid.UUID(operation_id)
+        assert f"  knock-async status {operation_id} --watch" in lines, text
