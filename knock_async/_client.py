@@ -159,6 +159,7 @@ class KnockClient:
 
     @property
     def base_url(self) -> URL:
+        """The API's base URL, from ``base_url=`` or ``KNOCK_BASE_URL`` (default Knock's)."""
         return self._transport.base_url
 
     async def __aenter__(self) -> Self:

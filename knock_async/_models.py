@@ -77,6 +77,8 @@ class ArchivedFilter(_OpenStrEnum):
 
 
 class DeliveryStatus(_OpenStrEnum):
+    """The ``delivery_status`` filter: a message's delivery status."""
+
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
@@ -87,6 +89,8 @@ class DeliveryStatus(_OpenStrEnum):
 
 
 class EngagementStatus(_OpenStrEnum):
+    """The ``engagement_status`` filter: a message's engagement status."""
+
     SEEN = "seen"
     UNSEEN = "unseen"
     READ = "read"
@@ -121,6 +125,8 @@ EngagementStatusValue: TypeAlias = Literal[
 
 
 class BulkOperationStatus(_OpenStrEnum):
+    """A bulk operation's status: ``queued``, ``processing``, ``completed`` or ``failed``."""
+
     QUEUED = "queued"
     PROCESSING = "processing"
     COMPLETED = "completed"

@@ -350,6 +350,7 @@ class AdaptiveRateLimiter:
 
     @property
     def limits(self) -> RateLimits:
+        """The configured ``RateLimits``."""
         return self._limits
 
     def state(self, tier: Tier | str) -> PacingState:
