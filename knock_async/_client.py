@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Self, Unpack
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from ._fanout import FanOut, unique_channels
@@ -218,7 +219,11 @@ class _Bulk:
         request = bulk_update_request(
             transport.base_url, transport.json_headers, channel_id, action, body
         )
-        return await transport.send(request, retry=retry, timeout=_per_call(transport, timeout))
+        operation = await transport.send(
+            request, retry=retry, timeout=_per_call(transport, timeout)
+        )
+        # The handle carries what the client knows, for the logs of whoever follows it.
+        return attrs.evolve(operation, channel_id=channel_id, action=parse_action(action).value)
 
     def update_many(
         self,

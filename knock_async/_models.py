@@ -374,6 +374,10 @@ class BulkOperation:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     failed_at: datetime | None = None
+    # Not on the wire: the channel and action the client sent, when it started the operation,
+    # so that ``handle`` can carry them to a worker's logs. They don't make operations differ.
+    channel_id: str | None = attrs.field(default=None, eq=False, repr=False)
+    action: str | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -383,4 +387,9 @@ class BulkOperation:
     @property
     def handle(self) -> BulkOperationHandle:
         """A small, secret-free, JSON-serialisable reference to follow this operation later."""
-        return BulkOperationHandle(operation_id=self.id, progress_path=self.progress_path)
+        return BulkOperationHandle(
+            operation_id=self.id,
+            progress_path=self.progress_path,
+            channel_id=self.channel_id,
+            action=self.action,
+        )
