@@ -43,13 +43,17 @@ from ._hooks import (
 )
 from ._models import (
     ArchivedFilter,
+    ArchivedFilterValue,
     BulkAction,
+    BulkActionValue,
     BulkFilters,
     BulkOperation,
     BulkOperationStatus,
     BulkUpdateMessagesForChannelRequest,
     DeliveryStatus,
+    DeliveryStatusValue,
     EngagementStatus,
+    EngagementStatusValue,
     ErrorItem,
 )
 from ._poller import Poller
@@ -97,6 +101,11 @@ __all__ = [
     "DeliveryStatus",
     "EngagementStatus",
     "ErrorItem",
+    # the string values a type checker accepts besides the enums
+    "BulkActionValue",
+    "ArchivedFilterValue",
+    "DeliveryStatusValue",
+    "EngagementStatusValue",
     # errors
     "KnockError",
     "APIError",

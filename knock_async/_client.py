@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Self, Unpack
 
 import aiohttp
+import attrs
 from yarl import URL
 
 from ._fanout import FanOut, unique_channels
@@ -19,6 +20,7 @@ from ._handle import BulkOperationHandle
 from ._hooks import Hook
 from ._models import (
     BulkAction,
+    BulkActionValue,
     BulkFilters,
     BulkOperation,
     BulkUpdateMessagesForChannelRequest,
@@ -155,6 +157,7 @@ class KnockClient:
 
     @property
     def base_url(self) -> URL:
+        """The API's base URL, from ``base_url=`` or ``KNOCK_BASE_URL`` (default Knock's)."""
         return self._transport.base_url
 
     async def __aenter__(self) -> Self:
@@ -196,7 +199,7 @@ class _Bulk:
     async def update_message_status(
         self,
         channel_id: str,
-        action: BulkAction | str,
+        action: BulkAction | BulkActionValue,
         *,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
@@ -213,12 +216,16 @@ class _Bulk:
         request = bulk_update_request(
             transport.base_url, transport.json_headers, channel_id, action, body
         )
-        return await transport.send(request, retry=retry, timeout=_per_call(transport, timeout))
+        operation = await transport.send(
+            request, retry=retry, timeout=_per_call(transport, timeout)
+        )
+        # The handle carries what the client knows, for the logs of whoever follows it.
+        return attrs.evolve(operation, channel_id=channel_id, action=parse_action(action).value)
 
     def update_many(
         self,
         channel_ids: Iterable[str],
-        action: BulkAction | str,
+        action: BulkAction | BulkActionValue,
         *,
         concurrency: int = 10,
         timeout: float | None = 3600.0,

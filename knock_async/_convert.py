@@ -137,7 +137,13 @@ def _build() -> cattrs.Converter:
 
     conv.register_structure_hook(
         BulkOperation,
-        make_dict_structure_fn(BulkOperation, conv, typename=override(rename="__typename")),
+        make_dict_structure_fn(
+            BulkOperation,
+            conv,
+            typename=override(rename="__typename"),
+            channel_id=override(omit=True),  # the client's, never the server's
+            action=override(omit=True),
+        ),
     )
     conv.register_unstructure_hook(
         BulkOperation,
@@ -147,6 +153,8 @@ def _build() -> cattrs.Converter:
             typename=override(rename="__typename"),
             # progress_path is optional but not nullable in the spec: absent, never null.
             progress_path=override(omit_if_default=True),
+            channel_id=override(omit=True),
+            action=override(omit=True),
         ),
     )
     conv.register_unstructure_hook(

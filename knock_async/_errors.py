@@ -83,7 +83,7 @@ class APIError(KnockError):
 
 
 class BadRequestError(APIError):
-    """400."""
+    """400: the request was malformed (a body that is not JSON, an unknown parameter)."""
 
 
 class AuthenticationError(APIError):
@@ -111,7 +111,7 @@ class RateLimitError(APIError):
 
 
 class InternalServerError(APIError):
-    """5xx."""
+    """5xx: Knock failed; GETs are retried, the bulk POST only where that is safe."""
 
 
 class APIConnectionError(KnockError):

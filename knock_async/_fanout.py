@@ -48,6 +48,10 @@ __all__ = [
 
 
 class FanOutEventKind(enum.StrEnum):
+    """What happened to one channel of a fan-out: ``submitted``, ``progress``, ``completed``,
+    ``failed`` or ``error``.
+    """
+
     SUBMITTED = "submitted"  # the POST was accepted: an operation exists
     PROGRESS = "progress"  # the operation changed
     COMPLETED = "completed"  # the operation completed (error_count may be > 0: data)
@@ -78,6 +82,7 @@ class FanOutTotals:
 
     @property
     def finished(self) -> int:
+        """Channels that reached an end: completed, failed or errored."""
         return self.completed + self.failed + self.errored
 
     @property
@@ -100,6 +105,7 @@ class FanOutEvent:
 
     @property
     def handle(self) -> BulkOperationHandle | None:
+        """The operation's handle, or ``None`` when the channel had no operation (an ``error``)."""
         if self.progress is None:
             return None
         return attrs.evolve(self.progress.handle, channel_id=self.channel_id)
@@ -120,6 +126,7 @@ class ChannelResult:
 
     @property
     def status(self) -> str:
+        """``completed``, ``failed``, ``error``, ``running`` (stopped early) or ``pending``."""
         if self.error is not None and not isinstance(self.error, BulkOperationFailedError):
             return "error"
         if self.operation is None:
@@ -149,6 +156,7 @@ class FanOutSummary:
         return all(r.status == "completed" for r in self.results)
 
     def by_status(self, status: str) -> tuple[ChannelResult, ...]:
+        """The results with this ``status`` (``completed``, ``failed``, ``error``, ...)."""
         return tuple(r for r in self.results if r.status == status)
 
 
@@ -276,6 +284,7 @@ class FanOut:
 
     @property
     def totals(self) -> FanOutTotals:
+        """The running totals across every channel so far."""
         started = self._started
         rate: float | None = None
         eta: timedelta | None = None

@@ -40,6 +40,8 @@ class BulkOperationHandle:
     action: str | None = attrs.field(default=None, validator=_optional_str)
 
     def to_dict(self) -> dict[str, Any]:
+        """The handle as a JSON-ready dict: ``v`` (the format's version), ``operation_id`` and
+        whichever of ``progress_path``, ``channel_id`` and ``action`` are set."""
         data: dict[str, Any] = {"v": _VERSION, "operation_id": self.operation_id}
         for name in ("progress_path", "channel_id", "action"):
             value = getattr(self, name)
@@ -53,6 +55,10 @@ class BulkOperationHandle:
 
     @classmethod
     def from_dict(cls, data: object) -> BulkOperationHandle:
+        """The handle from ``data``, a dict that ``to_dict`` gave.
+
+        Raises ``TypeError`` if ``data`` is not a dict and ``ValueError`` naming what is wrong
+        for another version, an unknown field, or a missing or empty ``operation_id``."""
         if not isinstance(data, dict):
             raise TypeError(f"a handle must be a JSON object, got {type(data).__name__}")
         version = data.get("v", _VERSION)

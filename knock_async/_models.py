@@ -12,7 +12,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self, TypedDict, TypeVar
+from typing import Any, Literal, Self, TypeAlias, TypedDict, TypeVar
 
 import attrs
 
@@ -20,13 +20,17 @@ from ._handle import BulkOperationHandle
 
 __all__ = [
     "ArchivedFilter",
+    "ArchivedFilterValue",
     "BulkAction",
+    "BulkActionValue",
     "BulkFilters",
     "BulkOperation",
     "BulkOperationStatus",
     "BulkUpdateMessagesForChannelRequest",
     "DeliveryStatus",
+    "DeliveryStatusValue",
     "EngagementStatus",
+    "EngagementStatusValue",
     "ErrorItem",
 ]
 
@@ -73,6 +77,8 @@ class ArchivedFilter(_OpenStrEnum):
 
 
 class DeliveryStatus(_OpenStrEnum):
+    """The ``delivery_status`` filter: a message's delivery status."""
+
     QUEUED = "queued"
     SENT = "sent"
     DELIVERED = "delivered"
@@ -83,6 +89,8 @@ class DeliveryStatus(_OpenStrEnum):
 
 
 class EngagementStatus(_OpenStrEnum):
+    """The ``engagement_status`` filter: a message's engagement status."""
+
     SEEN = "seen"
     UNSEEN = "unseen"
     READ = "read"
@@ -93,7 +101,32 @@ class EngagementStatus(_OpenStrEnum):
     INTERACTED = "interacted"
 
 
+# The same values as plain-string literal types, for the caller's side: a type checker then
+# rejects a misspelt action or filter value, as Knock's official SDK's types do. Keep each in
+# step with its enum (tests/typing/test_typing.py checks that they match).
+BulkActionValue: TypeAlias = Literal[
+    "seen", "unseen", "read", "unread", "archived", "unarchived", "interacted",
+    "archive", "unarchive", "delete",
+]  # fmt: skip
+"""An action as a string: what ``update_message_status`` accepts besides a ``BulkAction``."""
+
+ArchivedFilterValue: TypeAlias = Literal["exclude", "include", "only"]
+"""The ``archived`` filter as a string, besides an ``ArchivedFilter``."""
+
+DeliveryStatusValue: TypeAlias = Literal[
+    "queued", "sent", "delivered", "delivery_attempted", "undelivered", "not_sent", "bounced"
+]
+"""The ``delivery_status`` filter as a string, besides a ``DeliveryStatus``."""
+
+EngagementStatusValue: TypeAlias = Literal[
+    "seen", "unseen", "read", "unread", "archived", "unarchived", "link_clicked", "interacted"
+]
+"""The ``engagement_status`` filter as a string, besides an ``EngagementStatus``."""
+
+
 class BulkOperationStatus(_OpenStrEnum):
+    """A bulk operation's status: ``queued``, ``processing``, ``completed`` or ``failed``."""
+
     QUEUED = "queued"
     PROCESSING = "processing"
     COMPLETED = "completed"
@@ -272,9 +305,9 @@ class BulkFilters(TypedDict, total=False):
     ISO 8601 strings with an offset; ``trigger_data`` a mapping or a JSON object string.
     """
 
-    archived: ArchivedFilter | str | None
-    delivery_status: DeliveryStatus | str | None
-    engagement_status: EngagementStatus | str | None
+    archived: ArchivedFilter | ArchivedFilterValue | None
+    delivery_status: DeliveryStatus | DeliveryStatusValue | None
+    engagement_status: EngagementStatus | EngagementStatusValue | None
     has_tenant: bool | None
     newer_than: datetime | str | None
     older_than: datetime | str | None
@@ -341,6 +374,10 @@ class BulkOperation:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     failed_at: datetime | None = None
+    # Not on the wire: the channel and action the client sent, when it started the operation,
+    # so that ``handle`` can carry them to a worker's logs. They don't make operations differ.
+    channel_id: str | None = attrs.field(default=None, eq=False, repr=False)
+    action: str | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def is_terminal(self) -> bool:
@@ -350,4 +387,9 @@ class BulkOperation:
     @property
     def handle(self) -> BulkOperationHandle:
         """A small, secret-free, JSON-serialisable reference to follow this operation later."""
-        return BulkOperationHandle(operation_id=self.id, progress_path=self.progress_path)
+        return BulkOperationHandle(
+            operation_id=self.id,
+            progress_path=self.progress_path,
+            channel_id=self.channel_id,
+            action=self.action,
+        )

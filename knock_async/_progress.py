@@ -33,14 +33,17 @@ class Progress:
 
     @property
     def operation_id(self) -> str:
+        """The bulk operation's id (``operation.id``)."""
         return self.operation.id
 
     @property
     def status(self) -> BulkOperationStatus:
+        """The operation's status when this snapshot was taken."""
         return self.operation.status
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the operation had ended (``completed`` or ``failed``)."""
         return self.operation.is_terminal
 
     @property

@@ -355,6 +355,7 @@ class AdaptiveRateLimiter:
 
     @property
     def limits(self) -> RateLimits:
+        """The configured ``RateLimits``."""
         return self._limits
 
     def state(self, tier: Tier | str) -> PacingState:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._client import KnockClient
 from .._follow import PollPolicy
+from .._models import BulkActionValue
 from ..testing import KnockEmulator
 from ._args import PROG
 from ._display import make_display
@@ -23,7 +24,7 @@ from ._run import Redactor, Run, finish
 
 __all__ = ["demo"]
 
-ACTION = "archive"
+ACTION: BulkActionValue = "archive"
 # Polls a little more often than the library's default (1 s, x1.5): the demo lasts seconds.
 DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
 

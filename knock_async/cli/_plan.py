@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 from yarl import URL
 
-from .._models import BulkFilters, BulkUpdateMessagesForChannelRequest
+from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
 from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
 from ._args import UsageError
 
@@ -63,7 +63,7 @@ class Connection:
 @attrs.frozen(kw_only=True)
 class BulkPlan:
     connection: Connection
-    action: str
+    action: BulkActionValue  # argparse's choices are the BulkAction values
     channels: tuple[str, ...]
     filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
     wait: bool

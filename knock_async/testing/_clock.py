@@ -44,12 +44,15 @@ class SystemClock:
         self._wall_origin = datetime.now(UTC)
 
     def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
         return time.monotonic()
 
     def to_datetime(self, monotonic: float) -> datetime:
+        """The timezone-aware UTC wall-clock time of a ``monotonic`` reading."""
         return self._wall_origin + timedelta(seconds=monotonic - self._origin)
 
     def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware UTC."""
         return self.to_datetime(self.monotonic())
 
     async def sleep(self, seconds: float) -> None:
@@ -80,12 +83,15 @@ class ManualClock:
         self._elapsed = 0.0
 
     def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
         return self._elapsed
 
     def to_datetime(self, monotonic: float) -> datetime:
+        """The timezone-aware UTC wall-clock time of a ``monotonic`` reading."""
         return self._start + timedelta(seconds=monotonic)
 
     def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware UTC."""
         return self.to_datetime(self._elapsed)
 
     def advance(self, seconds: float) -> None:
@@ -142,12 +148,15 @@ class FastClock:
         self._wall_origin = datetime.now(UTC)
 
     def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
         return (time.monotonic() - self._origin) * self.speed
 
     def to_datetime(self, monotonic: float) -> datetime:
+        """The timezone-aware UTC wall-clock time of a ``monotonic`` reading."""
         return self._wall_origin + timedelta(seconds=monotonic)
 
     def now(self) -> datetime:
+        """The current wall-clock time, timezone-aware UTC."""
         return self.to_datetime(self.monotonic())
 
     async def sleep(self, seconds: float) -> None:

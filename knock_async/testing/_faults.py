@@ -60,6 +60,7 @@ class Fault:
 
     @property
     def replaces_response(self) -> bool:
+        """Whether the fault answers instead of the emulator (a status, a drop or bad JSON)."""
         return self.status is not None or self.drop or self.invalid_json
 
 
@@ -205,6 +206,7 @@ class Faults:
         self._failing.update(message_ids)
 
     def message_fails(self, message_id: str) -> bool:
+        """Whether ``message_id`` was listed by ``fail_messages``."""
         return message_id in self._failing
 
     def take_plan(self, channel_id: str) -> OperationPlan | None:

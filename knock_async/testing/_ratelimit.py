@@ -37,6 +37,7 @@ class EmulatorRateLimits:
     burst_seconds: float = attrs.field(default=1.0, validator=attrs_check(positive))
 
     def rate(self, tier: Tier) -> float:
+        """Requests per second allowed for ``tier``."""
         return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second
 
 

@@ -60,11 +60,14 @@ class Message:
 
     @property
     def is_archived(self) -> bool:
+        """Whether the message is archived (``archived_at`` is set)."""
         return self.archived_at is not None
 
 
 @attrs.frozen(kw_only=True)
 class Channel:
+    """A channel in the emulator's store: its ``id`` and ``type`` (``in_app_feed``, ...)."""
+
     id: str
     type: ChannelType
 
