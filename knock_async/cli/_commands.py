@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -14,11 +13,10 @@ from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperationStatus
 from .._progress import Progress, observe
 from ._args import PROG, UsageError
-from ._display import make_display
 from ._outcome import outcome as ended
 from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
-from ._run import Redactor, Run, finish, load_api_key, make_client
+from ._run import Redactor, Run, make_client
 
 __all__ = ["bulk_update", "confirm_delete", "status"]
 
@@ -48,20 +46,23 @@ def confirm_delete(plan: BulkPlan) -> None:
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
     """``update_many`` over one channel or many, followed to the end (or to submission)."""
     confirm_delete(plan)
-    key = load_api_key(plan.connection)
-    redactor.add(key)
-    keys = list(plan.channels)
-    display = make_display(json_lines=plan.json, channels=True, clock=time.monotonic)
-    run = Run(keys, display)
-    async with make_client(plan.connection, key) as client:
+    connection = plan.connection
+    run = Run(
+        list(plan.channels),
+        json=plan.json,
+        redactor=redactor,
+        debug=debug,
+        base_url=connection.base_url,
+    )
+    async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
-            keys,
+            run.keys,
             plan.action,
             concurrency=plan.concurrency,
             timeout=plan.timeout,
             **plan.filters,
         )
-        display.start(keys, plan.header)
+        run.display.start(run.keys, plan.header)
         async with fanout:
             await run.follow(fanout, until_submitted=not plan.wait)
     outcome = None
@@ -69,22 +70,23 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int
         # Not followed to the end: every update submitted is a success; a refusal is not.
         worst = overall(ended(event) for event in run.latest.values())
         outcome = "submitted" if worst == "completed" else worst
-    report = run.report("bulk-update", plan.action, outcome=outcome)
-    return finish(
-        report, display, redactor=redactor, debug=debug, base_url=plan.connection.base_url
-    )
+    return run.finish("bulk-update", plan.action, outcome=outcome)
 
 
 async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     """One ``get`` (a look), or the poller to the end with ``--watch``."""
-    key = load_api_key(plan.connection)
-    redactor.add(key)
-    operation_id = plan.operation_id
-    display = make_display(json_lines=plan.json, channels=False, clock=time.monotonic)
-    run = Run([operation_id], display, channels=False)
+    operation_id, connection = plan.operation_id, plan.connection
+    run = Run(
+        [operation_id],
+        json=plan.json,
+        redactor=redactor,
+        debug=debug,
+        base_url=connection.base_url,
+        channels=False,
+    )
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    async with make_client(plan.connection, key) as client:
-        display.start([operation_id], header)
+    async with make_client(connection, redactor) as client:
+        run.display.start(run.keys, header)
         events = _watch(client, plan) if plan.watch else _look(client, operation_id)
         await run.follow(events, until_submitted=False)
     name = None
@@ -92,10 +94,7 @@ async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     if not plan.watch and event is not None and event.progress is not None:
         # A look, not a wait: a running operation is fine; a failed one is still exit 1.
         name = event.progress.status.value
-    report = run.report("status", None, outcome=name)
-    return finish(
-        report, display, redactor=redactor, debug=debug, base_url=plan.connection.base_url
-    )
+    return run.finish("status", None, outcome=name)
 
 
 def _event(
