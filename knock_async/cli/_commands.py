@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._models import BulkOperationStatus
 from .._progress import Progress, observe
 from ._args import PROG, UsageError
 from ._outcome import outcome as ended
@@ -102,27 +101,22 @@ def _event(
 ) -> FanOutEvent:
     """One operation's news as a ``FanOutEvent`` (of a fan-out of one)."""
     op = None if progress is None else progress.operation
+    kind = Kind.PROGRESS
     if error is not None:
         kind = Kind.ERROR
-    elif op is not None and op.status == BulkOperationStatus.COMPLETED:
-        kind = Kind.COMPLETED
-    elif op is not None and op.status == BulkOperationStatus.FAILED:
-        kind = Kind.FAILED
-    else:
-        kind = Kind.PROGRESS
+    elif op is not None and op.is_terminal:
+        kind = Kind(op.status.value)  # completed or failed
     ended = kind is not Kind.PROGRESS
+    rows = 0 if op is None else op.processed_rows
     totals = FanOutTotals(
         channels=1,
         submitted=int(op is not None),
         completed=int(kind is Kind.COMPLETED),
         failed=int(kind is Kind.FAILED),
         errored=int(kind is Kind.ERROR),
-        processed_rows=0 if op is None else op.processed_rows,
-        estimated_total_rows=0
-        if op is None
-        else op.processed_rows
-        if ended or op.is_terminal
-        else max(op.estimated_total_rows, op.processed_rows),
+        processed_rows=rows,
+        # Over (even by an error): no more rows are coming, as in the library's own totals.
+        estimated_total_rows=rows if op is None or ended else max(op.estimated_total_rows, rows),
         rows_per_second=None if progress is None else progress.rows_per_second,
         eta=None if progress is None or ended else progress.eta,
     )

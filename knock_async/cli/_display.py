@@ -1,6 +1,7 @@
 """Rendering the library's events: a ``rich`` live display on a terminal, plain lines
-otherwise, NDJSON with ``--json``. All three take the same calls: ``start``, ``update`` per
-``FanOutEvent``, ``stop`` and ``summary`` (a ``Report``)."""
+otherwise, NDJSON with ``--json``. All three take the same calls: ``start`` (``header`` is the
+NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEvent``, ``stop``
+(the end of the live part; idempotent) and ``summary`` (a ``Report``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
@@ -30,34 +31,9 @@ from ._outcome import (
     report_json,
 )
 
-__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
+__all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
 Kind = FanOutEventKind
-
-
-class Display(Protocol):
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        """Begin: ``header`` describes the run (NDJSON ``start``), ``intro`` is for people."""
-
-    def update(self, event: FanOutEvent) -> None: ...
-
-    def stop(self) -> None:
-        """End the live part (idempotent); the summary comes after."""
-
-    def summary(self, report: Report) -> None: ...
-
-
-def make_display(
-    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
-) -> Display:
-    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
-    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
-    out = sys.stdout if out is None else out
-    if json_lines:
-        return JsonDisplay(out, channels=channels, clock=clock)
-    if _is_terminal(out):
-        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
-    return PlainDisplay(out, channels=channels)
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -436,3 +412,16 @@ class RichDisplay:
 
     def summary(self, report: Report) -> None:
         print_summary(self.console, report, limit=30)
+
+
+def make_display(
+    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
+) -> JsonDisplay | PlainDisplay | RichDisplay:
+    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
+    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
+    out = sys.stdout if out is None else out
+    if json_lines:
+        return JsonDisplay(out, channels=channels, clock=clock)
+    if _is_terminal(out):
+        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
+    return PlainDisplay(out, channels=channels)
