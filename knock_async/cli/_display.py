@@ -100,18 +100,31 @@ def _rows(op: BulkOperation | None) -> str:
 # -- NDJSON ----------------------------------------------------------------------------------
 
 
-class JsonDisplay:
+class _Lines:
+    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
+
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
+        self._out = out
+        self._channels = channels
+
+    def _print(self, line: str = "") -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    def stop(self) -> None:
+        pass
+
+
+class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
     def __init__(self, out: TextIO, *, channels: bool, clock: Callable[[], float]) -> None:
-        self._out = out
-        self._channels = channels
+        super().__init__(out, channels=channels)
         self._clock = clock
         self._started = clock()
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._out.flush()
+        self._print(json.dumps(record, separators=(",", ":")))
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         self._write({"type": "start", **header})
@@ -119,9 +132,6 @@ class JsonDisplay:
     def update(self, event: FanOutEvent) -> None:
         elapsed = self._clock() - self._started
         self._write(progress_json(event, elapsed, channels=self._channels))
-
-    def stop(self) -> None:
-        pass
 
     def summary(self, report: Report) -> None:
         self._write(report_json(report))
@@ -210,17 +220,10 @@ def _summary_line(report: Report) -> str:
 # -- plain lines -----------------------------------------------------------------------------
 
 
-class PlainDisplay:
+class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        self._out = out
-        self._channels = channels
-        self._many = False
-
-    def _print(self, line: str = "") -> None:
-        self._out.write(line + "\n")
-        self._out.flush()
+    _many = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         self._many = len(keys) > 1
@@ -254,9 +257,6 @@ class PlainDisplay:
         self._print(" ".join(parts))
         if self._many and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
             self._print(_totals_line(event.totals))
-
-    def stop(self) -> None:
-        pass
 
     def summary(self, report: Report) -> None:
         # Wide enough that nothing wraps: a log or a pipe has no width.
