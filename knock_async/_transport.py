@@ -279,6 +279,17 @@ class Transport:
             error = _connection_error(request, exc, Failure.TIMEOUT)
         except aiohttp.ClientError as exc:
             error = _connection_error(request, exc, Failure.CONNECTION)
+        except ResponseTooLargeError as exc:
+            if hooks:  # the try ended too: its record says how
+                too_large = request_answered(
+                    sent,
+                    duration=self.clock() - sent_at,
+                    status=exc.status,
+                    request_id=exc.request_id,
+                    failure="response_too_large",
+                )
+                emit(hooks, too_large)
+            raise
         if hooks:
             duration = self.clock() - sent_at
             if error is not None:
