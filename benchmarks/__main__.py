@@ -25,6 +25,7 @@ MODULES = [
     "conversion",
     "shared_limit",
     "emulator_speed",
+    "cli_demo",
 ]
 
 

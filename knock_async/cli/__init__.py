@@ -43,10 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
-    from ..testing._frontdoor import serve_from_args
-    from . import _commands, _demo, _plan, _run
+    from . import _commands, _plan, _run
 
     if args.command == "emulator":
+        from ..testing._frontdoor import serve_from_args
+
         problem = serve_from_args(args)
         if problem is not None:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -58,6 +59,8 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
             return asyncio.run(_commands.bulk_update(plan, redactor, debug=args.debug))
         if isinstance(plan, _plan.StatusPlan):
             return asyncio.run(_commands.status(plan, redactor, debug=args.debug))
+        from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
+
         return asyncio.run(_demo.demo(plan, redactor, debug=args.debug))
     except UsageError as exc:
         print(redactor.text(f"{PROG}: error: {exc}"), file=sys.stderr)

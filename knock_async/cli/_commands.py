@@ -4,21 +4,18 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._models import BulkOperationStatus
 from .._progress import Progress, observe
 from ._args import PROG, UsageError
-from ._display import make_display
 from ._outcome import outcome as ended
 from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
-from ._run import Redactor, Run, finish, load_api_key, make_client
+from ._run import Redactor, Run, make_client
 
 __all__ = ["bulk_update", "confirm_delete", "status"]
 
@@ -48,20 +45,23 @@ def confirm_delete(plan: BulkPlan) -> None:
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
     """``update_many`` over one channel or many, followed to the end (or to submission)."""
     confirm_delete(plan)
-    key = load_api_key(plan.connection)
-    redactor.add(key)
-    keys = list(plan.channels)
-    display = make_display(json_lines=plan.json, channels=True, clock=time.monotonic)
-    run = Run(keys, display)
-    async with make_client(plan.connection, key) as client:
+    connection = plan.connection
+    run = Run(
+        list(plan.channels),
+        json=plan.json,
+        redactor=redactor,
+        debug=debug,
+        base_url=connection.base_url,
+    )
+    async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
-            keys,
+            run.keys,
             plan.action,
             concurrency=plan.concurrency,
             timeout=plan.timeout,
             **plan.filters,
         )
-        display.start(keys, plan.header)
+        run.display.start(run.keys, plan.header)
         async with fanout:
             await run.follow(fanout, until_submitted=not plan.wait)
     outcome = None
@@ -69,22 +69,23 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int
         # Not followed to the end: every update submitted is a success; a refusal is not.
         worst = overall(ended(event) for event in run.latest.values())
         outcome = "submitted" if worst == "completed" else worst
-    report = run.report("bulk-update", plan.action, outcome=outcome)
-    return finish(
-        report, display, redactor=redactor, debug=debug, base_url=plan.connection.base_url
-    )
+    return run.finish("bulk-update", plan.action, outcome=outcome)
 
 
 async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     """One ``get`` (a look), or the poller to the end with ``--watch``."""
-    key = load_api_key(plan.connection)
-    redactor.add(key)
-    operation_id = plan.operation_id
-    display = make_display(json_lines=plan.json, channels=False, clock=time.monotonic)
-    run = Run([operation_id], display, channels=False)
+    operation_id, connection = plan.operation_id, plan.connection
+    run = Run(
+        [operation_id],
+        json=plan.json,
+        redactor=redactor,
+        debug=debug,
+        base_url=connection.base_url,
+        channels=False,
+    )
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    async with make_client(plan.connection, key) as client:
-        display.start([operation_id], header)
+    async with make_client(connection, redactor) as client:
+        run.display.start(run.keys, header)
         events = _watch(client, plan) if plan.watch else _look(client, operation_id)
         await run.follow(events, until_submitted=False)
     name = None
@@ -92,10 +93,7 @@ async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     if not plan.watch and event is not None and event.progress is not None:
         # A look, not a wait: a running operation is fine; a failed one is still exit 1.
         name = event.progress.status.value
-    report = run.report("status", None, outcome=name)
-    return finish(
-        report, display, redactor=redactor, debug=debug, base_url=plan.connection.base_url
-    )
+    return run.finish("status", None, outcome=name)
 
 
 def _event(
@@ -103,27 +101,22 @@ def _event(
 ) -> FanOutEvent:
     """One operation's news as a ``FanOutEvent`` (of a fan-out of one)."""
     op = None if progress is None else progress.operation
+    kind = Kind.PROGRESS
     if error is not None:
         kind = Kind.ERROR
-    elif op is not None and op.status == BulkOperationStatus.COMPLETED:
-        kind = Kind.COMPLETED
-    elif op is not None and op.status == BulkOperationStatus.FAILED:
-        kind = Kind.FAILED
-    else:
-        kind = Kind.PROGRESS
+    elif op is not None and op.is_terminal:
+        kind = Kind(op.status.value)  # completed or failed
     ended = kind is not Kind.PROGRESS
+    rows = 0 if op is None else op.processed_rows
     totals = FanOutTotals(
         channels=1,
         submitted=int(op is not None),
         completed=int(kind is Kind.COMPLETED),
         failed=int(kind is Kind.FAILED),
         errored=int(kind is Kind.ERROR),
-        processed_rows=0 if op is None else op.processed_rows,
-        estimated_total_rows=0
-        if op is None
-        else op.processed_rows
-        if ended or op.is_terminal
-        else max(op.estimated_total_rows, op.processed_rows),
+        processed_rows=rows,
+        # Over (even by an error): no more rows are coming, as in the library's own totals.
+        estimated_total_rows=rows if op is None or ended else max(op.estimated_total_rows, rows),
         rows_per_second=None if progress is None else progress.rows_per_second,
         eta=None if progress is None or ended else progress.eta,
     )

@@ -8,7 +8,6 @@ against the emulator's store: each message that matched is archived now, and no 
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +16,9 @@ from .._follow import PollPolicy
 from .._models import BulkActionValue
 from ..testing import KnockEmulator
 from ._args import PROG
-from ._display import make_display
 from ._outcome import operation_of, outcome, overall
 from ._plan import DemoPlan, filters_json
-from ._run import Redactor, Run, finish
+from ._run import Redactor, Run
 
 __all__ = ["demo"]
 
@@ -38,7 +36,6 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.add(key)
     rate = plan.rows_per_second
-    display = make_display(json_lines=plan.json, channels=True, clock=time.monotonic)
     emulator = KnockEmulator(
         api_keys=[key],
         rows_per_second=rate,
@@ -89,9 +86,9 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
             "wait": True,
             "base_url": emu.base_url,
         }
-        run = Run(channels, display)
+        run = Run(channels, json=plan.json, redactor=redactor, debug=debug, base_url=base_url)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
-            display.start(channels, header, intro)
+            run.display.start(channels, header, intro)
             async with client.channels.bulk.update_many(
                 channels, ACTION, timeout=120.0, **filters
             ) as fanout:
@@ -138,7 +135,7 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     name = None
     if not all_ok and not run.interrupted:  # a mismatch fails the demo (exit 1, or 3)
         name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
-    report = run.report(
+    return run.finish(
         "demo",
         ACTION,
         outcome=name,
@@ -149,4 +146,3 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
         notes=tuple(notes),
         extra={"verified": all_ok},
     )
-    return finish(report, display, redactor=redactor, debug=debug, base_url=base_url)

@@ -1,6 +1,7 @@
 """Rendering the library's events: a ``rich`` live display on a terminal, plain lines
-otherwise, NDJSON with ``--json``. All three take the same calls: ``start``, ``update`` per
-``FanOutEvent``, ``stop`` and ``summary`` (a ``Report``)."""
+otherwise, NDJSON with ``--json``. All three take the same calls: ``start`` (``header`` is the
+NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEvent``, ``stop``
+(the end of the live part; idempotent) and ``summary`` (a ``Report``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
@@ -30,34 +31,9 @@ from ._outcome import (
     report_json,
 )
 
-__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
+__all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
 Kind = FanOutEventKind
-
-
-class Display(Protocol):
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        """Begin: ``header`` describes the run (NDJSON ``start``), ``intro`` is for people."""
-
-    def update(self, event: FanOutEvent) -> None: ...
-
-    def stop(self) -> None:
-        """End the live part (idempotent); the summary comes after."""
-
-    def summary(self, report: Report) -> None: ...
-
-
-def make_display(
-    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
-) -> Display:
-    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
-    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
-    out = sys.stdout if out is None else out
-    if json_lines:
-        return JsonDisplay(out, channels=channels, clock=clock)
-    if _is_terminal(out):
-        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
-    return PlainDisplay(out, channels=channels)
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -124,18 +100,31 @@ def _rows(op: BulkOperation | None) -> str:
 # -- NDJSON ----------------------------------------------------------------------------------
 
 
-class JsonDisplay:
+class _Lines:
+    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
+
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
+        self._out = out
+        self._channels = channels
+
+    def _print(self, line: str = "") -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    def stop(self) -> None:
+        pass
+
+
+class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
     def __init__(self, out: TextIO, *, channels: bool, clock: Callable[[], float]) -> None:
-        self._out = out
-        self._channels = channels
+        super().__init__(out, channels=channels)
         self._clock = clock
         self._started = clock()
 
     def _write(self, record: dict[str, Any]) -> None:
-        self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._out.flush()
+        self._print(json.dumps(record, separators=(",", ":")))
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         self._write({"type": "start", **header})
@@ -143,9 +132,6 @@ class JsonDisplay:
     def update(self, event: FanOutEvent) -> None:
         elapsed = self._clock() - self._started
         self._write(progress_json(event, elapsed, channels=self._channels))
-
-    def stop(self) -> None:
-        pass
 
     def summary(self, report: Report) -> None:
         self._write(report_json(report))
@@ -234,17 +220,10 @@ def _summary_line(report: Report) -> str:
 # -- plain lines -----------------------------------------------------------------------------
 
 
-class PlainDisplay:
+class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        self._out = out
-        self._channels = channels
-        self._many = False
-
-    def _print(self, line: str = "") -> None:
-        self._out.write(line + "\n")
-        self._out.flush()
+    _many = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         self._many = len(keys) > 1
@@ -278,9 +257,6 @@ class PlainDisplay:
         self._print(" ".join(parts))
         if self._many and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
             self._print(_totals_line(event.totals))
-
-    def stop(self) -> None:
-        pass
 
     def summary(self, report: Report) -> None:
         # Wide enough that nothing wraps: a log or a pipe has no width.
@@ -436,3 +412,16 @@ class RichDisplay:
 
     def summary(self, report: Report) -> None:
         print_summary(self.console, report, limit=30)
+
+
+def make_display(
+    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
+) -> JsonDisplay | PlainDisplay | RichDisplay:
+    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
+    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
+    out = sys.stdout if out is None else out
+    if json_lines:
+        return JsonDisplay(out, channels=channels, clock=clock)
+    if _is_terminal(out):
+        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
+    return PlainDisplay(out, channels=channels)

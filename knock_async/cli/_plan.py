@@ -164,6 +164,18 @@ def restricts(filters: Mapping[str, Any]) -> bool:
     return False
 
 
+def read_text(option: str, path: str, *, first_line: bool = False) -> str:
+    """What ``option`` names: the file at ``path``, or stdin for ``-``."""
+    try:
+        if path == "-":
+            return sys.stdin.readline() if first_line else sys.stdin.read()
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read {option} {path}: {reason}") from None
+
+
 def read_channels(args: argparse.Namespace) -> list[str]:
     """Channel ids from the arguments, then ``--channels-file``; each once, in order."""
     channels: list[str] = list(args.channel_ids)
@@ -171,15 +183,7 @@ def read_channels(args: argparse.Namespace) -> list[str]:
     if source is not None:
         if source == "-" and args.api_key_file == "-":
             raise UsageError("--api-key-file and --channels-file cannot both read stdin")
-        try:
-            if source == "-":
-                text = sys.stdin.read()
-            else:
-                with open(source, encoding="utf-8") as file:
-                    text = file.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise UsageError(f"cannot read --channels-file {source}: {reason}") from None
+        text = read_text("--channels-file", source)
         for number, line in enumerate(text.splitlines(), start=1):
             for token in line.split("#", 1)[0].split():
                 try:

@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterable, Callable, Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import attrs
 
@@ -20,12 +20,12 @@ from .._client import KnockClient
 from .._fanout import FanOutEvent, FanOutTotals
 from .._follow import PollPolicy
 from ._args import PROG, UsageError
-from ._display import Display
+from ._display import make_display
 from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
-from ._plan import Connection
+from ._plan import Connection, read_text
 
-__all__ = ["Redactor", "Run", "finish", "load_api_key", "logging_to_stderr", "make_client"]
+__all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"]
 
 
 # -- secrets and logs ------------------------------------------------------------------------
@@ -97,21 +97,16 @@ def load_api_key(connection: Connection) -> str:
                 "(a key is never taken on the command line, where `ps` shows it)"
             )
         return key
-    if path == "-":
-        key = sys.stdin.readline().strip()
-    else:
-        try:
-            with open(path, encoding="utf-8") as file:
-                key = file.read().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise UsageError(f"cannot read --api-key-file {path}: {reason}") from None
+    key = read_text("--api-key-file", path, first_line=True).strip()
     if not key:
         raise UsageError(f"--api-key-file {path} is empty")
     return key
 
 
-def make_client(connection: Connection, key: str) -> KnockClient:
+def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
+    """A client for ``connection``, its key loaded (and known to ``redactor``)."""
+    key = load_api_key(connection)
+    redactor.add(key)
     interval = connection.poll_interval
     # Without --poll-interval the client's default policy, the one the library documents.
     poll = None
@@ -134,22 +129,27 @@ def make_client(connection: Connection, key: str) -> KnockClient:
 
 
 class Run:
-    """The latest event per key and the latest totals, fed to the display as they come."""
+    """One command's run: the latest event per key and the latest totals, fed to the display as
+    they come; ``finish`` prints the end (summary, errors, how to resume)."""
 
     def __init__(
         self,
         keys: list[str],
-        display: Display,
         *,
+        json: bool,
+        redactor: Redactor,
+        debug: bool,
+        base_url: str,
         channels: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
-        self.display = display
+        self.display = make_display(json_lines=json, channels=channels, clock=clock)
         self.channels = channels
         self.latest: dict[str, FanOutEvent] = {}
         self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
         self.interrupted = False
+        self._redactor, self._debug, self._base_url = redactor, debug, base_url
         self._clock = clock
         self._started = clock()
 
@@ -187,20 +187,20 @@ class Run:
                 await close()
             self.display.stop()
 
-    def report(
+    def finish(
         self, command: str, action: str | None, *, outcome: str | None = None, **details: Any
-    ) -> Report:
-        """The end of the run: ``outcome`` (default: the worst one seen), and the demo's
-        ``Report`` fields in ``details``."""
-        name = outcome
+    ) -> int:
+        """Print the summary (stdout), then errors and how to resume (stderr); the exit code.
+        ``outcome`` defaults to the worst one seen; ``details`` are the demo's ``Report``
+        fields."""
         if self.interrupted:
-            name = "interrupted"
-        elif name is None:
-            name = overall(ended(self.latest.get(key)) for key in self.keys)
-        return Report(
+            outcome = "interrupted"
+        elif outcome is None:
+            outcome = overall(ended(self.latest.get(key)) for key in self.keys)
+        report = Report(
             command=command,
             action=action,
-            outcome=name,
+            outcome=outcome,
             keys=tuple(self.keys),
             latest=dict(self.latest),
             totals=self.totals,
@@ -208,43 +208,41 @@ class Run:
             channels=self.channels,
             **details,
         )
+        self.display.stop()
+        self.display.summary(report)
+        sys.stdout.flush()
+        err, redactor = sys.stderr, self._redactor
+        for line in error_lines(report, base_url=self._base_url):
+            print(redactor.text(line), file=err)
+        if self._debug:
+            for event in report.latest.values():
+                if event.error is not None:
+                    print_traceback(event.error, redactor)
+        if report.outcome == "interrupted":
+            _interrupted(report, err)
+        err.flush()
+        return int(report.code)
 
 
-def finish(
-    report: Report, display: Display, *, redactor: Redactor, debug: bool, base_url: str
-) -> int:
-    """Print the summary (stdout), then errors and how to resume (stderr); the exit code."""
-    display.stop()
-    display.summary(report)
-    sys.stdout.flush()
-    err = sys.stderr
-    for line in error_lines(report, base_url=base_url):
-        print(redactor.text(line), file=err)
-    if debug:
-        for event in report.latest.values():
-            if event.error is not None:
-                print_traceback(event.error, redactor)
-    if report.outcome == "interrupted":
-        if not report.resumable:  # the demo: its emulator, and its operations, end with it
-            print(f"{PROG}: interrupted", file=err)
-        else:
-            print(
-                f"{PROG}: interrupted: stopped following; operations already started go on "
-                "server-side (Ctrl-C does not cancel them).",
-                file=err,
-            )
-            if report.resume:
-                print("Resume following with:", file=err)
-                for command in report.resume:
-                    print(f"  {command}", file=err)
-            unsent = report.unsubmitted
-            if unsent:
-                shown = " ".join(unsent[:10])
-                more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
-                print(
-                    f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
-                    f"interrupted while sending, so an update may have started): {shown}{more}",
-                    file=err,
-                )
-    err.flush()
-    return int(report.code)
+def _interrupted(report: Report, err: TextIO) -> None:
+    if not report.resumable:  # the demo: its emulator, and its operations, end with it
+        print(f"{PROG}: interrupted", file=err)
+        return
+    print(
+        f"{PROG}: interrupted: stopped following; operations already started go on "
+        "server-side (Ctrl-C does not cancel them).",
+        file=err,
+    )
+    if report.resume:
+        print("Resume following with:", file=err)
+        for command in report.resume:
+            print(f"  {command}", file=err)
+    unsent = report.unsubmitted
+    if unsent:
+        shown = " ".join(unsent[:10])
+        more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
+        print(
+            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
+            f"interrupted while sending, so an update may have started): {shown}{more}",
+            file=err,
+        )

@@ -21,10 +21,9 @@ from tests.cli._clitools import TIMEOUT, cli_env, knock_async
 
 
 @pytest.fixture(scope="module", autouse=True)
-def default_demo() -> Iterator[tuple[subprocess.Popen[str], float]]:
+def default_demo() -> Iterator[subprocess.Popen[str]]:
     """`knock-async demo` with its defaults and no key, started when this module's first test
     starts, so that its few seconds overlap the other tests here; collected by the last."""
-    started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "knock_async", "demo"],
         env=cli_env(key=None),
@@ -32,7 +31,7 @@ def default_demo() -> Iterator[tuple[subprocess.Popen[str], float]]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    yield process, started
+    yield process
     if process.poll() is None:
         process.kill()
     process.communicate(timeout=10)
@@ -114,17 +113,15 @@ def test_demo_on_a_terminal_renders_a_live_progress_display() -> None:
     assert "Check against the emulator's store: OK." in plain
 
 
-def test_demo_runs_well_under_30_seconds_and_checks_the_store(
-    default_demo: tuple[subprocess.Popen[str], float],
+def test_demo_with_its_defaults_exits_0_and_checks_the_store(
+    default_demo: subprocess.Popen[str],
 ) -> None:
-    """With its defaults and no key at all, the demo exits 0 in well under 30 s, after a
-    summary whose store check holds on every channel."""
-    process, started = default_demo
+    """With its defaults and no key at all, the demo exits 0 after a summary whose store check
+    holds on every channel. (Its wall time is measured by `python -m benchmarks cli_demo`.)"""
+    process = default_demo
     out, err = process.communicate(timeout=TIMEOUT)
-    elapsed = time.monotonic() - started
     assert process.returncode == 0, err
     assert err == ""
-    assert elapsed < 20, elapsed
     assert "Seeded 4 in-app feed channels" in out
     assert re.search(r"^completed: archive on 4 channels: 4 completed, 0 failed", out, re.M)
     assert "Check against the emulator's store: OK." in out

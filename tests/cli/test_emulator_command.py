@@ -13,9 +13,10 @@ import urllib.request
 
 import pytest
 
+from knock_async._emulator_options import CHANNEL_TYPES, add_arguments
 from knock_async.cli._args import build_parser
-from knock_async.testing import KnockEmulator, seeded_channel_id
-from knock_async.testing._frontdoor import add_arguments, banner
+from knock_async.testing import ChannelType, KnockEmulator, seeded_channel_id
+from knock_async.testing._frontdoor import banner
 from tests.cli._clitools import Output, cli_env, knock_async, start_knock_async, stop
 
 
@@ -142,3 +143,9 @@ def test_python_m_knock_async_testing_is_the_same_front_door() -> None:
         stop(process)
     assert process.returncode == 0
     assert stderr == ""
+
+
+def test_the_channel_type_choices_are_the_emulators_channel_types() -> None:
+    """`--channel-type` offers exactly the emulator's channel types, the first its default."""
+    assert tuple(t.value for t in ChannelType) == CHANNEL_TYPES
+    assert CHANNEL_TYPES[0] == ChannelType.IN_APP_FEED

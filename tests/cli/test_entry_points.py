@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from knock_async import __version__
 from knock_async.cli import main
-from tests.cli._clitools import TIMEOUT, cli_env, knock_async
+from tests.cli._clitools import TIMEOUT, EmulatorThread, cli_env, knock_async
 
 
 def test_console_script_is_installed() -> None:
@@ -108,3 +109,50 @@ def test_json_is_not_listed_as_a_connection_option() -> None:
     assert "--base-url" in connection
     assert "--json" not in connection
     assert "--json" in text
+
+
+def _modules_loaded(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``code`` in a fresh interpreter, then report which of aiohttp.web and the emulator
+    package it had imported."""
+    check = (
+        f"{code}\nimport json, sys\n"
+        "print(json.dumps([m for m in ('aiohttp.web', 'knock_async.testing') if m in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: list[str] = json.loads(result.stdout.splitlines()[-1])
+    return loaded
+
+
+def test_the_parser_and_help_do_not_import_the_emulator() -> None:
+    """Building the CLI's parser and printing `--help` (the top level's and `emulator`'s) load
+    neither aiohttp.web nor knock_async.testing: the emulator's options are importable alone."""
+    code = (
+        "import contextlib, io\n"
+        "from knock_async.cli._args import build_parser, parse_args\n"
+        "build_parser()\n"
+        "for argv in (['--help'], ['emulator', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "        parse_args(argv)"
+    )
+    assert _modules_loaded(code) == []
+
+
+def test_status_and_bulk_update_do_not_import_the_emulator(emulator: EmulatorThread) -> None:
+    """`status` and `bulk-update` run to exit 0 without importing aiohttp.web or the
+    emulator package (only `emulator` and `demo` need them)."""
+    channel = emulator.channel(20)
+    operation_id = emulator.start_operation(channel, "seen")
+    code = (
+        "from knock_async.cli import main\n"
+        f"assert main(['status', '{operation_id}', '--json']) == 0\n"
+        f"assert main(['bulk-update', 'read', '{channel}', '--json']) == 0"
+    )
+    assert _modules_loaded(code, cli_env(emulator.base_url)) == []
