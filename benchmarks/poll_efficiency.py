@@ -17,13 +17,18 @@ x1.5 with 10% jitter, capped at 30 s), a fixed 1 s schedule (Stainless-generated
 The schedules are ``PollPolicy`` objects run by ``follow_delay``, the function the client's
 follow state calls for every wait, driven in virtual time: a 2 h operation
 polled every second 200 times is 1.4 million GETs, too many to send over loopback in a
-benchmark run, and the HTTP path adds nothing to when the next poll is due.
+benchmark run, and the HTTP path adds nothing to when the next poll is due. To check that,
+5 operations per case are also followed by the real client and poller over loopback HTTP on
+the same virtual clock, and must make the same GETs and see the end at the same time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import random
+from datetime import UTC, datetime, timedelta
 
 import attrs
 
@@ -31,7 +36,19 @@ import knock_async as ka
 from knock_async._follow import follow_delay
 from knock_async._schedule import Forecast
 
-from ._common import Report, Settings, Target, log, markdown_table, median
+from ._common import (
+    API_KEY,
+    CHANNEL_ID,
+    OPERATION_ID,
+    Report,
+    Settings,
+    Target,
+    log,
+    markdown_table,
+    median,
+    operation_wire,
+)
+from ._server import start_server
 
 NAME = "poll_efficiency"
 TITLE = "4. Poll efficiency in virtual time"
@@ -150,6 +167,106 @@ def measure(runs: int) -> dict[tuple[str, str], list[Outcome]]:
     return results
 
 
+# -- the same operations through the real client, poller and HTTP ------------------------------
+
+CHECKED_RUNS = 5  # per case: the simulation above must count exactly what the client does
+_EPOCH = datetime(2024, 5, 22, 12, 0, tzinfo=UTC)
+
+
+class VirtualClock:
+    """Monotonic seconds that move only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let the loop run, as a real sleep would
+
+
+class VirtualKnock:
+    """Answers the bulk POST and the operation GET from an ``Operation`` on the virtual clock,
+    counting the GETs and when one first saw the end."""
+
+    def __init__(self, clock: VirtualClock, operation: Operation) -> None:
+        self._clock = clock
+        self._operation = operation
+        self.started = 0.0
+        self.gets = 0
+        self.detected: float | None = None
+
+    def _wire(self) -> bytes:
+        op, at = self._operation, self._clock.now - self.started
+        done = at >= op.end
+        rows = op.total if done else op.rows(at)
+        status = "completed" if done else ("processing" if at > op.queued else "queued")
+
+        def stamp(seconds: float) -> str:
+            return (_EPOCH + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+        wire = operation_wire(
+            status=status,
+            estimated_total_rows=op.total,
+            processed_rows=rows,
+            success_count=rows,
+            error_count=0,
+            error_items=[],
+            inserted_at=stamp(0.0),
+            updated_at=stamp(min(at, op.end)),
+            started_at=stamp(op.queued),
+            completed_at=stamp(op.end) if done else None,
+        )
+        return json.dumps(wire).encode()
+
+    def respond(self, method: bytes, target: bytes, body: bytes) -> tuple[int, bytes]:
+        if method == b"POST":
+            self.started = self._clock.now
+            return 200, self._wire()
+        if method == b"GET" and target.endswith(OPERATION_ID.encode()):
+            self.gets += 1
+            if self.detected is None and self._clock.now - self.started >= self._operation.end:
+                self.detected = self._clock.now - self.started
+            return 200, self._wire()
+        return 404, b'{"errors":{"detail":"404 Not Found"}}'
+
+
+async def through_client(operation: Operation, seed: int) -> Outcome:
+    """``follow(operation, PollPolicy(), seed)``, done by the real client against a loopback
+    server on the virtual clock (pacing off: its waits would move that clock)."""
+    clock = VirtualClock()
+    knock_server = VirtualKnock(clock, operation)
+    server = await start_server(knock_server.respond)
+    base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with ka.KnockClient(
+            api_key=API_KEY,
+            base_url=base_url,
+            clock=clock.clock,
+            sleep=clock.sleep,
+            rng=random.Random(seed).random,
+            rate_limits=None,
+        ) as knock:
+            started = await knock.channels.bulk.update_message_status(CHANNEL_ID, "archive")
+            await knock.bulk_operations.poll(started, timeout=None)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert knock_server.detected is not None
+    return Outcome(gets=knock_server.gets, delay=knock_server.detected - operation.end)
+
+
+async def _check(runs: int) -> list[tuple[str, int, Outcome, Outcome]]:
+    checked = []
+    for case in CASES:
+        for seed, op in enumerate(operations(case, runs)):
+            real = await asyncio.wait_for(through_client(op, seed), timeout=120)
+            checked.append((case.label, seed, follow(op, SCHEDULES[0][1], seed), real))
+    return checked
+
+
 def _fmt(value: float) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
@@ -211,6 +328,18 @@ def run(settings: Settings) -> Report:
             name="default never worse than the backoff when the rate changes 3x",
             met=met,
             detail="; ".join(details),
+        )
+    )
+    checked = asyncio.run(_check(CHECKED_RUNS))
+    agree = [
+        abs(sim.delay - real.delay) < 1e-6 and sim.gets == real.gets for _, _, sim, real in checked
+    ]
+    report.targets.append(
+        Target(
+            name="the simulation counts what the real client does (default policy, loopback HTTP)",
+            met=all(agree),
+            detail=f"{sum(agree)} of {len(agree)} runs ({CHECKED_RUNS} per case) made the same "
+            "GETs and saw the end at the same time",
         )
     )
     report.notes.append(

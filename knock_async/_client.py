@@ -5,9 +5,8 @@ namespaces, which build requests and hand them to the transport or to a follower
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self, Unpack
 
@@ -44,17 +43,13 @@ from ._requests import (
 )
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
-from ._validate import non_negative, optional, positive, positive_int
+from ._validate import boolean, non_negative, optional, positive, positive_int
 
-__all__ = ["KnockClient", "RawResponse"]
-
-logger = logging.getLogger("knock_async")
+__all__ = ["KnockClient"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RATE_LIMITS = RateLimits()
-
-RawResponse = tuple[int, Mapping[str, str], bytes]
 
 
 def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
@@ -124,7 +119,9 @@ class KnockClient:
                 "no API key: pass api_key=... or set the KNOCK_API_KEY environment variable"
             )
         raw_base = base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
-        base = parse_base_url(raw_base, allow_insecure_http=allow_insecure_http)
+        base = parse_base_url(
+            raw_base, allow_insecure_http=boolean("allow_insecure_http", allow_insecure_http)
+        )
         self._branch = branch if branch is not None else os.environ.get("KNOCK_BRANCH") or None
         get_headers, json_headers = make_headers(key, branch=self._branch)
         if retry is not None and not isinstance(retry, RetryPolicy):

@@ -28,11 +28,11 @@ from ._follow import (
     GiveUp,
     PollPolicy,
     WaitUntil,
-    read_response,
 )
 from ._handle import BulkOperationHandle
 from ._hooks import Hook
 from ._models import BulkOperation
+from ._poller import poll_once
 from ._progress import Progress, observe, seconds
 from ._requests import Request, operation_poll_target
 from ._transport import Transport
@@ -468,19 +468,8 @@ class FanOut:
         self._carry_out(track, decision)
 
     async def _poll(self, track: _Track) -> None:
-        transport = self._transport
         try:
-            try:
-                status, headers, body = await transport.exchange(
-                    track.request, deadline=track.deadline, max_hint=self._policy.max_hint
-                )
-            except KnockError as exc:
-                decision = track.outcome(self._clock(), error=exc, rng=self._rng)
-            else:
-                operation, error, hint = read_response(status, headers, body)
-                decision = track.outcome(
-                    self._clock(), operation=operation, error=error, hint=hint, rng=self._rng
-                )
+            decision = await poll_once(self._transport, track, track.request)
         except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
             decision = GiveUp(_unexpected(track.channel_id, exc))
         self._carry_out(track, decision)

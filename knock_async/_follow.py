@@ -288,6 +288,10 @@ class Follow:
     def deadline(self) -> float | None:
         return self._deadline
 
+    @property
+    def policy(self) -> PollPolicy:
+        return self._policy
+
     def label(self) -> str:
         return f"bulk operation {self.operation_id}"
 

@@ -62,7 +62,8 @@ class RequestSent:
 @attrs.frozen(kw_only=True)
 class RequestAnswered:
     """A request's try ended: with an HTTP ``status``, or with ``status=None`` and an
-    ``error_type`` (``"timeout"``, ``"connection"``, ``"not_sent"``) when no answer came.
+    ``error_type`` (``"timeout"``, ``"connection"``, ``"not_sent"``) when no answer came, or
+    ``"response_too_large"`` for a body over ``max_response_bytes``.
 
     ``duration`` is in seconds on the client's clock; ``request_id`` is Knock's
     ``x-request-id`` when the answer had one. ``error_type`` is also set for an HTTP error
@@ -157,9 +158,11 @@ def request_answered(
     request_id: str | None = None,
     failure: str | None = None,
 ) -> RequestAnswered:
-    """The record of the end of the try ``sent`` announced: an HTTP ``status``, or the
-    transport ``failure``'s name."""
-    error_type = failure if status is None else (str(status) if status >= 400 else None)
+    """The record of the end of the try ``sent`` announced: an HTTP ``status`` and/or the
+    ``failure``'s name (a transport failure, or ``"response_too_large"``)."""
+    error_type = failure
+    if error_type is None and status is not None and status >= 400:
+        error_type = str(status)
     return RequestAnswered(
         **attrs.asdict(sent, recurse=False),
         status=status,

@@ -19,9 +19,24 @@ from ._progress import Progress
 from ._requests import Request
 from ._transport import Transport
 
-__all__ = ["Poller", "PollTargetLike"]
+__all__ = ["PollTargetLike", "Poller", "poll_once"]
 
 PollTargetLike = BulkOperation | Progress | BulkOperationHandle | str
+
+
+async def poll_once(transport: Transport, follow: Follow, request: Request) -> Decision:
+    """One poll of ``follow``'s operation through ``transport``, and the follow's decision on
+    its outcome: the one poll step that ``Poller`` and ``FanOut`` share."""
+    try:
+        status, headers, body = await transport.exchange(
+            request, deadline=follow.deadline, max_hint=follow.policy.max_hint
+        )
+    except KnockError as exc:
+        return follow.outcome(transport.clock(), error=exc, rng=transport.rng)
+    operation, error, hint = read_response(status, headers, body)
+    return follow.outcome(
+        transport.clock(), operation=operation, error=error, hint=hint, rng=transport.rng
+    )
 
 
 class Poller(Follow):
@@ -130,22 +145,7 @@ class Poller(Follow):
             now = transport.clock()
             if until > now:
                 await transport.sleep(until - now)
-            # The poll itself, inline: one frame less for each of thousands of awaited polls.
-            try:
-                status, headers, body = await transport.exchange(
-                    self._request, deadline=self.deadline, max_hint=self._policy.max_hint
-                )
-            except KnockError as exc:
-                decision = self.outcome(transport.clock(), error=exc, rng=transport.rng)
-            else:
-                operation, error, hint = read_response(status, headers, body)
-                decision = self.outcome(
-                    transport.clock(),
-                    operation=operation,
-                    error=error,
-                    hint=hint,
-                    rng=transport.rng,
-                )
+            decision = await poll_once(transport, self, self._request)
         return self._carry_out(decision)
 
     def _carry_out(self, decision: Decision) -> Progress | None:

@@ -239,7 +239,9 @@ class RateLimiter(Protocol):
 
     * ``await acquire(tier)`` before each attempt, retries included (the server counts each).
     * ``on_rate_limited(tier, retry_after=...)`` when the answer is a 429; ``retry_after`` is the
-      server's hint in seconds if it sent one (Knock usually does not).
+      server's hint in seconds if it sent one (Knock usually does not), capped by the caller
+      (``PollPolicy.max_hint``), or ``None`` when the caller gave up on a longer one
+      (``RetryPolicy.max_retry_after``): a hint never holds the client longer than it waits.
     * ``on_success(tier)`` for any other answer: a 404 or a 500 still shows the rate was
       accepted. Neither is called when no answer came (connection error, timeout).
 
@@ -292,10 +294,13 @@ class _Lane:
         self.held = False
 
     def earliest(self, now: float, ahead: int) -> float:
-        """The earliest slot a waiter with ``ahead`` requests queued before it can get."""
+        """The slot of a waiter with ``ahead`` grants before its own (the holder's included),
+        at the current rate: GCRA's k-th next slot, ``max(start, tat + (k - burst + 1) * I)``.
+        """
         state = self.state
-        spare = max(0, ahead - (state.burst - 1))
-        return state.next_slot(now) + spare * state.interval
+        start = max(now, state.hold_until)
+        tat = max(state.tat, start)  # an idle tier's credit does not go below its burst
+        return max(start, tat + (ahead - state.burst + 1) * state.interval)
 
     def expire(self, now: float) -> None:
         """Fail, with ``TimeoutError``, the queued waiters that can no longer make it in time

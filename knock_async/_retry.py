@@ -39,7 +39,8 @@ class RetryPolicy:
     full-jitter exponential: uniform in ``[0, min(max_delay, initial_delay * 2**(n-1))]``; a
     429 waits at least ``rate_limited_delay`` (Knock's limits are per second and its 429s carry
     no Retry-After). A server's Retry-After is honoured when it is at most ``max_retry_after``;
-    a longer one ends the retries and the ``RateLimitError`` carries it.
+    a longer one ends the retries, the ``RateLimitError`` carries it, and it holds the client's
+    rate limiter no longer than its usual slow-down.
     """
 
     attempts: int = attrs.field(default=4, validator=attrs_check(positive_int))

@@ -7,9 +7,11 @@ shrink geometrically towards the predicted end and a rate that changes on the wa
 long before the end: with ``fraction=0.3`` a rate that triples right after a poll still leaves
 the next poll before the end (0.3 < 1/3). Close to the end the waits stop shrinking at
 ``min_delay``; after the predicted end they grow again from ``min_delay`` with the time the
-operation is overdue, as a backoff anchored at the predicted end.
+operation is overdue (up to ``max_overdue_delay``), as a backoff anchored at the predicted end.
+Rows that stand still (a stall, or progress reported in coarse batches) move the aim earlier
+by the longest stall seen, and once the predicted end has passed they are polled as overdue.
 
-Without a rate (no estimate of the total, a queued operation, rows that stopped moving) there
+Without a rate (no estimate of the total, or a queued operation with no rows done yet) there
 is nothing to predict, and the plain backoff (about 1 s, x1.5, capped) is used instead.
 """
 

@@ -228,7 +228,9 @@ class Transport:
                     else:
                         in_time = True
                     if not in_time:
-                        raise _queued_past(request, by_deadline)
+                        now = self.clock()
+                        opens_in = self._adaptive.state(request.tier).next_slot(now) - now
+                        raise _queued_past(request, by_deadline, opens_in)
                 else:
                     await self._acquire_foreign(limiter, request, end, by_deadline)
                 if self.hooks:
@@ -279,6 +281,17 @@ class Transport:
             error = _connection_error(request, exc, Failure.TIMEOUT)
         except aiohttp.ClientError as exc:
             error = _connection_error(request, exc, Failure.CONNECTION)
+        except ResponseTooLargeError as exc:
+            if hooks:  # the try ended too: its record says how
+                too_large = request_answered(
+                    sent,
+                    duration=self.clock() - sent_at,
+                    status=exc.status,
+                    request_id=exc.request_id,
+                    failure="response_too_large",
+                )
+                emit(hooks, too_large)
+            raise
         if hooks:
             duration = self.clock() - sent_at
             if error is not None:
@@ -389,6 +402,14 @@ class Transport:
                 )
                 if delay is None or isinstance(exc, DeadlineError):
                     raise
+                if (
+                    isinstance(exc, _QueuedPastError)
+                    and exc.opens_in is not None
+                    and exc.opens_in <= policy.max_retry_after
+                ):
+                    # A hold within what the policy accepts (a server's Retry-After): the
+                    # retry waits it out instead of asking the limiter again at once.
+                    delay = max(delay, exc.opens_in)
                 logger.info(
                     "%s %s failed (%s); retry in %.2fs", request.method, request.url, exc, delay
                 )
@@ -428,13 +449,23 @@ class Transport:
             await self.sleep(delay)
 
 
-def _queued_past(request: Request, by_deadline: bool) -> APITimeoutError:
+class _QueuedPastError(APITimeoutError):
+    """The rate limiter could not grant a slot within the request's timeout. ``opens_in``:
+    seconds until the tier's next free slot, when the limiter can tell (a retry waits that
+    long rather than asking again while a hold the policy accepted still stands)."""
+
+    def __init__(self, message: str, opens_in: float | None) -> None:
+        super().__init__(message, failure=Failure.NOT_SENT)
+        self.opens_in = opens_in
+
+
+def _queued_past(
+    request: Request, by_deadline: bool, opens_in: float | None = None
+) -> APITimeoutError:
     what = f"{request.method} {request.url.with_query(None)} could not be sent within"
     if by_deadline:
         return DeadlineError(f"{what} the deadline: the rate limiter is queued past it")
-    return APITimeoutError(
-        f"{what} its timeout: the rate limiter is queued past it", failure=Failure.NOT_SENT
-    )
+    return _QueuedPastError(f"{what} its timeout: the rate limiter is queued past it", opens_in)
 
 
 def _too_large(response: aiohttp.ClientResponse, cap: int, why: str) -> ResponseTooLargeError:

@@ -20,8 +20,13 @@ from __future__ import annotations
 
 import time
 
-from opentelemetry import metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "knock_async.otel needs opentelemetry-api: pip install 'knock-async[otel]'"
+    ) from exc
 
 from ._hooks import (
     HookEvent,

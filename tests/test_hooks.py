@@ -242,3 +242,34 @@ async def test_fan_out_reports_each_operation(knock_emulator: KnockEmulator) -> 
     finals = [o for o in observed if o.next_poll_at is None]
     assert len(finals) == 3
     assert {o.status for o in finals} == {"completed"}
+
+
+@pytest.mark.knock_emulator(clock=FAST)
+async def test_tries_without_an_answer_are_reported_too(knock_emulator: KnockEmulator) -> None:
+    """A dropped connection and a body over ``max_response_bytes`` each end their try with a
+    record: no status for the first, and the error type for both."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    route = "/v1/channels/{channel_id}/messages/bulk/{action}"
+    emu.faults.add("POST", route, drop=True)
+    emu.faults.add("POST", route, status=200, body=b"x" * 4096)
+    events: list[HookEvent] = []
+    async with _client(emu, [events.append], max_response_bytes=1024) as knock:
+        with pytest.raises(ka.APIConnectionError):
+            await knock.channels.bulk.update_message_status(channel, "read")
+        with pytest.raises(ka.ResponseTooLargeError):
+            await knock.channels.bulk.update_message_status(channel, "read")
+    answered = [e for e in events if isinstance(e, RequestAnswered)]
+    assert [(a.status, a.error_type) for a in answered] == [
+        (None, "connection"),
+        (200, "response_too_large"),
+    ]
+    assert len([e for e in events if isinstance(e, RequestSent)]) == 2
+
+
+@pytest.mark.parametrize("hooks", [print, "print", [1]], ids=["a-bare-hook", "a-str", "an-int"])
+def test_hooks_that_are_not_a_list_of_callables_are_refused(hooks: Any) -> None:
+    """``hooks`` must be an iterable of callables; anything else is a TypeError naming it,
+    before anything is sent."""
+    with pytest.raises(TypeError, match="hooks must be"):
+        ka.KnockClient(api_key=KEY, base_url="http://127.0.0.1:9", hooks=hooks)

@@ -3,6 +3,8 @@ records directly, and end to end through a client against the emulator."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -204,3 +206,20 @@ async def test_spans_and_metrics_for_a_followed_update(
     assert sum(p.count for p in durations) == emu.stats.requests
     (followed,) = telemetry.points("knock_async.operations.followed")
     assert followed.value == 1
+
+
+def test_without_opentelemetry_the_import_says_which_extra() -> None:
+    """Importing ``knock_async.otel`` without ``opentelemetry-api`` names the extra to install
+    (the library itself imports without it)."""
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "import knock_async\n"
+        "try:\n"
+        "    import knock_async.otel\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'knock-async[otel]'" in result.stdout

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from knock_async._ratelimit import (
@@ -853,18 +853,29 @@ def test_a_hold_past_queued_deadlines_fails_those_waiters_at_once() -> None:
     assert run_virtual(main) == ["a at 0.0", "c late at 0.1", "b at 3.1", "d at 3.5"]
 
 
+RATES = st.floats(min_value=0.5, max_value=50.0)
+BURSTS = st.integers(min_value=1, max_value=5)
+
+
+def limiter_events(
+    kinds: list[str], value: float, size: int
+) -> st.SearchStrategy[list[tuple[str, float, float | None]]]:
+    """Events ``(kind, offset in seconds, optional value up to value)``."""
+    return st.lists(
+        st.tuples(
+            st.sampled_from(kinds),
+            st.floats(min_value=0.0, max_value=3.0),
+            st.none() | st.floats(min_value=0.0, max_value=value),
+        ),
+        max_size=size,
+    )
+
+
 @settings(deadline=None)  # each example builds an event loop; its real cost varies
 @given(
-    rate=st.floats(min_value=0.5, max_value=50.0),
-    burst=st.integers(min_value=1, max_value=5),
-    events=st.lists(
-        st.tuples(
-            st.sampled_from(["acquire", "acquire", "429", "success", "cancel"]),
-            st.floats(min_value=0.0, max_value=3.0),
-            st.none() | st.floats(min_value=0.0, max_value=2.0),
-        ),
-        max_size=60,
-    ),
+    rate=RATES,
+    burst=BURSTS,
+    events=limiter_events(["acquire", "acquire", "429", "success", "cancel"], 2.0, 60),
 )
 def test_limiter_never_exceeds_the_configured_rate(
     rate: float, burst: int, events: list[tuple[str, float, float | None]]
@@ -912,6 +923,56 @@ def test_limiter_never_exceeds_the_configured_rate(
     assert_window_bound(grants, rate, burst)
     for start, end in holds:
         assert not any(start + TOLERANCE < t < end - TOLERANCE for t in grants), (start, end)
+
+
+@settings(deadline=None)  # each example builds an event loop; its real cost varies
+@given(
+    rate=RATES,
+    burst=BURSTS,
+    events=limiter_events(["acquire", "acquire", "acquire", "429", "success"], 5.0, 40),
+)
+# Found by Hypothesis: with a burst, a queued waiter's slot was once predicted a slot early.
+@example(rate=1.0, burst=3, events=[("acquire", 0.0, None)] * 6 + [("acquire", 0.0, 2.0)])
+def test_deadlines_are_never_passed(
+    rate: float, burst: int, events: list[tuple[str, float, float | None]]
+) -> None:
+    """With deadlines on some acquires (the third value: seconds from the call), no acquire
+    is granted or refused after its deadline, every acquire ends (granted or TimeoutError) so
+    no waiter is left behind, and the rate bound still holds."""
+
+    async def main() -> tuple[list[float], list[tuple[float, float | None, str]]]:
+        limiter = AdaptiveRateLimiter(RateLimits(post_per_second=rate, post_burst=burst))
+        grants: list[float] = []
+        ends: list[tuple[float, float | None, str]] = []
+
+        async def take(within: float | None) -> None:
+            deadline = None if within is None else loop_time() + within
+            try:
+                await limiter.acquire(Tier.POST, deadline=deadline)
+            except TimeoutError:
+                ends.append((loop_time(), deadline, "late"))
+            else:
+                grants.append(loop_time())
+                ends.append((loop_time(), deadline, "granted"))
+
+        async def fire(kind: str, offset: float, value: float | None) -> None:
+            await asyncio.sleep(offset)
+            if kind == "acquire":
+                await take(value)
+            elif kind == "429":
+                limiter.on_rate_limited(Tier.POST, retry_after=value)
+            else:
+                limiter.on_success(Tier.POST)
+
+        await asyncio.gather(*(fire(*event) for event in events))
+        return grants, ends
+
+    grants, ends = run_virtual(main)
+    assert len(ends) == sum(kind == "acquire" for kind, _, _ in events)
+    for at, deadline, outcome in ends:
+        if deadline is not None:
+            assert at <= deadline + TOLERANCE, (at, deadline, outcome)
+    assert_window_bound(sorted(grants), rate, burst)
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,6 +181,25 @@ async def test_a_body_within_the_cap_reads_normally(
             assert (await knock.bulk_operations.get(OPERATION_ID)).id == OPERATION_ID
 
 
+async def test_a_hold_the_policy_accepts_is_waited_out_by_the_next_call(
+    fake_knock: FakeKnock, make_client: MakeClient, vtime: VirtualTime
+) -> None:
+    """A 429 with Retry-After: 45 (within max_retry_after, longer than the 30 s request
+    timeout) holds the POST tier; the next call cannot leave the limiter within its timeout,
+    so its retry waits for the hold to end and then goes through, instead of failing."""
+    fake_knock.reply("POST", Reply(429, {"code": "rate_limited"}, headers={"Retry-After": "45"}))
+    async with make_client(timeout=30) as knock:
+        with pytest.raises(ka.RateLimitError):
+            await knock.channels.bulk.update_message_status(
+                CHANNEL_ID, "read", retry=ka.RetryPolicy(attempts=1)
+            )
+        held_at = vtime.now
+        operation_ = await knock.channels.bulk.update_message_status(CHANNEL_ID, "read")
+    assert operation_.id == OPERATION_ID
+    assert 45 <= vtime.now - held_at < 50
+    assert len(fake_knock.requests) == 2
+
+
 def test_max_response_bytes_is_checked() -> None:
     """max_response_bytes must be an int >= 1, checked when the client is built."""
     with pytest.raises(ValueError, match=r"^max_response_bytes must be an int >= 1, got 0$"):

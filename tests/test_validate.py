@@ -119,6 +119,11 @@ def test_boolean_refuses_truthy_non_bools() -> None:
         (lambda: ka.KnockClient("sk_x", timeout=math.nan), ValueError, "timeout"),
         (lambda: ka.KnockClient("sk_x", timeout=True), TypeError, "timeout"),
         (lambda: ka.KnockClient("sk_x", connect_timeout=-1), ValueError, "connect_timeout"),
+        (
+            lambda: ka.KnockClient("sk_x", allow_insecure_http="yes"),  # type: ignore[arg-type]
+            TypeError,
+            "allow_insecure_http",
+        ),
         (lambda: ProcessingSettings(batch_size=True), TypeError, "ProcessingSettings.batch_size"),
         (lambda: ProcessingSettings(queue_delay=math.nan), ValueError, "ProcessingSettings"),
         (lambda: ProcessingSettings(rows_per_second=0), ValueError, "ProcessingSettings.rows"),

@@ -8,7 +8,14 @@ are processed over time with every filter applied for real; rate limits, the ret
 and scripted faults (``emu.faults``) behave as the real API's do. Time comes from a clock the
 test may control (``ManualClock``).
 
-With pytest, the ``knock_emulator`` fixture gives a running emulator per test.
+It answers as Knock documents (401 ``api_key_missing``, 401 ``incorrect_token_type`` for a
+``pk_`` key, 422 ``invalid_params`` with an ``errors`` list, ``{"errors": {"detail": "404 Not
+Found"}}`` for an unknown path, limits per environment, a relative ``progress_path``); see
+``KnockEmulator`` for which answers are documented and which are inferred.
+
+With pytest (extra ``testing``), the ``knock_emulator`` fixture gives every test a running
+emulator with state and a clock of its own, and ``knock_emulator.client()`` a ``KnockClient``
+on that clock.
 """
 
 from ._clock import Clock, FastClock, ManualClock, SystemClock

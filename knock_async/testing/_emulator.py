@@ -13,7 +13,7 @@ from yarl import URL
 
 from .._models import ArchivedFilter, BulkOperation, DeliveryStatus
 from ._app import AppState, create_app
-from ._clock import Clock, ManualClock, SystemClock
+from ._clock import Clock, FastClock, ManualClock, SystemClock
 from ._faults import Faults
 from ._log import EmulatorStats, RecordedRequest, RequestLog
 from ._operations import OperationEngine, ProcessingSettings
@@ -78,7 +78,10 @@ class KnockEmulator:
       ``pk_...`` keys are refused with 401 ``incorrect_token_type`` either way.
     - ``strict``: refuse a body with an unknown top-level field with 422 (default: accept and
       ignore it, as the spec allows, naming it on the request log's ``ignored_fields``).
-    - ``clock``: a ``SystemClock`` (default) or a ``ManualClock`` the test moves.
+    - ``clock``: a ``SystemClock`` (default), a ``FastClock``, or a ``ManualClock`` the test
+      moves. On the first two, operations are processed between requests in slices of 1,000
+      rows (no request waits for more than one slice); on any other clock every request and
+      every read brings them up to date first, exactly.
     - ``rows_per_second``, ``batch_size``, ``queue_delay``: processing speed (an operation is
       ``queued`` for ``queue_delay`` seconds, then processed batch by batch).
     - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s), ``False`` (off) or an
@@ -166,8 +169,9 @@ class KnockEmulator:
             faults=self.faults,
             clock=self.clock,
             limiter=None if limits is None else RateLimiter(limits),
-            # A clock that moves by itself: process in a background task, in slices.
-            background=not isinstance(self.clock, ManualClock),
+            # Real (or sped-up real) time moves by itself: process between requests, in
+            # slices. Any other clock (a ManualClock, a test's own) is read lazily, exactly.
+            background=isinstance(self.clock, SystemClock | FastClock),
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
             strict=bool(strict),

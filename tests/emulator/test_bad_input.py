@@ -11,8 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from knock_async.testing import KnockEmulator, Message
+from knock_async.testing._validation import parse_bulk_body, wire_kinds
+from knock_async.testing._wire import KnockHTTPError
 
 AUTH = {"Authorization": "Bearer sk_test_emulator"}
 UNROUTED_BODY = {"errors": {"detail": "404 Not Found"}}
@@ -202,3 +206,41 @@ async def test_wrong_content_type_is_still_judged_as_json(
         assert response.status == 400
         assert_knock_error(400, await response.read())
     assert_untouched(emu, channel, before)
+
+
+_JSON_LEAVES = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+)
+_JSON = st.recursive(
+    _JSON_LEAVES,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_FIELDS = st.sampled_from([*sorted(wire_kinds()), "unknown", ""])
+_BODIES = (
+    st.binary(max_size=200)
+    | _JSON.map(lambda value: json.dumps(value).encode())
+    | st.dictionaries(_FIELDS, _JSON | st.text(max_size=30), max_size=5).map(
+        lambda value: json.dumps(value).encode()
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=_BODIES, strict=st.booleans())
+def test_any_body_is_a_filter_set_or_a_knock_4xx(raw: bytes, strict: bool) -> None:
+    """Whatever bytes a client sends as a bulk update body, parsing gives filters or a 400/422
+    with Knock's body (never another exception, which would be a 500)."""
+    refused: KnockHTTPError | None = None
+    try:
+        parsed = parse_bulk_body(raw, max_list_items=1000, strict=strict)
+    except KnockHTTPError as exc:
+        refused = exc
+    if refused is None:
+        assert not (strict and parsed.ignored_fields)
+    else:
+        assert refused.status in (400, 422)
+        assert {"code", "message", "status", "type"} <= set(refused.body)
+        json.dumps(refused.body)  # the body can always be sent

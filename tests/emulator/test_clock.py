@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,3 +52,16 @@ def test_both_clocks_satisfy_the_protocol() -> None:
     """Either clock can be given to the emulator."""
     assert isinstance(ManualClock(), Clock)
     assert isinstance(SystemClock(), Clock)
+
+
+async def test_manual_clock_sleep_moves_time_without_waiting() -> None:
+    """ManualClock.sleep moves the clock by the seconds asked; concurrent sleepers share one
+    timeline (time ends at the furthest deadline, not at the sum); a negative sleep is
+    refused."""
+    clock = ManualClock()
+    await clock.sleep(2.5)
+    assert clock.monotonic() == 2.5
+    await asyncio.gather(clock.sleep(1.0), clock.sleep(3.0), clock.sleep(0.0))
+    assert clock.monotonic() == 5.5
+    with pytest.raises(ValueError, match="seconds"):
+        await clock.sleep(-1)
