@@ -266,6 +266,7 @@ class _Bulk:
             concurrency=concurrency,
             timeout=timeout,
             policy=policy or client._poll_policy,
+            action=act.value,
         )
 
 
