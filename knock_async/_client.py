@@ -78,6 +78,8 @@ class KnockClient:
     bounds connecting alone). A caller's ``session`` is used as is and never closed here;
     otherwise one ``aiohttp.ClientSession`` is created on first use and closed by ``aclose``.
 
+    ``allow_insecure_http=True`` allows a plain ``http://`` base URL off loopback.
+
     ``rate_limits`` paces the client's own requests (default: Knock's 5 POST/s and 200 GET/s,
     slowing down after a 429); pass ``RateLimits(...)`` to change the rates, your own
     ``RateLimiter`` (e.g. one shared between processes), or ``None`` to turn pacing off.
@@ -266,6 +268,7 @@ class _Bulk:
             concurrency=concurrency,
             timeout=timeout,
             policy=policy or client._poll_policy,
+            action=act.value,
         )
 
 

@@ -213,8 +213,10 @@ class FanOut:
         concurrency: int,
         timeout: float | None,
         policy: PollPolicy,
+        action: str | None = None,
     ) -> None:
         self._transport = transport
+        self._action = action
         self._channel_ids = channel_ids
         self._make_request = make_request
         self._concurrency = concurrency
@@ -406,7 +408,10 @@ class FanOut:
             FanOutEventKind.ERROR,
         )
         if progress is not None:
-            op = progress.operation
+            # What the fan-out knows goes into the operation, so every handle taken from this
+            # event or its result names the channel and the action.
+            op = attrs.evolve(progress.operation, channel_id=channel_id, action=self._action)
+            progress = attrs.evolve(progress, operation=op)
             self._seen[channel_id] = op
             # A channel that is over (even by an error) has no more rows coming.
             estimate = op.processed_rows if finished or op.is_terminal else op.estimated_total_rows

@@ -254,7 +254,8 @@ class RateLimiter(Protocol):
         ...
 
     def on_rate_limited(self, tier: Tier, *, retry_after: float | None = None) -> None:
-        """A request in ``tier`` got a 429: slow down."""
+        """A request in ``tier`` got a 429 (with the server's ``retry_after`` hint in seconds, if
+        any): slow down."""
         ...
 
     def on_success(self, tier: Tier) -> None:
@@ -333,8 +334,9 @@ class AdaptiveRateLimiter:
       Only a cancellation landing after ``acquire`` returned (between the grant and the send)
       spends a slot for nothing.
 
-    ``clock`` (default: the running loop's ``time()``) and ``sleep`` (default ``asyncio.sleep``)
-    are injectable for tests. An instance belongs to one event loop; it is not thread-safe.
+    ``limits`` are the rates (default ``RateLimits()``: Knock's). ``clock`` (default: the
+    running loop's ``time()``) and ``sleep`` (default ``asyncio.sleep``) are injectable for
+    tests. An instance belongs to one event loop; it is not thread-safe.
     """
 
     def __init__(
@@ -419,7 +421,8 @@ class AdaptiveRateLimiter:
             lane.pass_on()
 
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
-        """A request in ``tier`` got a 429: slow the tier down and hold it for a while."""
+        """A request in ``tier`` got a 429: slow the tier down and hold it for a while (for
+        ``retry_after`` seconds, the server's hint, when it gave one)."""
         lane = self._lane(tier)
         now = self._now()
         lane.state = lane.state.rate_limited(now, retry_after)

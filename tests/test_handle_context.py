@@ -9,7 +9,7 @@ import attrs
 
 import knock_async as ka
 from knock_async._convert import converter, structure_operation
-from knock_async.testing import KnockEmulator, ManualClock
+from knock_async.testing import FastClock, KnockEmulator, ManualClock
 
 SAMPLE = Path(__file__).parent / "samples" / "bulk_operation_queued.json"
 
@@ -28,8 +28,31 @@ async def test_the_operation_from_an_update_knows_its_channel_and_action() -> No
             again = ka.BulkOperationHandle.from_json(handle.to_json())
             assert again == handle
             emu.settle()
-            final = await knock.bulk_operations.poll(again)
-            assert final.id == op.id
+            final = await knock.bulk_operations.get(again.operation_id)
+            assert (final.id, final.status) == (op.id, "completed")
+
+
+async def test_fan_out_handles_know_their_channel_and_action() -> None:
+    """Every handle a fan-out gives (from its events, their snapshots and the summary's
+    results) names its own channel and the fan-out's action."""
+    fast = FastClock(speed=50)
+    async with KnockEmulator(clock=fast) as emu:
+        channels = [emu.add_channel() for _ in range(3)]
+        for channel_id in channels:
+            emu.add_messages(channel_id, 50, seed=1)
+        async with ka.KnockClient(
+            api_key="sk_test", base_url=emu.base_url, clock=fast.monotonic, sleep=fast.sleep
+        ) as knock:
+            fan_out = knock.channels.bulk.update_many(channels, "read")
+            events = [event async for event in fan_out]
+            summary = await fan_out
+    handles = [(event.channel_id, event.handle) for event in events]
+    handles += [(e.channel_id, e.progress.handle) for e in events if e.progress is not None]
+    handles += [(result.channel_id, result.handle) for result in summary.results]
+    assert len(handles) >= 3 * len(channels)
+    for channel_id, handle in handles:
+        assert handle is not None
+        assert (handle.channel_id, handle.action) == (channel_id, "read")
 
 
 def test_the_context_is_not_part_of_the_wire_form_or_of_equality() -> None:

@@ -61,3 +61,50 @@ def test_public_name_has_a_docstring(name: str) -> None:
     sentence, not a placeholder."""
     doc = _own_doc(THINGS[name]).strip()
     assert len(doc) >= 15, f"{name} has no docstring saying what it is"
+
+
+# Made by the client (``poll``, ``update_many``), never by the caller: their constructor
+# arguments are internal.
+_BUILT_BY_THE_CLIENT = {"knock_async.Poller", "knock_async.FanOut"}
+
+
+def _parameters(function: object) -> list[str]:
+    signature = inspect.signature(function)  # type: ignore[arg-type]
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.name not in ("self", "cls")
+        and not p.name.startswith("_")
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def _argument_docs() -> Iterator[tuple[str, list[str], str]]:
+    """(name, its arguments, the text that must name them) for every public callable."""
+    for name, obj in THINGS.items():
+        if isinstance(obj, type):
+            init = vars(obj).get("__init__")
+            if init is None or hasattr(obj, "__attrs_attrs__") or name in _BUILT_BY_THE_CLIENT:
+                continue  # attrs records: their fields are in the README's reference
+            if issubclass(obj, BaseException):
+                continue  # errors are raised by the library, not built by the caller
+            yield name, _parameters(init), _own_doc(obj) + (init.__doc__ or "")
+        else:
+            yield name, _parameters(obj), _own_doc(obj)
+
+
+ARGUMENT_DOCS = {name: (params, doc) for name, params, doc in _argument_docs() if params}
+
+
+def test_the_walk_finds_arguments() -> None:
+    """Constructors and methods with arguments are among those checked."""
+    assert "knock_async.KnockClient" in ARGUMENT_DOCS
+    assert "knock_async.testing.KnockEmulator.add_message" in ARGUMENT_DOCS
+
+
+@pytest.mark.parametrize("name", sorted(ARGUMENT_DOCS))
+def test_docstring_names_every_argument(name: str) -> None:
+    """Each argument of a public function, method or constructor is named in its docstring."""
+    params, doc = ARGUMENT_DOCS[name]
+    missing = [p for p in params if p not in doc]
+    assert not missing, f"{name}: the docstring does not mention {', '.join(missing)}"

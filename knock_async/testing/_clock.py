@@ -56,7 +56,7 @@ class SystemClock:
         return self.to_datetime(self.monotonic())
 
     async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``: real time is this clock's time."""
+        """``asyncio.sleep(seconds)``: real time is this clock's time."""
         await asyncio.sleep(seconds)
 
     def fresh(self) -> SystemClock:

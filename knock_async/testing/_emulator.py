@@ -261,7 +261,9 @@ class KnockEmulator:
     def add_channel(
         self, type: ChannelType | str = ChannelType.IN_APP_FEED, *, channel_id: str | None = None
     ) -> str:
-        """Add a channel (``in_app_feed``, ``email``, ``sms``, ``push`` or ``chat``); its id."""
+        """Add a channel of ``type`` (``in_app_feed``, ``email``, ``sms``, ``push`` or ``chat``)
+        and return its id: ``channel_id`` if given (a UUID, else ``ValueError``), else a new one.
+        """
         kind = _channel_type(type)
         if channel_id is None:
             channel_id = str(uuid.uuid4())
@@ -278,7 +280,8 @@ class KnockEmulator:
         return self._store.channels
 
     def add_messages(self, channel_id: str, count: int, *, seed: int = 0) -> list[Message]:
-        """Add ``count`` realistic random messages, inserted over the last 60 days.
+        """Add ``count`` realistic random messages to ``channel_id``, inserted over the last 60
+        days, and return them.
 
         The same ``seed`` and clock time give the same messages (ids aside, which are unique).
         """
@@ -312,7 +315,13 @@ class KnockEmulator:
         link_clicked_at: datetime | None = None,
         message_id: str | None = None,
     ) -> Message:
-        """Add one message exactly as described (``inserted_at`` defaults to now)."""
+        """Add one message to ``channel_id`` exactly as described and return it.
+
+        ``recipient_id``, ``workflow``, ``tenant``, ``delivery_status`` and ``data`` (the
+        trigger data) are what the filters match; ``inserted_at`` defaults to now; ``seen_at``,
+        ``read_at``, ``archived_at``, ``interacted_at`` and ``link_clicked_at`` set its
+        engagement; ``message_id`` defaults to a fresh id. ``KeyError`` for an unknown channel.
+        """
         self._engine.advance()
         channel = self._store.channel(channel_id)
         message = Message(
@@ -334,19 +343,19 @@ class KnockEmulator:
         return self._store.add(message)
 
     def messages(self, channel_id: str) -> list[Message]:
-        """The channel's messages now (operations brought up to date first)."""
+        """The messages of ``channel_id`` now (operations brought up to date first)."""
         self._engine.advance()
         return self._store.messages(channel_id)
 
     def message(self, message_id: str) -> Message | None:
-        """One message now, or ``None`` if there is none with this id (or it was deleted)."""
+        """The message ``message_id`` now, or ``None`` if there is none (or it was deleted)."""
         self._engine.advance()
         return self._store.get(message_id)
 
     # Operations ----------------------------------------------------------------------------
 
     def operation(self, operation_id: str) -> BulkOperation:
-        """A bulk operation as it stands now; ``KeyError`` for an unknown id."""
+        """The bulk operation ``operation_id`` as it stands now; ``KeyError`` if unknown."""
         self._engine.advance()
         operation = self._engine.get(operation_id)
         if operation is None:
@@ -366,7 +375,7 @@ class KnockEmulator:
         return self.clock
 
     def advance(self, seconds: float) -> None:
-        """Move the ``ManualClock`` forward and bring every operation up to date."""
+        """Move the ``ManualClock`` forward ``seconds`` and bring every operation up to date."""
         self._manual_clock().advance(seconds)
         self._engine.advance()
 

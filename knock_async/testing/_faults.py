@@ -112,7 +112,8 @@ class Faults:
         in the order they were added. What the fault does:
 
         - ``status``: answer that status with Knock's error body for it (or ``body``), plus
-          ``headers`` and, if given, a ``Retry-After`` header (seconds or an HTTP date);
+          ``headers`` and, if ``retry_after`` is given, a ``Retry-After`` header (seconds or an
+          HTTP date);
         - ``drop``: close the connection without answering;
         - ``invalid_json``: answer 200 with a body that is not JSON;
         - ``delay``: wait that many real seconds first (alone: then answer normally);
@@ -156,7 +157,8 @@ class Faults:
         return fault
 
     def take(self, method: str, route: str | None, path: str) -> Fault | None:
-        """Use up the first fault scripted for this request, if any."""
+        """Use up the first fault scripted for a request (``method``, its ``route`` template if
+        routed, its ``path``), if any."""
         if not self._http:
             return None
         for index, entry in enumerate(self._http):
@@ -199,7 +201,7 @@ class Faults:
         self._add_plan(OperationPlan(stuck_after_rows=_rows(after_rows)), channel_id, times)
 
     def fail_messages(self, message_ids: Iterable[str]) -> None:
-        """Every operation that reaches one of these messages reports it in ``error_items``
+        """Every operation that reaches one of ``message_ids`` reports it in ``error_items``
         (``error_count`` + 1) instead of updating it, and goes on."""
         if isinstance(message_ids, str):
             raise TypeError("message_ids must be an iterable of ids, not a str")

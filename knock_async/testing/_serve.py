@@ -39,7 +39,7 @@ async def serve(
     on_ready: Callable[[KnockEmulator], object] | None = None,
     **settings: Any,
 ) -> None:
-    """Serve an emulator until cancelled.
+    """Serve an emulator on ``host``:``port`` until cancelled.
 
     Adds ``channels`` channels (ids from ``seeded_channel_id(seed, i)``) of ``channel_type``,
     each with ``seed_messages`` random messages, then calls ``on_ready(emulator)`` (e.g. to
