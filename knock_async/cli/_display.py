@@ -5,6 +5,7 @@ NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEve
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -23,7 +24,6 @@ from .._models import BulkOperation
 from ._outcome import (
     Report,
     duration_seconds,
-    one_line,
     operation_of,
     outcome,
     plural,
@@ -234,12 +234,13 @@ class PlainDisplay(_Lines):
         op = operation_of(event)
         ended = outcome(event)
         parts = [f"{event.kind.value:<9}"]
-        if self._channels:  # (status: the id is in the summary line)
+        if self._channels:
             parts.append(f"channel={event.channel_id}")
-            if op is not None:
-                parts.append(f"operation={op.id}")
+        if op is not None or not self._channels:  # status: the key is the operation id
+            parts.append(f"operation={event.channel_id if op is None else op.id}")
         if ended == "error" and event.error is not None:
-            parts.append(f"error: {one_line(str(event.error))}")
+            # The error itself is one line on stderr, said once (with what to do about it).
+            parts.append("status=error")
         else:
             progress = event.progress
             parts.append(f"status={_status(event)}")
@@ -259,8 +260,12 @@ class PlainDisplay(_Lines):
             self._print(_totals_line(event.totals))
 
     def summary(self, report: Report) -> None:
-        # Wide enough that nothing wraps: a log or a pipe has no width.
-        print_summary(Console(file=self._out, width=10_000, color_system=None), report)
+        # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
+        # column, which a log does not need.
+        buffer = io.StringIO()
+        print_summary(Console(file=buffer, width=10_000, color_system=None), report)
+        for line in buffer.getvalue().splitlines():
+            self._print(line.rstrip())
 
 
 def _totals_line(totals: FanOutTotals) -> str:

@@ -223,13 +223,21 @@ def test_a_refused_key_exits_3_without_showing_it(emulator: EmulatorThread, key:
 
 
 def test_an_unknown_channel_exits_3_naming_the_code(emulator: EmulatorThread) -> None:
-    """A channel Knock does not know: 404 `resource_missing`, exit 3, advice on the id."""
+    """A channel Knock does not know: 404 `resource_missing`, exit 3, advice on the id, said
+    once on stderr; stdout's lines say only that the channel ended in an error, and carry no
+    trailing spaces."""
     unknown = "00000000-0000-4000-8000-0000000000ff"
     result = knock_async("bulk-update", "read", unknown, env=cli_env(emulator.base_url))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert "HTTP 404 resource_missing" in line
     assert "check the channel id" in line
+    lines = result.stdout.splitlines()
+    assert f"error     channel={unknown} status=error" in lines
+    assert "404" not in "".join(x for x in lines if not x.startswith(unknown[:8]))
+    assert "error:" not in " ".join(lines[:-1])
+    assert ["channel", "operation"] in [x.split() for x in lines]
+    assert all(x == x.rstrip() for x in lines)
 
 
 def test_an_unreachable_server_exits_3() -> None:
