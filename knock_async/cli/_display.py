@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
+from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
@@ -141,35 +142,21 @@ class JsonDisplay(_Lines):
 
 
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
-    """The summary: per channel a row of numbers under its id's first 8 characters, then the
-    full ids (both never fit 80 columns beside the numbers), then one line for the run."""
+    """The summary: per channel a row of exact numbers under its id's first 8 characters, then
+    the full ids (both never fit 80 columns beside the numbers), then one line for the run."""
     if report.channels:
         keys = list(report.keys)
         if limit is not None and len(keys) > limit:  # the channels not completed first
             keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
             keys = keys[:limit]
-        headers = ["channel", "status", "rows", "updated", "errors", "time"]
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for index, header in enumerate(headers + [header for _, header in report.columns]):
-            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
-        for key in keys:
-            event = report.latest.get(key)
-            op = operation_of(event)
-            status, extra = _status(event), report.values.get(key, {})
-            table.add_row(
-                key[:8],
-                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-                *(abbreviate(0 if op is None else n(op)) for n in _COUNTS),
-                format_duration(duration_seconds(op)),
-                *(_cell(extra.get(name, "")) for name, _ in report.columns),
-            )
-            ids.add_row(key, report.operation_id(key) or "-")
         console.print()
-        console.print(table)
+        console.print(_numbers(console, report, keys))
         if len(keys) < len(report.keys):
             console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
         console.print()
+        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
+        for key in keys:
+            ids.add_row(key, report.operation_id(key) or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
     console.print(Text(_summary_line(report), style=style))
@@ -181,8 +168,40 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             console.print(f"  {command}", highlight=False, soft_wrap=True)
 
 
-def _cell(value: object) -> str:
-    return abbreviate(value) if isinstance(value, int) else str(value)
+def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
+    """The table of numbers, exact: with thousands separators if they fit the console's width,
+    else without, else with one space between columns (the counts are what it reports)."""
+    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
+    unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
+    for separator, padding in layouts:
+        table = _number_table(report, keys, separator, padding)
+        if console.measure(table, options=unbounded).maximum <= console.width:
+            break
+    return table
+
+
+def _number_table(
+    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
+) -> Table:
+    def count(value: object) -> str:
+        return format(value, separator or "d") if isinstance(value, int) else str(value)
+
+    headers = ["channel", "status", "rows", "updated", "errors", "time"]
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
+    for index, header in enumerate(headers + [header for _, header in report.columns]):
+        table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+    for key in keys:
+        event = report.latest.get(key)
+        op = operation_of(event)
+        status, extra = _status(event), report.values.get(key, {})
+        table.add_row(
+            key[:8],
+            Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+            *(count(0 if op is None else n(op)) for n in _COUNTS),
+            format_duration(duration_seconds(op)),
+            *(count(extra.get(name, "")) for name, _ in report.columns),
+        )
+    return table
 
 
 _COUNTS: tuple[Callable[[BulkOperation], int], ...] = (

@@ -155,8 +155,54 @@ def test_the_demo_table_keeps_its_check_column(width: int) -> None:
     ]  # fmt: skip
     rows = [line for line in screen if line.endswith(" ok")]
     assert [line.split()[0] for line in rows] == [c[:8] for c in channels]
-    assert all("1.0k" in line and "completed" in line for line in rows)
+    assert all(line.split()[1:] == ["completed", "1,032", "1,032", "0", "4.0s", "1,032",
+                                    "1,032", "ok"] for line in rows)  # fmt: skip
     assert all(len(line) <= width for line in screen)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("check", ["ok", "MISMATCH"])
+@pytest.mark.parametrize("rows", [123_456, 1_234_567])
+def test_the_summary_counts_are_exact_and_fit(width: int, check: str, rows: int) -> None:
+    """The summary reports exact counts, never abbreviated, with thousands separators where
+    they fit: 6- and 7-digit counts fit beside the demo's check column at 80 columns too."""
+    channels, operations = _ids(4)
+    errors = rows // 3
+    latest = {
+        c: _event(c, o, kind=FanOutEventKind.COMPLETED, processed=rows, estimate=rows,
+                  status="completed", success_count=rows - errors, error_count=errors,
+                  completed_at="2024-05-22T12:00:04Z")
+        for c, o in zip(channels, operations, strict=True)
+    }  # fmt: skip
+    report = Report(
+        command="demo",
+        action="archive",
+        outcome="completed",
+        keys=tuple(channels),
+        latest=latest,
+        totals=latest[channels[-1]].totals,
+        elapsed=4.2,
+        columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
+        values={c: {"matched": rows, "archived_in_store": rows, "check": check} for c in channels},
+    )
+    console = _console(width)
+    RichDisplay(console, channels=True).summary(report)
+    screen = console.export_text().splitlines()
+    assert all(len(line) <= width for line in screen)
+    table = [line.split() for line in screen if line.endswith(f" {check}")]
+    assert [cells[0] for cells in table] == [c[:8] for c in channels]
+    for cells in table:
+        numbers = [cells[2], cells[3], cells[4], cells[6], cells[7]]
+        assert [int(n.replace(",", "")) for n in numbers] == [
+            rows,
+            rows - errors,
+            errors,
+            rows,
+            rows,
+        ]
+        assert cells[8] == check
+    if width >= 120:
+        assert table[0][2] == f"{rows:,}"
 
 
 def test_abbreviated_numbers() -> None:
