@@ -22,6 +22,7 @@ from rich.text import Text
 
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperation
+from .._wrap import command_lines, prose
 from ._outcome import (
     Report,
     duration_seconds,
@@ -159,13 +160,23 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             ids.add_row(key, report.operation_id(key) or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
-    console.print(Text(_summary_line(report), style=style))
+    line = prose(_summary_line(report), console.width)
+    console.print(Text(line, style=style), soft_wrap=True)
     for line in report.notes:
-        console.print(line, highlight=False, soft_wrap=True)
+        say(console, line)
     if report.outcome in ("submitted", "queued", "processing") and report.resume:
         console.print("follow with:")
         for command in report.resume:
-            console.print(f"  {command}", highlight=False, soft_wrap=True)
+            say(console, f"  {command}")
+
+
+def say(console: Console, line: str) -> None:
+    """A line for people: prose wrapped between words at the console's width; an indented
+    line is a command, kept copyable (continued with `` \\`` between its words)."""
+    width = console.width
+    texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
+    for text in texts:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
@@ -373,7 +384,7 @@ class RichDisplay:
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         for line in intro:
-            self.console.print(line, highlight=False, soft_wrap=True)
+            say(self.console, line)
         self._count = len(keys)
         if self._count > 1:
             label = f"all {self._count} channels"

@@ -26,6 +26,7 @@ from rich.console import Console
 from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
 from knock_async._convert import structure_operation
 from knock_async._progress import observe
+from knock_async._wrap import command_lines, prose
 from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
 from tests._support import operation
@@ -205,6 +206,72 @@ def test_the_summary_counts_are_exact_and_fit(width: int, check: str, rows: int)
         assert table[0][2] == f"{rows:,}"
 
 
+INTRO = [
+    "Knock emulator running in-process at http://127.0.0.1:35749 (a generated sk_demo_ key).",
+    "Archiving the read messages older than 2026-11-25T14:35:33Z on every channel, as",
+    "  knock-async bulk-update archive CHANNEL_ID... --engagement-status read --archived "
+    "exclude --older-than 2026-11-25T14:35:33Z",
+]
+NOTES = (
+    "Check against the emulator's store: OK. All 2,574 matching messages are archived, and no "
+    "other message changed.",
+    "Next: `knock-async emulator` serves the emulator for you to try `knock-async bulk-update` "
+    "against it.",
+)
+
+
+def _words(lines: list[str]) -> list[str]:
+    return " ".join(line.removesuffix(" \\") for line in lines).split()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_prose_wraps_between_words_and_commands_stay_copyable(width: int) -> None:
+    """The demo's intro and notes, and the run's summary line: every line fits the terminal
+    and the text reads word for word as written (no word, id or option cut); the example
+    command is continued with ` \\` between its words when it is wider than the terminal."""
+    channels, operations = _ids(2)
+    report = _completed(channels, operations, command="demo", action="archive", notes=NOTES)
+    console = _console(width)
+    display = RichDisplay(console, channels=True)
+    display.start(channels, {}, INTRO)
+    display.stop()
+    display.summary(report)
+    # (the bars, redrawn in place on a terminal, are recorded one frame after another)
+    screen = [line.rstrip() for line in console.export_text().splitlines() if "━" not in line]
+    assert all(len(line) <= width for line in screen)
+    command = [line for line in screen if line.startswith("  knock-async bulk-update")]
+    (start,) = [screen.index(line) for line in command]
+    end = next(i for i in range(start, len(screen)) if not screen[i].endswith(" \\"))
+    assert _words(screen[start : end + 1]) == INTRO[2].split()
+    assert (end > start) is (width < len(INTRO[2]))
+    text = _words(screen)
+    for line in [
+        *INTRO[:2],
+        *NOTES,
+        "completed: archive on 2 channels: 2 completed, 0 failed, 0 errored;",
+    ]:
+        words = line.split()
+        assert any(text[i : i + len(words)] == words for i in range(len(text))), line
+
+
+def test_wrapping_never_cuts_a_word() -> None:
+    """`prose` breaks only at spaces (never inside `server-side` or an id) and leaves text
+    alone without a width; `command_lines` continues a command with ` \\` within the width."""
+    message = (
+        "knock-async: interrupted: stopped following; operations already started go on "
+        "server-side (Ctrl-C does not cancel them)."
+    )
+    wrapped = prose(message, 80).splitlines()
+    assert all(len(line) <= 80 for line in wrapped)
+    assert " ".join(wrapped).split() == message.split()
+    assert any(line.endswith("go on") for line in wrapped) or "server-side" in wrapped[0]
+    assert prose(message, None) == message
+    command = "  knock-async status " + "x" * 70 + " --watch"
+    lines = command_lines(command, 80)
+    assert lines == ["  knock-async status \\", "      " + "x" * 70 + " \\", "      --watch"]
+    assert command_lines(command, None) == [command]
+
+
 def test_abbreviated_numbers() -> None:
     """Counts shrink to a few characters; an absurd one still prints."""
     assert [abbreviate(n) for n in (0, 999, 1000, 12_345, 150_000, 4_500_000, 10**22)] == [
@@ -280,7 +347,8 @@ def _read_into(screen_stream: pyte.ByteStream, master: int, done: Callable[[], b
 def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: EmulatorThread) -> None:
     """Ctrl-C typed at an 80-column terminal (echoed there as `^C`) while three bars run: the
     screen keeps one `all 3 channels` line and one line per bar, then the summary with the
-    full operation ids and how to resume each, and the command exits 130."""
+    full operation ids and how to resume each (the message wrapped between words), and the
+    command exits 130."""
     channels = [emulator.channel(100, seed=n) for n in range(3)]
     for channel in channels:
         emulator.stick_next_operation(channel, after_rows=30)
@@ -318,3 +386,10 @@ def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: Emulato
         operation_id = row.split()[1]
         assert uuid.UUID(operation_id)
         assert f"  knock-async status {operation_id} --watch" in lines, text
+    # stderr's message, wrapped between words at 80 columns (not `go on se` / `rver-side`)
+    message = (
+        "knock-async: interrupted: stopped following; operations already started go on "
+        "server-side (Ctrl-C does not cancel them)."
+    )
+    first = next(i for i, line in enumerate(lines) if line.startswith("knock-async: interr"))
+    assert " ".join(lines[first : first + 2]).split() == message.split(), text
