@@ -20,9 +20,10 @@ def terminal_width(stream: TextIO) -> int | None:
     try:
         if not stream.isatty():
             return None
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
         return None
+    return columns if columns > 0 else None  # a pseudo-terminal whose size was never set
 
 
 def prose(text: str, width: int | None) -> str:

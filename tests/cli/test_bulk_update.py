@@ -544,16 +544,23 @@ def test_a_plain_http_base_url_off_loopback_is_refused() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThread) -> None:
-    """On a terminal, `delete` with no filter asks for the word `delete`; any other answer
-    sends nothing and exits 2."""
+    """On a terminal, `delete` with no filter asks for the word `delete` (the question
+    wrapped between words at 80 columns, the channel id whole); any other answer sends nothing
+    and exits 2."""
+    import fcntl
     import pty
     import select
+    import struct
     import subprocess
+    import termios
     import time
+
+    import pyte
 
     channel = emulator.channel(10)
     before = emulator.request_count()
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     process = subprocess.Popen(
         [sys.executable, "-m", "knock_async", "bulk-update", "delete", channel],
         stdin=slave,
@@ -587,7 +594,12 @@ def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThre
         os.close(master)
     text = output.decode()
     assert answered, text
-    assert "deletes EVERY message in channel" in text
+    screen = pyte.Screen(80, 24)
+    pyte.ByteStream(screen).feed(output)
+    lines = [line.rstrip() for line in screen.display]
+    # wrapped between words at 80 columns: the channel id whole on one line
+    assert any(line.endswith("deletes EVERY message in channel") for line in lines), lines
+    assert any(line.strip().startswith(channel) for line in lines), lines
     assert returncode == 2
     assert "not confirmed; nothing was sent" in text
     assert emulator.request_count() == before

@@ -26,7 +26,7 @@ from rich.console import Console
 from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
 from knock_async._convert import structure_operation
 from knock_async._progress import observe
-from knock_async._wrap import command_lines, prose
+from knock_async._wrap import command_lines, prose, terminal_width
 from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
 from tests._support import operation
@@ -270,6 +270,21 @@ def test_wrapping_never_cuts_a_word() -> None:
     lines = command_lines(command, 80)
     assert lines == ["  knock-async status \\", "      " + "x" * 70 + " \\", "      --watch"]
     assert command_lines(command, None) == [command]
+
+
+def test_a_terminal_width_only_from_a_terminal_with_a_size() -> None:
+    """A pipe or a file has no width (one line stays one line); a pseudo-terminal whose size
+    was never set has none either (not 0); a sized one has its own."""
+    assert terminal_width(io.StringIO()) is None
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "w", closefd=False) as unsized:
+            assert terminal_width(unsized) is None
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 80, 0, 0))
+            assert terminal_width(unsized) == 80
+    finally:
+        os.close(slave)
+        os.close(master)
 
 
 def test_abbreviated_numbers() -> None:
