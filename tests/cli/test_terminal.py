@@ -408,3 +408,35 @@ def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: Emulato
     )
     first = next(i for i, line in enumerate(lines) if line.startswith("knock-async: interr"))
     assert " ".join(lines[first : first + 2]).split() == message.split(), text
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_usage_error_on_an_80_column_terminal_wraps_between_words() -> None:
+    """A key file that cannot be read, on an 80-column terminal, with a path whose length puts
+    column 80 inside `such`: the one message is wrapped between words (none cut at the edge)
+    and reads as written; exit 2."""
+    path = "/nonexistent/" + "k" * 13  # "knock-async: error: cannot read --api-key-file " is 47
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "knock_async", "bulk-update", "read", str(uuid.uuid4()),
+         "--api-key-file", path],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(key=None, TERM="xterm"),
+        close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    screen = pyte.Screen(80, 24)
+    try:
+        _read_into(pyte.ByteStream(screen), master, lambda: False)
+        returncode = process.wait(timeout=10)
+    finally:
+        stop(process)
+        os.close(master)
+    lines = [line.rstrip() for line in screen.display if line.strip()]
+    assert returncode == 2, lines
+    assert len(lines) == 2, lines
+    message = f"knock-async: error: cannot read --api-key-file {path}: No such file or directory"
+    assert " ".join(lines).split() == message.split(), lines
