@@ -26,19 +26,25 @@ def terminal_width(stream: TextIO) -> int | None:
     return columns if columns > 0 else None  # a pseudo-terminal whose size was never set
 
 
+_GLUE = "\x00"  # holds a `quoted command` together while wrapping
+
+
 def prose(text: str, width: int | None) -> str:
-    """``text`` wrapped to ``width`` between words (a word, id or option is never split), its
-    continuation lines indented by two spaces; unchanged when ``width`` is ``None``."""
+    """``text`` wrapped to ``width`` between words (a word, id or option is never split, nor a
+    `command in backquotes`), its continuation lines indented by two spaces; unchanged when
+    ``width`` is ``None``."""
     if width is None or len(text) <= width:
         return text
+    parts = text.split("`")
+    glued = "`".join(p.replace(" ", _GLUE) if i % 2 else p for i, p in enumerate(parts))
     lines = textwrap.wrap(
-        text,
+        glued,
         width,
         subsequent_indent="  ",
         break_long_words=False,
         break_on_hyphens=False,
     )
-    return "\n".join(lines)
+    return "\n".join(lines).replace(_GLUE, " ")
 
 
 def command_lines(command: str, width: int | None) -> list[str]:

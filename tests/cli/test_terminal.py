@@ -255,8 +255,9 @@ def test_prose_wraps_between_words_and_commands_stay_copyable(width: int) -> Non
 
 
 def test_wrapping_never_cuts_a_word() -> None:
-    """`prose` breaks only at spaces (never inside `server-side` or an id) and leaves text
-    alone without a width; `command_lines` continues a command with ` \\` within the width."""
+    """`prose` breaks only at spaces (never inside `server-side`, an id or a `quoted command`)
+    and leaves text alone without a width; `command_lines` continues a command with ` \\`
+    within the width."""
     message = (
         "knock-async: interrupted: stopped following; operations already started go on "
         "server-side (Ctrl-C does not cancel them)."
@@ -266,6 +267,13 @@ def test_wrapping_never_cuts_a_word() -> None:
     assert " ".join(wrapped).split() == message.split()
     assert any(line.endswith("go on") for line in wrapped) or "server-side" in wrapped[0]
     assert prose(message, None) == message
+    timeout = (
+        "knock-async: timeout: operation 5331d4e5-f9f1-4f47-a2dd-cfe409ee8fee did not finish; "
+        "follow it with `knock-async status 5331d4e5-f9f1-4f47-a2dd-cfe409ee8fee --watch`"
+    )
+    lines = prose(timeout, 80).splitlines()
+    assert lines[-1] == "  `knock-async status 5331d4e5-f9f1-4f47-a2dd-cfe409ee8fee --watch`"
+    assert " ".join(lines).split() == timeout.split()
     command = "  knock-async status " + "x" * 70 + " --watch"
     lines = command_lines(command, 80)
     assert lines == ["  knock-async status \\", "      " + "x" * 70 + " \\", "      --watch"]
