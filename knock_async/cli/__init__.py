@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError, parse_args
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         if not (exc.name == "rich" or (exc.name or "").startswith("rich.")):
             raise
-        print(INSTALL_HINT, file=sys.stderr)
+        _say(INSTALL_HINT)
         return int(ExitCode.USAGE)
     redactor = _run.Redactor()
     with _run.logging_to_stderr(debug=args.debug, redactor=redactor):
@@ -50,7 +51,7 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
 
         problem = serve_from_args(args)
         if problem is not None:
-            print(f"{PROG}: error: {problem}", file=sys.stderr)
+            _say(f"{PROG}: error: {problem}")
             return int(ExitCode.USAGE)
         return int(ExitCode.OK)
     try:
@@ -63,10 +64,10 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
 
         return asyncio.run(_demo.demo(plan, redactor, debug=args.debug))
     except UsageError as exc:
-        print(redactor.text(f"{PROG}: error: {exc}"), file=sys.stderr)
+        _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _say(f"{PROG}: interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more can be shown; exit quietly.
@@ -76,14 +77,18 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
         if args.debug:
             _run.print_traceback(exc, redactor)
         message = " ".join(str(exc).split())
-        print(
+        _say(
             redactor.text(
                 f"{PROG}: internal error: {type(exc).__name__}: {message}; rerun with --debug "
                 "and report it"
-            ),
-            file=sys.stderr,
+            )
         )
         return int(ExitCode.FAILED)
+
+
+def _say(message: str) -> None:
+    """One message on stderr: one line, wrapped between words if stderr is a terminal."""
+    print(prose(message, terminal_width(sys.stderr)), file=sys.stderr)
 
 
 def _silence_stdout() -> None:

@@ -11,6 +11,7 @@ from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._progress import Progress, observe
+from .._wrap import prose, terminal_width
 from ._args import PROG, UsageError
 from ._outcome import outcome as ended
 from ._outcome import overall
@@ -36,7 +37,9 @@ def confirm_delete(plan: BulkPlan) -> None:
             f"{warning}; nothing was sent. Pass --yes to confirm, or add a filter "
             "(e.g. --older-than 2024-01-01T00:00:00Z)"
         )
-    sys.stderr.write(f"{PROG}: {warning}. Type 'delete' to confirm: ")
+    # Wrapped between words: a terminal would cut the channel id at its edge.
+    prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
+    sys.stderr.write(prompt + " ")
     sys.stderr.flush()
     if sys.stdin.readline().strip() != "delete":
         raise UsageError("not confirmed; nothing was sent")

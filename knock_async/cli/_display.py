@@ -5,6 +5,7 @@ NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEve
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -14,16 +15,17 @@ from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
+from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperation
+from .._wrap import command_lines, prose
 from ._outcome import (
     Report,
     duration_seconds,
-    one_line,
     operation_of,
     outcome,
     plural,
@@ -141,48 +143,76 @@ class JsonDisplay(_Lines):
 
 
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
-    """The summary: per channel a row of numbers under its id's first 8 characters, then the
-    full ids (both never fit 80 columns beside the numbers), then one line for the run."""
+    """The summary: per channel a row of exact numbers under its id's first 8 characters, then
+    the full ids (both never fit 80 columns beside the numbers), then one line for the run."""
     if report.channels:
         keys = list(report.keys)
         if limit is not None and len(keys) > limit:  # the channels not completed first
             keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
             keys = keys[:limit]
-        headers = ["channel", "status", "rows", "updated", "errors", "time"]
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for index, header in enumerate(headers + [header for _, header in report.columns]):
-            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
-        for key in keys:
-            event = report.latest.get(key)
-            op = operation_of(event)
-            status, extra = _status(event), report.values.get(key, {})
-            table.add_row(
-                key[:8],
-                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-                *(abbreviate(0 if op is None else n(op)) for n in _COUNTS),
-                format_duration(duration_seconds(op)),
-                *(_cell(extra.get(name, "")) for name, _ in report.columns),
-            )
-            ids.add_row(key, report.operation_id(key) or "-")
         console.print()
-        console.print(table)
+        console.print(_numbers(console, report, keys))
         if len(keys) < len(report.keys):
             console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
         console.print()
+        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
+        for key in keys:
+            ids.add_row(key, report.operation_id(key) or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
-    console.print(Text(_summary_line(report), style=style))
+    line = prose(_summary_line(report), console.width)
+    console.print(Text(line, style=style), soft_wrap=True)
     for line in report.notes:
-        console.print(line, highlight=False, soft_wrap=True)
+        say(console, line)
     if report.outcome in ("submitted", "queued", "processing") and report.resume:
         console.print("follow with:")
         for command in report.resume:
-            console.print(f"  {command}", highlight=False, soft_wrap=True)
+            say(console, f"  {command}")
 
 
-def _cell(value: object) -> str:
-    return abbreviate(value) if isinstance(value, int) else str(value)
+def say(console: Console, line: str) -> None:
+    """A line for people: prose wrapped between words at the console's width; an indented
+    line is a command, kept copyable (continued with `` \\`` between its words)."""
+    width = console.width
+    texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
+    for text in texts:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
+    """The table of numbers, exact: with thousands separators if they fit the console's width,
+    else without, else with one space between columns (the counts are what it reports)."""
+    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
+    unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
+    for separator, padding in layouts:
+        table = _number_table(report, keys, separator, padding)
+        if console.measure(table, options=unbounded).maximum <= console.width:
+            break
+    return table
+
+
+def _number_table(
+    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
+) -> Table:
+    def count(value: object) -> str:
+        return format(value, separator or "d") if isinstance(value, int) else str(value)
+
+    headers = ["channel", "status", "rows", "updated", "errors", "time"]
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
+    for index, header in enumerate(headers + [header for _, header in report.columns]):
+        table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+    for key in keys:
+        event = report.latest.get(key)
+        op = operation_of(event)
+        status, extra = _status(event), report.values.get(key, {})
+        table.add_row(
+            key[:8],
+            Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+            *(count(0 if op is None else n(op)) for n in _COUNTS),
+            format_duration(duration_seconds(op)),
+            *(count(extra.get(name, "")) for name, _ in report.columns),
+        )
+    return table
 
 
 _COUNTS: tuple[Callable[[BulkOperation], int], ...] = (
@@ -234,12 +264,13 @@ class PlainDisplay(_Lines):
         op = operation_of(event)
         ended = outcome(event)
         parts = [f"{event.kind.value:<9}"]
-        if self._channels:  # (status: the id is in the summary line)
+        if self._channels:
             parts.append(f"channel={event.channel_id}")
-            if op is not None:
-                parts.append(f"operation={op.id}")
+        if op is not None or not self._channels:  # status: the key is the operation id
+            parts.append(f"operation={event.channel_id if op is None else op.id}")
         if ended == "error" and event.error is not None:
-            parts.append(f"error: {one_line(str(event.error))}")
+            # The error itself is one line on stderr, said once (with what to do about it).
+            parts.append("status=error")
         else:
             progress = event.progress
             parts.append(f"status={_status(event)}")
@@ -259,8 +290,12 @@ class PlainDisplay(_Lines):
             self._print(_totals_line(event.totals))
 
     def summary(self, report: Report) -> None:
-        # Wide enough that nothing wraps: a log or a pipe has no width.
-        print_summary(Console(file=self._out, width=10_000, color_system=None), report)
+        # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
+        # column, which a log does not need.
+        buffer = io.StringIO()
+        print_summary(Console(file=buffer, width=10_000, color_system=None), report)
+        for line in buffer.getvalue().splitlines():
+            self._print(line.rstrip())
 
 
 def _totals_line(totals: FanOutTotals) -> str:
@@ -349,7 +384,7 @@ class RichDisplay:
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         for line in intro:
-            self.console.print(line, highlight=False, soft_wrap=True)
+            say(self.console, line)
         self._count = len(keys)
         if self._count > 1:
             label = f"all {self._count} channels"

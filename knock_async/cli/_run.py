@@ -19,6 +19,7 @@ import attrs
 from .._client import KnockClient
 from .._fanout import FanOutEvent, FanOutTotals
 from .._follow import PollPolicy
+from .._wrap import command_lines, prose, terminal_width
 from ._args import PROG, UsageError
 from ._display import make_display
 from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
@@ -212,37 +213,40 @@ class Run:
         self.display.summary(report)
         sys.stdout.flush()
         err, redactor = sys.stderr, self._redactor
+        width = terminal_width(err)
         for line in error_lines(report, base_url=self._base_url):
-            print(redactor.text(line), file=err)
+            print(prose(redactor.text(line), width), file=err)
         if self._debug:
             for event in report.latest.values():
                 if event.error is not None:
                     print_traceback(event.error, redactor)
         if report.outcome == "interrupted":
-            _interrupted(report, err)
+            _interrupted(report, err, width)
         err.flush()
         return int(report.code)
 
 
-def _interrupted(report: Report, err: TextIO) -> None:
+def _interrupted(report: Report, err: TextIO, width: int | None) -> None:
+    """What Ctrl-C left behind, on stderr: wrapped between words on a terminal, each resume
+    command on its own line, whole."""
     if not report.resumable:  # the demo: its emulator, and its operations, end with it
         print(f"{PROG}: interrupted", file=err)
         return
-    print(
+    lines = [
         f"{PROG}: interrupted: stopped following; operations already started go on "
-        "server-side (Ctrl-C does not cancel them).",
-        file=err,
-    )
+        "server-side (Ctrl-C does not cancel them)."
+    ]
     if report.resume:
-        print("Resume following with:", file=err)
-        for command in report.resume:
-            print(f"  {command}", file=err)
+        lines.append("Resume following with:")
+        lines += [f"  {command}" for command in report.resume]
     unsent = report.unsubmitted
     if unsent:
         shown = " ".join(unsent[:10])
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
-        print(
+        lines.append(
             f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
-            f"interrupted while sending, so an update may have started): {shown}{more}",
-            file=err,
+            f"interrupted while sending, so an update may have started): {shown}{more}"
         )
+    for line in lines:
+        texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
+        print("\n".join(texts), file=err)

@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from .._emulator_options import DESCRIPTION, add_arguments
+from .._wrap import command_lines
 
 if TYPE_CHECKING:
     from ._emulator import KnockEmulator
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["banner", "main", "serve_from_args"]
 
 EXAMPLE_KEY = "sk_test_emulator"
+BANNER_WIDTH = 80
 
 
 def banner(
@@ -51,7 +53,9 @@ def banner(
         print(f"  export KNOCK_BASE_URL={base_url}", file=out)
     if channels:
         ids = " ".join(c.id for c in channels[:3])
-        print(f"  {command} bulk-update read {ids} --engagement-status unread", file=out)
+        # Copyable at 80 columns: continued between words, never cut inside an id.
+        try_it = f"  {command} bulk-update read {ids} --engagement-status unread"
+        print("\n".join(command_lines(try_it, BANNER_WIDTH)), file=out)
     print("Ctrl-C to stop.", file=out, flush=True)
 
 

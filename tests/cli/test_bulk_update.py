@@ -223,13 +223,21 @@ def test_a_refused_key_exits_3_without_showing_it(emulator: EmulatorThread, key:
 
 
 def test_an_unknown_channel_exits_3_naming_the_code(emulator: EmulatorThread) -> None:
-    """A channel Knock does not know: 404 `resource_missing`, exit 3, advice on the id."""
+    """A channel Knock does not know: 404 `resource_missing`, exit 3, advice on the id, said
+    once on stderr; stdout's lines say only that the channel ended in an error, and carry no
+    trailing spaces."""
     unknown = "00000000-0000-4000-8000-0000000000ff"
     result = knock_async("bulk-update", "read", unknown, env=cli_env(emulator.base_url))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert "HTTP 404 resource_missing" in line
     assert "check the channel id" in line
+    lines = result.stdout.splitlines()
+    assert f"error     channel={unknown} status=error" in lines
+    assert "404" not in "".join(x for x in lines if not x.startswith(unknown[:8]))
+    assert "error:" not in " ".join(lines[:-1])
+    assert ["channel", "operation"] in [x.split() for x in lines]
+    assert all(x == x.rstrip() for x in lines)
 
 
 def test_an_unreachable_server_exits_3() -> None:
@@ -536,16 +544,23 @@ def test_a_plain_http_base_url_off_loopback_is_refused() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThread) -> None:
-    """On a terminal, `delete` with no filter asks for the word `delete`; any other answer
-    sends nothing and exits 2."""
+    """On a terminal, `delete` with no filter asks for the word `delete` (the question
+    wrapped between words at 80 columns, the channel id whole); any other answer sends nothing
+    and exits 2."""
+    import fcntl
     import pty
     import select
+    import struct
     import subprocess
+    import termios
     import time
+
+    import pyte
 
     channel = emulator.channel(10)
     before = emulator.request_count()
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     process = subprocess.Popen(
         [sys.executable, "-m", "knock_async", "bulk-update", "delete", channel],
         stdin=slave,
@@ -579,7 +594,12 @@ def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThre
         os.close(master)
     text = output.decode()
     assert answered, text
-    assert "deletes EVERY message in channel" in text
+    screen = pyte.Screen(80, 24)
+    pyte.ByteStream(screen).feed(output)
+    lines = [line.rstrip() for line in screen.display]
+    # wrapped between words at 80 columns: the channel id whole on one line
+    assert any(line.endswith("deletes EVERY message in channel") for line in lines), lines
+    assert any(line.strip().startswith(channel) for line in lines), lines
     assert returncode == 2
     assert "not confirmed; nothing was sent" in text
     assert emulator.request_count() == before

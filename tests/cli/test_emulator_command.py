@@ -149,3 +149,21 @@ def test_the_channel_type_choices_are_the_emulators_channel_types() -> None:
     """`--channel-type` offers exactly the emulator's channel types, the first its default."""
     assert tuple(t.value for t in ChannelType) == CHANNEL_TYPES
     assert CHANNEL_TYPES[0] == ChannelType.IN_APP_FEED
+
+
+async def test_the_banners_command_fits_80_columns_and_still_runs_as_one() -> None:
+    """With three channels the suggested `bulk-update` command is wider than 80 columns: it is
+    continued with ` \\` between words, every line fits 80 columns, no channel id is cut, and
+    joined back it is the whole command."""
+    async with KnockEmulator() as emu:
+        ids = [emu.add_channel("in_app_feed") for _ in range(3)]
+        out = io.StringIO()
+        banner(emu, api_keys=None, out=out)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    first = next(i for i, line in enumerate(lines) if "bulk-update" in line)
+    command = lines[first:]
+    command = command[: next(i for i, line in enumerate(command) if not line.endswith(" \\")) + 1]
+    assert len(command) > 1
+    joined = " ".join(line.removesuffix(" \\").strip() for line in command)
+    assert joined == f"knock-async bulk-update read {' '.join(ids)} --engagement-status unread"

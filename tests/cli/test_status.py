@@ -71,6 +71,11 @@ def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread) -> Non
     assert line.startswith("knock-async: error: operation no-such-operation: HTTP 404")
     assert "check the operation id" in line
     assert "--watch" not in result.stdout
+    # stdout says once that it ended in an error, and nothing of the error stderr gives.
+    assert result.stdout.splitlines() == [
+        "error     operation=no-such-operation status=error",
+        "error: operation no-such-operation (exit 3)",
+    ]
 
 
 def _changes(lines: list[str]) -> list[str]:
@@ -78,7 +83,8 @@ def _changes(lines: list[str]) -> list[str]:
 
 
 def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> None:
-    """--watch prints a line per change while the operation runs, then exits 0 completed.
+    """--watch prints a line per change while the operation runs, each with its
+    `operation=` field like bulk-update's lines, then exits 0 completed.
 
     The emulator's clock moves only when the test advances it, after the CLI has printed what
     it saw, so each step of the operation is seen exactly once.
@@ -100,6 +106,7 @@ def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> Non
             lines = output.until(lambda lines: len(_changes(lines)) > len(steps))
             line = _changes(lines)[-1]
             fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+            assert fields["operation"] == operation_id
             steps.append((line.split()[0], fields["status"] + " " + fields["rows"]))
             if advance is not None:
                 manual_emulator.advance(advance)
@@ -112,7 +119,7 @@ def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> Non
         ("progress", "processing 50/100"),
         ("completed", "completed 100/100"),
     ]
-    # Then one summary line with what the lines did not say, and the operation id, once.
+    # Then one summary line with what the lines did not say.
     assert stdout.splitlines() == [
         f"completed: operation {operation_id}: 100 rows updated, 0 errors, in 1.0s (exit 0)"
     ]
