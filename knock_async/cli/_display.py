@@ -208,18 +208,14 @@ def _number_table(
         table.add_row(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else n(op)) for n in _COUNTS),
+            *(count(0 if op is None else getattr(op, n)) for n in _COUNTS),
             format_duration(duration_seconds(op)),
             *(count(extra.get(name, "")) for name, _ in report.columns),
         )
     return table
 
 
-_COUNTS: tuple[Callable[[BulkOperation], int], ...] = (
-    lambda op: op.processed_rows,
-    lambda op: op.success_count,
-    lambda op: op.error_count,
-)
+_COUNTS = ("processed_rows", "success_count", "error_count")
 
 
 def _summary_line(report: Report) -> str:

@@ -26,7 +26,7 @@ from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
 from ._plan import Connection, read_text
 
-__all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"]
+__all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
 
 
 # -- secrets and logs ------------------------------------------------------------------------
@@ -87,8 +87,9 @@ def print_traceback(error: BaseException, redactor: Redactor) -> None:
 # -- the key and the client ------------------------------------------------------------------
 
 
-def load_api_key(connection: Connection) -> str:
-    """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
+def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
+    """A client for ``connection``, its key read from ``--api-key-file`` (``-``: stdin) or
+    ``KNOCK_API_KEY`` (and known to ``redactor``). The key is never echoed."""
     path = connection.api_key_file
     if path is None:
         key = os.environ.get("KNOCK_API_KEY", "").strip()
@@ -97,16 +98,10 @@ def load_api_key(connection: Connection) -> str:
                 "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
                 "(a key is never taken on the command line, where `ps` shows it)"
             )
-        return key
-    key = read_text("--api-key-file", path, first_line=True).strip()
-    if not key:
-        raise UsageError(f"--api-key-file {path} is empty")
-    return key
-
-
-def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
-    """A client for ``connection``, its key loaded (and known to ``redactor``)."""
-    key = load_api_key(connection)
+    else:
+        key = read_text("--api-key-file", path, first_line=True).strip()
+        if not key:
+            raise UsageError(f"--api-key-file {path} is empty")
     redactor.add(key)
     interval = connection.poll_interval
     # Without --poll-interval the client's default policy, the one the library documents.
