@@ -249,10 +249,7 @@ def _summary_line(report: Report) -> str:
 class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    _many = False
-
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        self._many = len(keys) > 1
         for line in intro:
             self._print(line)
 
@@ -282,7 +279,7 @@ class PlainDisplay(_Lines):
                 if ended != "timeout":
                     parts.append(f"duration={format_duration(duration_seconds(op))}")
         self._print(" ".join(parts))
-        if self._many and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+        if event.totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
             self._print(_totals_line(event.totals))
 
     def summary(self, report: Report) -> None:
@@ -375,15 +372,13 @@ class RichDisplay:
         )
         self._tasks: dict[str, TaskID] = {}
         self._total: TaskID | None = None
-        self._count = 0
         self._started = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         for line in intro:
             say(self.console, line)
-        self._count = len(keys)
-        if self._count > 1:
-            label = f"all {self._count} channels"
+        if len(keys) > 1:
+            label = f"all {len(keys)} channels"
             self._total = self._progress.add_task(
                 label, total=None, **_bar(0, None, None, None, "")
             )
@@ -416,7 +411,7 @@ class RichDisplay:
                     _status(event),
                 ),
             )
-            if self._count > self.MAX_ROWS and outcome(event) == "completed":
+            if event.totals.channels > self.MAX_ROWS and outcome(event) == "completed":
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
                 del self._tasks[key]
@@ -446,11 +441,11 @@ class RichDisplay:
 
 
 def make_display(
-    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
+    *, json_lines: bool, channels: bool, clock: Callable[[], float]
 ) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
     ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
-    out = sys.stdout if out is None else out
+    out = sys.stdout
     if json_lines:
         return JsonDisplay(out, channels=channels, clock=clock)
     if _is_terminal(out):

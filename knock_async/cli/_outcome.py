@@ -159,11 +159,6 @@ class Report:
                 commands.append(resume_command(operation_id))
         return commands
 
-    @property
-    def unsubmitted(self) -> list[str]:
-        """Channels with no operation and no error: never sent, or no answer yet."""
-        return [key for key in self.keys if self.channels and key not in self.latest]
-
     def count(self, name: str) -> int:
         return sum(outcome(self.latest.get(key)) == name for key in self.keys)
 

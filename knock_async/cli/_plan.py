@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,14 +75,7 @@ class BulkPlan:
 
     @property
     def header(self) -> dict[str, Any]:
-        """The NDJSON ``start`` object's fields."""
-        return {
-            "command": "bulk-update",
-            "action": self.action,
-            "channels": list(self.channels),
-            "filters": filters_json(self.filters),
-            "wait": self.wait,
-        }
+        return start_header("bulk-update", self.action, self.channels, self.filters, wait=self.wait)
 
 
 @attrs.frozen(kw_only=True)
@@ -140,6 +133,20 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
         json=args.json,
         stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )
+
+
+def start_header(
+    command: str, action: str, channels: Sequence[str], filters: Mapping[str, Any], **more: Any
+) -> dict[str, Any]:
+    """The NDJSON ``start`` object's fields."""
+    filters = filters_json(filters)
+    return {
+        "command": command,
+        "action": action,
+        "channels": list(channels),
+        "filters": filters,
+        **more,
+    }
 
 
 def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:

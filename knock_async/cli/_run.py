@@ -234,7 +234,8 @@ def _interrupted(report: Report, err: TextIO, width: int | None) -> None:
     if report.resume:
         lines.append("Resume following with:")
         lines += [f"  {command}" for command in report.resume]
-    unsent = report.unsubmitted
+    # Channels with no operation and no error: never sent, or no answer yet.
+    unsent = [key for key in report.keys if report.channels and key not in report.latest]
     if unsent:
         shown = " ".join(unsent[:10])
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
