@@ -322,7 +322,11 @@ def _field(name: str, style: str = "") -> TextColumn:
 
 
 def _bar(
-    done: int, total: int | None, rate: float | None, eta: timedelta | None, status: str
+    done: int = 0,
+    total: int | None = None,
+    rate: float | None = None,
+    eta: timedelta | None = None,
+    status: str = "pending",
 ) -> dict[str, Any]:
     """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
     return {
@@ -379,9 +383,7 @@ class RichDisplay:
             say(self.console, line)
         if len(keys) > 1:
             label = f"all {len(keys)} channels"
-            self._total = self._progress.add_task(
-                label, total=None, **_bar(0, None, None, None, "")
-            )
+            self._total = self._progress.add_task(label, total=None, **_bar(status=""))
         for key in keys[: self.MAX_ROWS]:
             self._show(key)
         self._progress.start()
@@ -389,8 +391,7 @@ class RichDisplay:
 
     def _show(self, key: str) -> None:
         label = key[:8] if self._channels else f"operation {key[:8]}"
-        fields = _bar(0, None, None, None, "pending")
-        self._tasks[key] = self._progress.add_task(label, total=None, **fields)
+        self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
         key = event.channel_id
@@ -399,18 +400,13 @@ class RichDisplay:
         task = self._tasks.get(key)
         progress = event.progress
         if task is not None:
-            op = operation_of(event)
-            self._set(
-                task,
-                None if progress is None else progress.fraction,
-                _bar(
-                    0 if op is None else op.processed_rows,
-                    None if op is None else op.estimated_total_rows,
-                    None if progress is None else progress.rows_per_second,
-                    None if progress is None else progress.eta,
-                    _status(event),
-                ),
-            )
+            if progress is None:  # an error before any operation
+                self._set(task, None, _bar(status=_status(event)))
+            else:
+                op = progress.operation
+                rows = (op.processed_rows, op.estimated_total_rows)
+                fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
+                self._set(task, progress.fraction, fields)
             if event.totals.channels > self.MAX_ROWS and outcome(event) == "completed":
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
