@@ -9,7 +9,8 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, TextIO
 
@@ -120,10 +121,9 @@ class _Lines:
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def __init__(self, out: TextIO, *, channels: bool, clock: Callable[[], float]) -> None:
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
         super().__init__(out, channels=channels)
-        self._clock = clock
-        self._started = clock()
+        self._started = time.monotonic()
 
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
@@ -132,7 +132,7 @@ class JsonDisplay(_Lines):
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
-        elapsed = self._clock() - self._started
+        elapsed = time.monotonic() - self._started
         self._write(progress_json(event, elapsed, channels=self._channels))
 
     def summary(self, report: Report) -> None:
@@ -436,14 +436,12 @@ class RichDisplay:
         print_summary(self.console, report, limit=30)
 
 
-def make_display(
-    *, json_lines: bool, channels: bool, clock: Callable[[], float]
-) -> JsonDisplay | PlainDisplay | RichDisplay:
+def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
     """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
     ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
     out = sys.stdout
     if json_lines:
-        return JsonDisplay(out, channels=channels, clock=clock)
+        return JsonDisplay(out, channels=channels)
     if _is_terminal(out):
         return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
     return PlainDisplay(out, channels=channels)

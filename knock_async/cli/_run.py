@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, Iterator
 from typing import Any, TextIO
 
 import attrs
@@ -137,17 +137,15 @@ class Run:
         debug: bool,
         base_url: str,
         channels: bool = True,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
-        self.display = make_display(json_lines=json, channels=channels, clock=clock)
+        self.display = make_display(json_lines=json, channels=channels)
         self.channels = channels
         self.latest: dict[str, FanOutEvent] = {}
         self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
         self.interrupted = False
         self._redactor, self._debug, self._base_url = redactor, debug, base_url
-        self._clock = clock
-        self._started = clock()
+        self._started = time.monotonic()
 
     async def follow(self, events: AsyncIterable[FanOutEvent], *, until_submitted: bool) -> None:
         """Show ``events`` until they end, Ctrl-C (``interrupted``) or, with
@@ -200,7 +198,7 @@ class Run:
             keys=tuple(self.keys),
             latest=dict(self.latest),
             totals=self.totals,
-            elapsed=self._clock() - self._started,
+            elapsed=time.monotonic() - self._started,
             channels=self.channels,
             **details,
         )
