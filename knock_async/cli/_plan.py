@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,7 @@ from yarl import URL
 
 from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
 from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
-from ._args import UsageError
+from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
 
@@ -194,12 +193,9 @@ def read_channels(args: argparse.Namespace) -> list[str]:
         for number, line in enumerate(text.splitlines(), start=1):
             for token in line.split("#", 1)[0].split():
                 try:
-                    channels.append(str(uuid.UUID(token)))
-                except ValueError:
-                    raise UsageError(
-                        f"--channels-file {source}, line {number}: {token!r} is not a channel "
-                        "id (a UUID)"
-                    ) from None
+                    channels.append(channel_id(token))
+                except argparse.ArgumentTypeError as exc:
+                    raise UsageError(f"--channels-file {source}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
     seen: set[str] = set()
