@@ -11,8 +11,8 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterable, Callable, Iterator
-from typing import Any, TextIO
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
@@ -25,6 +25,9 @@ from ._display import make_display
 from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
 from ._plan import Connection, read_text
+
+if TYPE_CHECKING:
+    from ..redis import RedisRateLimiter
 
 __all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"]
 
@@ -104,8 +107,10 @@ def load_api_key(connection: Connection) -> str:
     return key
 
 
-def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
-    """A client for ``connection``, its key loaded (and known to ``redactor``)."""
+@contextlib.asynccontextmanager
+async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
+    """A client for ``connection``, its key loaded (and known to ``redactor``), pacing on the
+    Redis limiter shared by every run on the environment if there is one (closed after)."""
     key = load_api_key(connection)
     redactor.add(key)
     interval = connection.poll_interval
@@ -117,13 +122,41 @@ def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
             max_delay=max(30.0, interval),
             max_eta_delay=max(300.0, interval),
         )
-    return KnockClient(
-        api_key=key,
-        base_url=connection.base_url,
-        branch=connection.branch,
-        allow_insecure_http=connection.allow_insecure_http,
-        poll=poll,
+    async with contextlib.AsyncExitStack() as stack:
+        pacing: dict[str, Any] = {}
+        if connection.redis_url is not None:
+            limiter = await _shared_limiter(connection, key)
+            stack.push_async_callback(limiter.aclose)
+            pacing["rate_limits"] = limiter
+        client = KnockClient(
+            api_key=key,
+            base_url=connection.base_url,
+            branch=connection.branch,
+            allow_insecure_http=connection.allow_insecure_http,
+            poll=poll,
+            **pacing,
+        )
+        yield await stack.enter_async_context(client)
+
+
+async def _shared_limiter(connection: Connection, key: str) -> RedisRateLimiter:
+    """The Redis limiter of the run's Knock environment, checked: a Redis that does not answer
+    is a usage error before anything is sent."""
+    from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
+
+    assert connection.redis_url is not None
+    limiter = RedisRateLimiter.from_url(
+        connection.redis_url,
+        # A hash of the base URL and the key: every run on one environment shares the budget,
+        # and Redis never sees the key.
+        key_prefix=environment_key_prefix(key, base_url=connection.base_url),
     )
+    try:
+        await limiter.check()
+    except RedisLimiterError as exc:
+        await limiter.aclose()
+        raise UsageError(f"{connection.redis_source}: {exc}") from None
+    return limiter
 
 
 # -- a run -----------------------------------------------------------------------------------
