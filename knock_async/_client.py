@@ -314,12 +314,16 @@ class _BulkOperations:
         transport = client._transport
         base_url = transport.base_url
         initial: BulkOperation | None = None
+        channel_id: str | None = None
+        action: str | None = None
         if isinstance(target, Progress):
             target = target.operation
         if isinstance(target, BulkOperation):
             initial = target
+            channel_id, action = target.channel_id, target.action
             resolved = operation_poll_target(base_url, target.id, target.progress_path)
         elif isinstance(target, BulkOperationHandle):
+            channel_id, action = target.channel_id, target.action
             resolved = operation_poll_target(base_url, target.operation_id, target.progress_path)
         elif isinstance(target, str):
             resolved = resolve_poll_target(base_url, target)
@@ -335,6 +339,8 @@ class _BulkOperations:
             initial=initial,
             timeout=timeout,
             policy=policy or client._poll_policy,
+            channel_id=channel_id,
+            action=action,
         )
 
 

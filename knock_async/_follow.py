@@ -241,6 +241,7 @@ class Follow:
     """
 
     __slots__ = (
+        "_context",
         "_deadline",
         "_errors",
         "_forecast",
@@ -262,8 +263,13 @@ class Follow:
         timeout: float | None,
         policy: PollPolicy,
         hooks: Sequence[Hook] = (),
+        channel_id: str | None = None,
+        action: str | None = None,
     ) -> None:
         self.operation_id = operation_id
+        # What the caller knows and the server's answer does not say: carried into every
+        # snapshot, so each handle taken from one names the channel and the action.
+        self._context = (channel_id, action) if channel_id or action else None
         self._timeout = timeout
         self._policy = policy
         self._hooks = hooks
@@ -342,6 +348,9 @@ class Follow:
                 )
             else:
                 self._errors = 0
+                if self._context is not None and operation.channel_id is None:
+                    channel_id, action = self._context
+                    operation = attrs.evolve(operation, channel_id=channel_id, action=action)
                 return self._operation(now, operation, rng)
         if error is None:
             error = KnockError("a poll gave neither an operation nor an error")

@@ -60,8 +60,17 @@ class Poller(Follow):
         initial: BulkOperation | None,
         timeout: float | None,
         policy: PollPolicy,
+        channel_id: str | None = None,
+        action: str | None = None,
     ) -> None:
-        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=transport.hooks)
+        super().__init__(
+            operation_id,
+            timeout=timeout,
+            policy=policy,
+            hooks=transport.hooks,
+            channel_id=channel_id,
+            action=action,
+        )
         self._transport = transport
         self._request = request
         self._initial = initial

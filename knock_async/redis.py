@@ -61,7 +61,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
 from ._validate import fraction, positive
 
-__all__ = ["RedisLimiterError", "RedisRateLimiter", "environment_key_prefix"]
+__all__ = ["RedisLimiterError", "RedisRateLimiter", "check_url", "environment_key_prefix"]
 
 logger = logging.getLogger("knock_async.redis")
 
@@ -190,7 +190,9 @@ def environment_key_prefix(api_key: str, *, base_url: str) -> str:
     return f"knock_async:{digest[:24]}"
 
 
-def _check_url(url: object) -> str:
+def check_url(url: object) -> str:
+    """``url`` if it can name a Redis (``redis://``, ``rediss://``, ``unix://``), else a
+    ``ValueError`` that shows the scheme but never the rest (which may hold a password)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
     try:
@@ -311,7 +313,7 @@ class RedisRateLimiter:
         """
         timeout = float(positive("timeout", timeout))
         client = redis.asyncio.Redis.from_url(
-            _check_url(url),
+            check_url(url),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             # The limiter has its own answer to an outage (the fallback and the probe): the

@@ -32,6 +32,29 @@ async def test_the_operation_from_an_update_knows_its_channel_and_action() -> No
             assert (final.id, final.status) == (op.id, "completed")
 
 
+async def test_poll_snapshots_keep_the_channel_and_action_they_were_given() -> None:
+    """Polling an operation (or its handle, as a worker would) yields snapshots, and a final
+    operation, whose handles still name the channel and the action; polling a bare id knows
+    neither."""
+    fast = FastClock(speed=50)
+    async with KnockEmulator(clock=fast) as emu:
+        channel_id = emu.add_channel()
+        emu.add_messages(channel_id, 50, seed=2)
+        async with ka.KnockClient(
+            api_key="sk_test", base_url=emu.base_url, clock=fast.monotonic, sleep=fast.sleep
+        ) as knock:
+            op = await knock.channels.bulk.update_message_status(channel_id, "read")
+            for target in (op, ka.BulkOperationHandle.from_json(op.handle.to_json())):
+                poller = knock.bulk_operations.poll(target)
+                snapshots = [progress async for progress in poller]
+                final = await poller
+                assert snapshots
+                for handle in [p.handle for p in snapshots] + [final.handle]:
+                    assert (handle.channel_id, handle.action) == (channel_id, "read")
+            bare = await knock.bulk_operations.poll(op.id)
+            assert (bare.handle.channel_id, bare.handle.action) == (None, None)
+
+
 async def test_fan_out_handles_know_their_channel_and_action() -> None:
     """Every handle a fan-out gives (from its events, their snapshots and the summary's
     results) names its own channel and the fan-out's action."""

@@ -160,6 +160,13 @@ def _connection(group: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
     )
+    group.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share Knock's rate limit with every run using this Redis (redis://, rediss:// or "
+        "unix://; needs the 'redis' extra); default: $KNOCK_REDIS_URL, which keeps a password "
+        "out of the process list",
+    )
 
 
 def _following(group: argparse._ArgumentGroup) -> None:

@@ -34,6 +34,10 @@ class Connection:
     branch: str | None
     allow_insecure_http: bool
     poll_interval: float | None  # None: the client's default schedule
+    # A Redis shared by every run on this Knock environment (None: pace this run alone), and
+    # where it came from, for messages (--redis-url or KNOCK_REDIS_URL).
+    redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
+    redis_source: str = "--redis-url"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
@@ -50,13 +54,34 @@ class Connection:
             parse_base_url(url, allow_insecure_http=True)
         except ValueError as exc:  # the message never holds the key (there is none yet)
             raise UsageError(f"{source}: {exc}") from None
+        redis_url = args.redis_url or os.environ.get("KNOCK_REDIS_URL") or None
+        redis_source = "--redis-url" if args.redis_url else "KNOCK_REDIS_URL"
+        if redis_url is not None:
+            _check_redis_url(redis_url, redis_source)
         return cls(
             api_key_file=args.api_key_file,
             base_url=str(url).rstrip("/"),
             branch=args.branch or os.environ.get("KNOCK_BRANCH") or None,
             allow_insecure_http=args.allow_insecure_http,
             poll_interval=args.poll_interval,
+            redis_url=redis_url,
+            redis_source=redis_source,
         )
+
+
+def _check_redis_url(url: str, source: str) -> None:
+    """A usage error for a Redis URL that cannot work, before anything is sent."""
+    try:
+        # Imported here: redis-py is an extra, loaded only by runs that share a limit.
+        from ..redis import check_url
+    except ImportError:
+        raise UsageError(
+            f"{source} needs the 'redis' extra: pip install 'knock-async[redis]'"
+        ) from None
+    try:
+        check_url(url)
+    except ValueError as exc:  # the message shows the scheme only, never a password
+        raise UsageError(f"{source}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)

@@ -11,8 +11,8 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterable, Iterator
-from typing import Any, TextIO
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
@@ -26,7 +26,10 @@ from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
 from ._plan import Connection, read_text
 
-__all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
+if TYPE_CHECKING:
+    from ..redis import RedisRateLimiter
+
+__all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"]
 
 
 # -- secrets and logs ------------------------------------------------------------------------
@@ -87,9 +90,8 @@ def print_traceback(error: BaseException, redactor: Redactor) -> None:
 # -- the key and the client ------------------------------------------------------------------
 
 
-def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
-    """A client for ``connection``, its key read from ``--api-key-file`` (``-``: stdin) or
-    ``KNOCK_API_KEY`` (and known to ``redactor``). The key is never echoed."""
+def load_api_key(connection: Connection) -> str:
+    """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
     path = connection.api_key_file
     if path is None:
         key = os.environ.get("KNOCK_API_KEY", "").strip()
@@ -98,10 +100,18 @@ def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
                 "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
                 "(a key is never taken on the command line, where `ps` shows it)"
             )
-    else:
-        key = read_text("--api-key-file", path, first_line=True).strip()
-        if not key:
-            raise UsageError(f"--api-key-file {path} is empty")
+        return key
+    key = read_text("--api-key-file", path, first_line=True).strip()
+    if not key:
+        raise UsageError(f"--api-key-file {path} is empty")
+    return key
+
+
+@contextlib.asynccontextmanager
+async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
+    """A client for ``connection``, its key loaded (and known to ``redactor``), pacing on the
+    Redis limiter shared by every run on the environment if there is one (closed after)."""
+    key = load_api_key(connection)
     redactor.add(key)
     interval = connection.poll_interval
     # Without --poll-interval the client's default policy, the one the library documents.
@@ -112,13 +122,41 @@ def make_client(connection: Connection, redactor: Redactor) -> KnockClient:
             max_delay=max(30.0, interval),
             max_eta_delay=max(300.0, interval),
         )
-    return KnockClient(
-        api_key=key,
-        base_url=connection.base_url,
-        branch=connection.branch,
-        allow_insecure_http=connection.allow_insecure_http,
-        poll=poll,
+    async with contextlib.AsyncExitStack() as stack:
+        pacing: dict[str, Any] = {}
+        if connection.redis_url is not None:
+            limiter = await _shared_limiter(connection, key)
+            stack.push_async_callback(limiter.aclose)
+            pacing["rate_limits"] = limiter
+        client = KnockClient(
+            api_key=key,
+            base_url=connection.base_url,
+            branch=connection.branch,
+            allow_insecure_http=connection.allow_insecure_http,
+            poll=poll,
+            **pacing,
+        )
+        yield await stack.enter_async_context(client)
+
+
+async def _shared_limiter(connection: Connection, key: str) -> RedisRateLimiter:
+    """The Redis limiter of the run's Knock environment, checked: a Redis that does not answer
+    is a usage error before anything is sent."""
+    from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
+
+    assert connection.redis_url is not None
+    limiter = RedisRateLimiter.from_url(
+        connection.redis_url,
+        # A hash of the base URL and the key: every run on one environment shares the budget,
+        # and Redis never sees the key.
+        key_prefix=environment_key_prefix(key, base_url=connection.base_url),
     )
+    try:
+        await limiter.check()
+    except RedisLimiterError as exc:
+        await limiter.aclose()
+        raise UsageError(f"{connection.redis_source}: {exc}") from None
+    return limiter
 
 
 # -- a run -----------------------------------------------------------------------------------
