@@ -56,13 +56,7 @@ class _Parser(argparse.ArgumentParser):
 class _RefuseKeyOnCommandLine(argparse.Action):
     """``--api-key``: refused without echoing the value, which ``ps`` would have shown."""
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         parser.error(
             "--api-key is not accepted: a key on the command line is visible to every user "
             "through `ps`; set KNOCK_API_KEY or pass --api-key-file PATH"

@@ -422,10 +422,8 @@ class RichDisplay:
             )  # fmt: skip
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
-        if fraction is None:
-            self._progress.update(task, total=None, completed=0, **fields)
-        else:
-            self._progress.update(task, total=1000, completed=round(fraction * 1000), **fields)
+        total, done = (None, 0) if fraction is None else (1000, round(fraction * 1000))
+        self._progress.update(task, total=total, completed=done, **fields)
 
     def stop(self) -> None:
         if self._started:
