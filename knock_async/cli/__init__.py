@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExitCode", "main"]
 
-INSTALL_HINT = f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'"
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``knock-async`` with ``argv`` (default: ``sys.argv[1:]``); the exit code."""
@@ -36,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         if not (exc.name == "rich" or (exc.name or "").startswith("rich.")):
             raise
-        _say(INSTALL_HINT)
+        _say(f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'")
         return int(ExitCode.USAGE)
     redactor = _run.Redactor()
     with _run.logging_to_stderr(debug=args.debug, redactor=redactor):

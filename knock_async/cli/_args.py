@@ -56,13 +56,7 @@ class _Parser(argparse.ArgumentParser):
 class _RefuseKeyOnCommandLine(argparse.Action):
     """``--api-key``: refused without echoing the value, which ``ps`` would have shown."""
 
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: object,
-        option_string: str | None = None,
-    ) -> None:
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
         parser.error(
             "--api-key is not accepted: a key on the command line is visible to every user "
             "through `ps`; set KNOCK_API_KEY or pass --api-key-file PATH"
@@ -238,26 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="read more channel ids from this file ('-': stdin), whitespace-separated, # comments",
     )
     filters = bulk.add_argument_group("filters (all optional; combined with AND)")
-    filters.add_argument(
-        "--archived", choices=_choices(ArchivedFilter), help="how archived messages are treated"
-    )
-    filters.add_argument("--delivery-status", choices=_choices(DeliveryStatus))
-    filters.add_argument("--engagement-status", choices=_choices(EngagementStatus))
+    for flag, kind, what in (
+        ("--archived", ArchivedFilter, "how archived messages are treated"),
+        ("--delivery-status", DeliveryStatus, None),
+        ("--engagement-status", EngagementStatus, None),
+    ):
+        filters.add_argument(flag, choices=_choices(kind), help=what)
     tenant = filters.add_mutually_exclusive_group()
-    tenant.add_argument(
-        "--has-tenant",
-        dest="has_tenant",
-        action="store_const",
-        const=True,
-        help="only messages with a tenant",
-    )
-    tenant.add_argument(
-        "--no-tenant",
-        dest="has_tenant",
-        action="store_const",
-        const=False,
-        help="only messages without a tenant",
-    )
+    for flag, value, what in (("--has-tenant", True, "with"), ("--no-tenant", False, "without")):
+        tenant.add_argument(
+            flag,
+            dest="has_tenant",
+            action="store_const",
+            const=value,
+            help=f"only messages {what} a tenant",
+        )
     for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
         filters.add_argument(
             flag,
@@ -331,27 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
             "check the result against the emulator's store. Needs no Knock account."
         ),
     )
-    demo.add_argument(
-        "--channels",
-        type=int_range(1, 50),
-        default=4,
-        metavar="N",
-        help="channels (default: 4)",
-    )
-    demo.add_argument(
-        "--messages",
-        type=int_range(1, 200_000),
-        default=5000,
-        metavar="N",
-        help="messages on the largest channel (default: 5000)",
-    )
-    demo.add_argument(
-        "--rows-per-second",
-        type=positive("number"),
-        default=200.0,
-        metavar="R",
-        help="emulated processing speed per operation (default: 200)",
-    )
+    speed = "emulated processing speed per operation"
+    for flag, parse, default, metavar, what in (
+        ("--channels", int_range(1, 50), 4, "N", "channels"),
+        ("--messages", int_range(1, 200_000), 5000, "N", "messages on the largest channel"),
+        ("--rows-per-second", positive("number"), 200.0, "R", speed),
+    ):
+        demo.add_argument(
+            flag,
+            type=parse,
+            default=default,
+            metavar=metavar,
+            help=f"{what} (default: {default:g})",
+        )
     return parser
 
 

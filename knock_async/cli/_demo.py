@@ -17,7 +17,7 @@ from .._models import BulkActionValue
 from ..testing import KnockEmulator
 from ._args import PROG
 from ._outcome import operation_of, outcome, overall
-from ._plan import DemoPlan, filters_json
+from ._plan import DemoPlan, filters_json, start_header
 from ._run import Redactor, Run
 
 __all__ = ["demo"]
@@ -78,14 +78,7 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
             f"--archived exclude --older-than {stamp}",
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
-        header = {
-            "command": "demo",
-            "action": ACTION,
-            "channels": channels,
-            "filters": filters_json(filters),
-            "wait": True,
-            "base_url": emu.base_url,
-        }
+        header = start_header("demo", ACTION, channels, filters, wait=True, base_url=base_url)
         run = Run(channels, json=plan.json, redactor=redactor, debug=debug, base_url=base_url)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
             run.display.start(channels, header, intro)

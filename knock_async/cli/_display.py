@@ -9,7 +9,8 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, TextIO
 
@@ -120,10 +121,9 @@ class _Lines:
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def __init__(self, out: TextIO, *, channels: bool, clock: Callable[[], float]) -> None:
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
         super().__init__(out, channels=channels)
-        self._clock = clock
-        self._started = clock()
+        self._started = time.monotonic()
 
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
@@ -132,7 +132,7 @@ class JsonDisplay(_Lines):
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
-        elapsed = self._clock() - self._started
+        elapsed = time.monotonic() - self._started
         self._write(progress_json(event, elapsed, channels=self._channels))
 
     def summary(self, report: Report) -> None:
@@ -208,18 +208,14 @@ def _number_table(
         table.add_row(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else n(op)) for n in _COUNTS),
+            *(count(0 if op is None else getattr(op, n)) for n in _COUNTS),
             format_duration(duration_seconds(op)),
             *(count(extra.get(name, "")) for name, _ in report.columns),
         )
     return table
 
 
-_COUNTS: tuple[Callable[[BulkOperation], int], ...] = (
-    lambda op: op.processed_rows,
-    lambda op: op.success_count,
-    lambda op: op.error_count,
-)
+_COUNTS = ("processed_rows", "success_count", "error_count")
 
 
 def _summary_line(report: Report) -> str:
@@ -253,10 +249,7 @@ def _summary_line(report: Report) -> str:
 class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    _many = False
-
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        self._many = len(keys) > 1
         for line in intro:
             self._print(line)
 
@@ -286,7 +279,7 @@ class PlainDisplay(_Lines):
                 if ended != "timeout":
                     parts.append(f"duration={format_duration(duration_seconds(op))}")
         self._print(" ".join(parts))
-        if self._many and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+        if event.totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
             self._print(_totals_line(event.totals))
 
     def summary(self, report: Report) -> None:
@@ -329,7 +322,11 @@ def _field(name: str, style: str = "") -> TextColumn:
 
 
 def _bar(
-    done: int, total: int | None, rate: float | None, eta: timedelta | None, status: str
+    done: int = 0,
+    total: int | None = None,
+    rate: float | None = None,
+    eta: timedelta | None = None,
+    status: str = "pending",
 ) -> dict[str, Any]:
     """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
     return {
@@ -379,18 +376,14 @@ class RichDisplay:
         )
         self._tasks: dict[str, TaskID] = {}
         self._total: TaskID | None = None
-        self._count = 0
         self._started = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
         for line in intro:
             say(self.console, line)
-        self._count = len(keys)
-        if self._count > 1:
-            label = f"all {self._count} channels"
-            self._total = self._progress.add_task(
-                label, total=None, **_bar(0, None, None, None, "")
-            )
+        if len(keys) > 1:
+            label = f"all {len(keys)} channels"
+            self._total = self._progress.add_task(label, total=None, **_bar(status=""))
         for key in keys[: self.MAX_ROWS]:
             self._show(key)
         self._progress.start()
@@ -398,8 +391,7 @@ class RichDisplay:
 
     def _show(self, key: str) -> None:
         label = key[:8] if self._channels else f"operation {key[:8]}"
-        fields = _bar(0, None, None, None, "pending")
-        self._tasks[key] = self._progress.add_task(label, total=None, **fields)
+        self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
         key = event.channel_id
@@ -408,19 +400,14 @@ class RichDisplay:
         task = self._tasks.get(key)
         progress = event.progress
         if task is not None:
-            op = operation_of(event)
-            self._set(
-                task,
-                None if progress is None else progress.fraction,
-                _bar(
-                    0 if op is None else op.processed_rows,
-                    None if op is None else op.estimated_total_rows,
-                    None if progress is None else progress.rows_per_second,
-                    None if progress is None else progress.eta,
-                    _status(event),
-                ),
-            )
-            if self._count > self.MAX_ROWS and outcome(event) == "completed":
+            if progress is None:  # an error before any operation
+                self._set(task, None, _bar(status=_status(event)))
+            else:
+                op = progress.operation
+                rows = (op.processed_rows, op.estimated_total_rows)
+                fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
+                self._set(task, progress.fraction, fields)
+            if event.totals.channels > self.MAX_ROWS and outcome(event) == "completed":
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
                 del self._tasks[key]
@@ -435,10 +422,8 @@ class RichDisplay:
             )  # fmt: skip
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
-        if fraction is None:
-            self._progress.update(task, total=None, completed=0, **fields)
-        else:
-            self._progress.update(task, total=1000, completed=round(fraction * 1000), **fields)
+        total, done = (None, 0) if fraction is None else (1000, round(fraction * 1000))
+        self._progress.update(task, total=total, completed=done, **fields)
 
     def stop(self) -> None:
         if self._started:
@@ -449,14 +434,12 @@ class RichDisplay:
         print_summary(self.console, report, limit=30)
 
 
-def make_display(
-    *, json_lines: bool, channels: bool, out: TextIO | None = None, clock: Callable[[], float]
-) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display when ``out`` is a terminal; plain lines otherwise.
+def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
     ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
-    out = sys.stdout if out is None else out
+    out = sys.stdout
     if json_lines:
-        return JsonDisplay(out, channels=channels, clock=clock)
+        return JsonDisplay(out, channels=channels)
     if _is_terminal(out):
         return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
     return PlainDisplay(out, channels=channels)

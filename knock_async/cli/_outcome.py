@@ -159,11 +159,6 @@ class Report:
                 commands.append(resume_command(operation_id))
         return commands
 
-    @property
-    def unsubmitted(self) -> list[str]:
-        """Channels with no operation and no error: never sent, or no answer yet."""
-        return [key for key in self.keys if self.channels and key not in self.latest]
-
     def count(self, name: str) -> int:
         return sum(outcome(self.latest.get(key)) == name for key in self.keys)
 
@@ -298,7 +293,7 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
     kind, status and code)."""
     what = "channel" if report.channels else "operation"
     lines: list[str] = []
-    groups: dict[tuple[str, int | None, str | None], list[str]] = {}
+    groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
     for key in report.keys:
         event = report.latest.get(key)
         ended = outcome(event)
@@ -321,10 +316,9 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             )
         elif ended == "error" and event is not None and event.error is not None:
             error = event.error
-            groups.setdefault((type(error).__name__, error.status, error.code), []).append(key)
-    for keys in groups.values():
-        first = report.latest[keys[0]].error
-        assert first is not None
+            group = (type(error).__name__, error.status, error.code)
+            groups.setdefault(group, (error, []))[1].append(key)
+    for first, keys in groups.values():
         if len(keys) == 1:
             subject = f"{what} {keys[0]}"
         else:

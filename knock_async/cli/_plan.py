@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ from yarl import URL
 
 from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
 from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
-from ._args import UsageError
+from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
 
@@ -100,14 +99,7 @@ class BulkPlan:
 
     @property
     def header(self) -> dict[str, Any]:
-        """The NDJSON ``start`` object's fields."""
-        return {
-            "command": "bulk-update",
-            "action": self.action,
-            "channels": list(self.channels),
-            "filters": filters_json(self.filters),
-            "wait": self.wait,
-        }
+        return start_header("bulk-update", self.action, self.channels, self.filters, wait=self.wait)
 
 
 @attrs.frozen(kw_only=True)
@@ -167,6 +159,20 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
     )
 
 
+def start_header(
+    command: str, action: str, channels: Sequence[str], filters: Mapping[str, Any], **more: Any
+) -> dict[str, Any]:
+    """The NDJSON ``start`` object's fields."""
+    filters = filters_json(filters)
+    return {
+        "command": command,
+        "action": action,
+        "channels": list(channels),
+        "filters": filters,
+        **more,
+    }
+
+
 def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
     return {
         name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
@@ -212,12 +218,9 @@ def read_channels(args: argparse.Namespace) -> list[str]:
         for number, line in enumerate(text.splitlines(), start=1):
             for token in line.split("#", 1)[0].split():
                 try:
-                    channels.append(str(uuid.UUID(token)))
-                except ValueError:
-                    raise UsageError(
-                        f"--channels-file {source}, line {number}: {token!r} is not a channel "
-                        "id (a UUID)"
-                    ) from None
+                    channels.append(channel_id(token))
+                except argparse.ArgumentTypeError as exc:
+                    raise UsageError(f"--channels-file {source}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
     seen: set[str] = set()

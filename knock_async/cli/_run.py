@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
@@ -175,17 +175,15 @@ class Run:
         debug: bool,
         base_url: str,
         channels: bool = True,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
-        self.display = make_display(json_lines=json, channels=channels, clock=clock)
+        self.display = make_display(json_lines=json, channels=channels)
         self.channels = channels
         self.latest: dict[str, FanOutEvent] = {}
         self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
         self.interrupted = False
         self._redactor, self._debug, self._base_url = redactor, debug, base_url
-        self._clock = clock
-        self._started = clock()
+        self._started = time.monotonic()
 
     async def follow(self, events: AsyncIterable[FanOutEvent], *, until_submitted: bool) -> None:
         """Show ``events`` until they end, Ctrl-C (``interrupted``) or, with
@@ -238,7 +236,7 @@ class Run:
             keys=tuple(self.keys),
             latest=dict(self.latest),
             totals=self.totals,
-            elapsed=self._clock() - self._started,
+            elapsed=time.monotonic() - self._started,
             channels=self.channels,
             **details,
         )
@@ -272,7 +270,8 @@ def _interrupted(report: Report, err: TextIO, width: int | None) -> None:
     if report.resume:
         lines.append("Resume following with:")
         lines += [f"  {command}" for command in report.resume]
-    unsent = report.unsubmitted
+    # Channels with no operation and no error: never sent, or no answer yet.
+    unsent = [key for key in report.keys if report.channels and key not in report.latest]
     if unsent:
         shown = " ".join(unsent[:10])
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
