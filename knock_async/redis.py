@@ -55,7 +55,7 @@ from yarl import URL
 try:
     import redis.asyncio
     import redis.exceptions
-except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+except ImportError as exc:  # tests/test_missing_extras.py runs this without redis-py
     raise ImportError("knock_async.redis needs redis-py: pip install 'knock-async[redis]'") from exc
 
 from ._ratelimit import AdaptiveRateLimiter, PacingState, RateLimits, Tier
