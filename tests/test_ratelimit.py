@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import math
 import selectors
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -798,6 +798,19 @@ def test_retry_after_holds_the_queue_already_waiting() -> None:
     assert times == pytest.approx([T0, T0 + 3.1, T0 + 3.5], abs=TOLERANCE)
 
 
+async def take_noting(
+    limiter: AdaptiveRateLimiter, outcomes: list[str], name: str, deadline: float | None
+) -> None:
+    """One POST slot taken with ``deadline``, noted in ``outcomes`` as granted or late, with
+    the virtual time it happened at."""
+    try:
+        await limiter.acquire(Tier.POST, deadline=deadline)
+    except TimeoutError:
+        outcomes.append(f"{name} late at {loop_time() - T0:.1f}")
+    else:
+        outcomes.append(f"{name} at {loop_time() - T0:.1f}")
+
+
 def test_a_deadline_the_queue_cannot_meet_fails_at_once() -> None:
     """acquire(deadline=...) raises TimeoutError as soon as its slot cannot come in time
     (taking none), and grants as usual when it can; the queue behind it is not held up."""
@@ -806,13 +819,8 @@ def test_a_deadline_the_queue_cannot_meet_fails_at_once() -> None:
         limiter = AdaptiveRateLimiter()  # POST: 5/s, one every 0.2 s
         outcomes: list[str] = []
 
-        async def take(name: str, deadline: float | None) -> None:
-            try:
-                await limiter.acquire(Tier.POST, deadline=deadline)
-            except TimeoutError:
-                outcomes.append(f"{name} late at {loop_time() - T0:.1f}")
-            else:
-                outcomes.append(f"{name} at {loop_time() - T0:.1f}")
+        def take(name: str, deadline: float | None) -> Awaitable[None]:
+            return take_noting(limiter, outcomes, name, deadline)
 
         await asyncio.gather(
             take("a", None),  # T0
@@ -836,13 +844,8 @@ def test_a_hold_past_queued_deadlines_fails_those_waiters_at_once() -> None:
         limiter = AdaptiveRateLimiter()
         outcomes: list[str] = []
 
-        async def take(name: str, deadline: float | None) -> None:
-            try:
-                await limiter.acquire(Tier.POST, deadline=deadline)
-            except TimeoutError:
-                outcomes.append(f"{name} late at {loop_time() - T0:.1f}")
-            else:
-                outcomes.append(f"{name} at {loop_time() - T0:.1f}")
+        def take(name: str, deadline: float | None) -> Awaitable[None]:
+            return take_noting(limiter, outcomes, name, deadline)
 
         loop.call_at(T0 + 0.1, lambda: limiter.on_rate_limited(Tier.POST, retry_after=3.0))
         await asyncio.gather(
