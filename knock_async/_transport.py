@@ -369,14 +369,13 @@ class Transport:
         *,
         retry: RetryPolicy | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
-        deadline: float | None = None,
         committed: Callable[[], None] | None = None,
     ) -> BulkOperation:
         """Send with retries as ``retry`` allows; the operation, or the last error.
 
-        Every try is bounded as ``exchange`` says; a retry whose wait would pass ``deadline``
-        is not made. ``committed`` is called when the first try has left the limiter and may
-        reach Knock (a fan-out then waits for its answer instead of cancelling it).
+        Every try is bounded as ``exchange`` says. ``committed`` is called when the first try
+        has left the limiter and may reach Knock (a fan-out then waits for its answer instead
+        of cancelling it).
         """
         policy = retry or self.retry
         attempt = 0
@@ -385,7 +384,6 @@ class Transport:
             try:
                 status, headers, body = await self.exchange(
                     request,
-                    deadline=deadline,
                     timeout=timeout,
                     max_hint=policy.max_retry_after,
                     clamp_hint=False,
@@ -433,8 +431,6 @@ class Transport:
                 logger.info(
                     "%s %s answered %d; retry in %.2fs", request.method, request.url, status, delay
                 )
-            if deadline is not None and self.clock() + delay >= deadline:
-                raise failed
             if self.hooks:
                 emit(
                     self.hooks,
