@@ -36,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'")
         return int(ExitCode.USAGE)
-    redactor = _run.Redactor()
-    with _run.logging_to_stderr(debug=args.debug, redactor=redactor):
+    redactor = _run.Redactor(debug=args.debug)
+    with _run.logging_to_stderr(redactor):
         return _run_command(args, redactor)
 
 
@@ -55,12 +55,12 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
     try:
         plan = _plan.plan(args)
         if isinstance(plan, _plan.BulkPlan):
-            return asyncio.run(_commands.bulk_update(plan, redactor, debug=args.debug))
+            return asyncio.run(_commands.bulk_update(plan, redactor))
         if isinstance(plan, _plan.StatusPlan):
-            return asyncio.run(_commands.status(plan, redactor, debug=args.debug))
+            return asyncio.run(_commands.status(plan, redactor))
         from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
 
-        return asyncio.run(_demo.demo(plan, redactor, debug=args.debug))
+        return asyncio.run(_demo.demo(plan, redactor))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)

@@ -45,58 +45,39 @@ def confirm_delete(plan: BulkPlan) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
-async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
+async def bulk_update(plan: BulkPlan, redactor: Redactor) -> int:
     """``update_many`` over one channel or many, followed to the end (or to submission)."""
     confirm_delete(plan)
-    connection = plan.connection
-    run = Run(
-        list(plan.channels),
-        json=plan.json,
-        redactor=redactor,
-        debug=debug,
-        base_url=connection.base_url,
-    )
+    keys, connection = list(plan.channels), plan.connection
+    run = Run("bulk-update", keys, json=plan.json, redactor=redactor, base_url=connection.base_url)
     async with make_client(connection, redactor) as client:
-        fanout = client.channels.bulk.update_many(
-            run.keys,
-            plan.action,
-            concurrency=plan.concurrency,
-            timeout=plan.timeout,
-            **plan.filters,
-        )
-        run.display.start(run.keys, plan.header)
-        async with fanout:
-            await run.follow(fanout, until_submitted=not plan.wait)
+        bulk = client.channels.bulk
+        kwargs = {"concurrency": plan.concurrency, "timeout": plan.timeout, **plan.filters}
+        async with bulk.update_many(keys, plan.action, **kwargs) as fanout:
+            await run.follow(fanout, plan.header, until_submitted=not plan.wait)
     outcome = None
     if not plan.wait and not run.interrupted:
         # Not followed to the end: every update submitted is a success; a refusal is not.
         worst = overall(ended(event) for event in run.latest.values())
         outcome = "submitted" if worst == "completed" else worst
-    return run.finish("bulk-update", plan.action, outcome=outcome)
+    return run.finish(plan.action, outcome=outcome)
 
 
-async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
+async def status(plan: StatusPlan, redactor: Redactor) -> int:
     """One ``get`` (a look), or the poller to the end with ``--watch``."""
     operation_id, connection = plan.operation_id, plan.connection
     run = Run(
-        [operation_id],
-        json=plan.json,
-        redactor=redactor,
-        debug=debug,
-        base_url=connection.base_url,
-        channels=False,
+        "status", [operation_id], json=plan.json, redactor=redactor, base_url=connection.base_url
     )
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
     async with make_client(connection, redactor) as client:
-        run.display.start(run.keys, header)
         events = _watch(client, plan) if plan.watch else _look(client, operation_id)
-        await run.follow(events, until_submitted=False)
-    name = None
+        await run.follow(events, header)
     event = run.latest.get(operation_id)
-    if not plan.watch and event is not None and event.progress is not None:
-        # A look, not a wait: a running operation is fine; a failed one is still exit 1.
-        name = event.progress.status.value
-    return run.finish("status", None, outcome=name)
+    if plan.watch or event is None or event.progress is None:
+        return run.finish(None)
+    # A look, not a wait: a running operation is fine; a failed one is still exit 1.
+    return run.finish(None, outcome=event.progress.status.value)
 
 
 def _event(

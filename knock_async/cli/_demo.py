@@ -32,7 +32,7 @@ def _sizes(channels: int, largest: int) -> list[int]:
     return [max(1, round(largest * (index + 1) / channels)) for index in range(channels)]
 
 
-async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
+async def demo(plan: DemoPlan, redactor: Redactor) -> int:
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.add(key)
     rate = plan.rows_per_second
@@ -79,13 +79,12 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
         header = start_header("demo", ACTION, channels, filters, wait=True, base_url=base_url)
-        run = Run(channels, json=plan.json, redactor=redactor, debug=debug, base_url=base_url)
-        async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
-            run.display.start(channels, header, intro)
-            async with client.channels.bulk.update_many(
-                channels, ACTION, timeout=120.0, **filters
-            ) as fanout:
-                await run.follow(fanout, until_submitted=False)
+        run = Run("demo", channels, json=plan.json, redactor=redactor, base_url=base_url)
+        async with (
+            KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client,
+            client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters) as fanout,
+        ):
+            await run.follow(fanout, header, intro=intro)
 
         # The check: compare what the API reported with what the store holds now.
         values: dict[str, dict[str, Any]] = {}
@@ -129,13 +128,11 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     if not all_ok and not run.interrupted:  # a mismatch fails the demo (exit 1, or 3)
         name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
     return run.finish(
-        "demo",
         ACTION,
         outcome=name,
-        resumable=False,
         # other_changes (0 when ok) is in the --json output only
         columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
         values=values,
         notes=tuple(notes),
-        extra={"verified": all_ok},
+        verified=all_ok,
     )

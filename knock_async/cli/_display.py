@@ -12,16 +12,15 @@ import sys
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import IO, Any
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
-from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
+from .._fanout import FanOutEvent, FanOutEventKind
 from .._models import BulkOperation
 from .._wrap import command_lines, prose
 from ._outcome import (
@@ -37,16 +36,15 @@ from ._outcome import (
 __all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
 Kind = FanOutEventKind
-
-
-def _is_terminal(out: TextIO) -> bool:
-    try:
-        return out.isatty() and os.environ.get("TERM", "") != "dumb"
-    except ValueError:  # closed
-        return False
-
-
-# -- formatting ------------------------------------------------------------------------------
+_STYLE = {
+    "pending": "dim",
+    "queued": "yellow",
+    "processing": "cyan",
+    "completed": "green",
+    "failed": "bold red",
+    "error": "bold red",
+    "timeout": "bold yellow",
+}
 
 
 def abbreviate(value: float | None) -> str:
@@ -86,29 +84,36 @@ def _percent(fraction: float | None) -> str:
 
 def _status(event: FanOutEvent | None) -> str:
     """The status shown for one key: its outcome once ended, else the API's status."""
-    ended = outcome(event)
-    op = operation_of(event)
+    ended, op = outcome(event), operation_of(event)
     if ended == "error" and event is not None and event.error is not None:
         return f"error {event.error.status or ''}".strip()
-    if ended is not None:
-        return ended
-    return "pending" if op is None else op.status.value
+    return ended or ("pending" if op is None else op.status.value)
 
 
 def _rows(op: BulkOperation | None) -> str:
-    estimate = None if op is None else op.estimated_total_rows
-    return f"{0 if op is None else op.processed_rows}/{'?' if estimate is None else estimate}"
+    return "0/?" if op is None else f"{op.processed_rows}/{op.estimated_total_rows}"
 
 
-# -- NDJSON ----------------------------------------------------------------------------------
+def say(console: Console, line: str) -> None:
+    """A line for people: prose wrapped between words at the console's width; an indented
+    line is a command, kept copyable (continued with `` \\`` between its words)."""
+    width = console.width
+    for text in command_lines(line, width) if line.startswith("  ") else [prose(line, width)]:
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+# -- lines: NDJSON and plain -----------------------------------------------------------------
 
 
 class _Lines:
-    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
+    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live.
+    Its keys are channel ids, unless the ``start`` header is ``status``'s."""
 
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        self._out = out
-        self._channels = channels
+    def __init__(self, out: IO[str]) -> None:
+        self._out, self._channels, self._started = out, True, time.monotonic()
+
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+        self._channels = header.get("command") != "status"
 
     def _print(self, line: str = "") -> None:
         self._out.write(line + "\n")
@@ -121,14 +126,11 @@ class _Lines:
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        super().__init__(out, channels=channels)
-        self._started = time.monotonic()
-
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+        super().start(keys, header)
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
@@ -137,6 +139,53 @@ class JsonDisplay(_Lines):
 
     def summary(self, report: Report) -> None:
         self._write(report_json(report))
+
+
+class PlainDisplay(_Lines):
+    """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
+
+    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+        super().start(keys, header)
+        for line in intro:
+            self._print(line)
+
+    def update(self, event: FanOutEvent) -> None:
+        op, ended, progress = operation_of(event), outcome(event), event.progress
+        fields: dict[str, object] = {"channel": event.channel_id} if self._channels else {}
+        if op is not None or not self._channels:  # status: the key is the operation id
+            fields["operation"] = event.channel_id if op is None else op.id
+        if ended == "error" and event.error is not None:
+            # The error itself is one line on stderr, said once (with what to do about it).
+            fields["status"] = "error"
+        else:
+            fraction = None if progress is None else progress.fraction
+            fields.update(status=_status(event), rows=_rows(op) + _percent(fraction))
+            if ended is None and progress is not None:
+                if progress.rows_per_second is not None:
+                    fields["rate"] = f"{progress.rows_per_second:.0f}/s"
+                fields["eta"] = format_eta(progress.eta)
+            elif op is not None and self._channels:  # status: in the summary line
+                fields.update(updated=op.success_count, errors=op.error_count)
+                if ended != "timeout":
+                    fields["duration"] = format_duration(duration_seconds(op))
+        self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
+        totals = event.totals
+        if totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+            rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
+            self._print(
+                f"total     finished={totals.finished}/{totals.channels} "
+                f"completed={totals.completed} failed={totals.failed} errored={totals.errored} "
+                f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
+                f"{_percent(totals.fraction)}{rate}"
+            )
+
+    def summary(self, report: Report) -> None:
+        # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
+        # column, which a log does not need.
+        buffer = io.StringIO()
+        print_summary(Console(file=buffer, width=10_000, color_system=None), report)
+        for line in buffer.getvalue().splitlines():
+            self._print(line.rstrip())
 
 
 # -- the summary, for plain lines and rich alike ---------------------------------------------
@@ -160,8 +209,7 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             ids.add_row(key, report.operation_id(key) or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
-    line = prose(_summary_line(report), console.width)
-    console.print(Text(line, style=style), soft_wrap=True)
+    console.print(Text(prose(_summary_line(report), console.width), style=style), soft_wrap=True)
     for line in report.notes:
         say(console, line)
     if report.outcome in ("submitted", "queued", "processing") and report.resume:
@@ -170,48 +218,28 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             say(console, f"  {command}")
 
 
-def say(console: Console, line: str) -> None:
-    """A line for people: prose wrapped between words at the console's width; an indented
-    line is a command, kept copyable (continued with `` \\`` between its words)."""
-    width = console.width
-    texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
-    for text in texts:
-        console.print(text, highlight=False, markup=False, soft_wrap=True)
-
-
 def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
     """The table of numbers, exact: with thousands separators if they fit the console's width,
     else without, else with one space between columns (the counts are what it reports)."""
-    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in layouts:
-        table = _number_table(report, keys, separator, padding)
+    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
+        table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
+        headers = ["channel", "status", "rows", "updated", "errors", "time"]
+        for index, header in enumerate(headers + [header for _, header in report.columns]):
+            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+        for key in keys:
+            event = report.latest.get(key)
+            op, status, extra = operation_of(event), _status(event), report.values.get(key, {})
+            cells = [0 if op is None else getattr(op, name) for name in _COUNTS]
+            cells.append(format_duration(duration_seconds(op)))
+            cells += [extra.get(name, "") for name, _ in report.columns]
+            table.add_row(
+                key[:8],
+                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+                *(format(v, separator or "d") if isinstance(v, int) else str(v) for v in cells),
+            )
         if console.measure(table, options=unbounded).maximum <= console.width:
             break
-    return table
-
-
-def _number_table(
-    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
-) -> Table:
-    def count(value: object) -> str:
-        return format(value, separator or "d") if isinstance(value, int) else str(value)
-
-    headers = ["channel", "status", "rows", "updated", "errors", "time"]
-    table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
-    for index, header in enumerate(headers + [header for _, header in report.columns]):
-        table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-    for key in keys:
-        event = report.latest.get(key)
-        op = operation_of(event)
-        status, extra = _status(event), report.values.get(key, {})
-        table.add_row(
-            key[:8],
-            Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else getattr(op, n)) for n in _COUNTS),
-            format_duration(duration_seconds(op)),
-            *(count(extra.get(name, "")) for name, _ in report.columns),
-        )
     return table
 
 
@@ -243,82 +271,7 @@ def _summary_line(report: Report) -> str:
     )
 
 
-# -- plain lines -----------------------------------------------------------------------------
-
-
-class PlainDisplay(_Lines):
-    """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
-
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        for line in intro:
-            self._print(line)
-
-    def update(self, event: FanOutEvent) -> None:
-        op = operation_of(event)
-        ended = outcome(event)
-        parts = [f"{event.kind.value:<9}"]
-        if self._channels:
-            parts.append(f"channel={event.channel_id}")
-        if op is not None or not self._channels:  # status: the key is the operation id
-            parts.append(f"operation={event.channel_id if op is None else op.id}")
-        if ended == "error" and event.error is not None:
-            # The error itself is one line on stderr, said once (with what to do about it).
-            parts.append("status=error")
-        else:
-            progress = event.progress
-            parts.append(f"status={_status(event)}")
-            parts.append(
-                f"rows={_rows(op)}" + _percent(None if progress is None else progress.fraction)
-            )
-            if ended is None and progress is not None:
-                if progress.rows_per_second is not None:
-                    parts.append(f"rate={progress.rows_per_second:.0f}/s")
-                parts.append(f"eta={format_eta(progress.eta)}")
-            elif op is not None and self._channels:  # status: in the summary line
-                parts.append(f"updated={op.success_count} errors={op.error_count}")
-                if ended != "timeout":
-                    parts.append(f"duration={format_duration(duration_seconds(op))}")
-        self._print(" ".join(parts))
-        if event.totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
-            self._print(_totals_line(event.totals))
-
-    def summary(self, report: Report) -> None:
-        # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
-        # column, which a log does not need.
-        buffer = io.StringIO()
-        print_summary(Console(file=buffer, width=10_000, color_system=None), report)
-        for line in buffer.getvalue().splitlines():
-            self._print(line.rstrip())
-
-
-def _totals_line(totals: FanOutTotals) -> str:
-    parts = [
-        "total    ",
-        f"finished={totals.finished}/{totals.channels}",
-        f"completed={totals.completed} failed={totals.failed} errored={totals.errored}",
-        f"rows={totals.processed_rows}/{totals.estimated_total_rows}" + _percent(totals.fraction),
-    ]
-    if totals.rows_per_second is not None:
-        parts.append(f"rate={totals.rows_per_second:.0f}/s")
-    return " ".join(parts)
-
-
 # -- rich ------------------------------------------------------------------------------------
-
-_STYLE = {
-    "pending": "dim",
-    "queued": "yellow",
-    "processing": "cyan",
-    "completed": "green",
-    "failed": "bold red",
-    "error": "bold red",
-    "timeout": "bold yellow",
-}
-
-
-def _field(name: str, style: str = "") -> TextColumn:
-    """A task field as text, never wrapped: each bar stays on one line."""
-    return TextColumn(f"{{task.fields[{name}]}}", style=style, table_column=Column(no_wrap=True))
 
 
 def _bar(
@@ -337,6 +290,19 @@ def _bar(
     }
 
 
+_FIELDS = (
+    ("rows", "progress.download"),
+    ("rate", "progress.data.speed"),
+    ("eta", "progress.remaining"),
+    ("status", ""),
+)
+
+
+def _text(template: str, style: str = "") -> TextColumn:
+    """Text never wrapped: each bar stays on one line."""
+    return TextColumn(template, style=style, table_column=Column(no_wrap=True))
+
+
 class _Bars(Progress):
     """Rich's progress display kept 3 columns short of the terminal's width: a Ctrl-C echoed as
     ``^C`` after the last line then wraps nothing, so the redraw stays in place."""
@@ -353,32 +319,30 @@ class _Narrower:
         yield Constrain(self._renderable, width=max(20, options.max_width - 3))
 
 
-class RichDisplay:
+class RichDisplay(_Lines):
     """A live progress bar per operation (up to ``MAX_ROWS`` at once) and, with many
     channels, an overall bar on top; a summary table at the end."""
 
     MAX_ROWS = 12
 
-    def __init__(self, console: Console, *, channels: bool) -> None:
+    def __init__(self, console: Console) -> None:
+        super().__init__(console.file)
         self.console = console
-        self._channels = channels
         self._progress = _Bars(
-            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            _text("{task.description}"),
             BarColumn(bar_width=None),
-            TextColumn("{task.percentage:>3.0f}%", table_column=Column(no_wrap=True)),
-            _field("rows", "progress.download"),
-            _field("rate", "progress.data.speed"),
-            _field("eta", "progress.remaining"),
-            _field("status"),
+            _text("{task.percentage:>3.0f}%"),
+            *(_text(f"{{task.fields[{name}]}}", style) for name, style in _FIELDS),
             console=console,
             refresh_per_second=10,
             expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
         self._total: TaskID | None = None
-        self._started = False
+        self._live = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+        super().start(keys, header)
         for line in intro:
             say(self.console, line)
         if len(keys) > 1:
@@ -387,59 +351,59 @@ class RichDisplay:
         for key in keys[: self.MAX_ROWS]:
             self._show(key)
         self._progress.start()
-        self._started = True
+        self._live = True
 
     def _show(self, key: str) -> None:
         label = key[:8] if self._channels else f"operation {key[:8]}"
         self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
-        key = event.channel_id
+        key, progress, totals = event.channel_id, event.progress, event.totals
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
             self._show(key)
         task = self._tasks.get(key)
-        progress = event.progress
-        if task is not None:
-            if progress is None:  # an error before any operation
-                self._set(task, None, _bar(status=_status(event)))
-            else:
-                op = progress.operation
-                rows = (op.processed_rows, op.estimated_total_rows)
-                fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
-                self._set(task, progress.fraction, fields)
-            if event.totals.channels > self.MAX_ROWS and outcome(event) == "completed":
-                # Make room for channels still running; the summary lists this one.
-                self._progress.update(task, visible=False)
-                del self._tasks[key]
+        if task is not None and progress is None:  # an error before any operation
+            self._set(task, None, _bar(status=_status(event)))
+        elif task is not None and progress is not None:
+            op = progress.operation
+            rows = (op.processed_rows, op.estimated_total_rows)
+            fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
+            self._set(task, progress.fraction, fields)
+        if task is not None and totals.channels > self.MAX_ROWS and outcome(event) == "completed":
+            # Make room for channels still running; the summary lists this one.
+            self._progress.update(task, visible=False)
+            del self._tasks[key]
         if self._total is not None:
-            totals = event.totals
             done = f"{totals.finished}/{totals.channels} done"
-            self._set(
-                self._total,
-                totals.fraction,
-                _bar(totals.processed_rows, totals.estimated_total_rows, totals.rows_per_second,
-                     totals.eta, done),
-            )  # fmt: skip
+            fields = _bar(
+                totals.processed_rows,
+                totals.estimated_total_rows,
+                totals.rows_per_second,
+                totals.eta,
+                done,
+            )
+            self._set(self._total, totals.fraction, fields)
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
         total, done = (None, 0) if fraction is None else (1000, round(fraction * 1000))
         self._progress.update(task, total=total, completed=done, **fields)
 
     def stop(self) -> None:
-        if self._started:
-            self._started = False
+        if self._live:
+            self._live = False
             self._progress.stop()
 
     def summary(self, report: Report) -> None:
         print_summary(self.console, report, limit=30)
 
 
-def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
-    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
+def make_display(*, json_lines: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise."""
     out = sys.stdout
     if json_lines:
-        return JsonDisplay(out, channels=channels)
-    if _is_terminal(out):
-        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
-    return PlainDisplay(out, channels=channels)
+        return JsonDisplay(out)
+    try:
+        terminal = out.isatty() and os.environ.get("TERM", "") != "dumb"
+    except ValueError:  # closed
+        terminal = False
+    return RichDisplay(Console(file=out, force_terminal=True)) if terminal else PlainDisplay(out)

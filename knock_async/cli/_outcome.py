@@ -29,22 +29,9 @@ from .._errors import (
 )
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperation
-from .._progress import Progress
 from ._args import PROG, ExitCode
 
-__all__ = [
-    "EXIT_CODES",
-    "Report",
-    "error_lines",
-    "exit_code",
-    "operation_json",
-    "outcome",
-    "overall",
-    "plural",
-    "report_json",
-    "resume_command",
-    "totals_json",
-]
+__all__ = ["NO_TOTALS", "Report", "error_lines", "exit_code", "outcome", "overall", "plural"]
 
 Kind = FanOutEventKind
 
@@ -61,7 +48,6 @@ EXIT_CODES: Mapping[str, ExitCode] = {
     "interrupted": ExitCode.INTERRUPTED,
 }
 _WORST_FIRST = ("error", "failed", "timeout", "completed")
-
 NO_TOTALS = FanOutTotals(
     channels=0,
     submitted=0,
@@ -117,7 +103,8 @@ def duration_seconds(operation: BulkOperation | None) -> float | None:
 
 @attrs.frozen(kw_only=True)
 class Report:
-    """The end of a run, as the summary shows it (a table, or the last NDJSON object)."""
+    """The end of a run, as the summary shows it (a table, or the last NDJSON object). Its keys
+    are channel ids, except for ``status``: the operation id it follows."""
 
     command: str
     action: str | None
@@ -126,13 +113,15 @@ class Report:
     latest: Mapping[str, FanOutEvent]
     totals: FanOutTotals
     elapsed: float
-    channels: bool = True  # keys are channel ids (else operation ids: ``status``)
-    resumable: bool = True  # the demo's operations end with its process
-    # The demo's store check: extra per-key columns ((json name, header)), notes, fields.
+    # The demo's store check: extra columns per key ((json name, header)), its notes and result.
     columns: tuple[tuple[str, str], ...] = ()
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = attrs.field(factory=dict)
+    verified: bool | None = None
+
+    @property
+    def channels(self) -> bool:
+        return self.command != "status"
 
     @property
     def code(self) -> ExitCode:
@@ -140,22 +129,19 @@ class Report:
 
     def operation_id(self, key: str) -> str | None:
         operation = operation_of(self.latest.get(key))
-        if operation is not None:
-            return operation.id
-        return None if self.channels else key
+        return operation.id if operation is not None else None if self.channels else key
 
     @property
     def resume(self) -> list[str]:
-        """A ``status --watch`` command for each operation not seen to its end."""
-        if not self.resumable:
-            return []
+        """A ``status --watch`` command for each operation not seen to its end (none for the
+        demo: its emulator, and its operations, end with its process)."""
         commands = []
-        for key in self.keys:
-            event = self.latest.get(key)
-            operation, operation_id = operation_of(event), self.operation_id(key)
-            running = operation is not None and not operation.is_terminal
-            unseen = operation is None and outcome(event) is None
-            if operation_id is not None and outcome(event) != "error" and (running or unseen):
+        for key in self.keys if self.command != "demo" else ():
+            event, operation_id = self.latest.get(key), self.operation_id(key)
+            op, ended = operation_of(event), outcome(event)
+            if operation_id is None or ended == "error":
+                continue
+            if (op is None and ended is None) or (op is not None and not op.is_terminal):
                 commands.append(resume_command(operation_id))
         return commands
 
@@ -172,11 +158,12 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def operation_json(key: str, event: FanOutEvent | None, *, channels: bool) -> dict[str, Any]:
     """An operation's stable NDJSON fields (documented in the README)."""
-    progress: Progress | None = None if event is None else event.progress
+    progress = None if event is None else event.progress
     op = operation_of(event)
     ended = outcome(event)
     error = None if event is None else event.error
     status = op.status.value if op is not None else "error" if ended == "error" else "pending"
+    eta = None if progress is None or progress.eta is None else progress.eta.total_seconds()
     return {
         "channel_id": key if channels else None,
         "operation_id": op.id if op is not None else None if channels else key,
@@ -188,9 +175,7 @@ def operation_json(key: str, event: FanOutEvent | None, *, channels: bool) -> di
         "error_count": 0 if op is None else op.error_count,
         "fraction": None if progress is None else _round(progress.fraction, 4),
         "rows_per_second": None if progress is None else _round(progress.rows_per_second, 1),
-        "eta_seconds": None
-        if progress is None or progress.eta is None
-        else _round(progress.eta.total_seconds(), 1),
+        "eta_seconds": _round(eta, 1),
         "duration_seconds": _round(duration_seconds(op), 3),
         "error": None if error is None else error_json(error),
     }
@@ -218,12 +203,11 @@ def progress_json(event: FanOutEvent, elapsed: float, *, channels: bool) -> dict
 
 def report_json(report: Report) -> dict[str, Any]:
     operations = [
-        {
-            **operation_json(key, report.latest.get(key), channels=report.channels),
-            **report.values.get(key, {}),
-        }
+        operation_json(key, report.latest.get(key), channels=report.channels)
+        | dict(report.values.get(key, {}))
         for key in report.keys
     ]
+    verified = {} if report.verified is None else {"verified": report.verified}
     return {
         "type": "summary",
         "command": report.command,
@@ -234,11 +218,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "totals": totals_json(report.totals, report.elapsed),
         "operations": operations,
         "resume": report.resume,
-        **report.extra,
+        **verified,
     }
-
-
-# -- errors ----------------------------------------------------------------------------------
 
 
 def error_json(error: KnockError) -> dict[str, Any]:
@@ -254,6 +235,8 @@ def error_json(error: KnockError) -> dict[str, Any]:
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
+
+# -- errors ----------------------------------------------------------------------------------
 
 # What to do about an error, in the command line's words: the first entry it is an instance of.
 _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
@@ -282,10 +265,10 @@ def hint(error: KnockError, *, what: str, base_url: str) -> str:
     return text.format(what=what, base_url=base_url)
 
 
-def _rows(operation: BulkOperation | None) -> str:
-    if operation is None:
+def _rows(op: BulkOperation | None) -> str:
+    if op is None:
         return "0/? rows"
-    return f"{operation.processed_rows:,}/{plural(operation.estimated_total_rows, 'row')}"
+    return f"{op.processed_rows:,}/{plural(op.estimated_total_rows, 'row')}"
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
@@ -296,8 +279,7 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
     for key in report.keys:
         event = report.latest.get(key)
-        ended = outcome(event)
-        op = operation_of(event)
+        ended, op = outcome(event), operation_of(event)
         where = f"{what} {key}: " if report.channels else ""
         if ended == "failed" and op is not None:
             lines.append(
@@ -319,12 +301,9 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             group = (type(error).__name__, error.status, error.code)
             groups.setdefault(group, (error, []))[1].append(key)
     for first, keys in groups.values():
-        if len(keys) == 1:
-            subject = f"{what} {keys[0]}"
-        else:
+        subject = f"{what} {keys[0]}"
+        if len(keys) > 1:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
-        detail = one_line(str(first))
-        lines.append(
-            f"{PROG}: error: {subject}: {detail}; {hint(first, what=what, base_url=base_url)}"
-        )
+        advice = hint(first, what=what, base_url=base_url)
+        lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
     return lines

@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -36,13 +35,15 @@ __all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"
 
 
 class Redactor(logging.Filter):
-    """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``.
+    """What a run's stderr needs: known secrets replaced by ``[REDACTED]`` in log records and
+    text (tracebacks), and whether ``--debug`` asked for tracebacks.
 
     The library never logs the key; this is the belt to its braces.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, debug: bool = False) -> None:
         super().__init__()
+        self.debug = debug
         self._secrets: list[str] = []
 
     def add(self, secret: str) -> None:
@@ -62,20 +63,18 @@ class Redactor(logging.Filter):
 
 
 @contextlib.contextmanager
-def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
+def logging_to_stderr(redactor: Redactor) -> Iterator[None]:
     """``knock_async`` log lines on stderr while inside: warnings always, the request log with
     ``--debug``. The logger's previous set-up is restored after (``main`` may run in-process)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(redactor)
-    if debug:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    debug = redactor.debug
+    form = "%(asctime)s %(levelname)s %(name)s: " if debug else f"{PROG}: %(levelname)s: "
+    handler.setFormatter(logging.Formatter(form + "%(message)s"))
     logger = logging.getLogger("knock_async")
     saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers[:] = [handler]
+    logger.handlers[:], logger.propagate = [handler], False
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    logger.propagate = False
     try:
         yield
     finally:
@@ -93,17 +92,17 @@ def print_traceback(error: BaseException, redactor: Redactor) -> None:
 def load_api_key(connection: Connection) -> str:
     """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
     path = connection.api_key_file
-    if path is None:
-        key = os.environ.get("KNOCK_API_KEY", "").strip()
+    if path is not None:
+        key = read_text("--api-key-file", path, first_line=True).strip()
         if not key:
-            raise UsageError(
-                "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
-                "(a key is never taken on the command line, where `ps` shows it)"
-            )
+            raise UsageError(f"--api-key-file {path} is empty")
         return key
-    key = read_text("--api-key-file", path, first_line=True).strip()
+    key = os.environ.get("KNOCK_API_KEY", "").strip()
     if not key:
-        raise UsageError(f"--api-key-file {path} is empty")
+        raise UsageError(
+            "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
+            "(a key is never taken on the command line, where `ps` shows it)"
+        )
     return key
 
 
@@ -125,9 +124,9 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
         if connection.redis_url is not None:
-            limiter = await _shared_limiter(connection, key)
-            stack.push_async_callback(limiter.aclose)
-            pacing["rate_limits"] = limiter
+            pacing["rate_limits"] = await stack.enter_async_context(
+                _shared_limiter(connection, key)
+            )
         client = KnockClient(
             api_key=key,
             base_url=connection.base_url,
@@ -139,24 +138,24 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
         yield await stack.enter_async_context(client)
 
 
-async def _shared_limiter(connection: Connection, key: str) -> RedisRateLimiter:
+@contextlib.asynccontextmanager
+async def _shared_limiter(connection: Connection, key: str) -> AsyncIterator[RedisRateLimiter]:
     """The Redis limiter of the run's Knock environment, checked: a Redis that does not answer
     is a usage error before anything is sent."""
     from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
 
     assert connection.redis_url is not None
-    limiter = RedisRateLimiter.from_url(
-        connection.redis_url,
-        # A hash of the base URL and the key: every run on one environment shares the budget,
-        # and Redis never sees the key.
-        key_prefix=environment_key_prefix(key, base_url=connection.base_url),
-    )
-    try:
-        await limiter.check()
-    except RedisLimiterError as exc:
-        await limiter.aclose()
-        raise UsageError(f"{connection.redis_source}: {exc}") from None
-    return limiter
+    # Under a hash of the base URL and the key: every run on one environment shares the budget,
+    # and Redis never sees the key.
+    prefix = environment_key_prefix(key, base_url=connection.base_url)
+    async with contextlib.aclosing(
+        RedisRateLimiter.from_url(connection.redis_url, key_prefix=prefix)
+    ) as limiter:
+        try:
+            await limiter.check()
+        except RedisLimiterError as exc:
+            raise UsageError(f"{connection.redis_source}: {exc}") from None
+        yield limiter
 
 
 # -- a run -----------------------------------------------------------------------------------
@@ -164,40 +163,32 @@ async def _shared_limiter(connection: Connection, key: str) -> RedisRateLimiter:
 
 class Run:
     """One command's run: the latest event per key and the latest totals, fed to the display as
-    they come; ``finish`` prints the end (summary, errors, how to resume)."""
+    they come; ``finish`` prints the end (summary, errors, how to resume). Its keys are channel
+    ids, except for ``status``: the operation id it follows."""
 
     def __init__(
-        self,
-        keys: list[str],
-        *,
-        json: bool,
-        redactor: Redactor,
-        debug: bool,
-        base_url: str,
-        channels: bool = True,
+        self, command: str, keys: list[str], *, json: bool, redactor: Redactor, base_url: str
     ) -> None:
-        self.keys = keys
-        self.display = make_display(json_lines=json, channels=channels)
-        self.channels = channels
+        self.command, self.keys, self.base_url = command, keys, base_url
+        self.display = make_display(json_lines=json)
         self.latest: dict[str, FanOutEvent] = {}
         self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
         self.interrupted = False
-        self._redactor, self._debug, self._base_url = redactor, debug, base_url
+        self._redactor = redactor
         self._started = time.monotonic()
 
-    async def follow(self, events: AsyncIterable[FanOutEvent], *, until_submitted: bool) -> None:
-        """Show ``events`` until they end, Ctrl-C (``interrupted``) or, with
-        ``until_submitted``, until every channel has its operation or its error."""
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-
-        def on_sigint() -> None:
-            self.interrupted = True
-            task.cancel()
-
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
+    async def follow(
+        self,
+        events: AsyncIterable[FanOutEvent],
+        header: dict[str, Any],
+        *,
+        intro: Iterable[str] = (),
+        until_submitted: bool = False,
+    ) -> None:
+        """Start the display with ``header`` and ``intro``, then show ``events`` until they end,
+        Ctrl-C (``interrupted``) or, with ``until_submitted``, until every channel has its
+        operation or its error."""
+        self.display.start(self.keys, header, intro)
         stream = aiter(events)
         try:
             async for event in stream:
@@ -208,20 +199,19 @@ class Run:
                 if until_submitted and len(self.latest) == len(self.keys):
                     return
         except asyncio.CancelledError:
-            if not self.interrupted:
-                raise
+            # asyncio.run cancels the main task at the first Ctrl-C (a second one raises
+            # KeyboardInterrupt): stop following, say what is left, exit 130.
+            self.interrupted = True
+            task = asyncio.current_task()
+            assert task is not None
             task.uncancel()
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGINT)
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
             self.display.stop()
 
-    def finish(
-        self, command: str, action: str | None, *, outcome: str | None = None, **details: Any
-    ) -> int:
+    def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
         """Print the summary (stdout), then errors and how to resume (stderr); the exit code.
         ``outcome`` defaults to the worst one seen; ``details`` are the demo's ``Report``
         fields."""
@@ -230,55 +220,49 @@ class Run:
         elif outcome is None:
             outcome = overall(ended(self.latest.get(key)) for key in self.keys)
         report = Report(
-            command=command,
+            command=self.command,
             action=action,
             outcome=outcome,
             keys=tuple(self.keys),
             latest=dict(self.latest),
             totals=self.totals,
             elapsed=time.monotonic() - self._started,
-            channels=self.channels,
             **details,
         )
         self.display.stop()
         self.display.summary(report)
         sys.stdout.flush()
-        err, redactor = sys.stderr, self._redactor
-        width = terminal_width(err)
-        for line in error_lines(report, base_url=self._base_url):
-            print(prose(redactor.text(line), width), file=err)
-        if self._debug:
-            for event in report.latest.values():
-                if event.error is not None:
-                    print_traceback(event.error, redactor)
+        lines = error_lines(report, base_url=self.base_url)
         if report.outcome == "interrupted":
-            _interrupted(report, err, width)
-        err.flush()
+            lines += _interrupted(report)
+        width = terminal_width(sys.stderr)
+        for line in map(self._redactor.text, lines):
+            texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
+            print("\n".join(texts), file=sys.stderr)
+        for event in report.latest.values() if self._redactor.debug else ():
+            if event.error is not None:
+                print_traceback(event.error, self._redactor)
+        sys.stderr.flush()
         return int(report.code)
 
 
-def _interrupted(report: Report, err: TextIO, width: int | None) -> None:
-    """What Ctrl-C left behind, on stderr: wrapped between words on a terminal, each resume
-    command on its own line, whole."""
-    if not report.resumable:  # the demo: its emulator, and its operations, end with it
-        print(f"{PROG}: interrupted", file=err)
-        return
+def _interrupted(report: Report) -> list[str]:
+    """What Ctrl-C left behind: each resume command on its own line, whole."""
+    if report.command == "demo":  # its emulator, and its operations, end with it
+        return [f"{PROG}: interrupted"]
     lines = [
         f"{PROG}: interrupted: stopped following; operations already started go on "
         "server-side (Ctrl-C does not cancel them)."
     ]
     if report.resume:
-        lines.append("Resume following with:")
-        lines += [f"  {command}" for command in report.resume]
+        lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
     # Channels with no operation and no error: never sent, or no answer yet.
     unsent = [key for key in report.keys if report.channels and key not in report.latest]
     if unsent:
-        shown = " ".join(unsent[:10])
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
         lines.append(
             f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
-            f"interrupted while sending, so an update may have started): {shown}{more}"
+            f"interrupted while sending, so an update may have started): "
+            f"{' '.join(unsent[:10])}{more}"
         )
-    for line in lines:
-        texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
-        print("\n".join(texts), file=err)
+    return lines
