@@ -7,18 +7,14 @@ extra gives a one-line hint instead of a traceback, and ``import knock_async`` n
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError, parse_args
-
-if TYPE_CHECKING:
-    from ._run import Redactor
 
 __all__ = ["ExitCode", "main"]
 
@@ -30,37 +26,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else int(ExitCode.USAGE)
     try:
-        from . import _run  # the first module that needs rich
+        from . import _commands, _plan, _run  # the first modules that need rich
     except ImportError as exc:
         if not (exc.name == "rich" or (exc.name or "").startswith("rich.")):
             raise
         _say(f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'")
         return int(ExitCode.USAGE)
     redactor = _run.Redactor(debug=args.debug)
-    with _run.logging_to_stderr(redactor):
-        return _run_command(args, redactor)
-
-
-def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
-    from . import _commands, _plan, _run
-
-    if args.command == "emulator":
-        from ..testing._frontdoor import serve_from_args
-
-        problem = serve_from_args(args)
-        if problem is not None:
-            _say(f"{PROG}: error: {problem}")
-            return int(ExitCode.USAGE)
-        return int(ExitCode.OK)
     try:
-        plan = _plan.plan(args)
-        if isinstance(plan, _plan.BulkPlan):
-            return asyncio.run(_commands.bulk_update(plan, redactor))
-        if isinstance(plan, _plan.StatusPlan):
-            return asyncio.run(_commands.status(plan, redactor))
-        from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
+        with _run.logging_to_stderr(redactor):
+            if args.command == "emulator":
+                return _commands.emulator(args)
+            plan = _plan.plan(args)
+            if isinstance(plan, _plan.BulkPlan):
+                return asyncio.run(_commands.bulk_update(plan, redactor))
+            if isinstance(plan, _plan.StatusPlan):
+                return asyncio.run(_commands.status(plan, redactor))
+            from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
 
-        return asyncio.run(_demo.demo(plan, redactor))
+            return asyncio.run(_demo.demo(plan, redactor))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)
@@ -69,7 +53,8 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more can be shown; exit quietly.
-        _silence_stdout()
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.FAILED)
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         if args.debug:
@@ -87,11 +72,3 @@ def _run_command(args: argparse.Namespace, redactor: Redactor) -> int:
 def _say(message: str) -> None:
     """One message on stderr: one line, wrapped between words if stderr is a terminal."""
     print(prose(message, terminal_width(sys.stderr)), file=sys.stderr)
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass

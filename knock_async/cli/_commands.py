@@ -1,8 +1,9 @@
-"""The commands ``bulk-update`` and ``status``: each a stream of the library's events
-(``update_many``'s, or the poller's as ``FanOutEvent``) shown by a display."""
+"""The commands ``bulk-update`` and ``status``, each a stream of the library's events
+(``update_many``'s, or the poller's as ``FanOutEvent``) shown by a display; and ``emulator``."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -12,13 +13,13 @@ from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._progress import Progress, observe
 from .._wrap import prose, terminal_width
-from ._args import PROG, UsageError
+from ._args import PROG, ExitCode, UsageError
 from ._outcome import outcome as ended
 from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
 from ._run import Redactor, Run, make_client
 
-__all__ = ["bulk_update", "confirm_delete", "status"]
+__all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
 
 Kind = FanOutEventKind
 
@@ -78,6 +79,17 @@ async def status(plan: StatusPlan, redactor: Redactor) -> int:
         return run.finish(None)
     # A look, not a wait: a running operation is fine; a failed one is still exit 1.
     return run.finish(None, outcome=event.progress.status.value)
+
+
+def emulator(args: argparse.Namespace) -> int:
+    """``knock-async emulator``: the emulator's front door, shared with ``python -m
+    knock_async.testing``, serving until Ctrl-C."""
+    from ..testing._frontdoor import serve_from_args  # aiohttp.web: only when it runs
+
+    problem = serve_from_args(args)
+    if problem is not None:
+        raise UsageError(problem)
+    return int(ExitCode.OK)
 
 
 def _event(

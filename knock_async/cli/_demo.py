@@ -27,26 +27,20 @@ ACTION: BulkActionValue = "archive"
 DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
 
 
-def _sizes(channels: int, largest: int) -> list[int]:
-    """Channel sizes from ``largest / channels`` up to ``largest``: they finish one by one."""
-    return [max(1, round(largest * (index + 1) / channels)) for index in range(channels)]
-
-
 async def demo(plan: DemoPlan, redactor: Redactor) -> int:
+    """Seed the emulator, archive on every channel at once, check its store; the exit code."""
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.add(key)
-    rate = plan.rows_per_second
+    rate, count = plan.rows_per_second, plan.channels
+    # About ten progress steps a second.
+    batch = max(1, round(rate / 10))
     emulator = KnockEmulator(
-        api_keys=[key],
-        rows_per_second=rate,
-        batch_size=max(1, round(rate / 10)),  # about ten progress steps a second
-        queue_delay=0.2,
-        seed=7,
+        api_keys=[key], rows_per_second=rate, batch_size=batch, queue_delay=0.2, seed=7
     )
     async with emulator as emu:
-        base_url = emu.base_url
-        channels = [emu.add_channel("in_app_feed") for _ in range(plan.channels)]
-        sizes = _sizes(plan.channels, plan.messages)
+        channels = [emu.add_channel("in_app_feed") for _ in range(count)]
+        # From ``messages / channels`` up to ``messages``: the channels finish one by one.
+        sizes = [max(1, round(plan.messages * (n + 1) / count)) for n in range(count)]
         for index, (channel, size) in enumerate(zip(channels, sizes, strict=True)):
             emu.add_messages(channel, size, seed=index)
         cutoff = (emu.clock.now() - timedelta(days=7)).replace(microsecond=0)
@@ -55,10 +49,8 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
             "archived": "exclude",
             "older_than": cutoff,
         }
-
         # What the store says before: the messages the update should archive, and the rest.
-        expected: dict[str, set[str]] = {}
-        archived_before: dict[str, set[str]] = {}
+        expected, archived_before = {}, {}
         for channel in channels:
             messages = emu.messages(channel)
             expected[channel] = {
@@ -67,19 +59,18 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
                 if m.read_at is not None and m.archived_at is None and m.inserted_at < cutoff
             }
             archived_before[channel] = {m.id for m in messages if m.archived_at is not None}
-
         stamp = filters_json(filters)["older_than"]
         intro = [
             f"Knock emulator running in-process at {emu.base_url} (a generated sk_demo_ key).",
-            f"Seeded {len(channels)} in-app feed channels with {sum(sizes):,} messages "
+            f"Seeded {count} in-app feed channels with {sum(sizes):,} messages "
             f"({', '.join(f'{n:,}' for n in sizes)}).",
             f"Archiving the read messages older than {stamp} on every channel, as",
             f"  {PROG} bulk-update {ACTION} CHANNEL_ID... --engagement-status read "
             f"--archived exclude --older-than {stamp}",
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
-        header = start_header("demo", ACTION, channels, filters, wait=True, base_url=base_url)
-        run = Run("demo", channels, json=plan.json, redactor=redactor, base_url=base_url)
+        header = start_header("demo", ACTION, channels, filters, wait=True, base_url=emu.base_url)
+        run = Run("demo", channels, json=plan.json, redactor=redactor, base_url=emu.base_url)
         async with (
             KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client,
             client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters) as fanout,
@@ -89,18 +80,13 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
         # The check: compare what the API reported with what the store holds now.
         values: dict[str, dict[str, Any]] = {}
         for channel in channels:
-            event = run.latest.get(channel)
+            event, wanted = run.latest.get(channel), expected[channel]
             op = operation_of(event)
             archived_now = {m.id for m in emu.messages(channel) if m.archived_at is not None}
-            wanted = expected[channel]
             archived = len(wanted & archived_now)
             collateral = len(archived_now ^ (archived_before[channel] | wanted))
-            ok = (
-                outcome(event) == "completed"
-                and op is not None
-                and op.success_count == len(wanted) == archived
-                and collateral == 0
-            )
+            ok = outcome(event) == "completed" and collateral == 0
+            ok = ok and op is not None and op.success_count == len(wanted) == archived
             values[channel] = {
                 "matched": len(wanted),
                 "archived_in_store": archived,
@@ -108,25 +94,23 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
                 "check": "-" if run.interrupted else "ok" if ok else "MISMATCH",
             }
 
-    all_ok = not run.interrupted and all(v["check"] == "ok" for v in values.values())
-    total_matched = sum(len(ids) for ids in expected.values())
+    verified = not run.interrupted and all(v["check"] == "ok" for v in values.values())
+    matched = sum(len(ids) for ids in expected.values())
+    notes = [
+        f"Check against the emulator's store: OK. All {matched:,} matching messages are "
+        "archived, and no other message changed.",
+        f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
+        "against it.",
+    ]
+    name = None
     if run.interrupted:
         notes = ["Interrupted: the check against the emulator's store was not made."]
-    elif all_ok:
-        notes = [
-            f"Check against the emulator's store: OK. All {total_matched:,} matching messages are "
-            "archived, and no other message changed.",
-            f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
-            "against it.",
-        ]
-    else:
+    elif not verified:  # a mismatch fails the demo (exit 1, or 3)
+        name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
         notes = [
             "Check against the emulator's store: MISMATCH (see the check column, and "
             "other_changes in --json output); please report it with the output of `--debug`."
         ]
-    name = None
-    if not all_ok and not run.interrupted:  # a mismatch fails the demo (exit 1, or 3)
-        name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
     return run.finish(
         ACTION,
         outcome=name,
@@ -134,5 +118,5 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
         columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
         values=values,
         notes=tuple(notes),
-        verified=all_ok,
+        verified=verified,
     )

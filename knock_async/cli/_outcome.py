@@ -13,20 +13,8 @@ from typing import Any
 
 import attrs
 
-from .._errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    InternalServerError,
-    KnockError,
-    NotFoundError,
-    PermissionDeniedError,
-    PollTimeoutError,
-    RateLimitError,
-    ResponseValidationError,
-    UnprocessableEntityError,
-)
+from .. import _errors as errors
+from .._errors import KnockError, NotFoundError, PollTimeoutError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._models import BulkOperation
 from ._args import PROG, ExitCode
@@ -241,18 +229,24 @@ def one_line(text: str) -> str:
 # What to do about an error, in the command line's words: the first entry it is an instance of.
 _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
     (
-        AuthenticationError,
+        errors.AuthenticationError,
         "check the API key in KNOCK_API_KEY or --api-key-file: it must be a secret (sk_...) key "
         "of this Knock environment",
     ),
-    (PermissionDeniedError, "use a secret (sk_...) key: public pk_ keys cannot run bulk updates"),
+    (
+        errors.PermissionDeniedError,
+        "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
+    ),
     (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
-    ((UnprocessableEntityError, BadRequestError), "check the filters given"),
-    (RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
-    (InternalServerError, "Knock had a problem: retry later, quoting the request_id to support"),
-    (APIConnectionError, "check the network and --base-url (now {base_url})"),
-    (ResponseValidationError, "the response broke the API contract; rerun with --debug"),
-    (APIError, "see Knock's message"),
+    ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters given"),
+    (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
+    (
+        errors.InternalServerError,
+        "Knock had a problem: retry later, quoting the request_id to support",
+    ),
+    (errors.APIConnectionError, "check the network and --base-url (now {base_url})"),
+    (errors.ResponseValidationError, "the response broke the API contract; rerun with --debug"),
+    (errors.APIError, "see Knock's message"),
 )
 
 
