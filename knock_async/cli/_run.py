@@ -189,9 +189,8 @@ class Run:
         Ctrl-C (``interrupted``) or, with ``until_submitted``, until every channel has its
         operation or its error."""
         self.display.start(self.keys, header, intro)
-        stream = aiter(events)
         try:
-            async for event in stream:
+            async for event in events:
                 self.latest[event.channel_id] = event
                 self.totals = event.totals
                 self.display.update(event)
@@ -206,9 +205,6 @@ class Run:
             assert task is not None
             task.uncancel()
         finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
             self.display.stop()
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
