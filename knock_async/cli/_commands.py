@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._progress import Progress, observe
+from .._progress import Progress
 from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError
 from ._outcome import outcome as ended
@@ -65,15 +64,14 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor) -> int:
 
 
 async def status(plan: StatusPlan, redactor: Redactor) -> int:
-    """One ``get`` (a look), or the poller to the end with ``--watch``."""
+    """One look at the operation, or the poller to the end with ``--watch``."""
     operation_id, connection = plan.operation_id, plan.connection
     run = Run(
         "status", [operation_id], json=plan.json, redactor=redactor, base_url=connection.base_url
     )
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
     async with make_client(connection, redactor) as client:
-        events = _watch(client, plan) if plan.watch else _look(client, operation_id)
-        await run.follow(events, header)
+        await run.follow(_snapshots(client, plan), header)
     event = run.latest.get(operation_id)
     if plan.watch or event is None or event.progress is None:
         return run.finish(None)
@@ -121,19 +119,13 @@ def _event(
     )
 
 
-async def _look(client: KnockClient, operation_id: str) -> AsyncIterator[FanOutEvent]:
-    try:
-        operation = await client.bulk_operations.get(operation_id)
-    except KnockError as exc:
-        yield _event(operation_id, None, exc)
-        return
-    yield _event(operation_id, observe(operation, datetime.now(UTC)))
-
-
-async def _watch(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
+async def _snapshots(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
+    """The poller's snapshots as events: only the first (one look) without ``--watch``."""
     poller = client.bulk_operations.poll(plan.operation_id, timeout=plan.timeout)
     try:
         async for progress in poller:
             yield _event(plan.operation_id, progress)
+            if not plan.watch:
+                return
     except KnockError as exc:  # the poll's end: an API error, the network, the deadline
         yield _event(plan.operation_id, poller.last_progress, exc)

@@ -23,19 +23,15 @@ __all__ = ["NO_TOTALS", "Report", "error_lines", "exit_code", "outcome", "overal
 
 Kind = FanOutEventKind
 
-# The one table from outcome to exit code. The overall outcome of many operations is the first
-# of ``_WORST_FIRST`` that any of them has; ``status`` without --watch reports the API's status.
+# The one table from outcome to exit code: any other outcome (completed, submitted, the status
+# a look at one operation found) is 0. The outcome of many operations is the worst of theirs,
+# in the table's order.
 EXIT_CODES: Mapping[str, ExitCode] = {
     "error": ExitCode.API_ERROR,
     "failed": ExitCode.FAILED,
     "timeout": ExitCode.TIMEOUT,
-    "completed": ExitCode.OK,
-    "submitted": ExitCode.OK,
-    "queued": ExitCode.OK,
-    "processing": ExitCode.OK,
     "interrupted": ExitCode.INTERRUPTED,
 }
-_WORST_FIRST = ("error", "failed", "timeout", "completed")
 NO_TOTALS = FanOutTotals(
     channels=0,
     submitted=0,
@@ -61,11 +57,11 @@ def outcome(event: FanOutEvent | None) -> str | None:
 def overall(outcomes: Iterable[str | None]) -> str:
     """The worst of several outcomes (``error`` over ``failed`` over ``timeout``)."""
     present = set(outcomes)
-    return next((name for name in _WORST_FIRST if name in present), "completed")
+    return next((name for name in EXIT_CODES if name in present), "completed")
 
 
 def exit_code(name: str) -> ExitCode:
-    return EXIT_CODES.get(name, ExitCode.FAILED)
+    return EXIT_CODES.get(name, ExitCode.OK)
 
 
 def resume_command(operation_id: str) -> str:
@@ -123,15 +119,14 @@ class Report:
     def resume(self) -> list[str]:
         """A ``status --watch`` command for each operation not seen to its end (none for the
         demo: its emulator, and its operations, end with its process)."""
-        commands = []
-        for key in self.keys if self.command != "demo" else ():
-            event, operation_id = self.latest.get(key), self.operation_id(key)
-            op, ended = operation_of(event), outcome(event)
-            if operation_id is None or ended == "error":
-                continue
-            if (op is None and ended is None) or (op is not None and not op.is_terminal):
-                commands.append(resume_command(operation_id))
-        return commands
+
+        def unfinished(key: str) -> bool:
+            op, ended = operation_of(self.latest.get(key)), outcome(self.latest.get(key))
+            return ended is None if op is None else ended != "error" and not op.is_terminal
+
+        keys = () if self.command == "demo" else self.keys
+        ids = [self.operation_id(key) for key in keys if unfinished(key)]
+        return [resume_command(operation_id) for operation_id in ids if operation_id]
 
     def count(self, name: str) -> int:
         return sum(outcome(self.latest.get(key)) == name for key in self.keys)
@@ -146,10 +141,8 @@ def _round(value: float | None, digits: int) -> float | None:
 
 def operation_json(key: str, event: FanOutEvent | None, *, channels: bool) -> dict[str, Any]:
     """An operation's stable NDJSON fields (documented in the README)."""
-    progress = None if event is None else event.progress
-    op = operation_of(event)
-    ended = outcome(event)
-    error = None if event is None else event.error
+    progress, error = (None, None) if event is None else (event.progress, event.error)
+    op, ended = operation_of(event), outcome(event)
     status = op.status.value if op is not None else "error" if ended == "error" else "pending"
     eta = None if progress is None or progress.eta is None else progress.eta.total_seconds()
     return {
