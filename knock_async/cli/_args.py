@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import json
 import re
 import textwrap
 import uuid
@@ -19,7 +18,13 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 from .._emulator_options import DESCRIPTION, add_arguments, int_range, positive
-from .._models import ArchivedFilter, BulkAction, DeliveryStatus, EngagementStatus
+from .._models import (
+    ArchivedFilter,
+    BulkAction,
+    BulkUpdateMessagesForChannelRequest,
+    DeliveryStatus,
+    EngagementStatus,
+)
 from .._version import __version__
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
@@ -80,13 +85,11 @@ def aware_datetime(text: str) -> datetime:
 
 
 def json_object(text: str) -> str:
-    """A JSON object, kept as its text (the library sends it as Knock expects)."""
+    """A JSON object the library accepts as ``trigger_data``, kept as its text."""
     try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"key\": 1}}', got {text}")
+        BulkUpdateMessagesForChannelRequest(trigger_data=text)
+    except ValueError as exc:  # "trigger_data must be ...": argparse names the option
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("trigger_data ")) from None
     return text
 
 

@@ -10,21 +10,21 @@ import argparse
 import collections
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
 from yarl import URL
 
-from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
+from .._models import BulkActionValue, BulkFilters
 from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
 from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
 
 _FILTERS = tuple(BulkFilters.__annotations__)
-P = TypeVar("P")
+P = TypeVar("P", bound=attrs.AttrsInstance)
 
 
 def _setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, str]:
@@ -58,35 +58,26 @@ class Connection:
                 "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
                 "clear text; use https://, or pass --allow-insecure-http if you really mean it"
             )
-        # The library's other checks; their messages never hold the key (there is none yet).
-        _checked(source, parse_base_url, url, allow_insecure_http=True)
+        try:  # the library's other checks; their messages never hold the key (there is none yet)
+            parse_base_url(url, allow_insecure_http=True)
+        except ValueError as exc:
+            raise UsageError(f"{source}: {exc}") from None
         redis_url, redis_source = _setting(args, "--redis-url", "KNOCK_REDIS_URL")
         if redis_url is not None:
-            try:
-                # Imported here: redis-py is an extra, loaded only by runs that share a limit.
+            try:  # redis-py is an extra: imported only by runs that share a limit
                 from ..redis import check_url
-            except ImportError:
-                raise UsageError(
-                    f"{redis_source} needs the 'redis' extra: pip install 'knock-async[redis]'"
-                ) from None
-            _checked(redis_source, check_url, redis_url)  # its messages hide any password
-        return cls(
-            api_key_file=args.api_key_file,
+
+                check_url(redis_url)  # its messages show the scheme only, never a password
+            except (ImportError, ValueError) as exc:
+                raise UsageError(f"{redis_source}: {exc}") from None
+        return _made(
+            cls,
+            args,
             base_url=str(url).rstrip("/"),
             branch=_setting(args, "--branch", "KNOCK_BRANCH")[0],
-            allow_insecure_http=args.allow_insecure_http,
-            poll_interval=args.poll_interval,
             redis_url=redis_url,
             redis_source=redis_source,
         )
-
-
-def _checked(source: str, check: Callable[..., P], *args: Any, **kwargs: Any) -> P:
-    """``check(*args, **kwargs)``, its ``ValueError`` a usage error naming ``source``."""
-    try:
-        return check(*args, **kwargs)
-    except ValueError as exc:
-        raise UsageError(f"{source}: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -133,7 +124,7 @@ class DemoPlan:
 
 def _made(cls: type[P], args: argparse.Namespace, **computed: Any) -> P:
     """A plan from ``computed``, and from the arguments of the same name for its other fields."""
-    names = [field.name for field in attrs.fields(cls) if field.name not in computed]  # type: ignore[arg-type]
+    names = [field.name for field in attrs.fields(cls) if field.name not in computed]
     return cls(**{name: getattr(args, name) for name in names}, **computed)
 
 
@@ -148,10 +139,6 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
         return _made(StatusPlan, args, connection=Connection.from_args(args))
     channels = read_channels(args)
     filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
-    try:  # every filter checked before anything is sent
-        BulkUpdateMessagesForChannelRequest(**filters)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
     return _made(
         BulkPlan,
         args,
