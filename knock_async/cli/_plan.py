@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 from yarl import URL
 
+from .._convert import format_datetime
 from .._models import BulkActionValue, BulkFilters
 from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
 from ._args import UsageError, channel_id
@@ -158,11 +159,8 @@ def start_header(
 
 
 def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
-    """The filters as JSON values: dates in ISO 8601, UTC as ``Z``."""
-    return {
-        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-        for name, value in filters.items()
-    }
+    """The filters as JSON values: dates as Knock writes them (ISO 8601, UTC as ``Z``)."""
+    return {k: format_datetime(v) if isinstance(v, datetime) else v for k, v in filters.items()}
 
 
 def restricts(filters: Mapping[str, Any]) -> bool:
