@@ -19,7 +19,7 @@ from yarl import URL
 
 from .._convert import format_datetime
 from .._models import BulkActionValue, BulkFilters
-from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
+from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
@@ -134,9 +134,10 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
     if args.command == "demo":
         return _made(DemoPlan, args)
     if args.command == "status":
-        operation_id: str = args.operation_id
-        if not operation_id or "/" in operation_id or operation_id in (".", ".."):
-            raise UsageError(f"{operation_id!r} is not a bulk operation id")
+        try:  # the rule the library's requests hold it to
+            parse_operation_id(args.operation_id)
+        except ValueError:
+            raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
         return _made(StatusPlan, args, connection=Connection.from_args(args))
     channels = read_channels(args)
     filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
