@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -167,12 +168,13 @@ def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
 def restricts(filters: Mapping[str, Any]) -> bool:
     """Whether the filters select fewer than every message of a channel.
 
-    ``--archived include`` and ``--trigger-data '{}'`` match everything, so alone they do not
-    count: ``delete`` with only those still deletes every message.
+    ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
+    everything, so alone they do not count: ``delete`` with only those still deletes every message.
     """
-    everything = {"archived": ("include",), "trigger_data": ("{}", "")}
     return any(
-        str(value).strip() not in everything.get(name, ()) for name, value in filters.items()
+        not (name == "archived" and value == "include")
+        and not (name == "trigger_data" and json.loads(value or "{}") == {})
+        for name, value in filters.items()
     )
 
 

@@ -334,7 +334,9 @@ def test_delete_without_a_filter_needs_yes(emulator: EmulatorThread) -> None:
     assert emulator.messages(channel) == []
 
 
-@pytest.mark.parametrize("filters", [["--archived", "include"], ["--trigger-data", "{}"]])
+@pytest.mark.parametrize(
+    "filters", [["--archived", "include"], ["--trigger-data", "{}"], ["--trigger-data", "{ }"]]
+)
 def test_filters_that_match_everything_do_not_make_a_delete_safe(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, filters: list[str]
 ) -> None:

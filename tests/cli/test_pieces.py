@@ -59,6 +59,7 @@ def test_one_table_from_outcome_to_exit_code(name: str, code: ExitCode) -> None:
         ({"archived": "include"}, False),
         ({"trigger_data": "{}"}, False),
         ({"archived": "include", "trigger_data": " {} "}, False),
+        ({"trigger_data": "{ }"}, False),
         ({"archived": "exclude"}, True),
         ({"has_tenant": False}, True),
         ({"older_than": datetime(2024, 1, 1, tzinfo=UTC)}, True),
