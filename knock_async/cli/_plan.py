@@ -7,22 +7,32 @@ and checking the filters and the base URL happen here, so every usage error come
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from yarl import URL
 
-from .._models import BulkActionValue, BulkFilters, BulkUpdateMessagesForChannelRequest
-from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url
+from .._convert import format_datetime
+from .._models import BulkActionValue, BulkFilters
+from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
 
 _FILTERS = tuple(BulkFilters.__annotations__)
+P = TypeVar("P", bound=attrs.AttrsInstance)
+
+
+def _setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, str]:
+    """``option``'s value, else the environment ``variable``'s; and which of the two it is."""
+    value = getattr(args, option.removeprefix("--").replace("-", "_"))
+    return (value, option) if value else (os.environ.get(variable) or None, variable)
 
 
 @attrs.frozen(kw_only=True)
@@ -41,51 +51,41 @@ class Connection:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
-        base_url = args.base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
-        source = "--base-url" if args.base_url else "KNOCK_BASE_URL"
-        url = URL(base_url)
-        if url.scheme == "http" and not args.allow_insecure_http and not _is_loopback(url.host):
+        """The connection the options (else the ``KNOCK_*`` variables) name, checked."""
+        base_url, source = _setting(args, "--base-url", "KNOCK_BASE_URL")
+        url = URL(base_url or DEFAULT_BASE_URL)
+        if url.scheme == "http" and not (args.allow_insecure_http or _is_loopback(url.host)):
             raise UsageError(
                 f"{source} {url.origin()}: http:// is only allowed for loopback hosts "
                 "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
                 "clear text; use https://, or pass --allow-insecure-http if you really mean it"
             )
-        try:
+        try:  # the library's other checks; their messages never hold the key (there is none yet)
             parse_base_url(url, allow_insecure_http=True)
-        except ValueError as exc:  # the message never holds the key (there is none yet)
+        except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
-        redis_url = args.redis_url or os.environ.get("KNOCK_REDIS_URL") or None
-        redis_source = "--redis-url" if args.redis_url else "KNOCK_REDIS_URL"
+        redis_url, redis_source = _setting(args, "--redis-url", "KNOCK_REDIS_URL")
         if redis_url is not None:
-            _check_redis_url(redis_url, redis_source)
-        return cls(
-            api_key_file=args.api_key_file,
+            try:  # redis-py is an extra: imported only by runs that share a limit
+                from ..redis import check_url
+
+                check_url(redis_url)  # its messages show the scheme only, never a password
+            except (ImportError, ValueError) as exc:
+                raise UsageError(f"{redis_source}: {exc}") from None
+        return _made(
+            cls,
+            args,
             base_url=str(url).rstrip("/"),
-            branch=args.branch or os.environ.get("KNOCK_BRANCH") or None,
-            allow_insecure_http=args.allow_insecure_http,
-            poll_interval=args.poll_interval,
+            branch=_setting(args, "--branch", "KNOCK_BRANCH")[0],
             redis_url=redis_url,
             redis_source=redis_source,
         )
 
 
-def _check_redis_url(url: str, source: str) -> None:
-    """A usage error for a Redis URL that cannot work, before anything is sent."""
-    try:
-        # Imported here: redis-py is an extra, loaded only by runs that share a limit.
-        from ..redis import check_url
-    except ImportError:
-        raise UsageError(
-            f"{source} needs the 'redis' extra: pip install 'knock-async[redis]'"
-        ) from None
-    try:
-        check_url(url)
-    except ValueError as exc:  # the message shows the scheme only, never a password
-        raise UsageError(f"{source}: {exc}") from None
-
-
 @attrs.frozen(kw_only=True)
 class BulkPlan:
+    """``bulk-update``: which action on which channels, with which filters, followed how."""
+
     connection: Connection
     action: BulkActionValue  # argparse's choices are the BulkAction values
     channels: tuple[str, ...]
@@ -99,11 +99,14 @@ class BulkPlan:
 
     @property
     def header(self) -> dict[str, Any]:
+        """The NDJSON ``start`` object's fields."""
         return start_header("bulk-update", self.action, self.channels, self.filters, wait=self.wait)
 
 
 @attrs.frozen(kw_only=True)
 class StatusPlan:
+    """``status``: which operation, looked at once or watched."""
+
     connection: Connection
     operation_id: str
     watch: bool
@@ -113,48 +116,38 @@ class StatusPlan:
 
 @attrs.frozen(kw_only=True)
 class DemoPlan:
+    """``demo``: the size and speed of the emulated run."""
+
     channels: int
     messages: int
     rows_per_second: float
     json: bool
 
 
+def _made(cls: type[P], args: argparse.Namespace, **computed: Any) -> P:
+    """A plan from ``computed``, and from the arguments of the same name for its other fields."""
+    names = [field.name for field in attrs.fields(cls) if field.name not in computed]
+    return cls(**{name: getattr(args, name) for name in names}, **computed)
+
+
 def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
     """The plan for ``args`` (``emulator`` has none: the emulator's front door takes it)."""
     if args.command == "demo":
-        return DemoPlan(
-            channels=args.channels,
-            messages=args.messages,
-            rows_per_second=args.rows_per_second,
-            json=args.json,
-        )
+        return _made(DemoPlan, args)
     if args.command == "status":
-        operation_id: str = args.operation_id
-        if not operation_id or "/" in operation_id or operation_id in (".", ".."):
-            raise UsageError(f"{operation_id!r} is not a bulk operation id")
-        return StatusPlan(
-            connection=Connection.from_args(args),
-            operation_id=operation_id,
-            watch=args.watch,
-            timeout=args.timeout,
-            json=args.json,
-        )
+        try:  # the rule the library's requests hold it to
+            parse_operation_id(args.operation_id)
+        except ValueError:
+            raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
+        return _made(StatusPlan, args, connection=Connection.from_args(args))
     channels = read_channels(args)
     filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
-    try:  # every filter checked before anything is sent
-        BulkUpdateMessagesForChannelRequest(**filters)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    return BulkPlan(
+    return _made(
+        BulkPlan,
+        args,
         connection=Connection.from_args(args),
-        action=args.action,
         channels=tuple(channels),
         filters=filters,
-        wait=not args.no_wait,
-        timeout=args.timeout,
-        concurrency=args.concurrency,
-        yes=args.yes,
-        json=args.json,
         stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )
 
@@ -163,36 +156,26 @@ def start_header(
     command: str, action: str, channels: Sequence[str], filters: Mapping[str, Any], **more: Any
 ) -> dict[str, Any]:
     """The NDJSON ``start`` object's fields."""
-    filters = filters_json(filters)
-    return {
-        "command": command,
-        "action": action,
-        "channels": list(channels),
-        "filters": filters,
-        **more,
-    }
+    fields = {"command": command, "action": action, "channels": list(channels)}
+    return {**fields, "filters": filters_json(filters), **more}
 
 
 def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        name: value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
-        for name, value in filters.items()
-    }
+    """The filters as JSON values: dates as Knock writes them (ISO 8601, UTC as ``Z``)."""
+    return {k: format_datetime(v) if isinstance(v, datetime) else v for k, v in filters.items()}
 
 
 def restricts(filters: Mapping[str, Any]) -> bool:
     """Whether the filters select fewer than every message of a channel.
 
-    ``--archived include`` and ``--trigger-data '{}'`` match everything, so alone they do not
-    count: ``delete`` with only those still deletes every message.
+    ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
+    everything, so alone they do not count: ``delete`` with only those still deletes every message.
     """
-    for name, value in filters.items():
-        if name == "archived" and value == "include":
-            continue
-        if name == "trigger_data" and value.strip() in ("{}", ""):
-            continue
-        return True
-    return False
+    return any(
+        not (name == "archived" and value == "include")
+        and not (name == "trigger_data" and json.loads(value or "{}") == {})
+        for name, value in filters.items()
+    )
 
 
 def read_text(option: str, path: str, *, first_line: bool = False) -> str:
@@ -210,22 +193,19 @@ def read_text(option: str, path: str, *, first_line: bool = False) -> str:
 def read_channels(args: argparse.Namespace) -> list[str]:
     """Channel ids from the arguments, then ``--channels-file``; each once, in order."""
     channels: list[str] = list(args.channel_ids)
-    source = args.channels_file
-    if source is not None:
-        if source == "-" and args.api_key_file == "-":
-            raise UsageError("--api-key-file and --channels-file cannot both read stdin")
-        text = read_text("--channels-file", source)
-        for number, line in enumerate(text.splitlines(), start=1):
-            for token in line.split("#", 1)[0].split():
-                try:
-                    channels.append(channel_id(token))
-                except argparse.ArgumentTypeError as exc:
-                    raise UsageError(f"--channels-file {source}, line {number}: {exc}") from None
+    path = args.channels_file
+    if path == "-" and args.api_key_file == "-":
+        raise UsageError("--api-key-file and --channels-file cannot both read stdin")
+    lines = [] if path is None else read_text("--channels-file", path).splitlines()
+    for number, line in enumerate(lines, start=1):
+        for token in line.split("#", 1)[0].split():
+            try:
+                channels.append(channel_id(token))
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"--channels-file {path}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
-    seen: set[str] = set()
-    for channel in channels:
-        if channel in seen:
+    for channel, count in collections.Counter(channels).items():
+        if count > 1:
             raise UsageError(f"channel {channel} is listed twice (it would be updated twice)")
-        seen.add(channel)
     return channels

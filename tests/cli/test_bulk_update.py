@@ -282,7 +282,11 @@ def test_a_naive_date_is_a_usage_error_and_sends_nothing(emulator: EmulatorThrea
         (["--newer-than", "2024-01-01T10:00"], "argument --newer-than: '2024-01-01T10:00' has no"),
         (["--older-than", "last tuesday"], "argument --older-than: 'last tuesday' is not an ISO"),
         (["--trigger-data", "[1, 2]"], "argument --trigger-data: must be a JSON object"),
-        (["--trigger-data", "{oops"], "argument --trigger-data: not valid JSON"),
+        (
+            ["--trigger-data", "{oops"],
+            "argument --trigger-data: must be a JSON object, got a string that is not JSON",
+        ),
+        (["--trigger-data", '{"a": NaN}'], "argument --trigger-data: must be strict JSON"),
         (["--archived", "maybe"], "argument --archived: invalid choice: 'maybe'"),
         (["--concurrency", "0"], "argument --concurrency: must be >= 1"),
         (["--timeout", "-1"], "argument --timeout: must be a number of seconds > 0"),
@@ -330,7 +334,9 @@ def test_delete_without_a_filter_needs_yes(emulator: EmulatorThread) -> None:
     assert emulator.messages(channel) == []
 
 
-@pytest.mark.parametrize("filters", [["--archived", "include"], ["--trigger-data", "{}"]])
+@pytest.mark.parametrize(
+    "filters", [["--archived", "include"], ["--trigger-data", "{}"], ["--trigger-data", "{ }"]]
+)
 def test_filters_that_match_everything_do_not_make_a_delete_safe(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, filters: list[str]
 ) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli._clitools import (
     EmulatorThread,
     Output,
     cli_env,
+    in_process,
     knock_async,
     start_knock_async,
     stop,
@@ -136,3 +139,18 @@ def test_status_watch_timeout_exits_4(emulator: EmulatorThread) -> None:
     )
     assert result.returncode == 4
     assert f"knock-async status {operation_id} --watch" in result.stderr
+
+
+@pytest.mark.parametrize("operation_id", ["", ".", "..", "a/b"])
+def test_an_id_that_cannot_name_an_operation_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, operation_id: str
+) -> None:
+    """An id that would change the request's path (empty, `.`, `..`, a `/`): exit 2 and one
+    line naming it, before anything is sent (in-process; the base URL is a closed port)."""
+    closed = "http://127.0.0.1:9"
+    code, out, err = in_process(
+        "status", operation_id, base_url=closed, capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert code == 2
+    assert err.splitlines() == [f"knock-async: error: {operation_id!r} is not a bulk operation id"]
+    assert out == ""
