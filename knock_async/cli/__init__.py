@@ -32,19 +32,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'")
         return int(ExitCode.USAGE)
-    redactor = _run.Redactor(debug=args.debug)
+    redactor, debug = _run.Redactor(), args.debug
     try:
-        with _run.logging_to_stderr(redactor):
+        with _run.logging_to_stderr(debug=debug, redactor=redactor):
             if args.command == "emulator":
                 return _commands.emulator(args)
             plan = _plan.plan(args)
             if isinstance(plan, _plan.BulkPlan):
-                return asyncio.run(_commands.bulk_update(plan, redactor))
+                return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
             if isinstance(plan, _plan.StatusPlan):
-                return asyncio.run(_commands.status(plan, redactor))
+                return asyncio.run(_commands.status(plan, redactor, debug=debug))
             from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
 
-            return asyncio.run(_demo.demo(plan, redactor))
+            return asyncio.run(_demo.demo(plan, redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.FAILED)
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
-        if args.debug:
+        if debug:
             _run.print_traceback(exc, redactor)
         message = " ".join(str(exc).split())
         _say(

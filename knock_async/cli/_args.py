@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import re
 import textwrap
 import uuid
 from collections.abc import Sequence
@@ -48,7 +47,11 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """``argparse`` whose usage errors are one line."""
+    """``argparse`` without prefix matching: ``--api-key`` must never mean ``--api-key-file``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """One line, not the whole usage block: what is wrong, and where to look."""
@@ -93,6 +96,9 @@ def json_object(text: str) -> str:
     return text
 
 
+seconds = positive("number of seconds")
+
+
 def channel_id(text: str) -> str:
     """A channel id in canonical UUID form (it becomes part of a URL path)."""
     try:
@@ -107,93 +113,75 @@ def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
 
 # -- the parsers ----------------------------------------------------------------------------
 
-# Every option as ``--help`` shows it: its flags and METAVAR, two spaces, its help (continued on
-# indented lines). An option with neither a METAVAR nor choices is an on/off switch.
-_OPTIONS = """
---debug                  show tracebacks and the request log (the API key is never shown)
---json                   print one JSON object per line (NDJSON): each progress snapshot, then a
-                         summary
---api-key-file PATH      read the API key from this file ('-': stdin); default: $KNOCK_API_KEY
---base-url URL           Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app
---branch NAME            Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH
---allow-insecure-http    allow an http:// --base-url on a non-loopback host (the key crosses in
-                         clear)
---redis-url URL          share Knock's rate limit with every run using this Redis (redis://,
-                         rediss:// or unix://; needs the 'redis' extra); default:
-                         $KNOCK_REDIS_URL, which keeps a password out of the process list
---channels-file PATH     read more channel ids from this file ('-': stdin), whitespace-separated,
-                         # comments
---archived               how archived messages are treated
---delivery-status
---engagement-status
---has-tenant             only messages with a tenant
---no-tenant              only messages without a tenant
---newer-than DATETIME    inserted after (ISO 8601 with offset)
---older-than DATETIME    inserted before (ISO 8601 with offset)
---recipient-id ID        repeatable
---tenant TENANT          repeatable
---workflow KEY           repeatable
---trigger-data JSON      JSON object matched against the trigger data's scalar keys
---no-wait                submit, print the operation ids and exit
---timeout SECONDS        give up following after this long (default: 3600)
---poll-interval SECONDS  first and shortest wait between polls (default: 1; the waits then follow
-                         the operation's predicted end)
---concurrency N          requests in flight with many channels (default: 10)
--y --yes                 confirm `delete` with no filter (deletes every message)
--w --watch               follow until completed or failed
---channels N             channels (default: 4)
---messages N             messages on the largest channel (default: 5000)
---rows-per-second R      emulated processing speed per operation (default: 200)
-"""
-_SECONDS = positive("number of seconds")
-# What else argparse needs, by long flag.
-_KEYWORDS: dict[str, dict[str, Any]] = {
-    "--debug": {"default": argparse.SUPPRESS},  # absent after the command: the top level's stands
-    "--archived": {"choices": _choices(ArchivedFilter)},
-    "--delivery-status": {"choices": _choices(DeliveryStatus)},
-    "--engagement-status": {"choices": _choices(EngagementStatus)},
-    "--has-tenant": {"dest": "has_tenant", "action": "store_const", "const": True},
-    "--no-tenant": {"dest": "has_tenant", "action": "store_const", "const": False},
-    "--newer-than": {"type": aware_datetime},
-    "--older-than": {"type": aware_datetime},
-    "--recipient-id": {"dest": "recipient_ids", "action": "append"},
-    "--tenant": {"dest": "tenants", "action": "append"},
-    "--workflow": {"dest": "workflows", "action": "append"},
-    "--trigger-data": {"type": json_object},
-    "--no-wait": {"dest": "wait", "action": "store_false"},
-    "--timeout": {"type": _SECONDS, "default": 3600.0},
-    "--poll-interval": {"type": _SECONDS},
-    "--concurrency": {"type": int_range(1, 100), "default": 10},
-    "--channels": {"type": int_range(1, 50), "default": 4},
-    "--messages": {"type": int_range(1, 200_000), "default": 5000},
-    "--rows-per-second": {"type": positive("number"), "default": 200.0},
-}
+
+def _common(*, connects: bool, output: bool = True) -> _Parser:
+    """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and the request log (the API key is never shown)",
+    )
+    if output:
+        parent.add_argument(
+            "--json",
+            action="store_true",
+            help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
+        )
+    if connects:
+        _connection(parent.add_argument_group("connection"))
+    return parent
 
 
-def _table(text: str) -> dict[str, tuple[list[str], str | None, str]]:
-    """The options of ``text`` by long flag: their flags, METAVAR (or None) and help."""
-    table = {}
-    for entry in re.split(r"\n(?=-)", text.strip()):
-        spec, _, about = entry.partition("  ")
-        flags = spec.split()
-        metavar = None if flags[-1].startswith("-") else flags.pop()
-        table[flags[-1]] = (flags, metavar, " ".join(about.split()))
-    return table
+def _connection(group: argparse._ArgumentGroup) -> None:
+    """Where requests go and with which key: every connection option is here."""
+    group.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
+    )
+    group.add_argument(
+        "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
+    )
+    group.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
+    )
+    group.add_argument(
+        "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
+    )
+    group.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
+    )
+    group.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share Knock's rate limit with every run using this Redis (redis://, rediss:// or "
+        "unix://; needs the 'redis' extra); default: $KNOCK_REDIS_URL, which keeps a password "
+        "out of the process list",
+    )
 
 
-_TABLE = _table(_OPTIONS)
-
-
-def _add(group: argparse._ActionsContainer, names: str) -> None:
-    """The options ``names`` lists, as ``_OPTIONS`` and ``_KEYWORDS`` describe them."""
-    for name in names.split():
-        flags, metavar, about = _TABLE[name]
-        options: dict[str, Any] = {"help": about or None, **_KEYWORDS.get(name, {})}
-        if metavar is not None:
-            options["metavar"] = metavar
-        elif "choices" not in options:
-            options.setdefault("action", "store_true")
-        group.add_argument(*flags, **options)
+def _following(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--timeout",
+        type=seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up following after this long (default: 3600)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="first and shortest wait between polls (default: 1; the waits then follow the "
+        "operation's predicted end)",
+    )
 
 
 _EXIT_CODES = """\
@@ -209,91 +197,145 @@ With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``knock-async`` parser and its four commands."""
-    documented: dict[str, Any] = {
-        "epilog": _EXIT_CODES,
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-    }
-    # No prefix matching anywhere: ``--api-key`` must never mean ``--api-key-file``.
     parser = _Parser(
         prog=PROG,
         description="Bulk-update the status of Knock channel messages and follow the operations.",
-        allow_abbrev=False,
-        **documented,
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(
-        name: str, about: str, *, connects: bool, output: bool = True, **more: Any
-    ) -> argparse.ArgumentParser:
-        """A command's parser, with the options every command takes after its name too."""
-        sub = commands.add_parser(name, help=about, allow_abbrev=False, **more)
-        _add(sub, "--debug --json" if output else "--debug")
-        if connects:
-            group = sub.add_argument_group("connection")
-            _add(group, "--api-key-file --base-url --branch --allow-insecure-http --redis-url")
-            group.add_argument(
-                "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
-            )
-        return sub
-
-    bulk = command(
+    # bulk-update ----------------------------------------------------------------------------
+    bulk = commands.add_parser(
         "bulk-update",
-        "update the status of a channel's messages (many channels at once)",
-        connects=True,
+        parents=[_common(connects=True)],
+        help="update the status of a channel's messages (many channels at once)",
         description=textwrap.fill(
             "Start a bulk status update on each channel, then follow the operations to the end "
             "with a live progress display. Filters combine with AND. Ctrl-C stops following "
             "(the operations go on server-side) and prints how to resume."
         ),
-        **documented,
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = _choices(BulkAction)
-    bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
+    bulk.add_argument(
+        "action",
+        metavar="ACTION",
+        choices=_choices(BulkAction),
+        help=", ".join(_choices(BulkAction)),
+    )
     bulk.add_argument(
         "channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help="channel ids (UUIDs)"
     )
-    _add(bulk, "--channels-file")
+    bulk.add_argument(
+        "--channels-file",
+        metavar="PATH",
+        help="read more channel ids from this file ('-': stdin), whitespace-separated, # comments",
+    )
     filters = bulk.add_argument_group("filters (all optional; combined with AND)")
-    _add(filters, "--archived --delivery-status --engagement-status")
-    _add(filters.add_mutually_exclusive_group(), "--has-tenant --no-tenant")
-    _add(filters, "--newer-than --older-than --recipient-id --tenant --workflow --trigger-data")
-    running = bulk.add_argument_group("running")
-    _add(running, "--no-wait --timeout --poll-interval --concurrency --yes")
+    for flag, kind, what in (
+        ("--archived", ArchivedFilter, "how archived messages are treated"),
+        ("--delivery-status", DeliveryStatus, None),
+        ("--engagement-status", EngagementStatus, None),
+    ):
+        filters.add_argument(flag, choices=_choices(kind), help=what)
+    tenant = filters.add_mutually_exclusive_group()
+    for flag, value, what in (("--has-tenant", True, "with"), ("--no-tenant", False, "without")):
+        tenant.add_argument(
+            flag,
+            dest="has_tenant",
+            action="store_const",
+            const=value,
+            help=f"only messages {what} a tenant",
+        )
+    for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
+        filters.add_argument(
+            flag,
+            type=aware_datetime,
+            metavar="DATETIME",
+            help=f"inserted {when} (ISO 8601 with offset)",
+        )
+    for flag, dest, metavar in (
+        ("--recipient-id", "recipient_ids", "ID"),
+        ("--tenant", "tenants", "TENANT"),
+        ("--workflow", "workflows", "KEY"),
+    ):
+        filters.add_argument(flag, dest=dest, action="append", metavar=metavar, help="repeatable")
+    filters.add_argument(
+        "--trigger-data",
+        type=json_object,
+        metavar="JSON",
+        help="JSON object matched against the trigger data's scalar keys",
+    )
+    run = bulk.add_argument_group("running")
+    run.add_argument(
+        "--no-wait", action="store_true", help="submit, print the operation ids and exit"
+    )
+    _following(run)
+    run.add_argument(
+        "--concurrency",
+        type=int_range(1, 100),
+        default=10,
+        metavar="N",
+        help="requests in flight with many channels (default: 10)",
+    )
+    run.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="confirm `delete` with no filter (deletes every message)",
+    )
 
-    status = command(
+    # status ---------------------------------------------------------------------------------
+    status = commands.add_parser(
         "status",
-        "show a bulk operation, or follow it with --watch",
-        connects=True,
+        parents=[_common(connects=True)],
+        help="show a bulk operation, or follow it with --watch",
         description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
-        **documented,
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument("operation_id", metavar="OPERATION_ID")
-    _add(status, "--watch")
-    _add(status.add_argument_group("with --watch"), "--timeout --poll-interval")
+    status.add_argument(
+        "-w", "--watch", action="store_true", help="follow until completed or failed"
+    )
+    _following(status.add_argument_group("with --watch"))
 
-    emulator = command(
+    # emulator -------------------------------------------------------------------------------
+    emulator = commands.add_parser(
         "emulator",
-        "serve the embedded Knock emulator on loopback until Ctrl-C",
-        connects=False,
-        output=False,
+        parents=[_common(connects=False, output=False)],
+        help="serve the embedded Knock emulator on loopback until Ctrl-C",
         description=DESCRIPTION,
     )
     add_arguments(emulator)
 
-    demo = command(
+    # demo -----------------------------------------------------------------------------------
+    demo = commands.add_parser(
         "demo",
-        "run a bulk update over several channels against the embedded emulator",
-        connects=False,
+        parents=[_common(connects=False)],
+        help="run a bulk update over several channels against the embedded emulator",
         description=(
             "Start the Knock emulator in-process, seed realistic messages on several channels, "
             "archive the read ones older than a week on all of them with live progress, and "
             "check the result against the emulator's store. Needs no Knock account."
         ),
     )
-    _add(demo, "--channels --messages --rows-per-second")
+    speed = "emulated processing speed per operation"
+    for flag, parse, default, metavar, what in (
+        ("--channels", int_range(1, 50), 4, "N", "channels"),
+        ("--messages", int_range(1, 200_000), 5000, "N", "messages on the largest channel"),
+        ("--rows-per-second", positive("number"), 200.0, "R", speed),
+    ):
+        demo.add_argument(
+            flag,
+            type=parse,
+            default=default,
+            metavar=metavar,
+            help=f"{what} (default: {default:g})",
+        )
     return parser
 
 

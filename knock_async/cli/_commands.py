@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._progress import Progress
+from .._progress import Progress, observe
 from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError
 from ._outcome import outcome as ended
@@ -45,15 +46,23 @@ def confirm_delete(plan: BulkPlan) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
-async def bulk_update(plan: BulkPlan, redactor: Redactor) -> int:
+async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
     """``update_many`` over one channel or many, followed to the end (or to submission)."""
     confirm_delete(plan)
     keys, connection = list(plan.channels), plan.connection
-    run = Run("bulk-update", keys, json=plan.json, redactor=redactor, base_url=connection.base_url)
+    run = Run(
+        "bulk-update",
+        keys,
+        json=plan.json,
+        debug=debug,
+        redactor=redactor,
+        base_url=connection.base_url,
+    )
     async with make_client(connection, redactor) as client:
-        bulk = client.channels.bulk
-        kwargs = {"concurrency": plan.concurrency, "timeout": plan.timeout, **plan.filters}
-        async with bulk.update_many(keys, plan.action, **kwargs) as fanout:
+        fanout = client.channels.bulk.update_many(
+            keys, plan.action, concurrency=plan.concurrency, timeout=plan.timeout, **plan.filters
+        )
+        async with fanout:
             await run.follow(fanout, plan.header, until_submitted=not plan.wait)
     outcome = None
     if not plan.wait and not run.interrupted:
@@ -63,15 +72,21 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor) -> int:
     return run.finish(plan.action, outcome=outcome)
 
 
-async def status(plan: StatusPlan, redactor: Redactor) -> int:
-    """One look at the operation, or the poller to the end with ``--watch``."""
+async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
+    """One ``get`` (a look), or the poller to the end with ``--watch``."""
     operation_id, connection = plan.operation_id, plan.connection
     run = Run(
-        "status", [operation_id], json=plan.json, redactor=redactor, base_url=connection.base_url
+        "status",
+        [operation_id],
+        json=plan.json,
+        debug=debug,
+        redactor=redactor,
+        base_url=connection.base_url,
     )
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
     async with make_client(connection, redactor) as client:
-        await run.follow(_snapshots(client, plan), header)
+        events = _watch(client, plan) if plan.watch else _look(client, operation_id)
+        await run.follow(events, header)
     event = run.latest.get(operation_id)
     if plan.watch or event is None or event.progress is None:
         return run.finish(None)
@@ -119,13 +134,19 @@ def _event(
     )
 
 
-async def _snapshots(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
-    """The poller's snapshots as events: only the first (one look) without ``--watch``."""
+async def _look(client: KnockClient, operation_id: str) -> AsyncIterator[FanOutEvent]:
+    try:
+        operation = await client.bulk_operations.get(operation_id)
+    except KnockError as exc:
+        yield _event(operation_id, None, exc)
+        return
+    yield _event(operation_id, observe(operation, datetime.now(UTC)))
+
+
+async def _watch(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
     poller = client.bulk_operations.poll(plan.operation_id, timeout=plan.timeout)
     try:
         async for progress in poller:
             yield _event(plan.operation_id, progress)
-            if not plan.watch:
-                return
     except KnockError as exc:  # the poll's end: an API error, the network, the deadline
         yield _event(plan.operation_id, poller.last_progress, exc)

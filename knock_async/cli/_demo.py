@@ -27,7 +27,7 @@ ACTION: BulkActionValue = "archive"
 DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
 
 
-async def demo(plan: DemoPlan, redactor: Redactor) -> int:
+async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     """Seed the emulator, archive on every channel at once, check its store; the exit code."""
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.add(key)
@@ -50,7 +50,8 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
             "older_than": cutoff,
         }
         # What the store says before: the messages the update should archive, and the rest.
-        expected, archived_before = {}, {}
+        expected: dict[str, set[str]] = {}
+        archived_before: dict[str, set[str]] = {}
         for channel in channels:
             messages = emu.messages(channel)
             expected[channel] = {
@@ -70,12 +71,13 @@ async def demo(plan: DemoPlan, redactor: Redactor) -> int:
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
         header = start_header("demo", ACTION, channels, filters, wait=True, base_url=emu.base_url)
-        run = Run("demo", channels, json=plan.json, redactor=redactor, base_url=emu.base_url)
-        async with (
-            KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client,
-            client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters) as fanout,
-        ):
-            await run.follow(fanout, header, intro=intro)
+        run = Run(
+            "demo", channels, json=plan.json, debug=debug, redactor=redactor, base_url=emu.base_url
+        )
+        async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
+            fanout = client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters)
+            async with fanout:
+                await run.follow(fanout, header, intro=intro)
 
         # The check: compare what the API reported with what the store holds now.
         values: dict[str, dict[str, Any]] = {}

@@ -12,10 +12,11 @@ import sys
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import IO, Any
+from typing import Any, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
+from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
@@ -107,13 +108,10 @@ def say(console: Console, line: str) -> None:
 
 class _Lines:
     """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live.
-    Its keys are channel ids, unless the ``start`` header is ``status``'s."""
+    ``channels``: its keys are channel ids (else the operation id ``status`` follows)."""
 
-    def __init__(self, out: IO[str]) -> None:
-        self._out, self._channels, self._started = out, True, time.monotonic()
-
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        self._channels = header.get("command") != "status"
+    def __init__(self, out: TextIO, *, channels: bool) -> None:
+        self._out, self._channels, self._started = out, channels, time.monotonic()
 
     def _print(self, line: str = "") -> None:
         self._out.write(line + "\n")
@@ -130,7 +128,6 @@ class JsonDisplay(_Lines):
         self._print(json.dumps(record, separators=(",", ":")))
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        super().start(keys, header)
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
@@ -145,7 +142,6 @@ class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        super().start(keys, header)
         for line in intro:
             self._print(line)
 
@@ -221,25 +217,36 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
 def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
     """The table of numbers, exact: with thousands separators if they fit the console's width,
     else without, else with one space between columns (the counts are what it reports)."""
+    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
-        table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
-        headers = ["channel", "status", "rows", "updated", "errors", "time"]
-        for index, header in enumerate(headers + [header for _, header in report.columns]):
-            table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-        for key in keys:
-            event = report.latest.get(key)
-            op, status, extra = operation_of(event), _status(event), report.values.get(key, {})
-            cells = [0 if op is None else getattr(op, name) for name in _COUNTS]
-            cells.append(format_duration(duration_seconds(op)))
-            cells += [extra.get(name, "") for name, _ in report.columns]
-            table.add_row(
-                key[:8],
-                Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-                *(format(v, separator or "d") if isinstance(v, int) else str(v) for v in cells),
-            )
+    for separator, padding in layouts:
+        table = _number_table(report, keys, separator, padding)
         if console.measure(table, options=unbounded).maximum <= console.width:
             break
+    return table
+
+
+def _number_table(
+    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
+) -> Table:
+    def count(value: object) -> str:
+        return format(value, separator or "d") if isinstance(value, int) else str(value)
+
+    headers = ["channel", "status", "rows", "updated", "errors", "time"]
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
+    for index, header in enumerate(headers + [header for _, header in report.columns]):
+        table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
+    for key in keys:
+        event = report.latest.get(key)
+        op = operation_of(event)
+        status, extra = _status(event), report.values.get(key, {})
+        table.add_row(
+            key[:8],
+            Text(status, style=_STYLE.get(status.split(" ")[0], "")),
+            *(count(0 if op is None else getattr(op, name)) for name in _COUNTS),
+            format_duration(duration_seconds(op)),
+            *(count(extra.get(name, "")) for name, _ in report.columns),
+        )
     return table
 
 
@@ -319,15 +326,15 @@ class _Narrower:
         yield Constrain(self._renderable, width=max(20, options.max_width - 3))
 
 
-class RichDisplay(_Lines):
+class RichDisplay:
     """A live progress bar per operation (up to ``MAX_ROWS`` at once) and, with many
     channels, an overall bar on top; a summary table at the end."""
 
     MAX_ROWS = 12
 
-    def __init__(self, console: Console) -> None:
-        super().__init__(console.file)
+    def __init__(self, console: Console, *, channels: bool) -> None:
         self.console = console
+        self._channels = channels
         self._progress = _Bars(
             _text("{task.description}"),
             BarColumn(bar_width=None),
@@ -342,7 +349,6 @@ class RichDisplay(_Lines):
         self._live = False
 
     def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
-        super().start(keys, header)
         for line in intro:
             say(self.console, line)
         if len(keys) > 1:
@@ -397,13 +403,16 @@ class RichDisplay(_Lines):
         print_summary(self.console, report, limit=30)
 
 
-def make_display(*, json_lines: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise."""
+def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
+    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
     out = sys.stdout
     if json_lines:
-        return JsonDisplay(out)
+        return JsonDisplay(out, channels=channels)
     try:
         terminal = out.isatty() and os.environ.get("TERM", "") != "dumb"
     except ValueError:  # closed
         terminal = False
-    return RichDisplay(Console(file=out, force_terminal=True)) if terminal else PlainDisplay(out)
+    if terminal:
+        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
+    return PlainDisplay(out, channels=channels)

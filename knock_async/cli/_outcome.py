@@ -23,15 +23,19 @@ __all__ = ["NO_TOTALS", "Report", "error_lines", "exit_code", "outcome", "overal
 
 Kind = FanOutEventKind
 
-# The one table from outcome to exit code: any other outcome (completed, submitted, the status
-# a look at one operation found) is 0. The outcome of many operations is the worst of theirs,
-# in the table's order.
+# The one table from outcome to exit code. The overall outcome of many operations is the first
+# of ``_WORST_FIRST`` that any of them has; ``status`` without --watch reports the API's status.
 EXIT_CODES: Mapping[str, ExitCode] = {
     "error": ExitCode.API_ERROR,
     "failed": ExitCode.FAILED,
     "timeout": ExitCode.TIMEOUT,
+    "completed": ExitCode.OK,
+    "submitted": ExitCode.OK,
+    "queued": ExitCode.OK,
+    "processing": ExitCode.OK,
     "interrupted": ExitCode.INTERRUPTED,
 }
+_WORST_FIRST = ("error", "failed", "timeout", "completed")
 NO_TOTALS = FanOutTotals(
     channels=0,
     submitted=0,
@@ -57,11 +61,13 @@ def outcome(event: FanOutEvent | None) -> str | None:
 def overall(outcomes: Iterable[str | None]) -> str:
     """The worst of several outcomes (``error`` over ``failed`` over ``timeout``)."""
     present = set(outcomes)
-    return next((name for name in EXIT_CODES if name in present), "completed")
+    return next((name for name in _WORST_FIRST if name in present), "completed")
 
 
 def exit_code(name: str) -> ExitCode:
-    return EXIT_CODES.get(name, ExitCode.OK)
+    """The exit code of an outcome; one the table does not know (a status Knock added) is a
+    failure, not a success."""
+    return EXIT_CODES.get(name, ExitCode.FAILED)
 
 
 def resume_command(operation_id: str) -> str:
@@ -113,20 +119,26 @@ class Report:
 
     def operation_id(self, key: str) -> str | None:
         operation = operation_of(self.latest.get(key))
-        return operation.id if operation is not None else None if self.channels else key
+        if operation is not None:
+            return operation.id
+        return None if self.channels else key  # status: the key is the operation id
 
     @property
     def resume(self) -> list[str]:
         """A ``status --watch`` command for each operation not seen to its end (none for the
         demo: its emulator, and its operations, end with its process)."""
 
-        def unfinished(key: str) -> bool:
-            op, ended = operation_of(self.latest.get(key)), outcome(self.latest.get(key))
-            return ended is None if op is None else ended != "error" and not op.is_terminal
-
-        keys = () if self.command == "demo" else self.keys
-        ids = [self.operation_id(key) for key in keys if unfinished(key)]
-        return [resume_command(operation_id) for operation_id in ids if operation_id]
+        if self.command == "demo":
+            return []
+        commands = []
+        for key in self.keys:
+            event = self.latest.get(key)
+            op, ended, operation_id = operation_of(event), outcome(event), self.operation_id(key)
+            running = op is not None and not op.is_terminal
+            unseen = op is None and ended is None
+            if operation_id is not None and ended != "error" and (running or unseen):
+                commands.append(resume_command(operation_id))
+        return commands
 
     def count(self, name: str) -> int:
         return sum(outcome(self.latest.get(key)) == name for key in self.keys)

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 from yarl import URL
@@ -26,12 +26,10 @@ from ._args import UsageError, channel_id
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
 
 _FILTERS = tuple(BulkFilters.__annotations__)
-P = TypeVar("P", bound=attrs.AttrsInstance)
 
 
-def _setting(args: argparse.Namespace, option: str, variable: str) -> tuple[str | None, str]:
-    """``option``'s value, else the environment ``variable``'s; and which of the two it is."""
-    value = getattr(args, option.removeprefix("--").replace("-", "_"))
+def _setting(value: str | None, option: str, variable: str) -> tuple[str | None, str]:
+    """``option``'s ``value``, else the environment ``variable``'s; and which of the two it is."""
     return (value, option) if value else (os.environ.get(variable) or None, variable)
 
 
@@ -52,7 +50,7 @@ class Connection:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
         """The connection the options (else the ``KNOCK_*`` variables) name, checked."""
-        base_url, source = _setting(args, "--base-url", "KNOCK_BASE_URL")
+        base_url, source = _setting(args.base_url, "--base-url", "KNOCK_BASE_URL")
         url = URL(base_url or DEFAULT_BASE_URL)
         if url.scheme == "http" and not (args.allow_insecure_http or _is_loopback(url.host)):
             raise UsageError(
@@ -64,7 +62,7 @@ class Connection:
             parse_base_url(url, allow_insecure_http=True)
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
-        redis_url, redis_source = _setting(args, "--redis-url", "KNOCK_REDIS_URL")
+        redis_url, redis_source = _setting(args.redis_url, "--redis-url", "KNOCK_REDIS_URL")
         if redis_url is not None:
             try:  # redis-py is an extra: imported only by runs that share a limit
                 from ..redis import check_url
@@ -72,11 +70,12 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        return _made(
-            cls,
-            args,
+        return cls(
+            api_key_file=args.api_key_file,
             base_url=str(url).rstrip("/"),
-            branch=_setting(args, "--branch", "KNOCK_BRANCH")[0],
+            branch=_setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
+            allow_insecure_http=args.allow_insecure_http,
+            poll_interval=args.poll_interval,
             redis_url=redis_url,
             redis_source=redis_source,
         )
@@ -124,30 +123,39 @@ class DemoPlan:
     json: bool
 
 
-def _made(cls: type[P], args: argparse.Namespace, **computed: Any) -> P:
-    """A plan from ``computed``, and from the arguments of the same name for its other fields."""
-    names = [field.name for field in attrs.fields(cls) if field.name not in computed]
-    return cls(**{name: getattr(args, name) for name in names}, **computed)
-
-
 def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
     """The plan for ``args`` (``emulator`` has none: the emulator's front door takes it)."""
     if args.command == "demo":
-        return _made(DemoPlan, args)
+        return DemoPlan(
+            channels=args.channels,
+            messages=args.messages,
+            rows_per_second=args.rows_per_second,
+            json=args.json,
+        )
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)
         except ValueError:
             raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        return _made(StatusPlan, args, connection=Connection.from_args(args))
+        return StatusPlan(
+            connection=Connection.from_args(args),
+            operation_id=args.operation_id,
+            watch=args.watch,
+            timeout=args.timeout,
+            json=args.json,
+        )
     channels = read_channels(args)
     filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
-    return _made(
-        BulkPlan,
-        args,
+    return BulkPlan(
         connection=Connection.from_args(args),
+        action=args.action,
         channels=tuple(channels),
         filters=filters,
+        wait=not args.no_wait,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        yes=args.yes,
+        json=args.json,
         stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )
 
@@ -171,11 +179,14 @@ def restricts(filters: Mapping[str, Any]) -> bool:
     ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
     everything, so alone they do not count: ``delete`` with only those still deletes every message.
     """
-    return any(
-        not (name == "archived" and value == "include")
-        and not (name == "trigger_data" and json.loads(value or "{}") == {})
-        for name, value in filters.items()
-    )
+    for name, value in filters.items():
+        if name == "archived" and value == "include":
+            continue
+        # Checked as a JSON object when parsed (``--trigger-data``) or by the caller.
+        if name == "trigger_data" and json.loads(value) == {}:
+            continue
+        return True
+    return False
 
 
 def read_text(option: str, path: str, *, first_line: bool = False) -> str:

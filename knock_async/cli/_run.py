@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -35,15 +36,13 @@ __all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"
 
 
 class Redactor(logging.Filter):
-    """What a run's stderr needs: known secrets replaced by ``[REDACTED]`` in log records and
-    text (tracebacks), and whether ``--debug`` asked for tracebacks.
+    """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``.
 
     The library never logs the key; this is the belt to its braces.
     """
 
-    def __init__(self, *, debug: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.debug = debug
         self._secrets: list[str] = []
 
     def add(self, secret: str) -> None:
@@ -63,17 +62,17 @@ class Redactor(logging.Filter):
 
 
 @contextlib.contextmanager
-def logging_to_stderr(redactor: Redactor) -> Iterator[None]:
+def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
     """``knock_async`` log lines on stderr while inside: warnings always, the request log with
     ``--debug``. The logger's previous set-up is restored after (``main`` may run in-process)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(redactor)
-    debug = redactor.debug
     form = "%(asctime)s %(levelname)s %(name)s: " if debug else f"{PROG}: %(levelname)s: "
     handler.setFormatter(logging.Formatter(form + "%(message)s"))
     logger = logging.getLogger("knock_async")
     saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers[:], logger.propagate = [handler], False
+    logger.handlers[:] = [handler]
+    logger.propagate = False
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     try:
         yield
@@ -167,14 +166,21 @@ class Run:
     ids, except for ``status``: the operation id it follows."""
 
     def __init__(
-        self, command: str, keys: list[str], *, json: bool, redactor: Redactor, base_url: str
+        self,
+        command: str,
+        keys: list[str],
+        *,
+        json: bool,
+        debug: bool,
+        redactor: Redactor,
+        base_url: str,
     ) -> None:
         self.command, self.keys, self.base_url = command, keys, base_url
-        self.display = make_display(json_lines=json)
+        self.display = make_display(json_lines=json, channels=command != "status")
         self.latest: dict[str, FanOutEvent] = {}
         self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
         self.interrupted = False
-        self._redactor = redactor
+        self._debug, self._redactor = debug, redactor
         self._started = time.monotonic()
 
     async def follow(
@@ -188,6 +194,18 @@ class Run:
         """Start the display with ``header`` and ``intro``, then show ``events`` until they end,
         Ctrl-C (``interrupted``) or, with ``until_submitted``, until every channel has its
         operation or its error."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        def on_sigint() -> None:
+            self.interrupted = True
+            task.cancel()
+
+        # Our own handler, not asyncio.run's: it also works where SIGINT was ignored at launch
+        # (`cmd &` in a script), and only a Ctrl-C, no other cancellation, counts as one.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
         self.display.start(self.keys, header, intro)
         try:
             async for event in events:
@@ -198,13 +216,12 @@ class Run:
                 if until_submitted and len(self.latest) == len(self.keys):
                     return
         except asyncio.CancelledError:
-            # asyncio.run cancels the main task at the first Ctrl-C (a second one raises
-            # KeyboardInterrupt): stop following, say what is left, exit 130.
-            self.interrupted = True
-            task = asyncio.current_task()
-            assert task is not None
+            if not self.interrupted:
+                raise
             task.uncancel()
         finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGINT)
             self.display.stop()
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
@@ -228,16 +245,20 @@ class Run:
         self.display.stop()
         self.display.summary(report)
         sys.stdout.flush()
-        lines = error_lines(report, base_url=self.base_url)
-        if report.outcome == "interrupted":
-            lines += _interrupted(report)
         width = terminal_width(sys.stderr)
-        for line in map(self._redactor.text, lines):
-            texts = command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
-            print("\n".join(texts), file=sys.stderr)
-        for event in report.latest.values() if self._redactor.debug else ():
-            if event.error is not None:
-                print_traceback(event.error, self._redactor)
+        for line in error_lines(report, base_url=self.base_url):
+            print(prose(self._redactor.text(line), width), file=sys.stderr)
+        if self._debug:
+            for event in report.latest.values():
+                if event.error is not None:
+                    print_traceback(event.error, self._redactor)
+        if report.outcome == "interrupted":
+            for line in _interrupted(report):
+                # A command (indented) stays whole and copyable; prose wraps between words.
+                texts = (
+                    command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
+                )
+                print("\n".join(texts), file=sys.stderr)
         sys.stderr.flush()
         return int(report.code)
 

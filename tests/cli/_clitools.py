@@ -164,11 +164,22 @@ def knock_async(
     )
 
 
-def start_knock_async(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+# Runs the command with SIGINT ignored, as a shell does for `cmd &` in a script: the ignored
+# disposition survives exec.
+_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'knock_async', *sys.argv[1:]])"
+)
+
+
+def start_knock_async(
+    *args: str, env: dict[str, str], sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
     """Start ``python -m knock_async ARGS`` with stdout and stderr piped; read them with
-    ``Output``."""
+    ``Output``. ``sigint_ignored``: started with SIGINT ignored, like a background job."""
+    command = ["-c", _SIGINT_IGNORED] if sigint_ignored else ["-m", "knock_async"]
     return subprocess.Popen(
-        [sys.executable, "-m", "knock_async", *args],
+        [sys.executable, *command, *args],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

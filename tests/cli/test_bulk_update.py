@@ -367,16 +367,20 @@ def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread) 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize(
+    ("channels", "sigint_ignored"), [(1, False), (2, False), (1, True)], ids=["1", "2", "bg"]
+)
 def test_ctrl_c_stops_polling_and_prints_how_to_resume(
-    emulator: EmulatorThread, channels: int
+    emulator: EmulatorThread, channels: int, sigint_ignored: bool
 ) -> None:
     """SIGINT mid-poll: exit 130, stderr lists each operation with its `status --watch`
-    command, and the operations are left running server-side."""
+    command, and the operations are left running server-side. Also when the command was
+    started with SIGINT ignored (a background job of a script): `kill -INT` still stops it."""
     ids = [emulator.channel(100, seed=n) for n in range(channels)]
     for channel in ids:
         emulator.stick_next_operation(channel, after_rows=30)
-    process = start_knock_async("bulk-update", "read", *ids, env=cli_env(emulator.base_url))
+    env = cli_env(emulator.base_url)
+    process = start_knock_async("bulk-update", "read", *ids, env=env, sigint_ignored=sigint_ignored)
     output = Output(process)
     try:
         lines = output.until(

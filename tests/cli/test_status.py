@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from knock_async.cli import _commands, _plan
+from knock_async.cli._args import parse_args
+from knock_async.cli._run import Redactor
 from tests.cli._clitools import (
+    API_KEY,
     EmulatorThread,
     Output,
     cli_env,
@@ -51,6 +56,42 @@ def test_status_of_a_running_operation_exits_0_and_says_how_to_follow(
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["outcome"] in ("queued", "processing")
     assert summary["resume"] == [f"knock-async status {operation_id} --watch"]
+
+
+def test_a_look_is_one_get_at_once(emulator: EmulatorThread) -> None:
+    """Without --watch, `status` sends one GET straight away: no wait first (even with a long
+    --poll-interval), no --timeout to run out (a running operation is exit 0, not 4)."""
+    channel = emulator.channel(30)
+    emulator.stick_next_operation(channel, after_rows=10)
+    operation_id = emulator.start_operation(channel)
+    before = emulator.request_count()
+    result = knock_async(
+        "status",
+        operation_id,
+        *("--poll-interval", "60", "--timeout", "0.1"),
+        env=cli_env(emulator.base_url),
+    )
+    assert result.returncode == 0, result.stderr
+    assert emulator.request_count() - before == 1
+    summary = result.stdout.splitlines()[1]
+    assert summary.startswith(("processing: operation", "queued: operation")), result.stdout
+
+
+async def test_a_cancelled_command_is_not_an_interruption(
+    emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a Ctrl-C counts as an interruption: a command cancelled by its caller (here by
+    `asyncio.timeout`) is cancelled, not reported as `interrupted` with exit 130."""
+    channel = emulator.channel(30)
+    emulator.stick_next_operation(channel, after_rows=10)
+    operation_id = emulator.start_operation(channel)
+    monkeypatch.setenv("KNOCK_API_KEY", API_KEY)
+    args = parse_args(["status", operation_id, "--watch", "--base-url", emulator.base_url])
+    plan = _plan.plan(args)
+    assert isinstance(plan, _plan.StatusPlan)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await _commands.status(plan, Redactor(), debug=False)
 
 
 def test_status_of_a_failed_operation_exits_1(emulator: EmulatorThread) -> None:

@@ -86,7 +86,7 @@ def test_each_progress_bar_is_one_line_with_abbreviated_numbers(width: int) -> N
     short of the last column, with rows as `12.3k/50.0k` and the rate as `1.2k/s`."""
     channels, operations = _ids(3)
     console = _console(width)
-    display = RichDisplay(console)
+    display = RichDisplay(console, channels=True)
     display.start(channels, {})
     for channel, operation_id in zip(channels, operations, strict=True):
         display.update(_event(channel, operation_id))
@@ -127,7 +127,7 @@ def test_the_summary_shows_full_operation_ids(width: int) -> None:
     channels, operations = _ids(3)
     report = _completed(channels, operations, command="bulk-update", action="read")
     console = _console(width)
-    RichDisplay(console).summary(report)
+    RichDisplay(console, channels=True).summary(report)
     screen = console.export_text().splitlines()
     for channel, operation_id in zip(channels, operations, strict=True):
         assert any(channel in line and operation_id in line for line in screen)
@@ -148,7 +148,7 @@ def test_the_demo_table_keeps_its_check_column(width: int) -> None:
         values={c: {"matched": 1032, "archived_in_store": 1032, "check": "ok"} for c in channels},
     )
     console = _console(width)
-    RichDisplay(console).summary(report)
+    RichDisplay(console, channels=True).summary(report)
     screen = console.export_text().splitlines()
     header = next(line for line in screen if line.startswith("channel ") and "check" in line)
     assert header.split() == [
@@ -187,7 +187,7 @@ def test_the_summary_counts_are_exact_and_fit(width: int, check: str, rows: int)
         values={c: {"matched": rows, "archived_in_store": rows, "check": check} for c in channels},
     )
     console = _console(width)
-    RichDisplay(console).summary(report)
+    RichDisplay(console, channels=True).summary(report)
     screen = console.export_text().splitlines()
     assert all(len(line) <= width for line in screen)
     table = [line.split() for line in screen if line.endswith(f" {check}")]
@@ -232,7 +232,7 @@ def test_prose_wraps_between_words_and_commands_stay_copyable(width: int) -> Non
     channels, operations = _ids(2)
     report = _completed(channels, operations, command="demo", action="archive", notes=NOTES)
     console = _console(width)
-    display = RichDisplay(console)
+    display = RichDisplay(console, channels=True)
     display.start(channels, {}, INTRO)
     display.stop()
     display.summary(report)
@@ -304,7 +304,7 @@ def test_abbreviated_numbers() -> None:
 
 def _plain(report: Report) -> list[str]:
     out = io.StringIO()
-    PlainDisplay(out).summary(report)
+    PlainDisplay(out, channels=report.channels).summary(report)
     return out.getvalue().splitlines()
 
 
