@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _commands.emulator(args)
             plan = _plan.plan(args)
             if isinstance(plan, _plan.BulkPlan):
+                # Asked before the event loop runs, where a Ctrl-C at the question ends the
+                # command at once (asyncio.run would only cancel it at its next await).
+                _commands.confirm_delete(plan)
                 return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
             if isinstance(plan, _plan.StatusPlan):
                 return asyncio.run(_commands.status(plan, redactor, debug=debug))

@@ -47,8 +47,8 @@ def confirm_delete(plan: BulkPlan) -> None:
 
 
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``update_many`` over one channel or many, followed to the end (or to submission)."""
-    confirm_delete(plan)
+    """``update_many`` over one channel or many, followed to the end (or to submission), once
+    ``confirm_delete`` has let it."""
     keys, connection = list(plan.channels), plan.connection
     run = Run(
         "bulk-update",

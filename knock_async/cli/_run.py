@@ -199,6 +199,8 @@ class Run:
         loop = asyncio.get_running_loop()
 
         def on_sigint() -> None:
+            if self.interrupted:  # a second Ctrl-C: stop at once, without the summary
+                raise KeyboardInterrupt
             self.interrupted = True
             task.cancel()
 

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -408,6 +409,28 @@ def test_ctrl_c_stops_polling_and_prints_how_to_resume(
     assert "Traceback" not in stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_a_second_ctrl_c_stops_at_once(emulator: EmulatorThread) -> None:
+    """Two Ctrl-C in quick succession: the second stops the command at once, still with
+    exit 130 and one line saying so, never a traceback."""
+    ids = [emulator.channel(100, seed=n) for n in range(2)]
+    for channel in ids:
+        emulator.stick_next_operation(channel, after_rows=30)
+    process = start_knock_async("bulk-update", "read", *ids, env=cli_env(emulator.base_url))
+    output = Output(process)
+    try:
+        output.until(lambda got: sum(line.startswith("submitted") for line in got) == 2)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, stderr = output.rest()
+    finally:
+        stop(process)
+    assert process.returncode == 130, stderr
+    assert "knock-async: interrupted" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_debug_shows_the_request_log_and_tracebacks_but_never_the_key(
     emulator: EmulatorThread,
 ) -> None:
@@ -553,10 +576,14 @@ def test_a_plain_http_base_url_off_loopback_is_refused() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThread) -> None:
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["no", "ctrl-c"])
+def test_on_a_terminal_delete_without_a_filter_asks_first(
+    emulator: EmulatorThread, ctrl_c: bool
+) -> None:
     """On a terminal, `delete` with no filter asks for the word `delete` (the question
     wrapped between words at 80 columns, the channel id whole); any other answer sends nothing
-    and exits 2."""
+    and exits 2. Ctrl-C at the question ends the command there (exit 130), and sends nothing
+    even if `delete` is typed after it."""
     import fcntl
     import pty
     import select
@@ -596,7 +623,10 @@ def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThre
                 break
             output += chunk
             if not answered and b"Type 'delete' to confirm:" in output:
-                os.write(master, b"no\n")
+                if ctrl_c:
+                    process.send_signal(signal.SIGINT)
+                    time.sleep(0.2)
+                os.write(master, b"delete\n" if ctrl_c else b"no\n")
                 answered = True
         returncode = process.wait(timeout=10)
     finally:
@@ -610,9 +640,14 @@ def test_on_a_terminal_delete_without_a_filter_asks_first(emulator: EmulatorThre
     # wrapped between words at 80 columns: the channel id whole on one line
     assert any(line.endswith("deletes EVERY message in channel") for line in lines), lines
     assert any(line.strip().startswith(channel) for line in lines), lines
-    assert returncode == 2
-    assert "not confirmed; nothing was sent" in text
+    if ctrl_c:
+        assert returncode == 130, text
+        assert "interrupted" in text
+    else:
+        assert returncode == 2
+        assert "not confirmed; nothing was sent" in text
     assert emulator.request_count() == before
+    assert len(emulator.messages(channel)) == 10
 
 
 # The largest count a response may carry (larger ones are a ResponseValidationError).
