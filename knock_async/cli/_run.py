@@ -209,8 +209,9 @@ class Run:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
         self.display.start(self.keys, header, intro)
+        stream = aiter(events)
         try:
-            async for event in events:
+            async for event in stream:
                 self.latest[event.channel_id] = event
                 self.totals = event.totals
                 self.display.update(event)
@@ -224,6 +225,11 @@ class Run:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
+            # Closed here, not left to the garbage collector, when the loop above ends early
+            # (a return, or the display raising): the poller's generator stops its requests.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
             self.display.stop()
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
