@@ -412,7 +412,9 @@ def test_ctrl_c_stops_polling_and_prints_how_to_resume(
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
 def test_a_second_ctrl_c_stops_at_once(emulator: EmulatorThread) -> None:
     """Two Ctrl-C in quick succession: the second stops the command at once, still with
-    exit 130 and one line saying so, never a traceback."""
+    exit 130 and a line saying so, never a traceback. If the second comes only after the
+    command has said everything and returned, the process ends by the signal itself, which
+    a shell reports as 130 too."""
     ids = [emulator.channel(100, seed=n) for n in range(2)]
     for channel in ids:
         emulator.stick_next_operation(channel, after_rows=30)
@@ -426,7 +428,7 @@ def test_a_second_ctrl_c_stops_at_once(emulator: EmulatorThread) -> None:
         _, stderr = output.rest()
     finally:
         stop(process)
-    assert process.returncode == 130, stderr
+    assert process.returncode in (130, -signal.SIGINT), stderr
     assert "knock-async: interrupted" in stderr
     assert "Traceback" not in stderr
 
