@@ -191,18 +191,25 @@ def validation_messages(exc: BaseException) -> list[str]:
     return [m.replace("@ $.typename", "@ $.__typename") for m in messages]
 
 
-def loads_operation(body: bytes) -> BulkOperation:
-    """Parse and check a ``BulkOperation`` response body, or raise ``ResponseValidationError``."""
+def loads_operation(
+    body: bytes, *, channel_id: str | None = None, action: str | None = None
+) -> BulkOperation:
+    """Parse and check a ``BulkOperation`` response body, or raise ``ResponseValidationError``.
+
+    ``channel_id`` and ``action`` are what the caller knows of the operation (never read from
+    the server's answer)."""
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; absurd nesting
         raise ResponseValidationError(
             f"response body is not valid JSON: {exc}", errors=[f"invalid JSON @ $: {exc}"]
         ) from None
-    return structure_operation(data)
+    return structure_operation(data, channel_id=channel_id, action=action)
 
 
-def structure_operation(data: Any) -> BulkOperation:
+def structure_operation(
+    data: Any, *, channel_id: str | None = None, action: str | None = None
+) -> BulkOperation:
     if not isinstance(data, dict):
         raise ResponseValidationError(
             f"expected a BulkOperation object, got JSON {type(data).__name__}",
@@ -215,4 +222,6 @@ def structure_operation(data: Any) -> BulkOperation:
         raise ResponseValidationError(
             "response is not a valid BulkOperation: " + "; ".join(errors), errors=errors
         ) from exc
+    if channel_id is not None or action is not None:
+        operation = attrs.evolve(operation, channel_id=channel_id, action=action)
     return operation

@@ -21,7 +21,7 @@ many pollers started together do not ask in lockstep.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import attrs
@@ -39,8 +39,8 @@ from ._errors import (
 from ._hooks import Hook, PollObserved, emit
 from ._models import BulkOperation, BulkOperationStatus
 from ._progress import Progress, observe
-from ._responses import operation_from_response
-from ._retry import is_transient, parse_retry_after
+from ._responses import Answer, operation_from_answer
+from ._retry import is_transient
 from ._schedule import EtaSchedule, Forecast, backoff_delay
 from ._validate import (
     attrs_check,
@@ -220,14 +220,13 @@ Decision = Changed | WaitUntil | GiveUp | Finished
 
 
 def read_response(
-    status: int, headers: Mapping[str, str], body: bytes
+    answer: Answer,
 ) -> tuple[BulkOperation | None, KnockError | None, float | None]:
     """One poll's answer as ``(operation, error, hint)``: exactly one of the first two."""
-    hint = parse_retry_after(headers)
     try:
-        return operation_from_response(status, headers, body), None, hint
+        return operation_from_answer(answer), None, answer.retry_after
     except KnockError as exc:
-        return None, exc, hint
+        return None, exc, answer.retry_after
 
 
 class Follow:

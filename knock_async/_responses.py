@@ -22,7 +22,7 @@ from ._errors import (
 from ._models import BulkOperation
 from ._retry import parse_retry_after
 
-__all__ = ["error_from_response", "operation_from_response"]
+__all__ = ["Answer", "error_from_response", "operation_from_answer", "operation_from_response"]
 
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
@@ -39,6 +39,48 @@ _SNIPPET = 200
 
 def _request_id(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-request-id") or headers.get("X-Request-Id")
+
+
+class Answer:
+    """One HTTP answer, read once by the transport: everything the facade and the followers
+    need from it, with the headers they look at parsed here and nowhere else.
+
+    ``headers`` must be case-insensitive (aiohttp's) or use lowercase names. ``retry_after``
+    is the server's hint in seconds (``retry-after-ms`` or ``retry-after``), ``None`` without
+    one; ``request_id`` is Knock's ``x-request-id``.
+    """
+
+    __slots__ = ("body", "headers", "request_id", "retry_after", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.retry_after = parse_retry_after(headers)
+        self.request_id = _request_id(headers)
+
+    def __repr__(self) -> str:
+        return f"<Answer status={self.status} request_id={self.request_id!r}>"
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx status."""
+        return 200 <= self.status < 300
+
+
+def operation_from_answer(
+    answer: Answer, *, channel_id: str | None = None, action: str | None = None
+) -> BulkOperation:
+    """The ``BulkOperation`` a 2xx answer carries (with the caller's ``channel_id`` and
+    ``action``, which the server's answer does not hold), or the typed error for any other."""
+    if not answer.ok:
+        raise error_from_response(answer.status, answer.headers, answer.body)
+    try:
+        return loads_operation(answer.body, channel_id=channel_id, action=action)
+    except ResponseValidationError as exc:
+        exc.status = answer.status
+        exc.request_id = answer.request_id
+        raise
 
 
 def operation_from_response(

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import aiohttp
 from yarl import URL
@@ -47,14 +47,12 @@ from ._hooks import (
 from ._models import BulkOperation
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, Tier
 from ._requests import Headers, PollTarget, Request
-from ._responses import error_from_response, operation_from_response
-from ._retry import Failure, RetryPolicy, parse_retry_after, retry_delay
+from ._responses import Answer, error_from_response, operation_from_answer
+from ._retry import Failure, RetryPolicy, retry_delay
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "RawResponse", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Transport"]
 
 logger = logging.getLogger("knock_async")
-
-RawResponse = tuple[int, Mapping[str, str], bytes]
 
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # Knock's bodies are a few KB
 _CHUNK = 64 * 1024
@@ -186,7 +184,7 @@ class Transport:
         clamp_hint: bool = True,
         committed: Callable[[], None] | None = None,
         attempt: int = 1,
-    ) -> RawResponse:
+    ) -> Answer:
         """One try: wait for the limiter, send, read the body under the cap.
 
         The limiter wait and the exchange together last at most the request timeout, and end
@@ -303,9 +301,10 @@ class Transport:
                 emit(hooks, answered)
         if error is not None:
             raise error
+        answer = Answer(status, headers, body)
         if limiter is not None:
             if status == 429:
-                hint = parse_retry_after(headers)
+                hint = answer.retry_after
                 if hint is not None and hint > max_hint:
                     hint = max_hint if clamp_hint else None
                 limiter.on_rate_limited(request.tier, retry_after=hint)
@@ -317,9 +316,9 @@ class Transport:
                 request.method,
                 url,
                 status,
-                headers.get("x-request-id"),
+                answer.request_id,
             )
-        return status, headers, body
+        return answer
 
     def _waited(self, request: Request, seconds: float) -> None:
         if seconds > _SLACK:  # below that, the limiter let the request straight through
@@ -382,7 +381,7 @@ class Transport:
         while True:
             attempt += 1
             try:
-                status, headers, body = await self.exchange(
+                answer = await self.exchange(
                     request,
                     timeout=timeout,
                     max_hint=policy.max_retry_after,
@@ -414,17 +413,18 @@ class Transport:
                 failed: KnockError = exc
                 why = exc.failure.value
             else:
-                if 200 <= status < 300:
-                    return operation_from_response(status, headers, body)
+                status = answer.status
+                if answer.ok:
+                    return operation_from_answer(answer)
                 delay = retry_delay(
                     policy,
                     method=request.method,
                     attempt=attempt,
                     status=status,
-                    retry_after=parse_retry_after(headers),
+                    retry_after=answer.retry_after,
                     rng=self.rng,
                 )
-                failed = error_from_response(status, headers, body)
+                failed = error_from_response(status, answer.headers, answer.body)
                 if delay is None:
                     raise failed
                 why = str(status)

@@ -21,6 +21,7 @@ from knock_async._follow import (
     WaitUntil,
     read_response,
 )
+from knock_async._responses import Answer
 from tests._support import OPERATION_ID, operation
 
 T0 = 100.0
@@ -214,15 +215,15 @@ def test_read_response_splits_operation_error_and_hint() -> None:
     import json
 
     body = json.dumps(operation()).encode()
-    operation_, error, hint = read_response(200, {"retry-after": "3"}, body)
+    operation_, error, hint = read_response(Answer(200, {"retry-after": "3"}, body))
     assert operation_ is not None
     assert error is None
     assert hint == 3.0
-    operation_, error, hint = read_response(429, {"retry-after": "86400"}, b"{}")
+    operation_, error, hint = read_response(Answer(429, {"retry-after": "86400"}, b"{}"))
     assert operation_ is None
     assert isinstance(error, ka.RateLimitError)
     assert hint == 86400.0
-    operation_, error, hint = read_response(200, {}, b'{"processed_rows": 1}')
+    operation_, error, hint = read_response(Answer(200, {}, b'{"processed_rows": 1}'))
     assert operation_ is None
     assert isinstance(error, ka.ResponseValidationError)
     assert hint is None
