@@ -404,17 +404,20 @@ class Follow:
 
     # -- the steps ----------------------------------------------------------------------
 
-    def _wait(self, now: float, rng: Callable[[], float]) -> WaitUntil | GiveUp:
-        """The one deadline decision: when to poll next, or the timeout once it has passed.
-        The last poll lands on the deadline, so a finish just before it is seen."""
+    def _next_poll(self, now: float, rng: Callable[[], float]) -> float | None:
+        """The one deadline decision: when to poll next, ``None`` once the deadline has
+        passed. The last poll lands on the deadline, so a finish just before it is seen."""
         deadline = self.deadline
         if deadline is not None and now >= deadline:
-            return GiveUp(self.timeout_error())
-        delay = follow_delay(
+            return None
+        until = now + follow_delay(
             self._policy, self._polls, self._forecast, now, hint=self._hint, rng=rng
         )
-        until = now + delay
-        return WaitUntil(until if deadline is None else min(until, deadline))
+        return until if deadline is None else min(until, deadline)
+
+    def _wait(self, now: float, rng: Callable[[], float]) -> WaitUntil | GiveUp:
+        until = self._next_poll(now, rng)
+        return GiveUp(self.timeout_error()) if until is None else WaitUntil(until)
 
     def _wall(self, now: float) -> datetime:
         assert self._since is not None
@@ -434,18 +437,18 @@ class Follow:
             self._forecast = self._forecast.observe(
                 now, operation.processed_rows, operation.estimated_total_rows
             )
-        wait = self._wait(now, rng)
-        if isinstance(wait, GiveUp):
-            return wait
+        until = self._next_poll(now, rng)
+        if until is None:
+            return GiveUp(self.timeout_error())
         if self._hooks:
-            self._observed(progress, self._wall(wait.until))
+            self._observed(progress, self._wall(until))
         if (
             previous is None
             or self._policy.yield_unchanged
             or has_changed(previous.operation, operation)
         ):
-            return Changed(progress, wait.until)
-        return wait
+            return Changed(progress, until)
+        return WaitUntil(until)
 
     def _observed(self, progress: Progress, next_poll_at: datetime | None) -> None:
         emit(
