@@ -404,3 +404,12 @@ def test_poll_policy_eta_settings_are_checked(changes: dict[str, Any], message: 
     """The ETA settings of ``PollPolicy`` are refused with their name when out of range."""
     with pytest.raises((TypeError, ValueError), match=message):
         PollPolicy(**changes)
+
+
+def test_a_nonsense_estimate_predicts_nothing() -> None:
+    """A negative estimate (or negative rows) from a server is taken as no estimate: the
+    forecast predicts no end, and the schedule falls back to the plain backoff."""
+    forecast = Forecast().observe(0.0, -5, -100).observe(10.0, 50, -100)
+    assert forecast.estimated_total_rows is None
+    assert forecast.end is None
+    assert DEFAULT.delay(forecast, 10.0, fallback=2.5, spread=0.5) == 2.5
