@@ -52,8 +52,11 @@ def parse_datetime(value: object, _: object = None) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-# Every integer in Knock's answers is a count: one outside a signed 64-bit count is absurd, and
-# one too large for a float would break the progress arithmetic (OverflowError).
+# Every integer in Knock's answers is a count, taken as the server gives it within a signed
+# 64-bit integer: a nonsense count (negative) is data that must not end a follow while the
+# operation goes on server-side; one beyond 64 bits is absurd, and too large for a float it
+# would break the progress arithmetic (OverflowError).
+_MIN_INT = -(2**63)
 _MAX_INT = 2**63 - 1
 
 
@@ -62,8 +65,8 @@ def _strict(kind: type[Any]) -> Any:
         # bool is an int subclass; a JSON true where a count belongs is a wrong type.
         if type(value) is not kind and not (kind is float and type(value) is int):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        if kind is int and not 0 <= value <= _MAX_INT:  # type: ignore[operator]
-            raise ValueError(f"expected an integer in 0..2**63-1, got {value}")
+        if kind is int and not _MIN_INT <= value <= _MAX_INT:  # type: ignore[operator]
+            raise ValueError(f"expected an integer in -2**63..2**63-1, got {value}")
         return value
 
     return structure

@@ -13,7 +13,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +28,12 @@ from ._follow import (
     GiveUp,
     PollPolicy,
     WaitUntil,
+    with_context,
 )
 from ._handle import BulkOperationHandle
-from ._hooks import Hook
 from ._models import BulkOperation
-from ._poller import poll_once
-from ._progress import Progress, observe, seconds
+from ._polling import poll_once
+from ._progress import Progress, RowTally, observe, pace
 from ._requests import Request, operation_poll_target
 from ._transport import Transport
 
@@ -59,7 +59,7 @@ class FanOutEventKind(enum.StrEnum):
     ERROR = "error"  # the channel could not be updated or followed (404, 401, deadline, ...)
 
 
-_ENDINGS = frozenset({FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR})
+_FINISHED_KINDS = (FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR)
 
 
 @attrs.frozen(kw_only=True)
@@ -90,7 +90,7 @@ class FanOutTotals:
         """Rows done over rows estimated, in ``[0, 1]``; ``None`` while nothing is estimated."""
         if self.estimated_total_rows <= 0:
             return 1.0 if self.finished == self.channels else None
-        return min(1.0, self.processed_rows / self.estimated_total_rows)
+        return min(1.0, max(0.0, self.processed_rows / self.estimated_total_rows))
 
 
 @attrs.frozen(kw_only=True)
@@ -106,9 +106,7 @@ class FanOutEvent:
     @property
     def handle(self) -> BulkOperationHandle | None:
         """The operation's handle, or ``None`` when the channel had no operation (an ``error``)."""
-        if self.progress is None:
-            return None
-        return attrs.evolve(self.progress.handle, channel_id=self.channel_id)
+        return None if self.progress is None else self.progress.handle
 
 
 @attrs.frozen(kw_only=True)
@@ -138,9 +136,7 @@ class ChannelResult:
     @property
     def handle(self) -> BulkOperationHandle | None:
         """What ``bulk_operations.poll`` needs to follow the operation, if one was started."""
-        if self.operation is None:
-            return None
-        return attrs.evolve(self.operation.handle, channel_id=self.channel_id)
+        return None if self.operation is None else self.operation.handle
 
 
 @attrs.frozen(kw_only=True)
@@ -160,26 +156,9 @@ class FanOutSummary:
         return tuple(r for r in self.results if r.status == status)
 
 
-class _Track(Follow):
-    """One channel's operation between polls: its follow state and its poll request."""
-
-    __slots__ = ("channel_id", "request")
-
-    def __init__(
-        self,
-        channel_id: str,
-        request: Request,
-        operation_id: str,
-        timeout: float | None,
-        policy: PollPolicy,
-        hooks: Sequence[Hook],
-    ) -> None:
-        super().__init__(operation_id, timeout=timeout, policy=policy, hooks=hooks)
-        self.channel_id = channel_id
-        self.request = request
-
-    def label(self) -> str:
-        return f"bulk operation {self.operation_id} on channel {self.channel_id}"
+def _channel(follow: Follow) -> str:
+    assert follow.channel_id is not None  # a fan-out's follows all have their channel
+    return follow.channel_id
 
 
 def _unexpected(channel_id: str, exc: BaseException) -> KnockError:
@@ -230,7 +209,7 @@ class FanOut:
         self._rng: Callable[[], float] = transport.rng
 
         self._pending = deque(channel_ids)
-        self._due: list[tuple[float, int, _Track]] = []
+        self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
         self._inflight: set[asyncio.Task[None]] = set()
         # Submissions past the rate limiter: their POST may have reached Knock, so stopping
@@ -241,9 +220,7 @@ class FanOut:
         self._submitting = 0
         self._events: deque[FanOutEvent] = deque()
         self._results: dict[str, ChannelResult] = {}
-        self._rows: dict[str, tuple[int, int]] = {}  # channel -> (processed, estimate)
-        self._processed = 0
-        self._estimated = 0
+        self._rows = RowTally()
         self._counts = dict.fromkeys(FanOutEventKind, 0)
         self._started: tuple[float, datetime] | None = None
         self._iterator: AsyncGenerator[FanOutEvent, None] | None = None
@@ -287,24 +264,24 @@ class FanOut:
     @property
     def totals(self) -> FanOutTotals:
         """The running totals across every channel so far."""
-        started = self._started
+        rows = self._rows
         rate: float | None = None
         eta: timedelta | None = None
-        if started is not None:
-            elapsed = self._clock() - started[0]
-            if elapsed > 0 and self._processed > 0:
-                rate = self._processed / elapsed
-                remaining = self._estimated - self._processed
-                if remaining > 0 and len(self._results) < len(self._channel_ids):
-                    eta = seconds(remaining / rate)
+        if self._started is not None:
+            rate, eta = pace(
+                rows.processed,
+                rows.estimated,
+                self._clock() - self._started[0],
+                running=len(self._results) < len(self._channel_ids),
+            )
         return FanOutTotals(
             channels=len(self._channel_ids),
             submitted=self._counts[FanOutEventKind.SUBMITTED],
             completed=self._counts[FanOutEventKind.COMPLETED],
             failed=self._counts[FanOutEventKind.FAILED],
             errored=self._counts[FanOutEventKind.ERROR],
-            processed_rows=self._processed,
-            estimated_total_rows=self._estimated,
+            processed_rows=rows.processed,
+            estimated_total_rows=rows.estimated,
             rows_per_second=rate,
             eta=eta,
         )
@@ -343,8 +320,8 @@ class FanOut:
         now = self._clock()
         while len(self._inflight) < self._concurrency:
             if self._due and self._due[0][0] <= now:
-                _, _, track = heapq.heappop(self._due)
-                self._start(self._poll(track))
+                _, _, follow = heapq.heappop(self._due)
+                self._start(self._poll(follow))
             elif self._pending and self._submitting < self._submit_slots:
                 self._submitting += 1
                 self._start(self._submit(self._pending.popleft()))
@@ -401,25 +378,13 @@ class FanOut:
         progress: Progress | None = None,
         error: KnockError | None = None,
     ) -> None:
+        # Every progress here comes from the channel's follow, which stamped its operation with
+        # the channel and the action: each handle taken from this event or its result names them.
         self._counts[kind] += 1
-        finished = kind in (
-            FanOutEventKind.COMPLETED,
-            FanOutEventKind.FAILED,
-            FanOutEventKind.ERROR,
-        )
+        finished = kind in _FINISHED_KINDS
         if progress is not None:
-            # What the fan-out knows goes into the operation, so every handle taken from this
-            # event or its result names the channel and the action.
-            op = attrs.evolve(progress.operation, channel_id=channel_id, action=self._action)
-            progress = attrs.evolve(progress, operation=op)
-            self._seen[channel_id] = op
-            # A channel that is over (even by an error) has no more rows coming.
-            estimate = op.processed_rows if finished or op.is_terminal else op.estimated_total_rows
-            before = self._rows.get(channel_id, (0, 0))
-            after = (op.processed_rows, max(estimate, op.processed_rows))
-            self._rows[channel_id] = after
-            self._processed += after[0] - before[0]
-            self._estimated += after[1] - before[1]
+            self._seen[channel_id] = progress.operation
+            self._rows.update(channel_id, progress.operation, over=finished)
         if finished:
             operation = progress.operation if progress is not None else None
             self._results[channel_id] = ChannelResult(
@@ -454,44 +419,46 @@ class FanOut:
             error = ResponseValidationError(
                 f"the operation started on channel {channel_id} cannot be polled: {exc}"
             )
-            self._emit(FanOutEventKind.ERROR, channel_id, observe(operation, self._wall()), error)
+            known = with_context(operation, channel_id, self._action)
+            self._emit(FanOutEventKind.ERROR, channel_id, observe(known, self._wall()), error)
             return
-        track = _Track(
-            channel_id,
-            transport.poll_request(where),
+        follow = Follow(
             operation.id,
-            self._timeout,
-            self._policy,
-            transport.hooks,
+            request=transport.poll_request(where),
+            timeout=self._timeout,
+            policy=self._policy,
+            hooks=transport.hooks,
+            channel_id=channel_id,
+            action=self._action,
         )
-        now = self._clock()
-        decision = track.start(now, self._wall(), operation, rng=self._rng)
-        assert track.last is not None
-        self._emit(FanOutEventKind.SUBMITTED, channel_id, track.last)
+        decision = follow.begin(self._clock(), self._wall(), operation, rng=self._rng)
+        assert follow.last is not None
+        self._emit(FanOutEventKind.SUBMITTED, channel_id, follow.last)
         if isinstance(decision, Changed):
             decision = WaitUntil(decision.until)  # the SUBMITTED event is its snapshot
-        self._carry_out(track, decision)
+        self._carry_out(follow, decision)
 
-    async def _poll(self, track: _Track) -> None:
+    async def _poll(self, follow: Follow) -> None:
         try:
-            decision = await poll_once(self._transport, track, track.request)
+            decision = await poll_once(self._transport, follow)
         except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
-            decision = GiveUp(_unexpected(track.channel_id, exc))
-        self._carry_out(track, decision)
+            decision = GiveUp(_unexpected(_channel(follow), exc))
+        self._carry_out(follow, decision)
 
-    def _carry_out(self, track: _Track, decision: Decision) -> None:
+    def _carry_out(self, follow: Follow, decision: Decision) -> None:
+        channel_id = _channel(follow)
         if isinstance(decision, Finished):
-            failed = track.failed()
+            failed = follow.failure_error()
             if failed is not None:
-                self._emit(FanOutEventKind.FAILED, track.channel_id, decision.progress, failed)
+                self._emit(FanOutEventKind.FAILED, channel_id, decision.progress, failed)
             else:
-                self._emit(FanOutEventKind.COMPLETED, track.channel_id, decision.progress)
+                self._emit(FanOutEventKind.COMPLETED, channel_id, decision.progress)
         elif isinstance(decision, GiveUp):
-            self._emit(FanOutEventKind.ERROR, track.channel_id, track.last, decision.error)
+            self._emit(FanOutEventKind.ERROR, channel_id, follow.last, decision.error)
         else:
             if isinstance(decision, Changed):
-                self._emit(FanOutEventKind.PROGRESS, track.channel_id, decision.progress)
-            heapq.heappush(self._due, (decision.until, next(self._order), track))
+                self._emit(FanOutEventKind.PROGRESS, channel_id, decision.progress)
+            heapq.heappush(self._due, (decision.until, next(self._order), follow))
 
 
 def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:

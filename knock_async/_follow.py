@@ -1,12 +1,19 @@
 """Following one bulk operation: the poll schedule and the decision after each poll. Pure.
 
-``Follow`` is the state of one followed operation, as h11's state machine is the state of a
-connection: the shell (``Poller`` for one operation, ``FanOut`` for many) tells it what one
-poll gave (an operation, an error, the server's hint) and does what the returned decision
-says: ``Changed`` (a new snapshot to hand out, then poll again at ``until``), ``WaitUntil``
-(nothing new; poll again at ``until``), ``GiveUp`` (end with ``error``) or ``Finished`` (the
-operation reached ``completed`` or ``failed``). No I/O, no event loop, no clock of its own:
-every method takes ``now``.
+``Follow`` is the private state of one followed operation, owned by its follower as h11's
+``Connection`` owns its state machine: the follower (``Poller`` for one operation, ``FanOut``
+for many) feeds it what one poll gave (the transport's ``Answer``, or the error raised
+instead) and does what the returned decision says: ``Changed`` (a new snapshot to hand out,
+then poll again at ``until``), ``WaitUntil`` (nothing new; poll again at ``until``), ``GiveUp``
+(end with ``error``) or ``Finished`` (the operation reached ``completed`` or ``failed``). No
+I/O, no event loop, no clock of its own: every method takes ``now``.
+
+What is transient while polling (ridden out within ``PollPolicy.error_budget``): a connection
+failure or timeout, 408, 429, any 5xx, and a 2xx whose body cannot be read as JSON at all
+(empty, cut short, not UTF-8: ``unreadable``). A 2xx carrying well-formed JSON of the wrong
+shape (another operation's id, a missing or mistyped field) is a ``ResponseValidationError``
+that ends the follow at once. Counts are taken as the server gives them (any signed 64-bit
+integer): a nonsense snapshot is data, and the arithmetic on it stays in range.
 
 The schedule (``PollPolicy(eta=True)``, the default) is ETA-aware: from the snapshots' rows
 done and estimated and their times, ``_schedule.Forecast`` predicts the end, and each wait is
@@ -15,12 +22,14 @@ done and estimated and their times, ``_schedule.Forecast`` predicts the end, and
 While there is no rate to go by (queued, no estimate, rows standing still), and always with
 ``eta=False``, it is the plain backoff: the first poll after about ``initial_delay``, each later
 one ``multiplier`` times longer, up to ``max_delay``, each delay spread by ``±jitter`` so that
-many pollers started together do not ask in lockstep.
+many pollers started together do not ask in lockstep. A server's Retry-After replaces the
+schedule, bounded by ``min_hint`` and ``max_hint`` here (the transport knows no poll policy).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -28,17 +37,16 @@ import attrs
 
 from ._errors import (
     APIConnectionError,
-    APIError,
     BulkOperationFailedError,
     DeadlineError,
     KnockError,
     PollTimeoutError,
-    RateLimitError,
     ResponseValidationError,
 )
 from ._hooks import Hook, PollObserved, emit
 from ._models import BulkOperation, BulkOperationStatus
 from ._progress import Progress, observe
+from ._requests import Request
 from ._responses import Answer, operation_from_answer
 from ._retry import is_transient
 from ._schedule import EtaSchedule, Forecast, backoff_delay
@@ -62,7 +70,8 @@ __all__ = [
     "follow_delay",
     "has_changed",
     "poll_delay",
-    "read_response",
+    "unreadable",
+    "with_context",
 ]
 
 
@@ -218,47 +227,74 @@ class Finished:
 
 Decision = Changed | WaitUntil | GiveUp | Finished
 
+# What a follow knows before its first snapshot with a rate: shared, it is immutable.
+_NO_FORECAST = Forecast()
 
-def read_response(
-    answer: Answer,
-) -> tuple[BulkOperation | None, KnockError | None, float | None]:
-    """One poll's answer as ``(operation, error, hint)``: exactly one of the first two."""
+
+def unreadable(body: bytes) -> bool:
+    """Whether a 2xx body cannot be read as JSON at all: empty, cut short, not UTF-8, a
+    proxy's HTML page. Such a poll is transient (a GET is safe to repeat), unlike JSON of the
+    wrong shape (another id, a missing field), which says the server means something else.
+    Called only once the body was refused, so a good answer is parsed once."""
     try:
-        return operation_from_answer(answer), None, answer.retry_after
-    except KnockError as exc:
-        return None, exc, answer.retry_after
+        json.loads(body)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return True
+    except RecursionError:  # well-formed, absurdly nested: read, and wrong
+        return False
+    return False
+
+
+def with_context(
+    operation: BulkOperation, channel_id: str | None, action: str | None
+) -> BulkOperation:
+    """``operation`` carrying what the caller knows and the server's answer does not say (its
+    channel and action), for an operation that did not come through a follow's answer."""
+    if channel_id is None or (operation.channel_id, operation.action) == (channel_id, action):
+        return operation
+    return attrs.evolve(operation, channel_id=channel_id, action=action)
+
+
+def _transient(error: KnockError) -> bool:
+    failure = error.failure if isinstance(error, APIConnectionError) else None
+    # A validation error keeps its 2xx status, a poll timeout has none: neither is transient.
+    return is_transient(error.status, failure)
 
 
 class Follow:
-    """The state of one followed operation between polls.
+    """The private state of one followed operation, owned by its follower (``Poller``, or a
+    ``FanOut`` for each of its channels), as h11's ``Connection`` owns its state.
 
-    Made with the operation's id, the poll's total ``timeout`` (``None``: no deadline) and its
-    policy; ``start`` it, then feed it each poll's outcome. ``label`` names the operation in
-    error messages (a fan-out adds its channel). ``last`` is the latest snapshot, kept after
-    any error: nothing seen is lost. A follow that gave up can be fed again (a resumed poll):
-    its error budget starts afresh.
+    It holds the operation's context once: its id, the ``request`` that polls it, its channel
+    and action (stamped onto every operation it hands out), the total ``timeout`` (``None``:
+    no deadline) and the policy. ``begin`` it, then feed it each poll: ``answered`` with the
+    transport's ``Answer``, ``unanswered`` with the error raised instead. ``last`` is the
+    latest snapshot, kept after any error: nothing seen is lost. A follow that gave up can be
+    fed again (a resumed poll): its error budget starts afresh.
     """
 
     __slots__ = (
-        "_context",
-        "_deadline",
         "_errors",
         "_forecast",
         "_hint",
         "_hooks",
         "_policy",
         "_polls",
-        "_started",
+        "_since",
+        "_since_wall",
         "_timeout",
-        "done",
+        "action",
+        "channel_id",
         "last",
         "operation_id",
+        "request",
     )
 
     def __init__(
         self,
         operation_id: str,
         *,
+        request: Request | None = None,
         timeout: float | None,
         policy: PollPolicy,
         hooks: Sequence[Hook] = (),
@@ -266,24 +302,31 @@ class Follow:
         action: str | None = None,
     ) -> None:
         self.operation_id = operation_id
-        # What the caller knows and the server's answer does not say: carried into every
-        # snapshot, so each handle taken from one names the channel and the action.
-        self._context = (channel_id, action) if channel_id or action else None
+        self.request = request
+        self.channel_id = channel_id
+        self.action = action
         self._timeout = timeout
         self._policy = policy
         self._hooks = hooks
-        self._forecast = Forecast()
-        self._started: tuple[float, datetime] | None = None
-        self._deadline: float | None = None
+        self._forecast = _NO_FORECAST
+        # When the follow began, on the client's clock and on the wall (kept apart: one tuple
+        # more per followed operation is memory a fan-out of thousands pays).
+        self._since: float | None = None
+        self._since_wall: datetime | None = None
         self._polls = 0
         self._errors = 0
         self._hint: float | None = None
         self.last: Progress | None = None
-        self.done = False
 
     @property
     def started(self) -> bool:
-        return self._started is not None
+        return self._since is not None
+
+    @property
+    def done(self) -> bool:
+        """The operation was seen ``completed`` or ``failed``."""
+        last = self.last
+        return last is not None and last.operation.is_terminal
 
     @property
     def polls(self) -> int:
@@ -291,16 +334,25 @@ class Follow:
 
     @property
     def deadline(self) -> float | None:
-        return self._deadline
+        """When the follow ends (the client's clock), ``None`` without a timeout or a start."""
+        if self._timeout is None or self._since is None:
+            return None
+        return self._since + self._timeout
 
     @property
     def policy(self) -> PollPolicy:
         return self._policy
 
+    @property
     def label(self) -> str:
-        return f"bulk operation {self.operation_id}"
+        """The operation as error messages name it."""
+        if self.channel_id is None:
+            return f"bulk operation {self.operation_id}"
+        return f"bulk operation {self.operation_id} on channel {self.channel_id}"
 
-    def start(
+    # -- what the follower feeds in ------------------------------------------------------
+
+    def begin(
         self,
         now: float,
         wall: datetime,
@@ -310,67 +362,67 @@ class Follow:
     ) -> Decision:
         """Start following at ``now`` (``wall`` is the same instant as a datetime), from the
         operation as already known (``initial``) if any."""
-        self._started = (now, wall)
-        if self._timeout is not None:
-            self._deadline = now + self._timeout
+        self._since, self._since_wall = now, wall
         if initial is not None:
-            return self._operation(now, initial, rng)
-        if self._deadline is not None and now >= self._deadline:
-            return GiveUp(self.timed_out())
-        return WaitUntil(self._next(now, rng))
+            return self._operation(now, with_context(initial, self.channel_id, self.action), rng)
+        return self._wait(now, rng)
 
     def resume(self, now: float, *, rng: Callable[[], float]) -> Decision:
         """Where a follow interrupted (cancelled, or ended by an error) picks up again."""
-        if self._deadline is not None and now >= self._deadline:
-            return GiveUp(self.timed_out())
-        return WaitUntil(self._next(now, rng))
+        return self._wait(now, rng)
 
-    def outcome(
-        self,
-        now: float,
-        *,
-        operation: BulkOperation | None = None,
-        error: BaseException | None = None,
-        hint: float | None = None,
-        rng: Callable[[], float],
-    ) -> Decision:
-        """The decision after one poll that gave ``operation`` or ``error``, with the server's
-        Retry-After ``hint`` (seconds) if it sent one."""
+    def answered(self, now: float, answer: Answer, *, rng: Callable[[], float]) -> Decision:
+        """The decision after a poll that got ``answer``: the operation it carries (with this
+        follow's channel and action), or its typed error, and the server's Retry-After."""
         self._polls += 1
-        self._hint = hint
-        if operation is not None and error is None:
-            if operation.id != self.operation_id:
-                error = ResponseValidationError(
-                    f"polling bulk operation {self.operation_id} answered operation "
-                    f"{operation.id}: the answer is about another operation",
-                    errors=[f"expected id {self.operation_id!r} @ $.id, got {operation.id!r}"],
-                )
-            else:
-                self._errors = 0
-                if self._context is not None and operation.channel_id is None:
-                    channel_id, action = self._context
-                    operation = attrs.evolve(operation, channel_id=channel_id, action=action)
-                return self._operation(now, operation, rng)
-        if error is None:
-            error = KnockError("a poll gave neither an operation nor an error")
+        self._hint = answer.retry_after
+        try:
+            operation = operation_from_answer(
+                answer, channel_id=self.channel_id, action=self.action
+            )
+        except ResponseValidationError as exc:
+            return self._error(now, exc, rng, transient=answer.ok and unreadable(answer.body))
+        except KnockError as exc:
+            return self._error(now, exc, rng)
+        if operation.id != self.operation_id:
+            error = ResponseValidationError(
+                f"polling bulk operation {self.operation_id} answered operation "
+                f"{operation.id}: the answer is about another operation",
+                errors=[f"expected id {self.operation_id!r} @ $.id, got {operation.id!r}"],
+                status=answer.status,
+                request_id=answer.request_id,
+            )
+            return self._error(now, error, rng)
+        self._errors = 0
+        return self._operation(now, operation, rng)
+
+    def unanswered(self, now: float, error: BaseException, *, rng: Callable[[], float]) -> Decision:
+        """The decision after a poll that raised ``error`` instead of getting an answer."""
+        self._polls += 1
+        self._hint = None
         return self._error(now, error, rng)
 
     # -- the steps ----------------------------------------------------------------------
 
-    def _wall(self, now: float) -> datetime:
-        assert self._started is not None
-        start_mono, start_wall = self._started
-        return start_wall + timedelta(seconds=now - start_mono)
-
-    def _next(self, now: float, rng: Callable[[], float]) -> float:
-        delay = follow_delay(
+    def _next_poll(self, now: float, rng: Callable[[], float]) -> float | None:
+        """The one deadline decision: when to poll next, ``None`` once the deadline has
+        passed. The last poll lands on the deadline, so a finish just before it is seen."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            return None
+        until = now + follow_delay(
             self._policy, self._polls, self._forecast, now, hint=self._hint, rng=rng
         )
-        until = now + delay
-        if self._deadline is not None:
-            # The last poll lands on the deadline, so a finish just before it is seen.
-            until = min(until, self._deadline)
-        return until
+        return until if deadline is None else min(until, deadline)
+
+    def _wait(self, now: float, rng: Callable[[], float]) -> WaitUntil | GiveUp:
+        until = self._next_poll(now, rng)
+        return GiveUp(self.timeout_error()) if until is None else WaitUntil(until)
+
+    def _wall(self, now: float) -> datetime:
+        assert self._since is not None
+        assert self._since_wall is not None
+        return self._since_wall + timedelta(seconds=now - self._since)
 
     def _operation(
         self, now: float, operation: BulkOperation, rng: Callable[[], float]
@@ -378,17 +430,16 @@ class Follow:
         previous = self.last
         self.last = progress = observe(operation, self._wall(now), previous)
         if operation.is_terminal:
-            self.done = True
             if self._hooks:
                 self._observed(progress, None)
             return Finished(progress)
-        if self._deadline is not None and now >= self._deadline:
-            return GiveUp(self.timed_out())
         if self._policy.eta:
             self._forecast = self._forecast.observe(
                 now, operation.processed_rows, operation.estimated_total_rows
             )
-        until = self._next(now, rng)
+        until = self._next_poll(now, rng)
+        if until is None:
+            return GiveUp(self.timeout_error())
         if self._hooks:
             self._observed(progress, self._wall(until))
         if (
@@ -410,50 +461,49 @@ class Follow:
             ),
         )
 
-    def _error(self, now: float, error: BaseException, rng: Callable[[], float]) -> Decision:
-        if isinstance(error, DeadlineError):
-            return GiveUp(self.timed_out())
+    def _error(
+        self,
+        now: float,
+        error: BaseException,
+        rng: Callable[[], float],
+        *,
+        transient: bool = False,
+    ) -> Decision:
+        if isinstance(error, DeadlineError):  # the limiter could not send it in time
+            return GiveUp(self.timeout_error())
         if not isinstance(error, KnockError):
             # A bug or an absurd answer: end this follow with a typed error naming it.
             return GiveUp(
-                KnockError(f"following {self.label()} failed: {type(error).__name__}: {error}")
+                KnockError(f"following {self.label} failed: {type(error).__name__}: {error}")
             )
-        status = error.status if isinstance(error, APIError) else None
-        failure = error.failure if isinstance(error, APIConnectionError) else None
-        transient = isinstance(error, APIError | APIConnectionError) and is_transient(
-            status, failure
-        )
-        if not transient:
+        if not (transient or _transient(error)):
             return GiveUp(error)
         self._errors += 1
         if self._errors > self._policy.error_budget:
             self._errors = 0  # a resumed poll starts with a fresh budget
             return GiveUp(error)
-        if isinstance(error, RateLimitError) and error.retry_after is not None:
-            self._hint = error.retry_after
-        if self._deadline is not None and now >= self._deadline:
-            return GiveUp(self.timed_out())
-        return WaitUntil(self._next(now, rng))
+        return self._wait(now, rng)
 
-    # -- errors -------------------------------------------------------------------------
+    # -- the errors that end a follow -----------------------------------------------------
 
-    def timed_out(self) -> PollTimeoutError:
+    def timeout_error(self) -> PollTimeoutError:
+        """The error for a follow past its deadline, with the last snapshot."""
         state = f"last seen {self.last.status.value}" if self.last else "never seen"
         return PollTimeoutError(
-            f"{self.label()} did not finish within {self._timeout}s ({state}); it goes on "
+            f"{self.label} did not finish within {self._timeout}s ({state}); it goes on "
             f"server-side: poll({self.operation_id!r}) resumes",
             progress=self.last,
             operation_id=self.operation_id,
         )
 
-    def failed(self) -> BulkOperationFailedError | None:
-        """The error for an operation that ended ``failed``; ``None`` otherwise."""
+    def failure_error(self) -> BulkOperationFailedError | None:
+        """The error for an operation that ended ``failed``; ``None`` for any other state."""
         last = self.last
         if last is None or last.operation.status != BulkOperationStatus.FAILED:
             return None
         operation = last.operation
         return BulkOperationFailedError(
-            f"{self.label()} failed after {operation.processed_rows} of "
+            f"{self.label} failed after {operation.processed_rows} of "
             f"~{operation.estimated_total_rows} rows ({operation.error_count} errors)",
             progress=last,
             operation_id=operation.id,

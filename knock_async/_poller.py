@@ -1,55 +1,46 @@
 """``Poller``: follows one bulk operation; an async iterator of ``Progress`` and an awaitable.
 
-A ``Follow`` (the pure state and decisions) plus the transport: this class only sleeps until
-the time the decision names and sends the poll. The state is kept between polls, so a poll
-interrupted by cancellation or an error can be iterated or awaited again and carries on where
-it stopped.
+It owns a ``Follow`` (the pure state and decisions) and is handed the transport: this class
+only sleeps until the time the decision names and takes the shared poll step. The state is
+kept between polls, so a poll interrupted by cancellation, an error or ``aclose()`` can be
+iterated or awaited again and carries on where it stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncGenerator, Generator
 from datetime import UTC, datetime
 
-from ._errors import KnockError
-from ._follow import Changed, Decision, Finished, Follow, GiveUp, PollPolicy, read_response
+from ._follow import Changed, Decision, Finished, Follow, GiveUp, PollPolicy
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation
+from ._polling import poll_once
 from ._progress import Progress
 from ._requests import Request
 from ._transport import Transport
 
-__all__ = ["PollTargetLike", "Poller", "poll_once"]
+__all__ = ["PollTargetLike", "Poller"]
 
 PollTargetLike = BulkOperation | Progress | BulkOperationHandle | str
 
-
-async def poll_once(transport: Transport, follow: Follow, request: Request) -> Decision:
-    """One poll of ``follow``'s operation through ``transport``, and the follow's decision on
-    its outcome: the one poll step that ``Poller`` and ``FanOut`` share."""
-    try:
-        answer = await transport.exchange(
-            request, deadline=follow.deadline, max_hint=follow.policy.max_hint
-        )
-    except KnockError as exc:
-        return follow.outcome(transport.clock(), error=exc, rng=transport.rng)
-    operation, error, hint = read_response(answer)
-    return follow.outcome(
-        transport.clock(), operation=operation, error=error, hint=hint, rng=transport.rng
-    )
+_BUSY = (
+    "this Poller is already being iterated or awaited in another task; await it after that "
+    "loop ends, or start a second poll() of the same operation"
+)
 
 
-class Poller(Follow):
+class Poller:
     """Follows a bulk operation to ``completed`` or ``failed``. Made by ``bulk_operations.poll``.
 
     ``async for progress in poller`` yields a ``Progress`` when the operation changed (every
     poll with ``PollPolicy(yield_unchanged=True)``) and the terminal snapshot last, then ends,
     ``failed`` included. ``await poller`` returns the final ``BulkOperation`` or raises
     ``BulkOperationFailedError``; both raise ``PollTimeoutError`` at the deadline. Stopping
-    (``break``, cancellation) only stops polling: the operation goes on server-side.
+    (``break``, ``aclose()``, cancellation) only stops polling: the operation goes on
+    server-side, and a later ``async for`` or ``await`` carries on where this one stopped.
     """
 
-    __slots__ = ("_awaiting", "_initial", "_iterator", "_request", "_transport", "_until")
+    __slots__ = ("_awaiting", "_follow", "_initial", "_iterator", "_transport", "_until")
 
     def __init__(
         self,
@@ -63,8 +54,9 @@ class Poller(Follow):
         channel_id: str | None = None,
         action: str | None = None,
     ) -> None:
-        super().__init__(
+        self._follow = Follow(
             operation_id,
+            request=request,
             timeout=timeout,
             policy=policy,
             hooks=transport.hooks,
@@ -72,28 +64,41 @@ class Poller(Follow):
             action=action,
         )
         self._transport = transport
-        self._request = request
         self._initial = initial
         # When the next poll is due; None before the start and after an interruption.
         self._until: float | None = None
-        self._iterator: AsyncIterator[Progress] | None = None
+        self._iterator: AsyncGenerator[Progress, None] | None = None
         self._awaiting = False
 
     def __repr__(self) -> str:
-        status = self.last.status.value if self.last else "unseen"
-        return f"<Poller operation_id={self.operation_id!r} status={status} polls={self.polls}>"
+        follow = self._follow
+        status = follow.last.status.value if follow.last else "unseen"
+        return f"<Poller operation_id={follow.operation_id!r} status={status} polls={follow.polls}>"
+
+    @property
+    def operation_id(self) -> str:
+        """The id of the bulk operation followed."""
+        return self._follow.operation_id
+
+    @property
+    def handle(self) -> BulkOperationHandle:
+        """What ``bulk_operations.poll`` needs to follow the operation again, from anywhere."""
+        follow = self._follow
+        known = follow.last.operation if follow.last is not None else self._initial
+        if known is not None:
+            return known.handle
+        return BulkOperationHandle(
+            operation_id=follow.operation_id, channel_id=follow.channel_id, action=follow.action
+        )
 
     @property
     def last_progress(self) -> Progress | None:
         """The latest snapshot, also after an error or a timeout: nothing seen is lost."""
-        return self.last
+        return self._follow.last
 
-    def __aiter__(self) -> AsyncIterator[Progress]:
+    def __aiter__(self) -> AsyncGenerator[Progress, None]:
         if self._awaiting or getattr(self._iterator, "ag_running", False):
-            raise RuntimeError(
-                "this Poller is already being iterated or awaited in another task; await it "
-                "after that loop ends, or start a second poll() of the same operation"
-            )
+            raise RuntimeError(_BUSY)
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
@@ -101,7 +106,21 @@ class Poller(Follow):
     def __await__(self) -> Generator[object, None, BulkOperation]:
         return self._wait().__await__()
 
+    async def aclose(self) -> None:
+        """Stop the iteration in progress, if any, as a ``break`` would, and release it at
+        once (its pending poll included) rather than leave it to the garbage collector.
+        Idempotent. The poller keeps what it saw: iterating or awaiting it again resumes."""
+        iterator = self._iterator
+        if iterator is None:
+            return
+        if getattr(iterator, "ag_running", False):
+            raise RuntimeError(_BUSY)
+        await iterator.aclose()
+        if not self._follow.done:
+            self._iterator = None
+
     async def _wait(self) -> BulkOperation:
+        follow = self._follow
         if self._iterator is not None:  # a loop started: carry it on to the end
             async for _ in self:
                 pass
@@ -109,52 +128,52 @@ class Poller(Follow):
             # Awaited alone: step without an async generator, which would cost every one of
             # thousands of awaited pollers a frame and a slot in asyncio's generator registry.
             if self._awaiting:
-                self.__aiter__()  # raises the same clear error
+                raise RuntimeError(_BUSY)
             self._awaiting = True
             try:
-                while not self.done:
+                while not follow.done:
                     await self._step()
             finally:
                 self._awaiting = False
-        failed = self.failed()
+        failed = follow.failure_error()
         if failed is not None:
             raise failed
-        assert self.last is not None  # a finished poll has seen its operation
-        return self.last.operation
+        assert follow.last is not None  # a finished poll has seen its operation
+        return follow.last.operation
 
     # -- the loop ----------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[Progress]:
+    async def _run(self) -> AsyncGenerator[Progress, None]:
         try:
-            while not self.done:
+            while not self._follow.done:
                 progress = await self._step()
                 if progress is not None:
                     yield progress
         finally:
-            # Cancelled or failed mid-way: the next iteration starts a fresh loop over the
-            # same state. After the end it yields nothing and the result stands.
-            if not self.done:
+            # Cancelled, closed or failed mid-way: the next iteration starts a fresh loop over
+            # the same state. After the end it yields nothing and the result stands.
+            if not self._follow.done:
                 self._iterator = None
 
     async def _step(self) -> Progress | None:
         """One decision carried out: the ``Progress`` to yield, or ``None`` when nothing
         changed. Raises the error the follow gave up with (``PollTimeoutError`` at the
         deadline)."""
-        transport = self._transport
+        transport, follow = self._transport, self._follow
         until = self._until
         self._until = None  # an interruption from here on resumes with a fresh decision
         if until is None:
-            if not self.started:
-                now = transport.clock()
+            if not follow.started:
                 initial, self._initial = self._initial, None
-                decision = self.start(now, datetime.now(UTC), initial, rng=transport.rng)
+                now = transport.clock()
+                decision = follow.begin(now, datetime.now(UTC), initial, rng=transport.rng)
             else:
-                decision = self.resume(transport.clock(), rng=transport.rng)
+                decision = follow.resume(transport.clock(), rng=transport.rng)
         else:
             now = transport.clock()
             if until > now:
                 await transport.sleep(until - now)
-            decision = await poll_once(transport, self, self._request)
+            decision = await poll_once(transport, follow)
         return self._carry_out(decision)
 
     def _carry_out(self, decision: Decision) -> Progress | None:

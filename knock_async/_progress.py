@@ -1,4 +1,9 @@
-"""Progress snapshots and the arithmetic behind them (fraction, rate, ETA). Pure, no I/O."""
+"""Progress snapshots and the arithmetic behind them (fraction, rate, ETA). Pure, no I/O.
+
+A server's counts are data, whatever they say (negative, processed above the estimate): the
+fields derived from them stay in range all the same. A fraction is in ``[0, 1]`` or ``None``,
+a rate and an ETA are non-negative or ``None``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import attrs
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 
-__all__ = ["Progress", "observe", "seconds"]
+__all__ = ["Progress", "RowTally", "observe", "pace", "seconds"]
 
 
 @attrs.frozen(kw_only=True)
@@ -100,3 +105,40 @@ def observe(
         baseline_at=baseline_at,
         baseline_rows=baseline_rows,
     )
+
+
+def pace(
+    done: int, total: int, elapsed: float, *, running: bool
+) -> tuple[float | None, timedelta | None]:
+    """``(rows_per_second, eta)`` for ``done`` of ``total`` rows in ``elapsed`` seconds; the
+    ETA only while something is ``running``. ``None`` where nothing allows an estimate."""
+    if not elapsed > 0 or done <= 0:
+        return None, None
+    rate = done / elapsed
+    remaining = total - done
+    return rate, seconds(remaining / rate) if running and remaining > 0 else None
+
+
+class RowTally:
+    """Rows across many operations, for one set of totals: each key's latest rows done and
+    estimated, and their sums. Each operation counts ``0 <= processed <= estimate`` whatever
+    its snapshot says, so the sums give a fraction in ``[0, 1]``; one that is over (ended, or
+    stopped by an error) has no more rows coming: its estimate is what it processed."""
+
+    __slots__ = ("_rows", "estimated", "processed")
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[int, int]] = {}
+        self.processed = 0
+        self.estimated = 0
+
+    def update(self, key: str, operation: BulkOperation, *, over: bool) -> None:
+        """Count ``operation``'s latest snapshot for ``key`` instead of its previous one."""
+        processed = max(0, operation.processed_rows)
+        estimate = processed
+        if not (over or operation.is_terminal):
+            estimate = max(processed, operation.estimated_total_rows)
+        before_processed, before_estimate = self._rows.get(key, (0, 0))
+        self._rows[key] = (processed, estimate)
+        self.processed += processed - before_processed
+        self.estimated += estimate - before_estimate

@@ -76,7 +76,10 @@ class Forecast:
         if not math.isfinite(at):
             return self
         rows = max(0, processed_rows)
-        estimate = estimated_total_rows if estimated_total_rows else None
+        # A server's nonsense (a negative estimate) predicts nothing, as no estimate does.
+        estimate = (
+            estimated_total_rows if estimated_total_rows and estimated_total_rows > 0 else None
+        )
         points = self.points
         longest_stall = self.longest_stall
         went_back = self.last_at is not None and at < self.last_at

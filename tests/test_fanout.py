@@ -7,6 +7,7 @@ real over loopback while the emulated minute passes in a few real seconds.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -293,3 +294,54 @@ async def test_an_unpollable_answer_is_that_channels_error(
     error = summary.results[0].error
     assert isinstance(error, ka.ResponseValidationError)
     assert "cannot be polled" in str(error)
+
+
+# -- what a server says that makes no sense --------------------------------------------------
+
+CHANNELS = [f"7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c{n:02d}" for n in range(11, 14)]
+
+
+def _in_range(totals: ka.FanOutTotals) -> None:
+    assert 0 <= totals.processed_rows <= totals.estimated_total_rows or (
+        totals.estimated_total_rows == 0 and totals.processed_rows == 0
+    )
+    assert totals.fraction is None or 0.0 <= totals.fraction <= 1.0
+    assert totals.rows_per_second is None or totals.rows_per_second >= 0
+    assert totals.eta is None or totals.eta.total_seconds() >= 0
+
+
+async def test_nonsense_snapshots_never_end_a_channel(
+    fake_knock: FakeKnock, make_client: Callable[..., ka.KnockClient]
+) -> None:
+    """Negative counts and rows past the estimate are data in a fan-out too: every channel is
+    followed to completed, and the totals after every event stay sane (rows done between 0 and
+    the rows estimated, a fraction in [0, 1], a non-negative rate and ETA)."""
+    fake_knock.progress_of(
+        {"status": "processing", "processed_rows": -50, "estimated_total_rows": -100},
+        {"status": "processing", "processed_rows": 900, "estimated_total_rows": 10},
+        {"status": "processing", "processed_rows": -(2**63), "estimated_total_rows": 2**63 - 1},
+        {"status": "processing", "processed_rows": 5, "success_count": 70, "error_count": 90},
+        {"status": "completed", "processed_rows": -3, "estimated_total_rows": -3},
+    )
+    async with make_client() as knock:
+        fan = knock.channels.bulk.update_many(CHANNELS, "read", concurrency=1)
+        events = [event async for event in fan]
+        summary = await fan
+    assert summary.ok, [r.status for r in summary.results]
+    for event in events:
+        _in_range(event.totals)
+    _in_range(summary.totals)
+    assert summary.totals.fraction == 1.0
+
+
+async def test_an_unreadable_200_is_ridden_out_in_a_fan_out(
+    fake_knock: FakeKnock, make_client: Callable[..., ka.KnockClient]
+) -> None:
+    """A poll answered 200 with a body cut short is transient for the fan-out's channel as for
+    a poller: it is asked again, and the channel completes."""
+    body = json.dumps(operation(status="processing", processed_rows=1)).encode()
+    fake_knock.reply("GET", Reply(raw=body[:40]), Reply(raw=b"not json"))
+    async with make_client() as knock:
+        summary = await knock.channels.bulk.update_many(CHANNELS[:1], "read")
+    assert summary.ok, summary.results[0].error
+    assert len([r for r in fake_knock.requests if r.method == "GET"]) == 3

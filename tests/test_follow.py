@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,15 +15,16 @@ from knock_async._convert import structure_operation
 from knock_async._errors import DeadlineError
 from knock_async._follow import (
     Changed,
+    Decision,
     Finished,
     Follow,
     GiveUp,
     PollPolicy,
     WaitUntil,
-    read_response,
+    unreadable,
 )
 from knock_async._responses import Answer
-from tests._support import OPERATION_ID, operation
+from tests._support import CHANNEL_ID, OPERATION_ID, knock_error, operation
 
 T0 = 100.0
 WALL = datetime(2024, 5, 22, 12, 0, tzinfo=UTC)
@@ -37,78 +39,116 @@ def op(**changes: Any) -> ka.BulkOperation:
     return structure_operation(operation(**changes))
 
 
-RUNNING = op(status="processing", processed_rows=10)
-RUNNING_MORE = op(status="processing", processed_rows=20)
+def ok(headers: dict[str, str] | None = None, **changes: Any) -> Answer:
+    """A 200 answer carrying the operation with ``changes``."""
+    return Answer(200, headers or {}, json.dumps(operation(**changes)).encode())
+
+
+def failing(status: int = 503, headers: dict[str, str] | None = None) -> Answer:
+    """An error answer with Knock's error body."""
+    return Answer(status, headers or {}, json.dumps(knock_error(status, "boom")).encode())
+
+
+RUNNING_WIRE: dict[str, Any] = {"status": "processing", "processed_rows": 10}
+RUNNING = op(**RUNNING_WIRE)
+RUNNING_MORE: dict[str, Any] = {"status": "processing", "processed_rows": 20}
 DONE = op(status="completed", processed_rows=1000, success_count=1000)
 FAILED = op(status="failed", processed_rows=5)
 
 
 def started(timeout: float | None = 60.0, policy: PollPolicy = POLICY) -> Follow:
     follow = Follow(OPERATION_ID, timeout=timeout, policy=policy)
-    follow.start(T0, WALL, RUNNING, rng=rng)
+    follow.begin(T0, WALL, RUNNING, rng=rng)
     return follow
 
 
-def server_error(status: int = 503) -> ka.APIError:
-    cls = ka.InternalServerError if status >= 500 else ka.APIError
-    return cls("boom", status=status)
+def feed(follow: Follow, now: float, outcome: Answer | BaseException) -> Decision:
+    """What a follower does with one poll: the answer, or the error raised instead."""
+    if isinstance(outcome, Answer):
+        return follow.answered(now, outcome, rng=rng)
+    return follow.unanswered(now, outcome, rng=rng)
 
 
-# -- table: (outcome kwargs at a time) -> the decision's kind and its time ---------------------
+# -- table: (one poll's outcome at a time) -> the decision's kind and its time ----------------
 
-CASES: list[tuple[str, dict[str, Any], type, float | None]] = [
-    ("unchanged: wait the schedule", {"operation": RUNNING}, WaitUntil, 1.5),
-    ("changed: a snapshot, then wait", {"operation": RUNNING_MORE}, Changed, 1.5),
-    ("completed: finished", {"operation": DONE}, Finished, None),
-    ("failed: finished too (data)", {"operation": FAILED}, Finished, None),
-    ("5xx within budget: wait", {"error": server_error()}, WaitUntil, 1.5),
-    ("404: give up with it", {"error": ka.NotFoundError("x", status=404)}, GiveUp, None),
-    ("schema break: give up", {"error": ka.ResponseValidationError("bad")}, GiveUp, None),
+CASES: list[tuple[str, Answer | BaseException, type, float | None]] = [
+    ("unchanged: wait the schedule", ok(**RUNNING_WIRE), WaitUntil, 1.5),
+    ("changed: a snapshot, then wait", ok(**RUNNING_MORE), Changed, 1.5),
+    ("completed: finished", ok(status="completed", processed_rows=1000), Finished, None),
+    ("failed: finished too (data)", ok(status="failed", processed_rows=5), Finished, None),
+    ("5xx within budget: wait", failing(503), WaitUntil, 1.5),
+    ("404: give up with it", failing(404), GiveUp, None),
+    ("schema break: give up", Answer(200, {}, b'{"processed_rows": 1}'), GiveUp, None),
+    ("a body cut short: transient", Answer(200, {}, b'{"id": "123e4567-e89b'), WaitUntil, 1.5),
+    ("an empty 200: transient", Answer(200, {}, b""), WaitUntil, 1.5),
+    ("not UTF-8: transient", Answer(200, {}, b"\xff\xfe{}"), WaitUntil, 1.5),
+    ("JSON of the wrong kind: give up", Answer(200, {}, b"[1, 2]"), GiveUp, None),
     (
         "connection error: transient",
-        {"error": ka.APIConnectionError("down", failure=ka.Failure.CONNECTION)},
+        ka.APIConnectionError("down", failure=ka.Failure.CONNECTION),
         WaitUntil,
         1.5,
     ),
     (
         "Retry-After on a 200 replaces the schedule",
-        {"operation": RUNNING, "hint": 7.0},
+        ok({"retry-after": "7"}, **RUNNING_WIRE),
         WaitUntil,
         7,
     ),
-    ("a tiny hint is raised to min_hint", {"operation": RUNNING, "hint": 0.0}, WaitUntil, 0.5),
+    ("a tiny hint is raised to min_hint", ok({"retry-after": "0"}, **RUNNING_WIRE), WaitUntil, 0.5),
     (
         "a 429's day-long hint waits max_hint",
-        {"error": ka.RateLimitError("slow", status=429, retry_after=86_400.0)},
+        failing(429, {"retry-after": "86400"}),
         WaitUntil,
         POLICY.max_hint,
     ),
-    (
-        "a 429 without a hint follows the schedule",
-        {"error": ka.RateLimitError("slow", status=429)},
-        WaitUntil,
-        1.5,
-    ),
+    ("a 429 without a hint follows the schedule", failing(429), WaitUntil, 1.5),
+    ("a 503's hint is honoured", failing(503, {"retry-after": "4"}), WaitUntil, 4),
 ]
 
 
 @pytest.mark.parametrize(("name", "outcome", "kind", "wait"), CASES, ids=[c[0] for c in CASES])
 def test_one_poll_outcome_gives_one_decision(
-    name: str, outcome: dict[str, Any], kind: type, wait: float | None
+    name: str, outcome: Answer | BaseException, kind: type, wait: float | None
 ) -> None:
     """Each outcome of a poll maps to the decision the policy says, with its wait (the plain
-    backoff's: the ETA-aware waits are tested in test_schedule and below)."""
+    backoff's: the ETA-aware waits are tested in test_schedule and below); a server's hint is
+    bounded by the policy's min_hint and max_hint here, in the follow state."""
     policy = PollPolicy(jitter=0.0, error_budget=2, max_hint=120, eta=False)
     follow = started(timeout=None, policy=policy)
     now = T0 + 1.0  # the second poll (the first was the start): x1.5 of initial_delay next
-    decision = follow.outcome(now, rng=rng, **outcome)
+    decision = feed(follow, now, outcome)
     assert type(decision) is kind
     if wait is not None:
         assert isinstance(decision, WaitUntil | Changed)
         assert decision.until == pytest.approx(now + wait)
     if isinstance(decision, GiveUp):
-        assert decision.error is outcome["error"]
+        assert isinstance(decision.error, ka.KnockError)
+        if isinstance(outcome, Answer):
+            assert decision.error.status == outcome.status
     assert follow.last is not None  # the last snapshot is never lost
+
+
+def test_unreadable_is_not_json_at_all() -> None:
+    """The line between transient and fatal: a body that is not JSON (empty, cut short, not
+    UTF-8, a proxy's page) is unreadable; any well-formed JSON, whatever its shape, is read."""
+    for body in (b"", b"{", b'{"id": "x", "stat', b"<html>502</html>", b"\xff", b"nul"):
+        assert unreadable(body), body
+    for body in (b"{}", b"[]", b"null", b"3", b'{"id": "x"}', b"[" * 100_000 + b"]" * 100_000):
+        assert not unreadable(body), body[:20]
+
+
+def test_unreadable_bodies_spend_the_error_budget() -> None:
+    """Unreadable 200s are ridden out like 503s, up to error_budget in a row, then the last
+    one ends the follow as the ResponseValidationError it is."""
+    follow = started(timeout=None)
+    cut = Answer(200, {"x-request-id": "req_9"}, b'{"id": "123')
+    for now in (T0 + 1, T0 + 2):
+        assert isinstance(follow.answered(now, cut, rng=rng), WaitUntil)
+    decision = follow.answered(T0 + 3, cut, rng=rng)
+    assert isinstance(decision, GiveUp)
+    assert isinstance(decision.error, ka.ResponseValidationError)
+    assert decision.error.request_id == "req_9"
 
 
 def test_error_budget_counts_errors_in_a_row_and_resets() -> None:
@@ -119,30 +159,33 @@ def test_error_budget_counts_errors_in_a_row_and_resets() -> None:
     now = T0
     for _ in range(2):
         now += 1
-        assert isinstance(follow.outcome(now, error=server_error(), rng=rng), WaitUntil)
-    assert isinstance(follow.outcome(now + 1, operation=RUNNING, rng=rng), WaitUntil)
+        assert isinstance(follow.answered(now, failing(), rng=rng), WaitUntil)
+    assert isinstance(follow.answered(now + 1, ok(**RUNNING_WIRE), rng=rng), WaitUntil)
     for _ in range(2):
         now += 1
-        assert isinstance(follow.outcome(now, error=server_error(), rng=rng), WaitUntil)
-    last = server_error(502)
-    decision = follow.outcome(now + 1, error=last, rng=rng)
-    assert decision == GiveUp(last)
-    assert isinstance(follow.outcome(now + 2, error=server_error(), rng=rng), WaitUntil)
+        assert isinstance(follow.answered(now, failing(), rng=rng), WaitUntil)
+    decision = follow.answered(now + 1, failing(502), rng=rng)
+    assert isinstance(decision, GiveUp)
+    assert isinstance(decision.error, ka.InternalServerError)
+    assert decision.error.status == 502
+    assert isinstance(follow.answered(now + 2, failing(), rng=rng), WaitUntil)
 
 
 def test_deadline_clamps_the_wait_and_then_gives_up_with_a_timeout() -> None:
     """The next poll never lands after the deadline; a poll at or past it ends the follow
     with PollTimeoutError carrying the last snapshot and the id to resume."""
     follow = started(timeout=10.0, policy=PollPolicy(jitter=0.0, initial_delay=8, max_delay=30))
-    decision = follow.outcome(T0 + 5, operation=RUNNING, rng=rng)
+    decision = follow.answered(T0 + 5, ok(**RUNNING_WIRE), rng=rng)
     assert decision == WaitUntil(T0 + 10)
-    decision = follow.outcome(T0 + 10, error=server_error(), rng=rng)
+    assert follow.deadline == T0 + 10
+    decision = follow.answered(T0 + 10, failing(), rng=rng)
     assert isinstance(decision, GiveUp)
     error = decision.error
     assert isinstance(error, ka.PollTimeoutError)
     assert error.operation_id == OPERATION_ID
     assert error.progress is not None
     assert error.progress.operation == RUNNING
+    assert "did not finish within 10.0s (last seen processing)" in str(error)
     # Resuming past the deadline gives up again, at once.
     assert isinstance(follow.resume(T0 + 11, rng=rng), GiveUp)
 
@@ -151,7 +194,7 @@ def test_a_limiter_past_the_deadline_ends_the_follow_as_a_timeout() -> None:
     """When the client's own limiter cannot send the poll before the deadline, the follow
     ends with PollTimeoutError at once, spending no error budget on it."""
     follow = started(timeout=10.0)
-    decision = follow.outcome(T0 + 1, error=DeadlineError("queued past it"), rng=rng)
+    decision = follow.unanswered(T0 + 1, DeadlineError("queued past it"), rng=rng)
     assert isinstance(decision, GiveUp)
     assert isinstance(decision.error, ka.PollTimeoutError)
 
@@ -160,8 +203,8 @@ def test_an_answer_about_another_operation_is_refused() -> None:
     """A poll answered with another operation's id gives up with a ResponseValidationError
     naming both ids; the other operation is never reported as this one."""
     follow = started()
-    other = op(id="another-operation", status="completed", processed_rows=5)
-    decision = follow.outcome(T0 + 1, operation=other, rng=rng)
+    other = ok(id="another-operation", status="completed", processed_rows=5)
+    decision = follow.answered(T0 + 1, other, rng=rng)
     assert isinstance(decision, GiveUp)
     assert isinstance(decision.error, ka.ResponseValidationError)
     assert OPERATION_ID in str(decision.error)
@@ -175,7 +218,7 @@ def test_any_other_exception_becomes_a_typed_error() -> None:
     """An exception that is not a KnockError (a bug, an absurd value) ends the follow with a
     KnockError naming it, so a fan-out can report it as that channel's error."""
     follow = started()
-    decision = follow.outcome(T0 + 1, error=OverflowError("too big"), rng=rng)
+    decision = follow.unanswered(T0 + 1, OverflowError("too big"), rng=rng)
     assert isinstance(decision, GiveUp)
     assert type(decision.error) is ka.KnockError
     assert "OverflowError: too big" in str(decision.error)
@@ -184,60 +227,68 @@ def test_any_other_exception_becomes_a_typed_error() -> None:
 def test_start_without_a_known_operation_waits_or_times_out() -> None:
     """Started from an id, the first poll is scheduled; with a zero timeout it gives up."""
     follow = Follow(OPERATION_ID, timeout=None, policy=POLICY)
-    assert follow.start(T0, WALL, None, rng=rng) == WaitUntil(T0 + 1.0)
+    assert follow.begin(T0, WALL, None, rng=rng) == WaitUntil(T0 + 1.0)
     follow = Follow(OPERATION_ID, timeout=0.0, policy=POLICY)
-    decision = follow.start(T0, WALL, None, rng=rng)
+    decision = follow.begin(T0, WALL, None, rng=rng)
     assert isinstance(decision, GiveUp)
     assert isinstance(decision.error, ka.PollTimeoutError)
 
 
 def test_start_with_a_finished_operation_is_finished() -> None:
-    """Following an operation already completed needs no poll."""
+    """Following an operation already completed needs no poll; one that ended failed gives
+    the error that says so."""
     follow = Follow(OPERATION_ID, timeout=None, policy=POLICY)
-    decision = follow.start(T0, WALL, DONE, rng=rng)
+    decision = follow.begin(T0, WALL, DONE, rng=rng)
     assert isinstance(decision, Finished)
     assert follow.done
-    assert follow.failed() is None
+    assert follow.failure_error() is None
     failed = Follow(OPERATION_ID, timeout=None, policy=POLICY)
-    failed.start(T0, WALL, FAILED, rng=rng)
-    assert isinstance(failed.failed(), ka.BulkOperationFailedError)
+    failed.begin(T0, WALL, FAILED, rng=rng)
+    assert isinstance(failed.failure_error(), ka.BulkOperationFailedError)
 
 
 def test_yield_unchanged_makes_every_poll_a_snapshot() -> None:
     """With yield_unchanged an unchanged answer is still a Changed decision."""
     follow = started(policy=PollPolicy(yield_unchanged=True, jitter=0.0))
-    assert isinstance(follow.outcome(T0 + 1, operation=RUNNING, rng=rng), Changed)
+    assert isinstance(follow.answered(T0 + 1, ok(**RUNNING_WIRE), rng=rng), Changed)
 
 
-def test_read_response_splits_operation_error_and_hint() -> None:
-    """A raw answer becomes (operation, error, hint): a 200, or a typed error, plus the
-    server's Retry-After."""
-    import json
+def test_the_context_is_stamped_onto_every_operation_once() -> None:
+    """A follow knows its channel and action: the operation it started from and every one it
+    reads from an answer carry them, and its errors name the channel."""
+    follow = Follow(
+        OPERATION_ID, timeout=0.0, policy=POLICY, channel_id=CHANNEL_ID, action="archive"
+    )
+    decision = follow.begin(T0, WALL, RUNNING, rng=rng)
+    assert isinstance(decision, Changed | GiveUp)
+    assert follow.last is not None
+    assert (follow.last.operation.channel_id, follow.last.operation.action) == (
+        CHANNEL_ID,
+        "archive",
+    )
+    follow = Follow(OPERATION_ID, timeout=None, policy=POLICY, channel_id=CHANNEL_ID, action="read")
+    follow.begin(T0, WALL, None, rng=rng)
+    decision = follow.answered(T0 + 1, ok(status="failed"), rng=rng)
+    assert isinstance(decision, Finished)
+    assert decision.progress.handle.channel_id == CHANNEL_ID
+    assert decision.progress.handle.action == "read"
+    assert f"on channel {CHANNEL_ID}" in str(follow.failure_error())
 
-    body = json.dumps(operation()).encode()
-    operation_, error, hint = read_response(Answer(200, {"retry-after": "3"}, body))
-    assert operation_ is not None
-    assert error is None
-    assert hint == 3.0
-    operation_, error, hint = read_response(Answer(429, {"retry-after": "86400"}, b"{}"))
-    assert operation_ is None
-    assert isinstance(error, ka.RateLimitError)
-    assert hint == 86400.0
-    operation_, error, hint = read_response(Answer(200, {}, b'{"processed_rows": 1}'))
-    assert operation_ is None
-    assert isinstance(error, ka.ResponseValidationError)
-    assert hint is None
+
+hints = st.none() | st.floats(0, 1e12).map(lambda h: f"{h:.3f}")
+
+
+def _with_hint(answer: Answer, hint: str | None) -> Answer:
+    return Answer(answer.status, {} if hint is None else {"retry-after": hint}, answer.body)
 
 
 outcomes = st.one_of(
-    st.builds(lambda: {"operation": RUNNING}),
-    st.builds(lambda: {"operation": RUNNING_MORE}),
-    st.builds(lambda h: {"operation": RUNNING, "hint": h}, st.floats(0, 1e9)),
-    st.builds(lambda: {"error": server_error()}),
-    st.builds(
-        lambda h: {"error": ka.RateLimitError("x", status=429, retry_after=h)},
-        st.none() | st.floats(0, 1e12),
-    ),
+    st.builds(lambda: ok(**RUNNING_WIRE)),
+    st.builds(lambda: ok(**RUNNING_MORE)),
+    st.builds(lambda h: _with_hint(ok(**RUNNING_WIRE), h), hints),
+    st.builds(lambda: failing(503)),
+    st.builds(lambda h: _with_hint(failing(429), h), hints),
+    st.builds(lambda: Answer(200, {}, b"{")),
 )
 
 
@@ -246,18 +297,18 @@ outcomes = st.one_of(
     steps=st.lists(st.tuples(st.floats(0.0, 1e4), outcomes), max_size=30),
 )
 def test_waits_stay_within_the_deadline_and_max_hint(
-    timeout: float | None, steps: list[tuple[float, dict[str, Any]]]
+    timeout: float | None, steps: list[tuple[float, Answer]]
 ) -> None:
-    """Whatever the outcomes and hints, the next poll is never in the past, never past the
-    deadline, and never further away than the longest of max_delay, max_eta_delay and
+    """Whatever the answers and their hints, the next poll is never in the past, never past
+    the deadline, and never further away than the longest of max_delay, max_eta_delay and
     max_hint."""
     policy = PollPolicy(error_budget=100)
     follow = Follow(OPERATION_ID, timeout=timeout, policy=policy)
-    follow.start(T0, WALL, RUNNING, rng=rng)
+    follow.begin(T0, WALL, RUNNING, rng=rng)
     now = T0
     for advance, outcome in steps:
         now += advance
-        decision = follow.outcome(now, rng=rng, **outcome)
+        decision = follow.answered(now, outcome, rng=rng)
         if isinstance(decision, GiveUp):
             assert timeout is not None
             assert now >= T0 + timeout

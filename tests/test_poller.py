@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -365,3 +366,141 @@ async def test_iterating_and_awaiting_at_once_is_a_clear_error(
         with pytest.raises(RuntimeError, match="already being iterated or awaited"):
             await poller
         assert (await first).status == "completed"
+
+
+# -- the public surface ---------------------------------------------------------------------
+
+
+def test_the_poller_shows_nothing_of_the_follow_state() -> None:
+    """``Poller``'s public names are exactly its surface: ``aclose``, ``handle``,
+    ``last_progress`` and ``operation_id`` (iteration and ``await`` are dunders); nothing of the
+    state machine it owns (``start``, ``resume``, ``outcome``, ``failed``, ...)."""
+    names = {n for n in dir(ka.Poller) if not n.startswith("_")}
+    assert names == {"aclose", "handle", "last_progress", "operation_id"}
+
+
+async def test_handle_and_operation_id_name_the_operation(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """``handle`` resumes the operation from anywhere before any poll (from the id given, or the
+    operation's own handle) and after (from the latest snapshot); ``operation_id`` is its id."""
+    fake_knock.progress_of(DONE)
+    async with make_client() as knock:
+        by_id = knock.bulk_operations.poll(OPERATION_ID)
+        assert by_id.operation_id == OPERATION_ID
+        assert by_id.handle == ka.BulkOperationHandle(operation_id=OPERATION_ID)
+        known = knock.bulk_operations.poll(QUEUED_OP)
+        assert known.handle == QUEUED_OP.handle
+        await by_id
+        last = by_id.last_progress
+        assert last is not None
+        assert by_id.handle == last.handle
+        assert by_id.handle.progress_path == last.operation.progress_path
+
+
+async def test_aclose_ends_the_loop_and_a_later_loop_resumes(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """``aclose()`` ends an iteration left at a snapshot at once (its generator is closed, not
+    left to the garbage collector), is idempotent, and keeps what was seen: awaiting the poller
+    afterwards carries on from there with no request sent twice."""
+    fake_knock.progress_of(PROCESSING, DONE)
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID)
+        await poller.aclose()  # nothing started: nothing to do
+        stream = aiter(poller)
+        first = await anext(stream)
+        assert first.status == "processing"
+        await poller.aclose()
+        await poller.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)  # the closed iteration yields nothing more
+        assert poller.last_progress == first
+        assert (await poller).status == "completed"
+        await poller.aclose()  # after the end too
+    assert len(fake_knock.requests) == 2
+
+
+async def test_aclose_while_another_task_iterates_is_a_clear_error(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """An iteration running in another task cannot be closed under it: ``aclose()`` says so,
+    and the iteration goes on undisturbed."""
+    fake_knock.reply("GET", Reply(body=operation(**DONE), delay=0.05))
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID)
+        loop = asyncio.ensure_future(_collect(poller))
+        await fake_knock.request_seen.wait()
+        with pytest.raises(RuntimeError, match="already being iterated"):
+            await poller.aclose()
+        assert [p.status for p in await loop] == ["completed"]
+
+
+async def _collect(poller: ka.Poller) -> list[ka.Progress]:
+    return [p async for p in poller]
+
+
+# -- what a server says that makes no sense --------------------------------------------------
+
+
+async def test_an_unreadable_200_is_ridden_out_like_a_503(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """A poll answered 200 with a body cut short (or empty, or not JSON at all) is transient:
+    the poller asks again within its error budget and follows the operation to the end."""
+    body = json.dumps(operation(**PROCESSING)).encode()
+    fake_knock.reply("GET", Reply(raw=body[: len(body) // 2]), Reply(raw=b""))
+    fake_knock.progress_of(PROCESSING, DONE)
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID, policy=ka.PollPolicy(error_budget=2))
+        seen = [p.status for p in [p async for p in poller]]
+        assert (await poller).status == "completed"
+    assert seen == ["processing", "completed"]
+    assert len(fake_knock.requests) == 4
+
+
+async def test_unreadable_200s_past_the_budget_end_the_poll(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """Past the error budget, the last unreadable body ends the poll with the
+    ResponseValidationError it is, the last snapshot kept; well-formed JSON of the wrong shape
+    ends it at once."""
+    fake_knock.progress_of(PROCESSING)
+    fake_knock.reply("GET", *(Reply(raw=b'{"id": "12') for _ in range(2)))
+    fake_knock.reply("GET", Reply(body={"id": OPERATION_ID}))
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID, policy=ka.PollPolicy(error_budget=1))
+        with pytest.raises(ka.ResponseValidationError, match="not valid JSON"):
+            await poller
+        assert poller.last_progress is not None
+        with pytest.raises(ka.ResponseValidationError, match="not a valid BulkOperation"):
+            await poller  # resumed: a fresh budget, but a wrong shape is never ridden out
+    assert len(fake_knock.requests) == 4
+
+
+NONSENSE = [
+    {"status": "processing", "processed_rows": -5, "estimated_total_rows": -100},
+    {"status": "processing", "processed_rows": 900, "estimated_total_rows": 10},
+    {"status": "processing", "processed_rows": 3, "success_count": 50, "error_count": 70},
+    {"status": "processing", "processed_rows": -(2**63), "estimated_total_rows": 2**63 - 1},
+    {"status": "processing", "processed_rows": 2**63 - 1, "estimated_total_rows": -(2**63)},
+]
+
+
+async def test_nonsense_snapshots_never_end_a_poll(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """Negative counts, rows processed past the estimate, more successes and errors than rows:
+    the server's numbers are data. The poll follows the operation to its end, and every
+    snapshot's fraction stays in [0, 1] (or None), its rate and ETA non-negative (or None)."""
+    fake_knock.progress_of(*NONSENSE, DONE)
+    async with make_client() as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID, policy=ka.PollPolicy(eta=True))
+        seen = [p async for p in poller]
+        assert (await poller).status == "completed"
+    assert len(seen) == len(NONSENSE) + 1
+    for progress in seen:
+        assert progress.fraction is None or 0.0 <= progress.fraction <= 1.0
+        assert progress.rows_per_second is None or progress.rows_per_second >= 0
+        assert progress.eta is None or progress.eta >= timedelta(0)
+    assert seen[0].operation.processed_rows == -5

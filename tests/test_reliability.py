@@ -111,18 +111,19 @@ def huge_body(**changes: Any) -> bytes:
 async def test_a_count_too_large_for_a_float_is_a_validation_error(
     fake_knock: FakeKnock, make_client: MakeClient
 ) -> None:
-    """processed_rows = 10**400 (or -1) is a ResponseValidationError naming the field, never
-    a bare OverflowError from the progress arithmetic."""
+    """processed_rows = 10**400 (or -2**63-1, below a signed 64-bit count) is a
+    ResponseValidationError naming the field, never a bare OverflowError from the progress
+    arithmetic."""
     fake_knock.reply(
         "GET",
         Reply(raw=huge_body(status="processing")),
-        Reply(body=operation(status="processing", processed_rows=-1)),
+        Reply(body=operation(status="processing", processed_rows=-(2**63) - 1)),
     )
     async with make_client() as knock:
         for _ in range(2):
             with pytest.raises(ka.ResponseValidationError, match="processed_rows") as info:
                 await knock.bulk_operations.get(OPERATION_ID)
-            assert "0..2**63-1" in str(info.value)
+            assert "-2**63..2**63-1" in str(info.value)
 
 
 async def test_one_absurd_answer_ends_only_its_channel(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from knock_async._convert import structure_operation
 from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil
 from knock_async._hooks import HookEvent, PollObserved
 from knock_async._models import BulkOperation
+from knock_async._responses import Answer
 from knock_async._schedule import EtaSchedule, Forecast, backoff_delay
 from tests._support import OPERATION_ID, operation
 
@@ -342,13 +344,18 @@ def _snapshot(rows: int, status: str = "processing") -> BulkOperation:
     )
 
 
+def _answer(rows: int, status: str = "processing") -> Answer:
+    body = operation(status=status, processed_rows=rows, estimated_total_rows=36_000)
+    return Answer(200, {}, json.dumps(body).encode())
+
+
 def _follow_state(policy: PollPolicy, hooks: list[HookEvent] | None = None) -> list[float]:
     """The waits a ``Follow`` decides for a steady 10 rows/s operation of an hour, polled
     exactly when it says, until it ends."""
     follow = Follow(
         OPERATION_ID, timeout=None, policy=policy, hooks=[] if hooks is None else [hooks.append]
     )
-    decision = follow.start(0.0, WALL, _snapshot(0), rng=lambda: 0.5)
+    decision = follow.begin(0.0, WALL, _snapshot(0), rng=lambda: 0.5)
     waits, now = [], 0.0
     while not isinstance(decision, Finished):
         assert isinstance(decision, Changed | WaitUntil)
@@ -356,7 +363,7 @@ def _follow_state(policy: PollPolicy, hooks: list[HookEvent] | None = None) -> l
         now = decision.until
         rows = min(36_000, int(10 * now))
         status = "completed" if rows == 36_000 else "processing"
-        decision = follow.outcome(now, operation=_snapshot(rows, status), rng=lambda: 0.5)
+        decision = follow.answered(now, _answer(rows, status), rng=lambda: 0.5)
     return waits
 
 
@@ -397,3 +404,12 @@ def test_poll_policy_eta_settings_are_checked(changes: dict[str, Any], message: 
     """The ETA settings of ``PollPolicy`` are refused with their name when out of range."""
     with pytest.raises((TypeError, ValueError), match=message):
         PollPolicy(**changes)
+
+
+def test_a_nonsense_estimate_predicts_nothing() -> None:
+    """A negative estimate (or negative rows) from a server is taken as no estimate: the
+    forecast predicts no end, and the schedule falls back to the plain backoff."""
+    forecast = Forecast().observe(0.0, -5, -100).observe(10.0, 50, -100)
+    assert forecast.estimated_total_rows is None
+    assert forecast.end is None
+    assert DEFAULT.delay(forecast, 10.0, fallback=2.5, spread=0.5) == 2.5

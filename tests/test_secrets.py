@@ -19,7 +19,7 @@ def full_traceback(error: BaseException) -> str:
 def test_no_repr_holds_the_key() -> None:
     """The client, its resources, its headers and the requests it builds hide the key."""
     knock = ka.KnockClient(api_key=API_KEY)
-    request = knock.bulk_operations.poll(OPERATION_ID)._request
+    request = knock.bulk_operations.poll(OPERATION_ID)._follow.request
     for thing in (knock, knock.channels.bulk, knock.bulk_operations, request, vars(knock)):
         assert API_KEY not in repr(thing)
     assert "<redacted>" in repr(request)
