@@ -28,9 +28,7 @@ async def poll_once(transport: Transport, follow: Follow, request: Request) -> D
     """One poll of ``follow``'s operation through ``transport``, and the follow's decision on
     its outcome: the one poll step that ``Poller`` and ``FanOut`` share."""
     try:
-        answer = await transport.exchange(
-            request, deadline=follow.deadline, max_hint=follow.policy.max_hint
-        )
+        answer = await transport.exchange(request, deadline=follow.deadline)
     except KnockError as exc:
         return follow.outcome(transport.clock(), error=exc, rng=transport.rng)
     operation, error, hint = read_response(answer)
