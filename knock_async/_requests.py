@@ -135,7 +135,8 @@ def parse_base_url(
         absolute = False
     if not absolute:
         raise ValueError(f"{name} must be an absolute http(s) URL, got {_shown(base_url)!r}")
-    if url.user or url.password:
+    if url.user or url.password or "@" in url.raw_path:
+        # An "@" in the path is userinfo that a stray "/" moved there (user:/password@host).
         raise ValueError(f"{name} must not contain credentials; pass api_key instead")
     if url.query_string or url.fragment:
         raise ValueError(f"{name} must not have a query or fragment ({_shown(base_url)}?...)")
