@@ -12,7 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
@@ -28,6 +28,8 @@ __all__ = [
     "BULK_UPDATE_ROUTE",
     "DEFAULT_BASE_URL",
     "OPERATION_ROUTE",
+    "BulkUpdateRequest",
+    "OperationRequest",
     "PollTarget",
     "Request",
     "bulk_request",
@@ -59,19 +61,39 @@ class Headers(CIMultiDict[str]):
 
 @attrs.frozen
 class Request:
-    """One HTTP request, ready to send. ``tier`` is the rate-limit tier it counts against,
-    ``route`` its path template (``OPERATION_ROUTE``, ...). A bulk update also names its
-    ``channel_id`` and ``action``, which Knock's answer does not repeat: the operation it
-    returns is built with them."""
+    """One HTTP request, ready to send. What it is belongs to its class: ``method``, its
+    ``route`` template (what hooks and metrics name it by) and the rate-limit ``tier`` it
+    counts against; what it carries is its own: ``url``, ``headers``, ``body``. (Class
+    attributes cost a poller, which holds its request for its whole life, no memory.)"""
 
-    method: str
+    method: ClassVar[str]
+    route: ClassVar[str]
+    tier: ClassVar[Tier]
     url: URL
     headers: Mapping[str, str]
     body: bytes | None
-    tier: Tier
-    route: str
-    channel_id: str | None = None
-    action: str | None = None
+
+
+@attrs.frozen
+class OperationRequest(Request):
+    """``GET /v1/bulk_operations/{id}``."""
+
+    method: ClassVar[str] = "GET"
+    route: ClassVar[str] = OPERATION_ROUTE
+    tier: ClassVar[Tier] = Tier.GET
+
+
+@attrs.frozen
+class BulkUpdateRequest(Request):
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}``, naming its ``channel_id``
+    and ``action``, which Knock's answer does not repeat: the operation it returns is built
+    with them."""
+
+    method: ClassVar[str] = "POST"
+    route: ClassVar[str] = BULK_UPDATE_ROUTE
+    tier: ClassVar[Tier] = Tier.POST
+    channel_id: str
+    action: str
 
 
 @attrs.frozen
@@ -208,7 +230,7 @@ def bulk_request(
     (a canonical UUID, a ``BulkAction`` value), so no segment needs quoting. The one place
     the bulk URL is built."""
     url = URL(f"{base}/v1/channels/{channel_id}/messages/bulk/{action}", encoded=True)
-    return Request("POST", url, headers, body, Tier.POST, BULK_UPDATE_ROUTE, channel_id, action)
+    return BulkUpdateRequest(url, headers, body, channel_id, action)
 
 
 def bulk_update_request(
@@ -233,7 +255,7 @@ def bulk_update_request(
 def operation_request(url: URL, headers: Mapping[str, str]) -> Request:
     """``GET /v1/bulk_operations/{id}`` at ``url`` (built by ``resolve_poll_target`` or
     ``get_operation_request``)."""
-    return Request("GET", url, headers, None, Tier.GET, OPERATION_ROUTE)
+    return OperationRequest(url, headers, None)
 
 
 def get_operation_request(base: str, headers: Mapping[str, str], operation_id: str) -> Request:

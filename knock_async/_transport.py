@@ -52,7 +52,7 @@ from ._hooks import (
 )
 from ._models import BulkOperation
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, Tier
-from ._requests import Headers, PollTarget, Request, operation_request
+from ._requests import BulkUpdateRequest, Headers, PollTarget, Request, operation_request
 from ._responses import Answer, error_from_response, operation_from_answer
 from ._retry import Failure, RetryPolicy, may_have_started, retry_delay
 
@@ -480,9 +480,11 @@ class Transport:
 
     def _operation(self, request: Request, answer: Answer) -> BulkOperation:
         try:
-            return operation_from_answer(
-                answer, channel_id=request.channel_id, action=request.action
-            )
+            if isinstance(request, BulkUpdateRequest):
+                return operation_from_answer(
+                    answer, channel_id=request.channel_id, action=request.action
+                )
+            return operation_from_answer(answer)
         except APIError as exc:
             _told(request, exc)
             raise
