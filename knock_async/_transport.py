@@ -446,6 +446,7 @@ class Transport:
         """
         policy = self.retry if retry is USE_CLIENT_DEFAULT else retry or _ONE_TRY
         attempt = 0
+        earlier = False  # whether a try before this one may have started an operation
         while True:
             attempt += 1
             try:
@@ -459,7 +460,7 @@ class Transport:
                 failed: APIError = exc
                 delay = self._retry_delay(policy, request, attempt, exc)
             except APIError as exc:
-                _told(request, exc)
+                _told(request, exc, earlier)
                 raise
             else:
                 if answer.ok:
@@ -473,8 +474,9 @@ class Transport:
                     retry_after=answer.retry_after,
                     rng=self.rng,
                 )
+            earlier = _told(request, failed, earlier).operation_may_have_started
             if delay is None:
-                raise _told(request, failed)
+                raise failed
             self._retrying(request, attempt, failed, delay)
             await self.sleep(delay)
 
@@ -486,7 +488,7 @@ class Transport:
                 )
             return operation_from_answer(answer)
         except APIError as exc:
-            _told(request, exc)
+            _told(request, exc, earlier=False)
             raise
 
     def _retry_delay(
@@ -527,10 +529,11 @@ class Transport:
 _ONE_TRY = RetryPolicy(attempts=1)
 
 
-def _told(request: Request, error: APIError) -> APIError:
-    """``error``, marked when it ended a request that may have started an operation."""
+def _told(request: Request, error: APIError, earlier: bool) -> APIError:
+    """``error``, marked when its try, or an ``earlier`` one of the same request, may have
+    started an operation."""
     failure = error.failure if isinstance(error, APIConnectionError) else None
-    if may_have_started(request.method, status=error.status, failure=failure):
+    if earlier or may_have_started(request.method, status=error.status, failure=failure):
         error.operation_may_have_started = True
     return error
 

@@ -68,6 +68,20 @@ async def test_a_post_that_certainly_did_not_start_says_nothing(
     assert "may have started" not in str(info.value)
 
 
+async def test_an_earlier_try_that_may_have_started_is_remembered(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """With retry_ambiguous_post, a POST answered 503 and then 429 to the end of its tries
+    ends with a RateLimitError that still says an operation may have started (by the 503)."""
+    fake_knock.reply("POST", Reply(503, {}), Reply(429, {}))
+    policy = ka.RetryPolicy(attempts=2, retry_ambiguous_post=True)
+    async with make_client(retry=policy) as knock:
+        with pytest.raises(ka.RateLimitError) as info:
+            await knock.channels.bulk.update_message_status(CHANNEL_ID, "archive")
+    assert info.value.operation_may_have_started is True
+    assert len(fake_knock.requests) == 2
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
