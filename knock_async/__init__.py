@@ -5,19 +5,24 @@ bulk operation it returns with ``knock.bulk_operations.poll(...)``.
 """
 
 from ._client import KnockClient
+from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._errors import (
     APIConnectionError,
     APIError,
+    APIResponseValidationError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
     BulkOperationFailedError,
+    ClientClosedError,
     InternalServerError,
     KnockError,
     NotFoundError,
     PermissionDeniedError,
     PollTimeoutError,
     RateLimitError,
+    RateLimiterTimeoutError,
     ResponseTooLargeError,
     ResponseValidationError,
     UnprocessableEntityError,
@@ -66,6 +71,9 @@ __all__ = [
     "__version__",
     # the client
     "KnockClient",
+    "USE_CLIENT_DEFAULT",
+    "UseClientDefault",
+    "Clock",
     "Poller",
     "PollPolicy",
     "RetryPolicy",
@@ -109,6 +117,7 @@ __all__ = [
     # errors
     "KnockError",
     "APIError",
+    "APIStatusError",
     "BadRequestError",
     "AuthenticationError",
     "PermissionDeniedError",
@@ -118,9 +127,12 @@ __all__ = [
     "InternalServerError",
     "APIConnectionError",
     "APITimeoutError",
+    "RateLimiterTimeoutError",
     "Failure",
+    "APIResponseValidationError",
     "ResponseValidationError",
     "ResponseTooLargeError",
+    "ClientClosedError",
     "BulkOperationFailedError",
     "PollTimeoutError",
 ]

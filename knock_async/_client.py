@@ -11,9 +11,9 @@ from types import TracebackType
 from typing import Self, Unpack
 
 import aiohttp
-import attrs
 from yarl import URL
 
+from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._fanout import FanOut, unique_channels
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
@@ -28,10 +28,11 @@ from ._models import (
 )
 from ._poller import Poller, PollTargetLike
 from ._progress import Progress
-from ._ratelimit import RateLimiter, RateLimits, Tier, make_rate_limiter
+from ._ratelimit import RateLimiter, RateLimits, make_rate_limiter
 from ._requests import (
     DEFAULT_BASE_URL,
     Request,
+    bulk_request,
     bulk_update_request,
     encode_body,
     get_operation_request,
@@ -57,6 +58,47 @@ def _timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeou
         total=optional(positive)("timeout", total),
         connect=optional(positive)("connect_timeout", connect),
     )
+
+
+def _api_key(api_key: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get("KNOCK_API_KEY")
+    if not key:
+        raise ValueError(
+            "no API key: pass api_key=... or set the KNOCK_API_KEY environment variable"
+        )
+    return key
+
+
+def _base_url(base_url: str | URL | None, allow_insecure_http: object) -> URL:
+    insecure = boolean("allow_insecure_http", allow_insecure_http)
+    if base_url:
+        return parse_base_url(base_url, allow_insecure_http=insecure)
+    raw = os.environ.get("KNOCK_BASE_URL")
+    if raw:
+        return parse_base_url(raw, allow_insecure_http=insecure, name="KNOCK_BASE_URL")
+    return parse_base_url(DEFAULT_BASE_URL)
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def _time(
+    clock: Clock | Callable[[], float] | None, sleep: Sleep | None
+) -> tuple[Callable[[], float] | None, Sleep | None]:
+    """``(monotonic, sleep)`` from a ``Clock`` object, or from a clock function and ``sleep``
+    (the older form), or ``(None, None)`` for real time."""
+    if clock is None and sleep is None:
+        return None, None
+    if sleep is None and isinstance(clock, Clock):
+        return clock.monotonic, clock.sleep
+    if clock is None or sleep is None or not callable(clock):
+        # Pacing and polling wait for the clock to reach a time by sleeping: a sleep that
+        # does not move the clock it is measured on would spin forever.
+        raise ValueError(
+            "clock and sleep go together: pass clock= an object with monotonic() and async "
+            "sleep(seconds), or clock= a function and sleep= (both or neither)"
+        )
+    return clock, sleep
 
 
 def _hooks(hooks: object) -> tuple[Hook, ...]:
@@ -92,8 +134,13 @@ class KnockClient:
     never see the key or headers, and one that raises is logged, never breaking the request.
     ``knock_async.otel.OpenTelemetryHook`` turns them into OpenTelemetry spans and metrics.
 
-    ``clock`` (monotonic seconds), ``sleep`` and ``rng`` (uniform in ``[0, 1)``) are for tests
-    and simulations: they drive the retry and poll schedules.
+    ``clock`` and ``rng`` (uniform in ``[0, 1)``) are for tests and simulations: they drive
+    pacing, retries and polls. ``clock`` is an object with ``monotonic()`` and ``async
+    sleep(seconds)`` (a ``Clock``: the emulator's clocks are), or a function of monotonic
+    seconds passed with ``sleep=``.
+
+    Per call, ``timeout`` and ``retry`` default to ``USE_CLIENT_DEFAULT`` (this client's);
+    ``timeout=None`` means no timeout and ``retry=None`` one try.
     """
 
     def __init__(
@@ -110,20 +157,13 @@ class KnockClient:
         rate_limits: RateLimits | RateLimiter | None = DEFAULT_RATE_LIMITS,
         allow_insecure_http: bool = False,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+        sleep: Sleep | None = None,
         rng: Callable[[], float] | None = None,
         hooks: Iterable[Hook] = (),
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("KNOCK_API_KEY")
-        if not key:
-            raise ValueError(
-                "no API key: pass api_key=... or set the KNOCK_API_KEY environment variable"
-            )
-        raw_base = base_url or os.environ.get("KNOCK_BASE_URL") or DEFAULT_BASE_URL
-        base = parse_base_url(
-            raw_base, allow_insecure_http=boolean("allow_insecure_http", allow_insecure_http)
-        )
+        key = _api_key(api_key)
+        base = _base_url(base_url, allow_insecure_http)
         self._branch = branch if branch is not None else os.environ.get("KNOCK_BRANCH") or None
         get_headers, json_headers = make_headers(key, branch=self._branch)
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -131,31 +171,42 @@ class KnockClient:
         if poll is not None and not isinstance(poll, PollPolicy):
             raise TypeError(f"poll must be a PollPolicy, got {type(poll).__name__}")
         self._poll_policy = poll or PollPolicy()
-        if (clock is None) != (sleep is None):
-            # Pacing and polling wait for the clock to reach a time by sleeping: a sleep that
-            # does not move the clock it is measured on would spin forever.
-            raise ValueError("clock and sleep go together: pass both or neither")
+        monotonic, sleep = _time(clock, sleep)
         self._transport = Transport(
             base_url=base,
             get_headers=get_headers,
             json_headers=json_headers,
             session=session,
             timeout=_timeout(timeout, connect_timeout),
-            limiter=make_rate_limiter(rate_limits, clock=clock, sleep=sleep),
+            limiter=make_rate_limiter(rate_limits, clock=monotonic, sleep=sleep),
             retry=retry or RetryPolicy(),
             max_response_bytes=positive_int("max_response_bytes", max_response_bytes),
-            clock=clock,
+            clock=monotonic,
             sleep=sleep,
             rng=rng,
             hooks=_hooks(hooks),
         )
-
-        self.channels = _Channels(self)
-        self.bulk_operations = _BulkOperations(self)
+        self._channels = _Channels(self)
+        self._bulk_operations = _BulkOperations(self)
 
     def __repr__(self) -> str:
         branch = f", branch={self._branch!r}" if self._branch else ""
         return f"<KnockClient base_url={str(self.base_url)!r}{branch}>"
+
+    @property
+    def channels(self) -> _Channels:
+        """Channel endpoints: ``channels.bulk.update_message_status(channel_id, action,
+        **filters)`` starts a bulk update of one channel's messages;
+        ``channels.bulk.update_many(channel_ids, action, **filters)`` starts it on many
+        channels, paced, and follows every operation to its end."""
+        return self._channels
+
+    @property
+    def bulk_operations(self) -> _BulkOperations:
+        """Bulk operations: ``bulk_operations.get(id)`` reads one as it stands;
+        ``bulk_operations.poll(target)`` follows one until it is ``completed`` or ``failed``
+        (iterate it for ``Progress``, await it for the final ``BulkOperation``)."""
+        return self._bulk_operations
 
     @property
     def base_url(self) -> URL:
@@ -203,8 +254,8 @@ class _Bulk:
         channel_id: str,
         action: BulkAction | BulkActionValue,
         *,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         **filters: Unpack[BulkFilters],
     ) -> BulkOperation:
         """Start a bulk status update of a channel's messages; returns the ``BulkOperation``.
@@ -212,17 +263,22 @@ class _Bulk:
         The keyword names are those of Knock's official SDK. Filters left as ``None`` are not
         sent. ``trigger_data`` may be a mapping or a JSON object string. Bad input raises
         ``ValueError``/``TypeError`` naming the argument before anything is sent.
+        ``timeout`` (seconds per try; ``None``: none) and ``retry`` (``None``: one try)
+        default to the client's. The operation returned carries ``channel_id`` and
+        ``action``, for the logs of whoever follows it.
+
+        An error that ends the call with ``operation_may_have_started`` set (a 5xx, a
+        connection dropped after sending, a timeout) means the update may be running all the
+        same: see its message before sending it again.
         """
         transport = self._client._transport
         body = _filters_body(filters)
         request = bulk_update_request(
-            transport.base_url, transport.json_headers, channel_id, action, body
+            transport.base, transport.json_headers, channel_id, action, body
         )
-        operation = await transport.send(
-            request, retry=retry, timeout=_per_call(transport, timeout)
+        return await transport.send(
+            request, retry=_retry(retry), timeout=_per_call(transport, timeout)
         )
-        # The handle carries what the client knows, for the logs of whoever follows it.
-        return attrs.evolve(operation, channel_id=channel_id, action=parse_action(action).value)
 
     def update_many(
         self,
@@ -254,12 +310,10 @@ class _Bulk:
         encoded = encode_body(body)
 
         transport = client._transport
+        base, headers, value = transport.base, transport.json_headers, act.value
 
         def make_request(channel_id: str) -> Request:
-            url = URL(
-                f"{transport.base_url}/v1/channels/{channel_id}/messages/bulk/{act}", encoded=True
-            )
-            return Request("POST", url, transport.json_headers, encoded, Tier.POST)
+            return bulk_request(base, headers, channel_id, value, encoded)
 
         return FanOut(
             transport=transport,
@@ -286,12 +340,19 @@ class _BulkOperations:
         self._client = client
 
     async def get(
-        self, id: str, *, timeout: float | None = None, retry: RetryPolicy | None = None
+        self,
+        id: str,
+        *,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> BulkOperation:
-        """The bulk operation ``id`` as it stands now."""
+        """The bulk operation ``id`` as it stands now. ``timeout`` (seconds per try;
+        ``None``: none) and ``retry`` (``None``: one try) default to the client's."""
         transport = self._client._transport
-        request = get_operation_request(transport.base_url, transport.get_headers, id)
-        return await transport.send(request, retry=retry, timeout=_per_call(transport, timeout))
+        request = get_operation_request(transport.base, transport.get_headers, id)
+        return await transport.send(
+            request, retry=_retry(retry), timeout=_per_call(transport, timeout)
+        )
 
     def poll(
         self,
@@ -344,7 +405,19 @@ class _BulkOperations:
         )
 
 
-def _per_call(transport: Transport, timeout: float | None) -> aiohttp.ClientTimeout | None:
-    if timeout is None:
-        return None
+def _per_call(
+    transport: Transport, timeout: float | UseClientDefault | None
+) -> aiohttp.ClientTimeout | UseClientDefault:
+    """A call's ``timeout=`` as the transport takes it: ``None`` lifts the total limit only
+    (connecting stays bounded by the client's ``connect_timeout``)."""
+    if timeout is USE_CLIENT_DEFAULT:
+        return timeout
     return _timeout(timeout, transport.timeout.connect)
+
+
+def _retry(retry: object) -> RetryPolicy | UseClientDefault | None:
+    if retry is USE_CLIENT_DEFAULT or retry is None or isinstance(retry, RetryPolicy):
+        return retry
+    raise TypeError(
+        f"retry must be a RetryPolicy, None or USE_CLIENT_DEFAULT, got {type(retry).__name__}"
+    )

@@ -34,13 +34,9 @@ __all__ = [
     "emit",
     "request_answered",
     "request_sent",
-    "route_of",
 ]
 
 logger = logging.getLogger("knock_async")
-
-BULK_UPDATE_ROUTE = "/v1/channels/{channel_id}/messages/bulk/{action}"
-OPERATION_ROUTE = "/v1/bulk_operations/{id}"
 
 
 @attrs.frozen(kw_only=True)
@@ -132,17 +128,11 @@ def emit(hooks: Iterable[Hook], event: HookEvent) -> None:
             logger.exception("instrumentation hook %r raised on %s", hook, type(event).__name__)
 
 
-def route_of(request: Request) -> str:
-    """The route template ``request`` goes to."""
-    # The API has two endpoints: the bulk update is the only POST, the operation the only GET.
-    return BULK_UPDATE_ROUTE if request.method == "POST" else OPERATION_ROUTE
-
-
 def request_sent(request: Request, attempt: int) -> RequestSent:
     """The record of ``request``'s try number ``attempt`` leaving."""
     return RequestSent(
         method=request.method,
-        route=route_of(request),
+        route=request.route,
         server_address=request.url.host or "",
         server_port=request.url.port,
         attempt=attempt,

@@ -17,9 +17,7 @@ async def poll_once(transport: Transport, follow: Follow) -> Decision:
     """Poll ``follow``'s operation once through ``transport``; the follow's decision."""
     assert follow.request is not None  # only a follow with a poll request is polled
     try:
-        answer = await transport.exchange(
-            follow.request, deadline=follow.deadline, max_hint=follow.policy.max_hint
-        )
+        answer = await transport.exchange(follow.request, deadline=follow.deadline)
     except KnockError as exc:
         return follow.unanswered(transport.clock(), exc, rng=transport.rng)
     return follow.answered(transport.clock(), answer, rng=transport.rng)

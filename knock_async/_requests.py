@@ -12,10 +12,11 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
+from multidict import CIMultiDict
 from yarl import URL
 
 from ._convert import converter
@@ -24,12 +25,18 @@ from ._ratelimit import Tier
 from ._version import __version__
 
 __all__ = [
+    "BULK_UPDATE_ROUTE",
     "DEFAULT_BASE_URL",
+    "OPERATION_ROUTE",
+    "BulkUpdateRequest",
+    "OperationRequest",
     "PollTarget",
     "Request",
+    "bulk_request",
     "bulk_update_request",
     "get_operation_request",
     "make_headers",
+    "operation_request",
     "parse_base_url",
     "resolve_poll_target",
     "operation_poll_target",
@@ -37,11 +44,15 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.knock.app"
 USER_AGENT = f"knock-async/{__version__}"
+# The route templates: what hooks, metrics and spans name a request by (no ids in labels).
+BULK_UPDATE_ROUTE = "/v1/channels/{channel_id}/messages/bulk/{action}"
+OPERATION_ROUTE = "/v1/bulk_operations/{id}"
 
 
-class Headers(dict[str, str]):
+class Headers(CIMultiDict[str]):
     """Request headers whose repr hides the credentials, so that no traceback with local
-    variables, debugger or ``vars(client)`` shows the API key."""
+    variables, debugger or ``vars(client)`` shows the API key. A ``CIMultiDict`` already, so
+    aiohttp does not convert it again on every request."""
 
     def __repr__(self) -> str:
         shown = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()}
@@ -50,13 +61,39 @@ class Headers(dict[str, str]):
 
 @attrs.frozen
 class Request:
-    """One HTTP request, ready to send. ``tier`` is the rate-limit tier it counts against."""
+    """One HTTP request, ready to send. What it is belongs to its class: ``method``, its
+    ``route`` template (what hooks and metrics name it by) and the rate-limit ``tier`` it
+    counts against; what it carries is its own: ``url``, ``headers``, ``body``. (Class
+    attributes cost a poller, which holds its request for its whole life, no memory.)"""
 
-    method: str
+    method: ClassVar[str]
+    route: ClassVar[str]
+    tier: ClassVar[Tier]
     url: URL
     headers: Mapping[str, str]
     body: bytes | None
-    tier: Tier
+
+
+@attrs.frozen
+class OperationRequest(Request):
+    """``GET /v1/bulk_operations/{id}``."""
+
+    method: ClassVar[str] = "GET"
+    route: ClassVar[str] = OPERATION_ROUTE
+    tier: ClassVar[Tier] = Tier.GET
+
+
+@attrs.frozen
+class BulkUpdateRequest(Request):
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}``, naming its ``channel_id``
+    and ``action``, which Knock's answer does not repeat: the operation it returns is built
+    with them."""
+
+    method: ClassVar[str] = "POST"
+    route: ClassVar[str] = BULK_UPDATE_ROUTE
+    tier: ClassVar[Tier] = Tier.POST
+    channel_id: str
+    action: str
 
 
 @attrs.frozen
@@ -80,25 +117,38 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+# A leading http(s) scheme and its separators, however mistyped (``https//``, ``https:/``):
+# letters and slashes only, so never a user name or a password.
+_SCHEME_PREFIX = re.compile(r"(?i)https?[:/\\]+")
+
+
 def _shown(base_url: object) -> str:
-    """``base_url`` as it may appear in a message: never its userinfo, query or fragment,
-    where a password or a token may sit."""
-    try:
-        parts = urlsplit(str(base_url))
-        host = parts.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    except ValueError:
-        return "<unparseable>"
-    scheme = f"{parts.scheme}://" if parts.scheme else ("//" if parts.netloc else "")
-    return f"{scheme}{netloc}{parts.path}"
+    """``base_url`` as a message may quote it, however malformed: nothing that may be its
+    userinfo, query or fragment, where a password or a token may sit.
+
+    Only what lies after the last ``@`` (or ``%40``) and before the first ``?`` or ``#`` is
+    shown, after a leading http(s) scheme: a string that does not parse as a URL cannot say
+    where its userinfo ends, so everything that could be one is left out.
+    """
+    text = str(base_url)
+    ends = [i for i in (text.find("?"), text.find("#")) if i >= 0]
+    cut = min(ends, default=len(text))
+    encoded_at = text.lower().rfind("%40")
+    start = max(text.rfind("@") + 1, encoded_at + 3 if encoded_at >= 0 else 0)
+    if start == 0:
+        return text[:cut]
+    scheme = _SCHEME_PREFIX.match(text)
+    head = scheme.group() if scheme is not None and scheme.end() <= min(start, cut) else ""
+    return f"{head}<redacted>@{text[start:cut]}" if start <= cut else f"{head}<redacted>"
 
 
-def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) -> URL:
+def parse_base_url(
+    base_url: str | URL, *, allow_insecure_http: bool = False, name: str = "base_url"
+) -> URL:
     """The base URL as a ``yarl.URL`` with no trailing slash, or ``ValueError`` saying why not.
 
-    No message quotes the URL's userinfo, query or fragment.
+    ``name`` is where the value came from (``base_url`` or ``KNOCK_BASE_URL``), for the
+    message; no message quotes the URL's userinfo, query or fragment.
     """
     try:
         url = URL(base_url) if isinstance(base_url, str) else base_url
@@ -106,15 +156,16 @@ def parse_base_url(base_url: str | URL, *, allow_insecure_http: bool = False) ->
     except (TypeError, ValueError):
         absolute = False
     if not absolute:
-        raise ValueError(f"base_url must be an absolute http(s) URL, got {_shown(base_url)!r}")
-    if url.user or url.password:
-        raise ValueError("base_url must not contain credentials; pass api_key instead")
+        raise ValueError(f"{name} must be an absolute http(s) URL, got {_shown(base_url)!r}")
+    if url.user or url.password or "@" in url.raw_path:
+        # An "@" in the path is userinfo that a stray "/" moved there (user:/password@host).
+        raise ValueError(f"{name} must not contain credentials; pass api_key instead")
     if url.query_string or url.fragment:
-        raise ValueError(f"base_url must not have a query or fragment ({_shown(base_url)}?...)")
+        raise ValueError(f"{name} must not have a query or fragment ({_shown(base_url)}?...)")
     if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
         # The API key would cross the network in clear text.
         raise ValueError(
-            f"base_url {_shown(url)!r} uses plain http on a non-loopback host; use https, "
+            f"{name} {_shown(url)!r} uses plain http on a non-loopback host; use https, "
             "or pass allow_insecure_http=True if you really mean it"
         )
     return url.with_path(url.path.rstrip("/"))
@@ -171,17 +222,26 @@ def encode_body(body: BulkUpdateMessagesForChannelRequest) -> bytes:
     return _ENCODER.encode(converter.unstructure(body)).encode()
 
 
+def bulk_request(
+    base: str, headers: Mapping[str, str], channel_id: str, action: str, body: bytes
+) -> Request:
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}`` on the base URL ``base`` (a
+    string: ``str(URL)`` per request costs), for a channel id and an action already checked
+    (a canonical UUID, a ``BulkAction`` value), so no segment needs quoting. The one place
+    the bulk URL is built."""
+    url = URL(f"{base}/v1/channels/{channel_id}/messages/bulk/{action}", encoded=True)
+    return BulkUpdateRequest(url, headers, body, channel_id, action)
+
+
 def bulk_update_request(
-    base_url: URL,
+    base: str,
     headers: Mapping[str, str],
     channel_id: object,
     action: object,
     filters: BulkUpdateMessagesForChannelRequest | Mapping[str, Any],
 ) -> Request:
-    """``POST /v1/channels/{channel_id}/messages/bulk/{action}`` with its JSON body.
-
-    Raises ``ValueError``/``TypeError`` naming the argument for any bad input.
-    """
+    """``bulk_request`` from unchecked arguments: raises ``ValueError``/``TypeError`` naming
+    the argument for any bad input."""
     channel = parse_channel_id(channel_id)
     act: BulkAction = parse_action(action)
     body = (
@@ -189,16 +249,19 @@ def bulk_update_request(
         if isinstance(filters, BulkUpdateMessagesForChannelRequest)
         else BulkUpdateMessagesForChannelRequest(**filters)
     )
-    # Both segments are validated (a UUID, a known action), so no quoting is needed.
-    url = URL(f"{base_url}/v1/channels/{channel}/messages/bulk/{act.value}", encoded=True)
-    return Request("POST", url, headers, encode_body(body), Tier.POST)
+    return bulk_request(base, headers, channel, act.value, encode_body(body))
 
 
-def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_id: str) -> Request:
-    """``GET /v1/bulk_operations/{id}``."""
+def operation_request(url: URL, headers: Mapping[str, str]) -> Request:
+    """``GET /v1/bulk_operations/{id}`` at ``url`` (built by ``resolve_poll_target`` or
+    ``get_operation_request``)."""
+    return OperationRequest(url, headers, None)
+
+
+def get_operation_request(base: str, headers: Mapping[str, str], operation_id: str) -> Request:
+    """``GET /v1/bulk_operations/{id}`` on the base URL ``base`` (a string)."""
     quoted = quote(parse_operation_id(operation_id), safe="")
-    url = URL(f"{base_url}/v1/bulk_operations/{quoted}", encoded=True)
-    return Request("GET", url, headers, None, Tier.GET)
+    return operation_request(URL(f"{base}/v1/bulk_operations/{quoted}", encoded=True), headers)
 
 
 def _same_origin(a: URL, b: URL) -> bool:

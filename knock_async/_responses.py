@@ -9,7 +9,7 @@ from typing import Any
 
 from ._convert import loads_operation
 from ._errors import (
-    APIError,
+    APIStatusError,
     AuthenticationError,
     BadRequestError,
     InternalServerError,
@@ -24,7 +24,7 @@ from ._retry import parse_retry_after
 
 __all__ = ["Answer", "error_from_response", "operation_from_answer", "operation_from_response"]
 
-_BY_STATUS: dict[int, type[APIError]] = {
+_BY_STATUS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
@@ -123,8 +123,9 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
 
 def error_from_response(
     status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
-) -> APIError:
-    """The ``APIError`` subclass for an error response, with Knock's code, type and message."""
+) -> APIStatusError:
+    """The ``APIStatusError`` subclass for an error response, with Knock's code, type and
+    message."""
     code, kind, message = _error_fields(body)
     fields: dict[str, Any] = {
         "status": status,
@@ -135,5 +136,5 @@ def error_from_response(
     text = message or f"Knock answered HTTP {status} with no error message"
     if status == 429:
         return RateLimitError(text, retry_after=parse_retry_after(headers, now=now), **fields)
-    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIError)
+    cls = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
     return cls(text, **fields)

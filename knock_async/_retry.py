@@ -20,7 +20,7 @@ import attrs
 
 from ._validate import attrs_check, boolean, non_negative, positive_int
 
-__all__ = ["Failure", "RetryPolicy", "parse_retry_after", "retry_delay"]
+__all__ = ["Failure", "RetryPolicy", "may_have_started", "parse_retry_after", "retry_delay"]
 
 
 class Failure(enum.Enum):
@@ -39,8 +39,12 @@ class RetryPolicy:
     full-jitter exponential: uniform in ``[0, min(max_delay, initial_delay * 2**(n-1))]``; a
     429 waits at least ``rate_limited_delay`` (Knock's limits are per second and its 429s carry
     no Retry-After). A server's Retry-After is honoured when it is at most ``max_retry_after``;
-    a longer one ends the retries, the ``RateLimitError`` carries it, and it holds the client's
-    rate limiter no longer than its usual slow-down.
+    a longer one ends the retries and the ``RateLimitError`` carries it.
+
+    The client's own policy (``KnockClient(retry=...)``) also bounds how long a 429's
+    Retry-After holds the client's rate limiter, for every request of the client, polls
+    included: a hint up to its ``max_retry_after`` holds the tier that long, a longer one (which
+    nobody waits out) no longer than the limiter's usual slow-down.
     """
 
     attempts: int = attrs.field(default=4, validator=attrs_check(positive_int))
@@ -78,10 +82,8 @@ def retry_delay(
     """
     if attempt >= policy.attempts or not is_transient(status, failure):
         return None
-    if method != "GET":
-        certainly_not_started = status == 429 or failure is Failure.NOT_SENT
-        if not (certainly_not_started or policy.retry_ambiguous_post):
-            return None
+    if not policy.retry_ambiguous_post and may_have_started(method, status=status, failure=failure):
+        return None
     if retry_after is not None:
         if retry_after > policy.max_retry_after:
             return None
@@ -92,6 +94,18 @@ def retry_delay(
     if status == 429:
         delay = max(delay, policy.rate_limited_delay)
     return delay
+
+
+def may_have_started(method: str, *, status: int | None, failure: Failure | None) -> bool:
+    """Whether a request that ended this way may have started an operation on Knock: never
+    for a GET; for the bulk POST, unless it certainly did not (a status Knock answers before
+    acting: 4xx but 408; a connection that failed before the request was written). A 2xx
+    counts: the operation started, whatever its body said."""
+    if method == "GET":
+        return False
+    if failure is not None:
+        return failure is not Failure.NOT_SENT
+    return status is None or status < 300 or status == 408 or status >= 500
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:

@@ -3,16 +3,18 @@
 It owns the aiohttp session, the origin guard, the rate limiter, one try (an aiohttp exception
 becomes a typed ``APIConnectionError``), the retry loop, the per-request timeout and the
 caller's deadline, and reading the body under a size cap. ``KnockClient`` builds one;
-``Poller`` and ``FanOut`` are handed it and call nothing else that sends.
+``Poller`` and ``FanOut`` are handed it and call nothing else that sends. It knows nothing of
+poll policies: a try is bounded by its timeout and an optional deadline, nothing else.
 
 Bounds, all measured on the client's clock:
 
 * every wait in the rate limiter counts against the request's timeout and the caller's
-  deadline: a request that cannot leave the limiter in time fails at once with
-  ``APITimeoutError`` (``Failure.NOT_SENT``) instead of waiting past it;
-* a server's Retry-After holds the limiter for no longer than the caller's cap
-  (``RetryPolicy.max_retry_after`` for requests, ``PollPolicy.max_hint`` for polls), and a
-  hint longer than ``max_retry_after``, which ends the request's retries, holds nothing;
+  deadline (``try_end`` decides which comes first): a request that cannot leave the limiter
+  in time fails at once, not sent, with ``RateLimiterTimeoutError`` (``DeadlineError`` when
+  the deadline is what ran out) instead of waiting past it;
+* a server's Retry-After holds the limiter for as long as it says when that is at most the
+  client's ``RetryPolicy.max_retry_after`` (``max_hold``); a longer hint, which no retry
+  waits out, holds nothing beyond the limiter's usual slow-down;
 * a body larger than ``max_response_bytes`` is refused (from its ``Content-Length``, or as it
   streams in after decompression) with ``ResponseTooLargeError``; the connection is dropped.
 """
@@ -28,29 +30,33 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 import aiohttp
 from yarl import URL
 
+from ._defaults import USE_CLIENT_DEFAULT, UseClientDefault
 from ._errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
+    ClientClosedError,
     DeadlineError,
     KnockError,
+    RateLimiterTimeoutError,
     ResponseTooLargeError,
 )
 from ._hooks import (
     Hook,
     RateLimitWait,
+    RequestSent,
     RetryScheduled,
     emit,
     request_answered,
     request_sent,
-    route_of,
 )
 from ._models import BulkOperation
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, Tier
-from ._requests import Headers, PollTarget, Request
+from ._requests import BulkUpdateRequest, Headers, PollTarget, Request, operation_request
 from ._responses import Answer, error_from_response, operation_from_answer
-from ._retry import Failure, RetryPolicy, retry_delay
+from ._retry import Failure, RetryPolicy, may_have_started, retry_delay
 
-__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Transport"]
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "Transport", "try_end"]
 
 logger = logging.getLogger("knock_async")
 
@@ -58,6 +64,20 @@ DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # Knock's bodies are a few KB
 _CHUNK = 64 * 1024
 # A limiter wait shorter than this leaves the request its whole timeout (no new ClientTimeout).
 _SLACK = 0.01
+# What is left of a try whose end has come: aiohttp then times out at once.
+_MIN_LEFT = 0.001
+
+
+def try_end(
+    started: float, total: float | None, deadline: float | None
+) -> tuple[float | None, bool]:
+    """When a try started at ``started`` must have ended: ``total`` seconds later (the request
+    timeout; ``None``: no timeout), or at the caller's ``deadline`` if that comes first
+    (``None``: no deadline). Also whether the deadline is what bounds it. Pure."""
+    end = None if total is None else started + total
+    if deadline is not None and (end is None or deadline < end):
+        return deadline, True
+    return end, False
 
 
 async def _session_keeper(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
@@ -78,6 +98,8 @@ class Transport:
 
     ``session``: a caller's session, used as is and never closed here; ``None``: one is
     created per event loop on first use and closed by ``aclose`` (or when its loop shuts down).
+    ``retry`` is the client's policy: the default of ``send`` and, by its
+    ``max_retry_after``, the longest a server's Retry-After holds the limiter.
     """
 
     def __init__(
@@ -97,12 +119,15 @@ class Transport:
         hooks: Sequence[Hook] = (),
     ) -> None:
         self.base_url = base_url
+        # The base URL as the requests' builders take it: str(URL) costs on every request.
+        self.base = str(base_url)
         # Instrumentation: every try, retry and limiter wait is reported to these.
         self.hooks = tuple(hooks)
         self.get_headers = get_headers
         self.json_headers = json_headers
         self.timeout = timeout
         self.retry = retry
+        self.max_hold = retry.max_retry_after
         self.max_response_bytes = max_response_bytes
         # Real time unless injected: then waits can be bounded by asyncio's own timers.
         self._real_time = clock is None
@@ -124,30 +149,30 @@ class Transport:
     def limiter(self) -> RateLimiter | None:
         return self._limiter
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # -- the session -------------------------------------------------------------------
 
     async def aclose(self) -> None:
         """Close the transport's own session (a caller's is left open). Idempotent."""
         self._closed = True
+        loop, self._session_loop = self._session_loop, None
         keeper, self._keeper = self._keeper, None
         session, self._session = (self._session, None) if self._owns_session else (None, None)
-        if keeper is not None and self._session_loop is asyncio.get_running_loop():
+        if keeper is not None and loop is asyncio.get_running_loop():
             await keeper.aclose()  # closes the session
         elif session is not None and not session.closed:
             await session.close()
 
     async def _get_session(self) -> aiohttp.ClientSession:
+        """The session for this loop, opened if need be; ``exchange`` skips this call while
+        ``_session_loop`` is the running loop."""
         if self._closed:
-            raise RuntimeError("this KnockClient is closed")
+            raise ClientClosedError("this KnockClient is closed: build a new one to send more")
         session = self._session
+        loop = asyncio.get_running_loop()
         if not self._owns_session:
             assert session is not None
+            self._session_loop = loop
             return session
-        loop = asyncio.get_running_loop()
         if session is None or self._session_loop is not loop or session.closed:
             # First use, or the loop the session was made on is gone (its keeper closed it
             # there): a session belongs to one loop, so this loop gets its own.
@@ -170,7 +195,7 @@ class Transport:
                 origin,
                 self.base_url.origin(),
             )
-        return Request("GET", target.url, self.get_headers, None, Tier.GET)
+        return operation_request(target.url, self.get_headers)
 
     # -- one try -----------------------------------------------------------------------
 
@@ -179,79 +204,65 @@ class Transport:
         request: Request,
         *,
         deadline: float | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
-        max_hint: float,
-        clamp_hint: bool = True,
+        timeout: aiohttp.ClientTimeout | UseClientDefault = USE_CLIENT_DEFAULT,
         committed: Callable[[], None] | None = None,
         attempt: int = 1,
     ) -> Answer:
-        """One try: wait for the limiter, send, read the body under the cap.
+        """One try: wait for the limiter, send, read the body under the cap, and the answer.
 
-        The limiter wait and the exchange together last at most the request timeout, and end
-        by ``deadline`` (the client's clock) if one is given. ``max_hint`` caps how long a 429's
-        Retry-After holds the limiter; with ``clamp_hint=False`` a longer hint (one the caller
-        gives up on) holds nothing beyond the usual slow-down. ``committed`` is called once
-        the request has left the limiter: from then on it may reach Knock. ``attempt`` numbers
-        the try for the hooks. Raises ``APIConnectionError``/``APITimeoutError``
-        (``DeadlineError`` when ``deadline`` cannot be met) or ``ResponseTooLargeError``.
+        The limiter's wait and the exchange together last at most ``timeout`` (the client's
+        by default) and end by ``deadline`` (client clock) if given. ``committed`` is called
+        once the request leaves the limiter (from then on it may reach Knock); ``attempt``
+        numbers the try for the hooks. Raises ``APIConnectionError`` (``APITimeoutError``,
+        ``RateLimiterTimeoutError``, ``DeadlineError``), ``ResponseTooLargeError`` or
+        ``ClientClosedError``.
         """
         session = self._session
-        if (
-            session is None
-            or self._closed
-            or (self._owns_session and self._session_loop is not asyncio.get_running_loop())
-        ):
+        if session is None or self._session_loop is not asyncio.get_running_loop():
             session = await self._get_session()
         url = request.url
         # Defence in depth: the key goes to the base URL's origin and nowhere else.
         if (url.scheme, url.host, url.port) != self._origin:
             raise KnockError(f"refusing to send the API key to {url.origin()}")
-        timeout = timeout or self.timeout
-        limiter = self._limiter
-        # Frames are kept few on purpose: thousands of awaited polls wait in here at once.
-        if limiter is not None or deadline is not None:
+        if timeout is USE_CLIENT_DEFAULT:
+            timeout = self.timeout
+        if self._limiter is not None or deadline is not None:
             started = self.clock()
-            end = None if timeout.total is None else started + timeout.total
-            by_deadline = deadline is not None and (end is None or deadline < end)
-            if by_deadline:
-                end = deadline
-            if limiter is not None:
-                if end is None:
-                    await limiter.acquire(request.tier)
-                elif self._adaptive is not None:
-                    try:
-                        await self._adaptive.acquire(request.tier, deadline=end)
-                    except TimeoutError:
-                        in_time = False
-                    else:
-                        in_time = True
-                    if not in_time:
-                        now = self.clock()
-                        opens_in = self._adaptive.state(request.tier).next_slot(now) - now
-                        raise _queued_past(request, by_deadline, opens_in)
-                else:
-                    await self._acquire_foreign(limiter, request, end, by_deadline)
+            end, by_deadline = try_end(started, timeout.total, deadline)
+            # Awaited right here: each coroutine layer costs every waiting poll a frame.
+            waiting = self._admission(request, end)
+            if waiting is not None:
+                try:
+                    await waiting
+                except TimeoutError:
+                    raise self._queued_past(request, by_deadline, timeout.total) from None
                 if self.hooks:
                     self._waited(request, self.clock() - started)
-            if end is not None and (by_deadline or self.clock() - started > _SLACK):
-                # The wait in the limiter (or the deadline) shortens what is left for the try.
-                left = max(end - self.clock(), 0.001)
-                connect = timeout.connect
-                timeout = aiohttp.ClientTimeout(
-                    total=left, connect=left if connect is None else min(connect, left)
-                )
+            timeout = self._shortened(timeout, started, end, by_deadline)
         if committed is not None:
             committed()
-        hooks = self.hooks
-        if hooks:
-            sent = request_sent(request, attempt)
-            emit(hooks, sent)
-            sent_at = self.clock()
-        error: APIConnectionError | None = None
+        if not self.hooks:
+            answer = await self._attempt(session, request, timeout)
+        else:
+            sent = self._announce(request, attempt)
+            try:
+                answer = await self._attempt(session, request, timeout)
+            except KnockError as exc:
+                self._ended(sent, exc)
+                raise
+        self._answered(request, answer, sent if self.hooks else None)
+        return answer
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, request: Request, timeout: aiohttp.ClientTimeout
+    ) -> Answer:
+        """The HTTP exchange: the answer, its body read under the cap; what aiohttp raised as
+        a typed error."""
+        error: KnockError | None = None
         try:
             async with session.request(
                 request.method,
-                url,
+                request.url,
                 headers=request.headers,
                 data=request.body,
                 timeout=timeout,
@@ -259,89 +270,86 @@ class Transport:
                 raise_for_status=False,  # whatever a caller's session says: statuses are ours
             ) as response:
                 length = response.content_length
-                if (
-                    length is not None
-                    and length <= self.max_response_bytes
-                    and "Content-Encoding" not in response.headers
-                ):
+                fits = length is not None and length <= self.max_response_bytes
+                if fits and "Content-Encoding" not in response.headers:
                     body = await response.read()  # bounded by its length: the fast path
                 else:
                     body = await self._read_capped(response, length)
-                status, headers = response.status, response.headers
+                return Answer(response.status, response.headers, body)
         # aiohttp's errors can hold the request headers (ClientResponseError.request_info), so
         # the typed error is raised after the except block: it has no __context__ to leak.
-        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
-            failure = (
-                Failure.CONNECTION if isinstance(exc, aiohttp.ClientSSLError) else Failure.NOT_SENT
-            )
-            error = _connection_error(request, exc, failure)
-        except TimeoutError as exc:
-            error = _connection_error(request, exc, Failure.TIMEOUT)
-        except aiohttp.ClientError as exc:
-            error = _connection_error(request, exc, Failure.CONNECTION)
-        except ResponseTooLargeError as exc:
-            if hooks:  # the try ended too: its record says how
-                too_large = request_answered(
-                    sent,
-                    duration=self.clock() - sent_at,
-                    status=exc.status,
-                    request_id=exc.request_id,
-                    failure="response_too_large",
-                )
-                emit(hooks, too_large)
-            raise
-        if hooks:
-            duration = self.clock() - sent_at
-            if error is not None:
-                emit(hooks, request_answered(sent, duration=duration, failure=error.failure.value))
-            else:
-                answered = request_answered(
-                    sent, duration=duration, status=status, request_id=headers.get("x-request-id")
-                )
-                emit(hooks, answered)
-        if error is not None:
-            raise error
-        answer = Answer(status, headers, body)
-        if limiter is not None:
-            if status == 429:
-                hint = answer.retry_after
-                if hint is not None and hint > max_hint:
-                    hint = max_hint if clamp_hint else None
-                limiter.on_rate_limited(request.tier, retry_after=hint)
-            else:
-                limiter.on_success(request.tier)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d (request_id=%s)",
-                request.method,
-                url,
-                status,
-                answer.request_id,
-            )
-        return answer
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            error = _typed_error(request, session, exc)
+            if error is None:
+                raise
+        raise error
 
-    def _waited(self, request: Request, seconds: float) -> None:
-        if seconds > _SLACK:  # below that, the limiter let the request straight through
-            emit(self.hooks, RateLimitWait(tier=str(request.tier), seconds=seconds))
+    def _admission(self, request: Request, end: float | None) -> Awaitable[None] | None:
+        """The wait for the limiter's slot (raising ``TimeoutError`` when it cannot come by
+        ``end``), or ``None`` without a limiter."""
+        limiter = self._limiter
+        if limiter is None:
+            return None
+        if end is None:
+            return limiter.acquire(request.tier)
+        if self._adaptive is not None:
+            return self._adaptive.acquire(request.tier, deadline=end)
+        return self._acquire_foreign(limiter, request.tier, end)
 
-    async def _acquire_foreign(
-        self, limiter: RateLimiter, request: Request, end: float, by_deadline: bool
-    ) -> None:
-        """Another ``RateLimiter``'s slot, or a timeout error once it cannot come by ``end``."""
-        in_time = True
-        try:
-            if self._real_time:
-                async with asyncio.timeout(max(0.0, end - self.clock())):
-                    await limiter.acquire(request.tier)
-            else:
-                # On an injected clock asyncio's timers do not run on that clock, so the wait
-                # is checked when it ends (the request is then not sent).
-                await limiter.acquire(request.tier)
-                in_time = self.clock() <= end
-        except TimeoutError:
-            in_time = False
-        if not in_time:
-            raise _queued_past(request, by_deadline)
+    async def _acquire_foreign(self, limiter: RateLimiter, tier: Tier, end: float) -> None:
+        """Another ``RateLimiter``'s slot, or ``TimeoutError`` once it cannot come by ``end``."""
+        if self._real_time:
+            async with asyncio.timeout(max(0.0, end - self.clock())):
+                await limiter.acquire(tier)
+            return
+        # On an injected clock asyncio's timers do not run on that clock, so the wait is
+        # checked when it ends (the request is then not sent).
+        await limiter.acquire(tier)
+        if self.clock() > end:
+            raise TimeoutError
+
+    def _shortened(
+        self,
+        timeout: aiohttp.ClientTimeout,
+        started: float,
+        end: float | None,
+        by_deadline: bool,
+    ) -> aiohttp.ClientTimeout:
+        """``timeout``, cut to what is left until ``end`` once the limiter's wait (or the
+        deadline) has taken some of it."""
+        if end is None:
+            return timeout
+        now = self.clock()
+        if not by_deadline and now - started <= _SLACK:
+            return timeout  # the limiter let it straight through: the timeout stands
+        left = max(end - now, _MIN_LEFT)
+        connect = timeout.connect
+        return aiohttp.ClientTimeout(
+            total=left, connect=left if connect is None else min(connect, left)
+        )
+
+    def _queued_past(
+        self, request: Request, by_deadline: bool, total: float | None
+    ) -> APITimeoutError:
+        what = f"{request.method} {request.url.with_query(None)} could not be sent within"
+        if by_deadline:
+            return DeadlineError(f"{what} the deadline: the rate limiter is queued past it")
+        opens_in: float | None = None
+        if self._adaptive is not None:
+            now = self.clock()
+            opens_in = self._adaptive.state(request.tier).next_slot(now) - now
+        many = (
+            "to start many bulk updates use knock.channels.bulk.update_many(channel_ids, ...), "
+            "which paces them and follows each; otherwise "
+            if request.tier is Tier.POST
+            else ""
+        )
+        return RateLimiterTimeoutError(
+            f"{what} its {total}s timeout: the client's rate limiter is queued past it (more "
+            f"requests are waiting on this client than its RateLimits let out in that time); "
+            f"{many}allow a longer timeout= or change KnockClient(rate_limits=RateLimits(...))",
+            opens_in=opens_in,
+        )
 
     async def _read_capped(self, response: aiohttp.ClientResponse, length: int | None) -> bytes:
         """The body, refused as soon as it is known to exceed the cap (connection dropped)."""
@@ -360,108 +368,174 @@ class Transport:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    # -- what a try tells the limiter, the hooks and the log ------------------------------
+
+    def _waited(self, request: Request, seconds: float) -> None:
+        if seconds > _SLACK:  # below that, the limiter let the request straight through
+            emit(self.hooks, RateLimitWait(tier=str(request.tier), seconds=seconds))
+
+    def _announce(self, request: Request, attempt: int) -> tuple[RequestSent, float]:
+        sent = request_sent(request, attempt)
+        emit(self.hooks, sent)
+        return sent, self.clock()
+
+    def _ended(self, sent: tuple[RequestSent, float], error: KnockError) -> None:
+        """The hooks' record of a try that ended with ``error``."""
+        record, sent_at = sent
+        if isinstance(error, APIConnectionError):
+            failure = error.failure.value
+        elif isinstance(error, ResponseTooLargeError):
+            failure = "response_too_large"
+        else:
+            failure = Failure.NOT_SENT.value  # a closed session: nothing went out
+        ended = request_answered(
+            record,
+            duration=self.clock() - sent_at,
+            status=error.status,
+            request_id=error.request_id,
+            failure=failure,
+        )
+        emit(self.hooks, ended)
+
+    def _answered(
+        self, request: Request, answer: Answer, sent: tuple[RequestSent, float] | None
+    ) -> None:
+        """An answer came: feed it back to the limiter, the hooks and the debug log."""
+        limiter = self._limiter
+        if limiter is not None:
+            if answer.status == 429:
+                hint = answer.retry_after
+                # A hint nobody waits out must not stall every other request of the client.
+                held = None if hint is not None and hint > self.max_hold else hint
+                limiter.on_rate_limited(request.tier, retry_after=held)
+            else:
+                limiter.on_success(request.tier)
+        if sent is not None:
+            record, sent_at = sent
+            duration = self.clock() - sent_at
+            answered = request_answered(
+                record, duration=duration, status=answer.status, request_id=answer.request_id
+            )
+            emit(self.hooks, answered)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (request_id=%s)",
+                request.method,
+                request.url,
+                answer.status,
+                answer.request_id,
+            )
+
     # -- with retries ------------------------------------------------------------------
 
     async def send(
         self,
         request: Request,
         *,
-        retry: RetryPolicy | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        timeout: aiohttp.ClientTimeout | UseClientDefault = USE_CLIENT_DEFAULT,
         committed: Callable[[], None] | None = None,
     ) -> BulkOperation:
-        """Send with retries as ``retry`` allows; the operation, or the last error.
+        """Send with retries as ``retry`` allows (the client's policy by default, ``None``:
+        one try); the operation (with the request's channel and action), or the last error.
 
         Every try is bounded as ``exchange`` says. ``committed`` is called when the first try
         has left the limiter and may reach Knock (a fan-out then waits for its answer instead
-        of cancelling it).
+        of cancelling it). An error of a POST that may have started an operation says so
+        (``operation_may_have_started``).
         """
-        policy = retry or self.retry
+        policy = self.retry if retry is USE_CLIENT_DEFAULT else retry or _ONE_TRY
         attempt = 0
+        earlier = False  # whether a try before this one may have started an operation
         while True:
             attempt += 1
             try:
                 answer = await self.exchange(
                     request,
                     timeout=timeout,
-                    max_hint=policy.max_retry_after,
-                    clamp_hint=False,
                     committed=committed if attempt == 1 else None,
                     attempt=attempt,
                 )
             except APIConnectionError as exc:
-                delay = retry_delay(
-                    policy,
-                    method=request.method,
-                    attempt=attempt,
-                    failure=exc.failure,
-                    rng=self.rng,
-                )
-                if delay is None or isinstance(exc, DeadlineError):
-                    raise
-                if (
-                    isinstance(exc, _QueuedPastError)
-                    and exc.opens_in is not None
-                    and exc.opens_in <= policy.max_retry_after
-                ):
-                    # A hold within what the policy accepts (a server's Retry-After): the
-                    # retry waits it out instead of asking the limiter again at once.
-                    delay = max(delay, exc.opens_in)
-                logger.info(
-                    "%s %s failed (%s); retry in %.2fs", request.method, request.url, exc, delay
-                )
-                failed: KnockError = exc
-                why = exc.failure.value
+                failed: APIError = exc
+                delay = self._retry_delay(policy, request, attempt, exc)
+            except APIError as exc:
+                _told(request, exc, earlier)
+                raise
             else:
-                status = answer.status
                 if answer.ok:
-                    return operation_from_answer(answer)
+                    return self._operation(request, answer)
+                failed = error_from_response(answer.status, answer.headers, answer.body)
                 delay = retry_delay(
                     policy,
                     method=request.method,
                     attempt=attempt,
-                    status=status,
+                    status=answer.status,
                     retry_after=answer.retry_after,
                     rng=self.rng,
                 )
-                failed = error_from_response(status, answer.headers, answer.body)
-                if delay is None:
-                    raise failed
-                why = str(status)
-                logger.info(
-                    "%s %s answered %d; retry in %.2fs", request.method, request.url, status, delay
-                )
-            if self.hooks:
-                emit(
-                    self.hooks,
-                    RetryScheduled(
-                        method=request.method,
-                        route=route_of(request),
-                        attempt=attempt,
-                        why=why,
-                        delay=delay,
-                    ),
-                )
+            earlier = _told(request, failed, earlier).operation_may_have_started
+            if delay is None:
+                raise failed
+            self._retrying(request, attempt, failed, delay)
             await self.sleep(delay)
 
+    def _operation(self, request: Request, answer: Answer) -> BulkOperation:
+        try:
+            if isinstance(request, BulkUpdateRequest):
+                return operation_from_answer(
+                    answer, channel_id=request.channel_id, action=request.action
+                )
+            return operation_from_answer(answer)
+        except APIError as exc:
+            _told(request, exc, earlier=False)
+            raise
 
-class _QueuedPastError(APITimeoutError):
-    """The rate limiter could not grant a slot within the request's timeout. ``opens_in``:
-    seconds until the tier's next free slot, when the limiter can tell (a retry waits that
-    long rather than asking again while a hold the policy accepted still stands)."""
+    def _retry_delay(
+        self, policy: RetryPolicy, request: Request, attempt: int, error: APIConnectionError
+    ) -> float | None:
+        delay = retry_delay(
+            policy, method=request.method, attempt=attempt, failure=error.failure, rng=self.rng
+        )
+        if (
+            delay is not None
+            and isinstance(error, RateLimiterTimeoutError)
+            and error.opens_in is not None
+            and error.opens_in <= policy.max_retry_after
+        ):
+            # A hold within what the policy accepts (a server's Retry-After): the retry
+            # waits it out instead of asking the limiter again at once.
+            delay = max(delay, error.opens_in)
+        return delay
 
-    def __init__(self, message: str, opens_in: float | None) -> None:
-        super().__init__(message, failure=Failure.NOT_SENT)
-        self.opens_in = opens_in
+    def _retrying(self, request: Request, attempt: int, error: APIError, delay: float) -> None:
+        if isinstance(error, APIConnectionError):
+            why = error.failure.value
+            logger.info(
+                "%s %s failed (%s); retry in %.2fs", request.method, request.url, error, delay
+            )
+        else:
+            why = str(error.status)
+            logger.info(
+                "%s %s answered %s; retry in %.2fs", request.method, request.url, why, delay
+            )
+        if self.hooks:
+            scheduled = RetryScheduled(
+                method=request.method, route=request.route, attempt=attempt, why=why, delay=delay
+            )
+            emit(self.hooks, scheduled)
 
 
-def _queued_past(
-    request: Request, by_deadline: bool, opens_in: float | None = None
-) -> APITimeoutError:
-    what = f"{request.method} {request.url.with_query(None)} could not be sent within"
-    if by_deadline:
-        return DeadlineError(f"{what} the deadline: the rate limiter is queued past it")
-    return _QueuedPastError(f"{what} its timeout: the rate limiter is queued past it", opens_in)
+_ONE_TRY = RetryPolicy(attempts=1)
+
+
+def _told(request: Request, error: APIError, earlier: bool) -> APIError:
+    """``error``, marked when its try, or an ``earlier`` one of the same request, may have
+    started an operation."""
+    failure = error.failure if isinstance(error, APIConnectionError) else None
+    if earlier or may_have_started(request.method, status=error.status, failure=failure):
+        error.operation_may_have_started = True
+    return error
 
 
 def _too_large(response: aiohttp.ClientResponse, cap: int, why: str) -> ResponseTooLargeError:
@@ -474,11 +548,31 @@ def _too_large(response: aiohttp.ClientResponse, cap: int, why: str) -> Response
     )
 
 
-def _connection_error(request: Request, exc: BaseException, failure: Failure) -> APIConnectionError:
-    cls = (
-        APITimeoutError
-        if failure is Failure.TIMEOUT or isinstance(exc, TimeoutError)
-        else APIConnectionError
-    )
-    what = "timed out" if cls is APITimeoutError else f"failed: {exc.__class__.__name__}: {exc}"
-    return cls(f"{request.method} {request.url.with_query(None)} {what}", failure=failure)
+def _failure_of(exc: BaseException) -> Failure:
+    """Whether the request may have reached the server, from how aiohttp failed."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return Failure.CONNECTION  # the handshake may have followed a sent request
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ClientConnectorError):
+        return Failure.NOT_SENT
+    if isinstance(exc, TimeoutError):
+        return Failure.TIMEOUT
+    return Failure.CONNECTION
+
+
+def _typed_error(
+    request: Request, session: aiohttp.ClientSession, exc: BaseException
+) -> KnockError | None:
+    """The typed error for what aiohttp raised, or ``None`` for a ``RuntimeError`` that is
+    not about a closed session (a bug, to propagate as it is)."""
+    where = f"{request.method} {request.url.with_query(None)}"
+    if isinstance(exc, RuntimeError) and not isinstance(exc, aiohttp.ClientError):
+        if not session.closed:
+            return None
+        return ClientClosedError(
+            f"{where} not sent: the aiohttp session given as KnockClient(session=...) is "
+            "closed; keep it open while the client is in use"
+        )
+    failure = _failure_of(exc)
+    if failure is Failure.TIMEOUT or isinstance(exc, TimeoutError):
+        return APITimeoutError(f"{where} timed out", failure=failure)
+    return APIConnectionError(f"{where} failed: {exc.__class__.__name__}: {exc}", failure=failure)

@@ -18,7 +18,6 @@ import attrs
 __all__ = [
     "attrs_check",
     "boolean",
-    "finite",
     "fraction",
     "non_negative",
     "non_negative_int",
@@ -55,11 +54,6 @@ def _integer(name: str, value: object, requirement: str, minimum: int) -> int:
     if value < minimum:
         raise _fail(name, requirement, value, ValueError)
     return value
-
-
-def finite(name: str, value: object) -> float:
-    """Any finite number."""
-    return number_where(name, value, "a finite number", lambda _: True)
 
 
 def positive(name: str, value: object) -> float:

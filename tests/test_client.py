@@ -402,6 +402,69 @@ async def test_caller_session_is_left_open(fake_knock: FakeKnock) -> None:
             assert response.status == 200
 
 
+async def test_per_call_timeout_none_means_no_timeout(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """timeout=None on a call lifts the client's per-request timeout (it no longer means
+    "the client's default": that is USE_CLIENT_DEFAULT, the default)."""
+    fake_knock.reply("GET", *[Reply(body=operation(), delay=0.2)] * 2)
+    async with make_client(timeout=0.05, retry=ka.RetryPolicy(attempts=1)) as knock:
+        with pytest.raises(ka.APITimeoutError):
+            await knock.bulk_operations.get(OPERATION_ID, timeout=ka.USE_CLIENT_DEFAULT)
+        operation_ = await knock.bulk_operations.get(OPERATION_ID, timeout=None)
+    assert operation_.id == OPERATION_ID
+
+
+async def test_per_call_retry_none_is_one_try(
+    fake_knock: FakeKnock, make_client: MakeClient
+) -> None:
+    """retry=None on a call makes one try; the default (USE_CLIENT_DEFAULT) is the client's
+    policy, which retries a 503 on a GET."""
+    fake_knock.reply("GET", Reply(503, {}), Reply(503, {}))
+    async with make_client() as knock:
+        with pytest.raises(ka.InternalServerError):
+            await knock.bulk_operations.get(OPERATION_ID, retry=None)
+        assert len(fake_knock.requests) == 1
+        await knock.bulk_operations.get(OPERATION_ID)
+    assert len(fake_knock.requests) == 3
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy, None or USE_CLIENT_"):
+        await knock.bulk_operations.get(OPERATION_ID, retry=3)  # type: ignore[arg-type]
+
+
+def test_use_client_default_reads_as_its_name() -> None:
+    """The sentinel shows as USE_CLIENT_DEFAULT in signatures and reprs."""
+    assert repr(ka.USE_CLIENT_DEFAULT) == "USE_CLIENT_DEFAULT"
+
+
+async def test_one_clock_object_drives_the_client(fake_knock: FakeKnock) -> None:
+    """clock= may be one object with monotonic() and async sleep() (the emulator's
+    ManualClock): retries wait on it, in no real time."""
+    from knock_async.testing import ManualClock
+
+    clock = ManualClock()
+    fake_knock.reply("GET", Reply(503, {}), Reply(503, {}))
+    async with ka.KnockClient(
+        api_key=API_KEY, base_url=fake_knock.base_url, clock=clock, rng=lambda: 1.0
+    ) as knock:
+        operation_ = await knock.bulk_operations.get(OPERATION_ID)
+    assert operation_.id == OPERATION_ID
+    assert clock.monotonic() >= 0.5 + 1.0  # the two retry delays, on the clock's time
+    with pytest.raises(ValueError, match="clock and sleep go together"):
+        ka.KnockClient(api_key=API_KEY, clock=clock, sleep=clock.sleep)
+
+
+def test_help_shows_the_namespaces() -> None:
+    """help(KnockClient) documents channels and bulk_operations (properties with docstrings
+    naming their methods), not only the constructor."""
+    import pydoc
+
+    text = pydoc.plain(pydoc.render_doc(ka.KnockClient))
+    assert re.search(r"\bchannels\n[ |]+Channel endpoints: ``channels.bulk.update_message", text)
+    assert re.search(r"\bbulk_operations\n[ |]+Bulk operations: ``bulk_operations.get", text)
+    assert "update_many" in text
+    assert "poll(target)" in text
+
+
 async def test_own_session_is_closed_and_client_unusable_after(fake_knock: FakeKnock) -> None:
     """aclose() closes the client's own session; aclose is idempotent; use after raises."""
     knock = ka.KnockClient(api_key=API_KEY, base_url=fake_knock.base_url)

@@ -24,8 +24,7 @@ from knock_async._hooks import (
     request_answered,
     request_sent,
 )
-from knock_async._ratelimit import Tier
-from knock_async._requests import Request
+from knock_async._requests import operation_request
 from knock_async.testing import FastClock, KnockEmulator
 from tests._support import CHANNEL_ID
 
@@ -93,7 +92,7 @@ def test_records_from_a_request_name_its_route_not_its_ids() -> None:
     """A request's records carry the route template, host, port and tier, never the URL with
     its ids, nor the headers holding the key."""
     url = URL("https://api.knock.app/v1/bulk_operations/8d1c0c2e-1f7b-4c84-a5de-2b6e8c8d0f11")
-    request = Request("GET", url, {"Authorization": "Bearer sk_secret"}, None, Tier.GET)
+    request = operation_request(url, {"Authorization": "Bearer sk_secret"})
     sent = request_sent(request, 2)
     assert sent == RequestSent(
         method="GET",

@@ -20,7 +20,8 @@ from knock_async._requests import (
 )
 from knock_async._version import __version__
 
-BASE = URL("https://api.knock.app")
+BASE_URL = URL("https://api.knock.app")
+BASE = str(BASE_URL)
 CHANNEL = "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"
 
 
@@ -170,9 +171,9 @@ def test_insecure_http_opt_in() -> None:
 )
 def test_poll_targets(target: str, url: str, operation_id: str, foreign: str | None) -> None:
     """Ids and progress paths resolve onto the base URL; another origin is flagged, not used."""
-    resolved = resolve_poll_target(BASE, target)
+    resolved = resolve_poll_target(BASE_URL, target)
     assert str(resolved.url) == url
-    assert resolved.url.origin() == BASE.origin()
+    assert resolved.url.origin() == BASE_URL.origin()
     assert resolved.operation_id == operation_id
     assert resolved.foreign_origin == foreign
 
@@ -180,12 +181,12 @@ def test_poll_targets(target: str, url: str, operation_id: str, foreign: str | N
 def test_poll_target_rejects_other_schemes() -> None:
     """A progress_path that is not http(s) or a path is refused."""
     with pytest.raises(ValueError, match="progress_path"):
-        resolve_poll_target(BASE, "file:///etc/passwd")
+        resolve_poll_target(BASE_URL, "file:///etc/passwd")
 
 
 def test_operation_poll_target_prefers_the_progress_path() -> None:
     """A known operation is polled at its progress_path (on the base URL), keeping its id."""
-    target = operation_poll_target(BASE, "op-1", "/v1/bulk_operations/other-name")
+    target = operation_poll_target(BASE_URL, "op-1", "/v1/bulk_operations/other-name")
     assert str(target.url) == "https://api.knock.app/v1/bulk_operations/other-name"
     assert target.operation_id == "op-1"
 
@@ -193,7 +194,7 @@ def test_operation_poll_target_prefers_the_progress_path() -> None:
 @pytest.mark.parametrize("path", [None, "", "file:///etc/passwd", "https://api.knock.app/"])
 def test_operation_poll_target_falls_back_to_the_id(path: str | None) -> None:
     """No usable progress_path from the server: the operation is polled by its id."""
-    target = operation_poll_target(BASE, "op-1", path)
+    target = operation_poll_target(BASE_URL, "op-1", path)
     assert str(target.url) == "https://api.knock.app/v1/bulk_operations/op-1"
 
 
@@ -229,7 +230,7 @@ def test_poll_targets_keep_the_base_path_prefix(base: str, target: str, url: str
 
 def test_default_port_is_the_same_origin() -> None:
     """https://host and https://host:443 are one origin: no foreign-origin warning."""
-    target = resolve_poll_target(BASE, "https://api.knock.app:443/v1/bulk_operations/abc")
+    target = resolve_poll_target(BASE_URL, "https://api.knock.app:443/v1/bulk_operations/abc")
     assert target.foreign_origin is None
 
 
@@ -249,6 +250,6 @@ def test_progress_paths_cannot_steer_the_key_elsewhere(target: str) -> None:
     """A progress_path with dot segments, encoded slashes or not naming a bulk operation is
     refused; for a known operation the poll falls back to its id."""
     with pytest.raises(ValueError, match="progress_path"):
-        resolve_poll_target(BASE, target)
-    fallback = operation_poll_target(BASE, "op-1", target)
+        resolve_poll_target(BASE_URL, target)
+    fallback = operation_poll_target(BASE_URL, "op-1", target)
     assert str(fallback.url) == "https://api.knock.app/v1/bulk_operations/op-1"

@@ -18,7 +18,7 @@ from tests._support import knock_error, sample
         (401, ka.AuthenticationError),
         (403, ka.PermissionDeniedError),
         (404, ka.NotFoundError),
-        (409, ka.APIError),
+        (409, ka.APIStatusError),
         (422, ka.UnprocessableEntityError),
         (429, ka.RateLimitError),
         (500, ka.InternalServerError),

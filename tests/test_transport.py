@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import knock_async as ka
+from knock_async._transport import try_end
 from knock_async.testing import EmulatorRateLimits, KnockEmulator
 from tests._support import (
     API_KEY,
@@ -211,6 +212,25 @@ def test_max_response_bytes_is_checked() -> None:
 # -- server hints and the limiter ---------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("total", "deadline", "expected"),
+    [
+        (30.0, None, (130.0, False)),
+        (30.0, 120.0, (120.0, True)),
+        (30.0, 140.0, (130.0, False)),
+        (30.0, 130.0, (130.0, False)),  # a tie: the timeout bounds it, no new ClientTimeout
+        (None, None, (None, False)),
+        (None, 500.0, (500.0, True)),
+    ],
+)
+def test_try_end_takes_the_sooner_bound(
+    total: float | None, deadline: float | None, expected: tuple[float | None, bool]
+) -> None:
+    """A try started at 100 ends at its timeout or the caller's deadline, whichever is
+    first, and says whether the deadline is the bound."""
+    assert try_end(100.0, total, deadline) == expected
+
+
 async def test_a_post_hint_the_client_gave_up_on_holds_nothing(
     fake_knock: FakeKnock, make_client: MakeClient, vtime: VirtualTime
 ) -> None:
@@ -246,11 +266,11 @@ async def test_update_many_goes_on_after_a_long_retry_after(
     assert vtime.now - 1000.0 < 60
 
 
-async def test_a_poll_hint_is_capped_by_the_deadline_and_max_hint(
+async def test_a_poll_hint_is_capped_by_the_deadline_and_the_client(
     fake_knock: FakeKnock, make_client: MakeClient, vtime: VirtualTime
 ) -> None:
     """poll(timeout=3) after a 429 with Retry-After: 100 ends by its deadline with
-    PollTimeoutError; the hint never holds the limiter past max_hint either."""
+    PollTimeoutError; the hint never holds the limiter past the client's max_retry_after."""
     fake_knock.reply(
         "GET",
         *[Reply(429, {"code": "rate_limited"}, headers={"Retry-After": "100"})] * 5,
@@ -262,7 +282,30 @@ async def test_a_poll_hint_is_capped_by_the_deadline_and_max_hint(
         limiter = knock._transport.limiter
         assert isinstance(limiter, ka.AdaptiveRateLimiter)
         hold = limiter.state(ka.Tier.GET).hold_until - vtime.now
-        assert hold <= knock._poll_policy.max_hint
+        assert hold <= ka.RetryPolicy().max_retry_after
+
+
+@pytest.mark.parametrize(
+    ("hint", "held"),
+    [(5.0, True), (10.0, True), (20.0, False), (100.0, False)],
+)
+async def test_a_hint_holds_the_limiter_up_to_the_clients_cap(
+    fake_knock: FakeKnock, make_client: MakeClient, vtime: VirtualTime, hint: float, held: bool
+) -> None:
+    """A poll's 429 Retry-After holds the GET tier for the hint when it is at most the
+    client's RetryPolicy.max_retry_after (10 s here), and holds nothing beyond the usual
+    slow-down when longer: the transport knows no poll policy."""
+    fake_knock.reply("GET", Reply(429, {}, headers={"Retry-After": str(hint)}))
+    async with make_client(retry=ka.RetryPolicy(max_retry_after=10)) as knock:
+        poller = knock.bulk_operations.poll(OPERATION_ID, policy=ka.PollPolicy(max_hint=300))
+        async for _ in poller:
+            break
+        limiter = knock._transport.limiter
+        assert isinstance(limiter, ka.AdaptiveRateLimiter)
+    assert len(fake_knock.requests) >= 1
+    # The hold started at the 429; the poll then waited the hint itself.
+    hold_until = limiter.state(ka.Tier.GET).hold_until
+    assert (hold_until >= 1000.0 + hint - 1e-6) is held
 
 
 async def test_a_limiter_hold_past_the_request_timeout_fails_fast(

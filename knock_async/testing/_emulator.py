@@ -243,10 +243,10 @@ class KnockEmulator:
         if api_key is None:
             keys = sorted(k for k in self._state.api_keys or () if k.startswith("sk_"))
             api_key = keys[0] if keys else DEFAULT_API_KEY
-        sleep = getattr(self.clock, "sleep", None)
-        options.setdefault("clock", self.clock.monotonic)
-        if callable(sleep):
-            options.setdefault("sleep", sleep)
+        if callable(getattr(self.clock, "sleep", None)) and "sleep" not in options:
+            options.setdefault("clock", self.clock)  # a Clock: monotonic() and sleep()
+        else:
+            options.setdefault("clock", self.clock.monotonic)
         return KnockClient(api_key=api_key, base_url=self.base_url, **options)
 
     @property
