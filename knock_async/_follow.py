@@ -104,7 +104,8 @@ class PollPolicy:
     """How the poller paces itself. Durations are in seconds.
 
     ``min_hint``/``max_hint`` bound a server's Retry-After while polling (a longer one waits
-    ``max_hint``, and holds the client's rate limiter no longer); ``error_budget`` is how many
+    ``max_hint``; how long a 429's hint holds the client's rate limiter is the client's
+    ``RetryPolicy.max_retry_after``); ``error_budget`` is how many
     transient failures in a row (connection errors, timeouts, 408, 429, 5xx) are ridden out
     before the poll gives up; ``yield_unchanged`` yields a snapshot on every poll instead of
     only when the operation changed.
