@@ -10,6 +10,7 @@ server may add fields without breaking clients.
 from __future__ import annotations
 
 import json
+import json.encoder
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,7 +34,14 @@ from ._models import (
     ErrorItem,
 )
 
-__all__ = ["converter", "format_datetime", "loads_operation", "parse_datetime"]
+__all__ = [
+    "converter",
+    "dumps_request",
+    "format_datetime",
+    "loads_operation",
+    "parse_datetime",
+    "speedups_enabled",
+]
 
 T = TypeVar("T")
 
@@ -115,6 +123,34 @@ def _request_from_wire(data: object, _: object) -> BulkUpdateMessagesForChannelR
     return BulkUpdateMessagesForChannelRequest(**data)
 
 
+def _request_to_wire(body: BulkUpdateMessagesForChannelRequest) -> dict[str, Any]:
+    """The body as the wire's JSON object; what cattrs' generated hook gives, by hand (it runs
+    once per POST). Enums stay members (``str`` subclasses, written as their value)."""
+    wire: dict[str, Any] = {}
+    value: Any
+    if (value := body.archived) is not None:
+        wire["archived"] = value
+    if (value := body.delivery_status) is not None:
+        wire["delivery_status"] = value
+    if (value := body.engagement_status) is not None:
+        wire["engagement_status"] = value
+    if (value := body.has_tenant) is not None:
+        wire["has_tenant"] = value
+    if (value := body.newer_than) is not None:
+        wire["newer_than"] = format_datetime(value)
+    if (value := body.older_than) is not None:
+        wire["older_than"] = format_datetime(value)
+    if (value := body.recipient_ids) is not None:
+        wire["recipient_ids"] = list(value)
+    if (value := body.tenants) is not None:
+        wire["tenants"] = list(value)
+    if (value := body.trigger_data) is not None:
+        wire["trigger_data"] = _trigger_data_to_wire(value)
+    if (value := body.workflows) is not None:
+        wire["workflows"] = list(value)
+    return wire
+
+
 def _build() -> cattrs.Converter:
     conv = make_converter(detailed_validation=True, forbid_extra_keys=False)
     for kind in (str, int, bool, float):
@@ -161,15 +197,7 @@ def _build() -> cattrs.Converter:
         ErrorItem, make_dict_unstructure_fn(ErrorItem, conv, _cattrs_omit_if_default=False)
     )
     conv.register_structure_hook(BulkUpdateMessagesForChannelRequest, _request_from_wire)
-    conv.register_unstructure_hook(
-        BulkUpdateMessagesForChannelRequest,
-        make_dict_unstructure_fn(
-            BulkUpdateMessagesForChannelRequest,
-            conv,
-            _cattrs_omit_if_default=True,
-            trigger_data=override(unstruct_hook=_trigger_data_to_wire),
-        ),
-    )
+    conv.register_unstructure_hook(BulkUpdateMessagesForChannelRequest, _request_to_wire)
     return conv
 
 
@@ -191,6 +219,86 @@ def validation_messages(exc: BaseException) -> list[str]:
     return [m.replace("@ $.typename", "@ $.__typename") for m in messages]
 
 
+# JSON in and out. orjson (the ``speedups`` extra) is used when it is importable; anything it
+# refuses to decode (NaN, integers past 64 bits, UTF-16, a lone surrogate...) is decoded again
+# by the stdlib, so results and error messages are the same with or without it.
+
+
+def _import_orjson() -> Any:
+    try:
+        import orjson
+    except ImportError:
+        return None
+    return orjson
+
+
+_orjson = _import_orjson()
+
+_stdlib_loads = json.loads
+_stdlib_encoder = json.JSONEncoder(separators=(",", ":"))
+# The C encoder built once: json.dumps builds one per call. No circular check: request bodies
+# are flat.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_stdlib_encode = (
+    _c_encoder(
+        None,
+        _stdlib_encoder.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        True,
+    )
+    if _c_encoder is not None
+    else None
+)
+
+
+def _stdlib_dumps(wire: dict[str, Any]) -> bytes:
+    if _stdlib_encode is None:
+        return _stdlib_encoder.encode(wire).encode()
+    return "".join(_stdlib_encode(wire, 0)).encode()
+
+
+if _orjson is not None:
+    _orjson_loads = _orjson.loads
+    _orjson_error = _orjson.JSONDecodeError
+    _orjson_dumps = _orjson.dumps
+
+    def _speedy_loads(body: bytes) -> Any:
+        try:
+            return _orjson_loads(body)
+        except _orjson_error:
+            return _stdlib_loads(body)
+
+    _loads: Any = _speedy_loads
+    _dumps: Any = _orjson_dumps
+else:
+    _loads = _stdlib_loads
+    _dumps = _stdlib_dumps
+
+
+def speedups_enabled() -> bool:
+    """Whether JSON goes through orjson (``pip install 'knock-async[speedups]'``)."""
+    return _loads is not _stdlib_loads
+
+
+def dumps_request(body: BulkUpdateMessagesForChannelRequest) -> bytes:
+    """A bulk update's body as compact JSON bytes, ready to send."""
+    return _dumps(_request_to_wire(body))  # type: ignore[no-any-return]
+
+
+def _decode(loads: Any, body: bytes) -> Any:
+    try:
+        return loads(body)
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; absurd nesting
+        raise ResponseValidationError(
+            f"response body is not valid JSON: {exc}", errors=[f"invalid JSON @ $: {exc}"]
+        ) from None
+
+
 def loads_operation(
     body: bytes, *, channel_id: str | None = None, action: str | None = None
 ) -> BulkOperation:
@@ -198,18 +306,117 @@ def loads_operation(
 
     ``channel_id`` and ``action`` are what the caller knows of the operation (never read from
     the server's answer)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; absurd nesting
-        raise ResponseValidationError(
-            f"response body is not valid JSON: {exc}", errors=[f"invalid JSON @ $: {exc}"]
-        ) from None
-    return structure_operation(data, channel_id=channel_id, action=action)
+    loads = _loads
+    data = _decode(loads, body)
+    if type(data) is dict:
+        try:
+            return _fast_operation(data, channel_id, action)
+        except Exception:  # noqa: BLE001, S110 - anything odd is for the thorough path to judge
+            pass
+    if loads is not _stdlib_loads:
+        # What the thorough path judges is what the stdlib reads (orjson turns an integer past
+        # 64 bits into a float), so that its messages are the same with or without speedups.
+        data = _decode(_stdlib_loads, body)
+    return _thorough_operation(data, channel_id, action)
+
+
+_STATUSES = BulkOperationStatus._value2member_map_
+_parse_iso = datetime.fromisoformat
+
+
+class _UnusualAnswerError(Exception):
+    """An answer the fast path leaves to cattrs."""
+
+
+def _fast_datetime(value: object) -> datetime:
+    if type(value) is not str:
+        raise _UnusualAnswerError
+    parsed = _parse_iso(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _fast_optional_datetime(value: object) -> datetime | None:
+    return None if value is None else _fast_datetime(value)
+
+
+def _fast_error_items(value: object) -> tuple[ErrorItem, ...]:
+    if type(value) is tuple:  # the default: absent from the answer
+        return value
+    if type(value) is not list:
+        raise _UnusualAnswerError
+    items = []
+    for item in value:
+        if type(item) is not dict:
+            raise _UnusualAnswerError
+        id_, collection = item["id"], item.get("collection")
+        if type(id_) is not str or (collection is not None and type(collection) is not str):
+            raise _UnusualAnswerError
+        items.append(ErrorItem(id=id_, collection=collection))
+    return tuple(items)
+
+
+def _fast_operation(
+    data: dict[str, Any], channel_id: str | None, action: str | None
+) -> BulkOperation:
+    """A well-formed answer, built without cattrs' generic machinery (the hot path: every POST
+    and every poll). Raises on anything unusual (a missing field, a wrong type, a status the
+    spec does not list, a count out of the common range...): the caller then hands the answer
+    to the cattrs path, so every result and every error message is the one cattrs gives."""
+    get = data.get
+    id_, typename, name = data["id"], data["__typename"], data["name"]
+    total, processed = data["estimated_total_rows"], data["processed_rows"]
+    success, errors = data["success_count"], get("error_count", 0)
+    path = get("progress_path")
+    if not (
+        type(id_) is str
+        and type(typename) is str
+        and type(name) is str
+        and (path is None or type(path) is str)
+        and type(total) is int
+        and type(processed) is int
+        and type(success) is int
+        and type(errors) is int
+        and 0 <= total <= _MAX_INT
+        and 0 <= processed <= _MAX_INT
+        and 0 <= success <= _MAX_INT
+        and 0 <= errors <= _MAX_INT
+    ):
+        raise _UnusualAnswerError
+    return BulkOperation(
+        id=id_,
+        typename=typename,
+        name=name,
+        status=_STATUSES[data["status"]],  # type: ignore[arg-type]
+        estimated_total_rows=total,
+        processed_rows=processed,
+        success_count=success,
+        inserted_at=_fast_datetime(data["inserted_at"]),
+        updated_at=_fast_datetime(data["updated_at"]),
+        error_count=errors,
+        error_items=_fast_error_items(get("error_items", ())),
+        progress_path=path,
+        started_at=_fast_optional_datetime(get("started_at")),
+        completed_at=_fast_optional_datetime(get("completed_at")),
+        failed_at=_fast_optional_datetime(get("failed_at")),
+        channel_id=channel_id,
+        action=action,
+    )
 
 
 def structure_operation(
     data: Any, *, channel_id: str | None = None, action: str | None = None
 ) -> BulkOperation:
+    """``data`` (decoded JSON) as a ``BulkOperation``, or ``ResponseValidationError``."""
+    if type(data) is dict:
+        try:
+            return _fast_operation(data, channel_id, action)
+        except Exception:  # noqa: BLE001, S110 - anything odd is for the thorough path to judge
+            pass
+    return _thorough_operation(data, channel_id, action)
+
+
+def _thorough_operation(data: Any, channel_id: str | None, action: str | None) -> BulkOperation:
+    """cattrs' path: any answer, checked in full, with every problem named in the error."""
     if not isinstance(data, dict):
         raise ResponseValidationError(
             f"expected a BulkOperation object, got JSON {type(data).__name__}",
