@@ -1,4 +1,5 @@
-"""The one cattrs converter: wire JSON <-> models, built once at import.
+"""The one cattrs converter: wire JSON <-> models, built on first use; and the hand-written
+paths that spare it on every request (a well-formed answer, a request body).
 
 Wire rules: datetimes are ISO 8601 and always carry an offset (UTC is written ``Z``);
 ``__typename`` is ``typename`` in Python; ``trigger_data`` is a mapping in Python and a compact
@@ -17,10 +18,6 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import ForbiddenExtraKeysError
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-from cattrs.preconf.json import make_converter
-from cattrs.v import format_exception
 
 from ._errors import ResponseValidationError
 from ._models import (
@@ -114,6 +111,8 @@ def _request_from_wire(data: object, _: object) -> BulkUpdateMessagesForChannelR
         raise TypeError(f"expected a JSON object, got {type(data).__name__}")
     extra = set(data) - _REQUEST_FIELDS
     if extra:
+        from cattrs.errors import ForbiddenExtraKeysError
+
         raise ForbiddenExtraKeysError(None, BulkUpdateMessagesForChannelRequest, extra)
     for name, value in data.items():
         if value is None:
@@ -152,6 +151,11 @@ def _request_to_wire(body: BulkUpdateMessagesForChannelRequest) -> dict[str, Any
 
 
 def _build() -> cattrs.Converter:
+    # Imported here: only answers the fast path leaves aside, request bodies read from JSON (the
+    # emulator) and callers of ``converter`` need cattrs' code generation.
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+    from cattrs.preconf.json import make_converter
+
     conv = make_converter(detailed_validation=True, forbid_extra_keys=False)
     for kind in (str, int, bool, float):
         conv.register_structure_hook(kind, _strict(kind))
@@ -201,14 +205,32 @@ def _build() -> cattrs.Converter:
     return conv
 
 
-converter = _build()
-_structure_operation = converter.get_structure_hook(BulkOperation)
+converter: cattrs.Converter  # built by __getattr__ on first use: see _converter()
+_built: cattrs.Converter | None = None
+
+
+def _converter() -> cattrs.Converter:
+    global _built
+    if _built is None:
+        _built = _build()
+    return _built
+
+
+def __getattr__(name: str) -> Any:
+    # Building the converter generates and compiles code: most processes never need it, so
+    # ``import knock_async`` does not pay for it (PEP 562).
+    if name == "converter":
+        conv = globals()["converter"] = _converter()
+        return conv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _format_exception(exc: BaseException, kind: type | None) -> str:
     # Our hooks and the models' converters raise messages that name the problem precisely.
     if isinstance(exc, ValueError | TypeError) and str(exc):
         return str(exc)
+    from cattrs.v import format_exception
+
     return format_exception(exc, kind)
 
 
@@ -423,7 +445,7 @@ def _thorough_operation(data: Any, channel_id: str | None, action: str | None) -
             errors=[f"expected an object @ $, got {type(data).__name__}"],
         )
     try:
-        operation: BulkOperation = _structure_operation(data, BulkOperation)
+        operation: BulkOperation = _converter().structure(data, BulkOperation)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         errors = validation_messages(exc)
         raise ResponseValidationError(
