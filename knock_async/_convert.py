@@ -361,6 +361,37 @@ def _fast_optional_datetime(value: object) -> datetime | None:
     return None if value is None else _fast_datetime(value)
 
 
+def _slot_setters(cls: type[Any]) -> tuple[Any, ...]:
+    # Each field's slot descriptor setter, in field order. A frozen attrs class's __init__ sets
+    # every field through object.__setattr__, which looks the name up in the class each time;
+    # the descriptor sets the slot directly (a third of the cost of building an operation).
+    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+_new = object.__new__
+# Unpacked so that a field added to the class and not here fails at import, not silently.
+(
+    _set_id,
+    _set_typename,
+    _set_name,
+    _set_status,
+    _set_estimated_total_rows,
+    _set_processed_rows,
+    _set_success_count,
+    _set_inserted_at,
+    _set_updated_at,
+    _set_error_count,
+    _set_error_items,
+    _set_progress_path,
+    _set_started_at,
+    _set_completed_at,
+    _set_failed_at,
+    _set_channel_id,
+    _set_action,
+) = _slot_setters(BulkOperation)
+_set_item_id, _set_item_collection = _slot_setters(ErrorItem)
+
+
 def _fast_error_items(value: object) -> tuple[ErrorItem, ...]:
     if type(value) is tuple:  # the default: absent from the answer
         return value
@@ -373,7 +404,10 @@ def _fast_error_items(value: object) -> tuple[ErrorItem, ...]:
         id_, collection = item["id"], item.get("collection")
         if type(id_) is not str or (collection is not None and type(collection) is not str):
             raise _UnusualAnswerError
-        items.append(ErrorItem(id=id_, collection=collection))
+        error_item = _new(ErrorItem)
+        _set_item_id(error_item, id_)
+        _set_item_collection(error_item, collection)
+        items.append(error_item)
     return tuple(items)
 
 
@@ -404,25 +438,32 @@ def _fast_operation(
         and 0 <= errors <= _MAX_INT
     ):
         raise _UnusualAnswerError
-    return BulkOperation(
-        id=id_,
-        typename=typename,
-        name=name,
-        status=_STATUSES[data["status"]],  # type: ignore[arg-type]
-        estimated_total_rows=total,
-        processed_rows=processed,
-        success_count=success,
-        inserted_at=_fast_datetime(data["inserted_at"]),
-        updated_at=_fast_datetime(data["updated_at"]),
-        error_count=errors,
-        error_items=_fast_error_items(get("error_items", ())),
-        progress_path=path,
-        started_at=_fast_optional_datetime(get("started_at")),
-        completed_at=_fast_optional_datetime(get("completed_at")),
-        failed_at=_fast_optional_datetime(get("failed_at")),
-        channel_id=channel_id,
-        action=action,
-    )
+    status = _STATUSES[data["status"]]
+    inserted_at = _fast_datetime(data["inserted_at"])
+    updated_at = _fast_datetime(data["updated_at"])
+    error_items = _fast_error_items(get("error_items", ()))
+    started_at = _fast_optional_datetime(get("started_at"))
+    completed_at = _fast_optional_datetime(get("completed_at"))
+    failed_at = _fast_optional_datetime(get("failed_at"))
+    operation = _new(BulkOperation)
+    _set_id(operation, id_)
+    _set_typename(operation, typename)
+    _set_name(operation, name)
+    _set_status(operation, status)
+    _set_estimated_total_rows(operation, total)
+    _set_processed_rows(operation, processed)
+    _set_success_count(operation, success)
+    _set_inserted_at(operation, inserted_at)
+    _set_updated_at(operation, updated_at)
+    _set_error_count(operation, errors)
+    _set_error_items(operation, error_items)
+    _set_progress_path(operation, path)
+    _set_started_at(operation, started_at)
+    _set_completed_at(operation, completed_at)
+    _set_failed_at(operation, failed_at)
+    _set_channel_id(operation, channel_id)
+    _set_action(operation, action)
+    return operation
 
 
 def structure_operation(
