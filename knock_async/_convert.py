@@ -29,6 +29,7 @@ from ._models import (
     DeliveryStatus,
     EngagementStatus,
     ErrorItem,
+    _slot_setters,
 )
 
 __all__ = [
@@ -359,13 +360,6 @@ def _fast_datetime(value: object) -> datetime:
 
 def _fast_optional_datetime(value: object) -> datetime | None:
     return None if value is None else _fast_datetime(value)
-
-
-def _slot_setters(cls: type[Any]) -> tuple[Any, ...]:
-    # Each field's slot descriptor setter, in field order. A frozen attrs class's __init__ sets
-    # every field through object.__setattr__, which looks the name up in the class each time;
-    # the descriptor sets the slot directly (a third of the cost of building an operation).
-    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
 
 
 _new = object.__new__

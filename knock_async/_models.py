@@ -312,6 +312,13 @@ class BulkFilters(TypedDict, total=False):
     workflows: Iterable[str] | None
 
 
+def _slot_setters(cls: type[Any]) -> tuple[Any, ...]:
+    """Each field's slot descriptor setter, in field order, for hand-written builders on the
+    hot path: object.__setattr__ (what a frozen attrs class's __init__ calls per field) looks
+    the name up in the class every time; the descriptor sets the slot directly."""
+    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
 @attrs.frozen(kw_only=True, init=False)
 class BulkUpdateMessagesForChannelRequest:
     """The body of ``POST /v1/channels/{channel_id}/messages/bulk/{action}``: ten filters.
@@ -370,17 +377,31 @@ class BulkUpdateMessagesForChannelRequest:
             trigger_data = _parse_trigger_data(trigger_data)
         if workflows is not None:
             workflows = strings("workflows", workflows)
-        put = object.__setattr__
-        put(self, "archived", archived)
-        put(self, "delivery_status", delivery_status)
-        put(self, "engagement_status", engagement_status)
-        put(self, "has_tenant", has_tenant)
-        put(self, "newer_than", newer_than)
-        put(self, "older_than", older_than)
-        put(self, "recipient_ids", recipient_ids)
-        put(self, "tenants", tenants)
-        put(self, "trigger_data", trigger_data)
-        put(self, "workflows", workflows)
+        _put_archived(self, archived)
+        _put_delivery_status(self, delivery_status)
+        _put_engagement_status(self, engagement_status)
+        _put_has_tenant(self, has_tenant)
+        _put_newer_than(self, newer_than)
+        _put_older_than(self, older_than)
+        _put_recipient_ids(self, recipient_ids)
+        _put_tenants(self, tenants)
+        _put_trigger_data(self, trigger_data)
+        _put_workflows(self, workflows)
+
+
+# Unpacked so that a field added to the class and not here fails at import, not silently.
+(
+    _put_archived,
+    _put_delivery_status,
+    _put_engagement_status,
+    _put_has_tenant,
+    _put_newer_than,
+    _put_older_than,
+    _put_recipient_ids,
+    _put_tenants,
+    _put_trigger_data,
+    _put_workflows,
+) = _slot_setters(BulkUpdateMessagesForChannelRequest)
 
 
 @attrs.frozen(kw_only=True)
