@@ -358,10 +358,6 @@ def _fast_datetime(value: object) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _fast_optional_datetime(value: object) -> datetime | None:
-    return None if value is None else _fast_datetime(value)
-
-
 _new = object.__new__
 # Unpacked so that a field added to the class and not here fails at import, not silently.
 (
@@ -387,8 +383,6 @@ _set_item_id, _set_item_collection = _slot_setters(ErrorItem)
 
 
 def _fast_error_items(value: object) -> tuple[ErrorItem, ...]:
-    if type(value) is tuple:  # the default: absent from the answer
-        return value
     if type(value) is not list:
         raise _UnusualAnswerError
     items = []
@@ -435,10 +429,19 @@ def _fast_operation(
     status = _STATUSES[data["status"]]
     inserted_at = _fast_datetime(data["inserted_at"])
     updated_at = _fast_datetime(data["updated_at"])
-    error_items = _fast_error_items(get("error_items", ()))
-    started_at = _fast_optional_datetime(get("started_at"))
-    completed_at = _fast_optional_datetime(get("completed_at"))
-    failed_at = _fast_optional_datetime(get("failed_at"))
+    # Calls only where there is something to convert: most answers hold nulls here.
+    error_items = get("error_items", ())
+    if type(error_items) is not tuple:  # a tuple is the default: absent from the answer
+        error_items = _fast_error_items(error_items)
+    started_at = get("started_at")
+    if started_at is not None:
+        started_at = _fast_datetime(started_at)
+    completed_at = get("completed_at")
+    if completed_at is not None:
+        completed_at = _fast_datetime(completed_at)
+    failed_at = get("failed_at")
+    if failed_at is not None:
+        failed_at = _fast_datetime(failed_at)
     operation = _new(BulkOperation)
     _set_id(operation, id_)
     _set_typename(operation, typename)
