@@ -26,6 +26,7 @@ MODULES = [
     "shared_limit",
     "emulator_speed",
     "cli_demo",
+    "instructions",
 ]
 
 
@@ -49,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 if a target was missed"
+    )
+    parser.add_argument(
+        "--instructions",
+        choices=["all", "jobs", "import"],
+        default="all",
+        help="what the instructions benchmark counts: per job, per import, or both (default)",
     )
     parser.add_argument(
         "--profile",
@@ -102,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: {module.TITLE}")
         run: Callable[[Settings], Report] = module.run
         begun = time.perf_counter()
-        report = run(settings)
+        report = (
+            module.run(settings, mode=args.instructions)
+            if name == "instructions"
+            else run(settings)
+        )
         report.seconds = time.perf_counter() - begun
         reports.append(report)
         print(report.markdown(), flush=True)

@@ -31,7 +31,15 @@ from typing import Any, Final
 
 from ._common import API_KEY, CHANNEL_ID
 
-__all__ = ["FILTERS_WIRE", "PEERS", "Job", "PeerFactory", "knock_client_kwargs", "run_batch"]
+__all__ = [
+    "FILTERS_WIRE",
+    "PEERS",
+    "Job",
+    "PeerFactory",
+    "knock_client_kwargs",
+    "raw_round_trip",
+    "run_batch",
+]
 
 Job = Callable[[], Awaitable[None]]
 PeerFactory = Callable[[str], AbstractAsyncContextManager[Job]]
@@ -88,17 +96,25 @@ async def raw_aiohttp(base_url: str) -> AsyncIterator[Job]:
 
         async def job() -> None:
             body = json.dumps(FILTERS_WIRE).encode()
-            async with session.post(post_url, data=body, headers=JSON_HEADERS) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"POST answered {response.status}")
-                operation = json.loads(await response.read())
-            get_url = f"{base_url}/v1/bulk_operations/{operation['id']}"
-            async with session.get(get_url, headers=HEADERS) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"GET answered {response.status}")
-                json.loads(await response.read())
+            await raw_round_trip(
+                session, base_url, post_url, {"data": body, "headers": JSON_HEADERS}
+            )
 
         yield job
+
+
+async def raw_round_trip(session: Any, base_url: str, post_url: str, post: dict[str, Any]) -> None:
+    """A raw client's job: POST (with ``post``'s keywords), ``json.loads`` the operation, GET
+    it by id, ``json.loads`` that; any status but 200 is an error."""
+    async with session.post(post_url, **post) as response:
+        if response.status != 200:
+            raise RuntimeError(f"POST answered {response.status}")
+        operation = json.loads(await response.read())
+    get_url = f"{base_url}/v1/bulk_operations/{operation['id']}"
+    async with session.get(get_url, headers=HEADERS) as response:
+        if response.status != 200:
+            raise RuntimeError(f"GET answered {response.status}")
+        json.loads(await response.read())
 
 
 def _knock_async(*, pacing: bool) -> PeerFactory:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, Self, TypeAlias, TypedDict, TypeVar
 
 import attrs
@@ -144,6 +144,16 @@ _TERMINAL = frozenset({BulkOperationStatus.COMPLETED, BulkOperationStatus.FAILED
 
 
 def _strict_member(cls: type[E], name: str, value: object) -> E:
+    # The common case first: a plain string or a member of this enum that the spec lists.
+    kind = type(value)
+    if kind is str or kind is cls:
+        member = _KNOWN[cls].get(value)  # type: ignore[call-overload]
+        if member is not None:
+            return member  # type: ignore[no-any-return]
+    return _checked_member(cls, name, value)
+
+
+def _checked_member(cls: type[E], name: str, value: object) -> E:
     if isinstance(value, cls) and value.is_known:
         return value
     if isinstance(value, str) and not isinstance(value, enum.Enum):
@@ -156,12 +166,23 @@ def _strict_member(cls: type[E], name: str, value: object) -> E:
     raise ValueError(f"{name} must be one of {allowed}; got {str(value)!r}")
 
 
+# The members each enum lists, by value: built here, not read from ``_value2member_map_``, so
+# that a value the server sent (kept as a pseudo-member) can never pass for a known one.
+_KNOWN: dict[type[Any], dict[str, Any]] = {
+    cls: {member.value: member for member in cls}
+    for cls in (BulkAction, ArchivedFilter, DeliveryStatus, EngagementStatus, BulkOperationStatus)
+}
+
+
 def parse_action(action: object) -> BulkAction:
     """``action`` as a known ``BulkAction``, or a ``ValueError``/``TypeError`` naming it."""
     return _strict_member(BulkAction, "action", action)
 
 
 def _parse_datetime(name: str, value: object) -> datetime:
+    # The common case first: an aware datetime on a fixed offset (UTC included).
+    if type(value) is datetime and type(value.tzinfo) is timezone:
+        return value
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -178,6 +199,18 @@ def _parse_datetime(name: str, value: object) -> datetime:
 
 
 def _parse_strings(name: str, value: object) -> tuple[str, ...]:
+    kind = type(value)
+    if kind is list or kind is tuple:  # the common case, checked item by item below otherwise
+        items: tuple[Any, ...] = tuple(value)  # type: ignore[arg-type]
+        for item in items:
+            if type(item) is not str:
+                break
+        else:
+            return items
+    return _checked_strings(name, value)
+
+
+def _checked_strings(name: str, value: object) -> tuple[str, ...]:
     # A bare string is iterable too; iterating it would filter on single characters.
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a list of strings, got {type(value).__name__}")
@@ -249,48 +282,10 @@ def _parse_trigger_data(value: object) -> Mapping[str, Any]:
     return dict(value)
 
 
-def _archived(value: object) -> ArchivedFilter | None:
-    return None if value is None else _strict_member(ArchivedFilter, "archived", value)
-
-
-def _delivery_status(value: object) -> DeliveryStatus | None:
-    return None if value is None else _strict_member(DeliveryStatus, "delivery_status", value)
-
-
-def _engagement_status(value: object) -> EngagementStatus | None:
-    if value is None:
-        return None
-    return _strict_member(EngagementStatus, "engagement_status", value)
-
-
-def _has_tenant(value: object) -> bool | None:
-    if value is None or isinstance(value, bool):
+def _has_tenant(value: object) -> bool:
+    if isinstance(value, bool):
         return value
     raise TypeError(f"has_tenant must be a bool, got {type(value).__name__}")
-
-
-def _newer_than(value: object) -> datetime | None:
-    return None if value is None else _parse_datetime("newer_than", value)
-
-
-def _older_than(value: object) -> datetime | None:
-    return None if value is None else _parse_datetime("older_than", value)
-
-
-def _recipient_ids(value: object) -> tuple[str, ...] | None:
-    return None if value is None else _parse_strings("recipient_ids", value)
-
-
-def _tenants(value: object) -> tuple[str, ...] | None:
-    return None if value is None else _parse_strings("tenants", value)
-
-
-def _workflows(value: object) -> tuple[str, ...] | None:
-    return None if value is None else _parse_strings("workflows", value)
-
-
-def _trigger_data(value: object) -> Mapping[str, Any] | None:
-    return None if value is None else _parse_trigger_data(value)
 
 
 def _trigger_data_key(value: Mapping[str, Any] | None) -> str | None:
@@ -317,7 +312,14 @@ class BulkFilters(TypedDict, total=False):
     workflows: Iterable[str] | None
 
 
-@attrs.frozen(kw_only=True)
+def _slot_setters(cls: type[Any]) -> tuple[Any, ...]:
+    """Each field's slot descriptor setter, in field order, for hand-written builders on the
+    hot path: object.__setattr__ (what a frozen attrs class's __init__ calls per field) looks
+    the name up in the class every time; the descriptor sets the slot directly."""
+    return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
+
+
+@attrs.frozen(kw_only=True, init=False)
 class BulkUpdateMessagesForChannelRequest:
     """The body of ``POST /v1/channels/{channel_id}/messages/bulk/{action}``: ten filters.
 
@@ -326,20 +328,80 @@ class BulkUpdateMessagesForChannelRequest:
     ``trigger_data`` is a mapping here and a compact JSON string on the wire.
     """
 
-    archived: ArchivedFilter | None = attrs.field(default=None, converter=_archived)
-    delivery_status: DeliveryStatus | None = attrs.field(default=None, converter=_delivery_status)
-    engagement_status: EngagementStatus | None = attrs.field(
-        default=None, converter=_engagement_status
-    )
-    has_tenant: bool | None = attrs.field(default=None, converter=_has_tenant)
-    newer_than: datetime | None = attrs.field(default=None, converter=_newer_than)
-    older_than: datetime | None = attrs.field(default=None, converter=_older_than)
-    recipient_ids: tuple[str, ...] | None = attrs.field(default=None, converter=_recipient_ids)
-    tenants: tuple[str, ...] | None = attrs.field(default=None, converter=_tenants)
-    trigger_data: Mapping[str, Any] | None = attrs.field(
-        default=None, converter=_trigger_data, eq=_trigger_data_key
-    )
-    workflows: tuple[str, ...] | None = attrs.field(default=None, converter=_workflows)
+    archived: ArchivedFilter | None = None
+    delivery_status: DeliveryStatus | None = None
+    engagement_status: EngagementStatus | None = None
+    has_tenant: bool | None = None
+    newer_than: datetime | None = None
+    older_than: datetime | None = None
+    recipient_ids: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+    trigger_data: Mapping[str, Any] | None = attrs.field(default=None, eq=_trigger_data_key)
+    workflows: tuple[str, ...] | None = None
+
+    # Written by hand rather than generated with converters (attrs would call all ten, Nones
+    # included, on every request): each filter is checked only when given, in field order.
+    # Arguments are typed ``object``, as the converters' were: anything is checked at run time.
+    def __init__(
+        self,
+        *,
+        archived: object = None,
+        delivery_status: object = None,
+        engagement_status: object = None,
+        has_tenant: object = None,
+        newer_than: object = None,
+        older_than: object = None,
+        recipient_ids: object = None,
+        tenants: object = None,
+        trigger_data: object = None,
+        workflows: object = None,
+    ) -> None:
+        member, stamp, strings = _strict_member, _parse_datetime, _parse_strings
+        if archived is not None:
+            archived = member(ArchivedFilter, "archived", archived)
+        if delivery_status is not None:
+            delivery_status = member(DeliveryStatus, "delivery_status", delivery_status)
+        if engagement_status is not None:
+            engagement_status = member(EngagementStatus, "engagement_status", engagement_status)
+        if has_tenant is not None:
+            has_tenant = _has_tenant(has_tenant)
+        if newer_than is not None:
+            newer_than = stamp("newer_than", newer_than)
+        if older_than is not None:
+            older_than = stamp("older_than", older_than)
+        if recipient_ids is not None:
+            recipient_ids = strings("recipient_ids", recipient_ids)
+        if tenants is not None:
+            tenants = strings("tenants", tenants)
+        if trigger_data is not None:
+            trigger_data = _parse_trigger_data(trigger_data)
+        if workflows is not None:
+            workflows = strings("workflows", workflows)
+        _put_archived(self, archived)
+        _put_delivery_status(self, delivery_status)
+        _put_engagement_status(self, engagement_status)
+        _put_has_tenant(self, has_tenant)
+        _put_newer_than(self, newer_than)
+        _put_older_than(self, older_than)
+        _put_recipient_ids(self, recipient_ids)
+        _put_tenants(self, tenants)
+        _put_trigger_data(self, trigger_data)
+        _put_workflows(self, workflows)
+
+
+# Unpacked so that a field added to the class and not here fails at import, not silently.
+(
+    _put_archived,
+    _put_delivery_status,
+    _put_engagement_status,
+    _put_has_tenant,
+    _put_newer_than,
+    _put_older_than,
+    _put_recipient_ids,
+    _put_tenants,
+    _put_trigger_data,
+    _put_workflows,
+) = _slot_setters(BulkUpdateMessagesForChannelRequest)
 
 
 @attrs.frozen(kw_only=True)

@@ -180,9 +180,12 @@ class PacingState:
     def reserve(self, now: float) -> tuple[float, PacingState]:
         """Reserve the next slot for a request made at ``now``: ``(slot, new_state)``."""
         slot, tat = gcra_reserve(self.tat, max(now, self.hold_until), self.interval, self.burst)
-        # Built directly: attrs.evolve introspects the class on every call, and this runs
-        # once per request.
-        state = PacingState(
+        return slot, self.with_tat(tat)
+
+    def with_tat(self, tat: float) -> PacingState:
+        """This state with another ``tat`` (what a grant changes)."""
+        # Built directly: attrs.evolve introspects the class on every call.
+        return PacingState(
             limits=self.limits,
             tier=self.tier,
             rate=self.rate,
@@ -191,7 +194,6 @@ class PacingState:
             recovery_from=self.recovery_from,
             last_slowdown=self.last_slowdown,
         )
-        return slot, state
 
     def rate_limited(self, now: float, retry_after: float | None = None) -> PacingState:
         """The state after a 429 seen at ``now``, with the server's ``Retry-After`` if any."""
@@ -271,9 +273,30 @@ _DUE_EPSILON = 1e-9
 
 
 class _Lane:
-    """One tier's queue. At most one waiter, the holder, is ever sleeping towards a slot."""
+    """One tier's queue. At most one waiter, the holder, is ever sleeping towards a slot.
 
-    __slots__ = ("configured_rate", "held", "state", "waiters")
+    A grant only moves ``tat``, so the lane keeps ``tat`` (and what a grant reads of the rest)
+    as plain floats and builds the ``PacingState`` only when it is asked for: a grant that
+    needs no wait then costs a few float operations, not a new frozen object.
+    """
+
+    __slots__ = (
+        "_state",
+        "burst_span",
+        "configured_rate",
+        "held",
+        "hold_until",
+        "interval",
+        "rate",
+        "tat",
+        "waiters",
+    )
+    _state: PacingState
+    tat: float
+    rate: float
+    hold_until: float
+    interval: float
+    burst_span: float
 
     def __init__(self, state: PacingState) -> None:
         self.state = state
@@ -283,6 +306,37 @@ class _Lane:
             collections.deque()
         )
         self.held = False
+
+    @property
+    def state(self) -> PacingState:
+        state = self._state
+        if state.tat != self.tat:
+            state = self._state = state.with_tat(self.tat)
+        return state
+
+    @state.setter
+    def state(self, state: PacingState) -> None:
+        self._state = state
+        self.tat = state.tat
+        self.rate = state.rate
+        self.hold_until = state.hold_until
+        self.interval = interval = state.interval
+        self.burst_span = (state.burst - 1) * interval
+
+    def grant_now(self, now: float) -> bool:
+        """Take the slot if it is due at ``now`` (``PacingState.reserve``'s arithmetic, inline);
+        ``False``, taking nothing, if it is later."""
+        start = self.hold_until
+        if start < now:
+            start = now
+        slot = self.tat - self.burst_span
+        if slot < start:
+            slot = start
+        if slot > now + _DUE_EPSILON:
+            return False
+        tat = self.tat
+        self.tat = (tat if tat > slot else slot) + self.interval
+        return True
 
     def pass_on(self) -> None:
         """Make the next live waiter the holder, or mark the lane free."""
@@ -387,6 +441,8 @@ class AdaptiveRateLimiter:
         cannot come by then, without taking one, instead of waiting past it.
         """
         lane = self._lane(tier)
+        if not lane.held and lane.grant_now(self._now()):
+            return  # nobody queued and the slot is due: the common case when pacing never waits
         if lane.held:
             if (
                 deadline is not None
@@ -420,6 +476,13 @@ class AdaptiveRateLimiter:
         finally:
             lane.pass_on()
 
+    def try_acquire(self, tier: Tier | str) -> bool:
+        """Take a slot in ``tier`` if one is free now with nobody queued, without waiting (and
+        without a coroutine): ``True`` if taken, ``False`` (nothing taken) if the caller must
+        ``await acquire(tier)``."""
+        lane = self._lane(tier)
+        return not lane.held and lane.grant_now(self._now())
+
     def on_rate_limited(self, tier: Tier | str, *, retry_after: float | None = None) -> None:
         """A request in ``tier`` got a 429: slow the tier down and hold it for a while (for
         ``retry_after`` seconds, the server's hint, when it gave one)."""
@@ -431,7 +494,7 @@ class AdaptiveRateLimiter:
     def on_success(self, tier: Tier | str) -> None:
         """A request in ``tier`` was answered without a 429: let the rate recover."""
         lane = self._lane(tier)
-        if lane.state.rate < lane.configured_rate:
+        if lane.rate < lane.configured_rate:
             lane.state = lane.state.succeeded(self._now())
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import knock_async as ka
-from knock_async._models import parse_action
+from knock_async._models import (
+    _checked_member,
+    _checked_strings,
+    _parse_datetime,
+    _parse_strings,
+    _strict_member,
+    parse_action,
+)
 
 
 def test_actions_are_the_ten_of_the_spec() -> None:
@@ -118,3 +128,54 @@ def test_operation_is_frozen() -> None:
     op = structure_operation(operation())
     with pytest.raises(AttributeError):
         op.status = ka.BulkOperationStatus.COMPLETED  # type: ignore[misc]
+
+
+# -- the common-case shortcuts against the thorough checks ------------------------------------
+
+_ENUMS = [ka.BulkAction, ka.ArchivedFilter, ka.DeliveryStatus, ka.EngagementStatus]
+_anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=12),
+    st.sampled_from([m for cls in _ENUMS for m in cls]),
+    st.sampled_from(_ENUMS).flatmap(lambda cls: st.text(max_size=6).map(cls)),  # pseudo-members
+    st.sampled_from(["include", "archived", "seen", "sent", "read", "ARCHIVE"]),
+    st.lists(st.text(max_size=4) | st.integers(), max_size=3),
+    st.lists(st.text(max_size=4), max_size=3).map(tuple),
+    st.binary(max_size=4),
+)
+
+
+def _outcome(check: Any, *args: object) -> object:
+    try:
+        result = check(*args)
+    except (TypeError, ValueError) as exc:
+        return (type(exc), str(exc))
+    return ("ok", type(result), result)
+
+
+@given(st.sampled_from(_ENUMS), _anything)
+def test_member_shortcut_agrees_with_the_thorough_check(cls: Any, value: object) -> None:
+    """A filter or action value is accepted or refused exactly as the thorough check does."""
+    assert _outcome(_strict_member, cls, "f", value) == _outcome(_checked_member, cls, "f", value)
+
+
+@given(_anything)
+def test_strings_shortcut_agrees_with_the_thorough_check(value: object) -> None:
+    """A list-of-strings filter is accepted or refused exactly as the thorough check does."""
+    assert _outcome(_parse_strings, "ids", value) == _outcome(_checked_strings, "ids", value)
+
+
+@given(
+    st.datetimes(timezones=st.none() | st.timezones() | st.just(UTC))
+    | st.datetimes().map(datetime.isoformat)
+)
+def test_datetime_shortcut_keeps_the_value_or_refuses_it_as_before(value: object) -> None:
+    """A fixed-offset aware datetime is kept as is; anything else meets the full checks."""
+    outcome = _outcome(_parse_datetime, "newer_than", value)
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        assert outcome == ("ok", datetime, value)
+    elif isinstance(value, datetime):
+        assert isinstance(outcome, tuple)
+        assert outcome[0] is ValueError
