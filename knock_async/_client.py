@@ -233,9 +233,12 @@ class KnockClient:
         return self._transport._session
 
 
+_FILTER_NAMES = frozenset(BulkFilters.__annotations__)
+
+
 def _filters_body(filters: BulkFilters) -> BulkUpdateMessagesForChannelRequest:
-    unknown = set(filters) - set(BulkFilters.__annotations__)
-    if unknown:
+    if not _FILTER_NAMES.issuperset(filters):
+        unknown = set(filters) - _FILTER_NAMES
         raise TypeError(
             f"unknown filter {', '.join(sorted(unknown))}; the filters are "
             + ", ".join(BulkFilters.__annotations__)
@@ -274,7 +277,7 @@ class _Bulk:
         transport = self._client._transport
         body = _filters_body(filters)
         request = bulk_update_request(
-            transport.base, transport.json_headers, channel_id, action, body
+            transport.base_url, transport.json_headers, channel_id, action, body
         )
         return await transport.send(
             request, retry=_retry(retry), timeout=_per_call(transport, timeout)
@@ -310,7 +313,7 @@ class _Bulk:
         encoded = encode_body(body)
 
         transport = client._transport
-        base, headers, value = transport.base, transport.json_headers, act.value
+        base, headers, value = transport.base_url, transport.json_headers, act.value
 
         def make_request(channel_id: str) -> Request:
             return bulk_request(base, headers, channel_id, value, encoded)
@@ -349,7 +352,7 @@ class _BulkOperations:
         """The bulk operation ``id`` as it stands now. ``timeout`` (seconds per try;
         ``None``: none) and ``retry`` (``None``: one try) default to the client's."""
         transport = self._client._transport
-        request = get_operation_request(transport.base, transport.get_headers, id)
+        request = get_operation_request(transport.base_url, transport.get_headers, id)
         return await transport.send(
             request, retry=_retry(retry), timeout=_per_call(transport, timeout)
         )

@@ -8,7 +8,6 @@ a ``progress_path`` on another origin is rewritten onto it rather than followed.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ import attrs
 from multidict import CIMultiDict
 from yarl import URL
 
-from ._convert import converter
+from ._convert import dumps_request
 from ._models import BulkAction, BulkUpdateMessagesForChannelRequest, parse_action
 from ._ratelimit import Tier
 from ._version import __version__
@@ -59,7 +58,7 @@ class Headers(CIMultiDict[str]):
         return f"Headers({shown!r})"
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class Request:
     """One HTTP request, ready to send. What it is belongs to its class: ``method``, its
     ``route`` template (what hooks and metrics name it by) and the rate-limit ``tier`` it
@@ -73,8 +72,25 @@ class Request:
     headers: Mapping[str, str]
     body: bytes | None
 
+    def __init__(self, url: URL, headers: Mapping[str, str], body: bytes | None) -> None:
+        # Built once per request: the slots are set through their descriptors, which spares
+        # the class look-up object.__setattr__ (a frozen class's way) makes per field.
+        _set_url(self, url)
+        _set_headers(self, headers)
+        _set_body(self, body)
 
-@attrs.frozen
+
+def _slot_setter(cls: type[Any], name: str) -> Any:
+    descriptor: Any = getattr(cls, name)  # a slot's member descriptor, from the MRO
+    return descriptor.__set__
+
+
+_set_url = _slot_setter(Request, "url")
+_set_headers = _slot_setter(Request, "headers")
+_set_body = _slot_setter(Request, "body")
+
+
+@attrs.frozen(init=False)
 class OperationRequest(Request):
     """``GET /v1/bulk_operations/{id}``."""
 
@@ -83,8 +99,8 @@ class OperationRequest(Request):
     tier: ClassVar[Tier] = Tier.GET
 
 
-@attrs.frozen
-class BulkUpdateRequest(Request):
+@attrs.frozen(init=False)
+class BulkUpdateRequest(Request):  # type: ignore[override]  # attrs.frozen(init=False) types an __attrs_init__ that is never made
     """``POST /v1/channels/{channel_id}/messages/bulk/{action}``, naming its ``channel_id``
     and ``action``, which Knock's answer does not repeat: the operation it returns is built
     with them."""
@@ -94,6 +110,19 @@ class BulkUpdateRequest(Request):
     tier: ClassVar[Tier] = Tier.POST
     channel_id: str
     action: str
+
+    def __init__(
+        self, url: URL, headers: Mapping[str, str], body: bytes, channel_id: str, action: str
+    ) -> None:
+        _set_url(self, url)
+        _set_headers(self, headers)
+        _set_body(self, body)
+        _set_channel_id(self, channel_id)
+        _set_action(self, action)
+
+
+_set_channel_id = _slot_setter(BulkUpdateRequest, "channel_id")
+_set_action = _slot_setter(BulkUpdateRequest, "action")
 
 
 @attrs.frozen
@@ -214,27 +243,32 @@ def parse_operation_id(operation_id: object) -> str:
     return operation_id
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def encode_body(body: BulkUpdateMessagesForChannelRequest) -> bytes:
-    return _ENCODER.encode(converter.unstructure(body)).encode()
+    """The request body as compact JSON bytes (orjson with the ``speedups`` extra)."""
+    return dumps_request(body)
+
+
+def on_base(base_url: URL, path: str) -> URL:
+    """``path`` (already encoded, from ``/``) under the base URL's own path prefix. A new path
+    on the parsed base URL: parsing a whole URL string again costs three times as much."""
+    return base_url.with_path(base_url.raw_path.rstrip("/") + path, encoded=True)
 
 
 def bulk_request(
-    base: str, headers: Mapping[str, str], channel_id: str, action: str, body: bytes
+    base_url: URL, headers: Mapping[str, str], channel_id: str, action: str, body: bytes
 ) -> Request:
-    """``POST /v1/channels/{channel_id}/messages/bulk/{action}`` on the base URL ``base`` (a
-    string: ``str(URL)`` per request costs), for a channel id and an action already checked
-    (a canonical UUID, a ``BulkAction`` value), so no segment needs quoting. The one place
-    the bulk URL is built."""
-    url = URL(f"{base}/v1/channels/{channel_id}/messages/bulk/{action}", encoded=True)
+    """``POST /v1/channels/{channel_id}/messages/bulk/{action}`` on ``base_url``, for a
+    channel id and an action already checked (a canonical UUID, a ``BulkAction`` value), so
+    no segment needs quoting. The one place the bulk URL is built."""
+    url = on_base(base_url, f"/v1/channels/{channel_id}/messages/bulk/{action}")
     return BulkUpdateRequest(url, headers, body, channel_id, action)
 
 
 def bulk_update_request(
-    base: str,
+    base_url: URL,
     headers: Mapping[str, str],
     channel_id: object,
     action: object,
@@ -249,7 +283,7 @@ def bulk_update_request(
         if isinstance(filters, BulkUpdateMessagesForChannelRequest)
         else BulkUpdateMessagesForChannelRequest(**filters)
     )
-    return bulk_request(base, headers, channel, act.value, encode_body(body))
+    return bulk_request(base_url, headers, channel, act.value, encode_body(body))
 
 
 def operation_request(url: URL, headers: Mapping[str, str]) -> Request:
@@ -258,10 +292,20 @@ def operation_request(url: URL, headers: Mapping[str, str]) -> Request:
     return OperationRequest(url, headers, None)
 
 
-def get_operation_request(base: str, headers: Mapping[str, str], operation_id: str) -> Request:
-    """``GET /v1/bulk_operations/{id}`` on the base URL ``base`` (a string)."""
-    quoted = quote(parse_operation_id(operation_id), safe="")
-    return operation_request(URL(f"{base}/v1/bulk_operations/{quoted}", encoded=True), headers)
+def get_operation_request(base_url: URL, headers: Mapping[str, str], operation_id: str) -> Request:
+    """``GET /v1/bulk_operations/{id}`` on ``base_url``."""
+    url = on_base(base_url, f"/v1/bulk_operations/{_quoted(operation_id)}")
+    return operation_request(url, headers)
+
+
+# RFC 3986's unreserved characters: an id made of these alone is its own quoted form.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _quoted(operation_id: object) -> str:
+    """A checked operation id as one path segment: quoted, unless nothing in it needs it."""
+    checked = parse_operation_id(operation_id)
+    return checked if _UNRESERVED.issuperset(checked) else quote(checked, safe="")
 
 
 def _same_origin(a: URL, b: URL) -> bool:
@@ -281,8 +325,7 @@ def resolve_poll_target(base_url: URL, target: str) -> PollTarget:
     if not isinstance(target, str) or not target:
         raise TypeError(f"poll target must be an operation, an id or a progress_path: {target!r}")
     if "/" not in target:
-        quoted = quote(parse_operation_id(target), safe="")
-        return PollTarget(URL(f"{base_url}/v1/bulk_operations/{quoted}", encoded=True), target)
+        return PollTarget(on_base(base_url, f"/v1/bulk_operations/{_quoted(target)}"), target)
     parts = urlsplit(target)
     if parts.scheme and parts.scheme not in ("http", "https"):
         raise ValueError(f"progress_path must be an http(s) URL or a path, got {target!r}")
@@ -301,8 +344,7 @@ def resolve_poll_target(base_url: URL, target: str) -> PollTarget:
     path = parts.path if parts.path.startswith("/") else "/" + parts.path
     if prefix and not path.startswith(prefix + "/"):
         path = prefix + path
-    url = URL(f"{base_url.origin()}{path}", encoded=True)
-    return PollTarget(url, unquote(named[-1]), foreign)
+    return PollTarget(base_url.with_path(path, encoded=True), unquote(named[-1]), foreign)
 
 
 def operation_poll_target(

@@ -47,17 +47,36 @@ class Answer:
 
     ``headers`` must be case-insensitive (aiohttp's) or use lowercase names. ``retry_after``
     is the server's hint in seconds (``retry-after-ms`` or ``retry-after``), ``None`` without
-    one; ``request_id`` is Knock's ``x-request-id``.
+    one; ``request_id`` is Knock's ``x-request-id``. Both are parsed on first use and kept:
+    most answers (a 200 to a POST) never need them.
     """
 
-    __slots__ = ("body", "headers", "request_id", "retry_after", "status")
+    __slots__ = ("_request_id", "_retry_after", "body", "headers", "status")
+    _retry_after: float | None
+    _request_id: str | None
 
     def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         self.status = status
         self.headers = headers
         self.body = body
-        self.retry_after = parse_retry_after(headers)
-        self.request_id = _request_id(headers)
+
+    @property
+    def retry_after(self) -> float | None:
+        """The server's Retry-After in seconds, ``None`` without a usable one."""
+        try:
+            return self._retry_after
+        except AttributeError:  # first read: the slot is left unset until then
+            value = self._retry_after = parse_retry_after(self.headers)
+            return value
+
+    @property
+    def request_id(self) -> str | None:
+        """Knock's ``x-request-id``, for support."""
+        try:
+            return self._request_id
+        except AttributeError:
+            value = self._request_id = _request_id(self.headers)
+            return value
 
     def __repr__(self) -> str:
         return f"<Answer status={self.status} request_id={self.request_id!r}>"

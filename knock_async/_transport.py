@@ -119,8 +119,6 @@ class Transport:
         hooks: Sequence[Hook] = (),
     ) -> None:
         self.base_url = base_url
-        # The base URL as the requests' builders take it: str(URL) costs on every request.
-        self.base = str(base_url)
         # Instrumentation: every try, retry and limiter wait is reported to these.
         self.hooks = tuple(hooks)
         self.get_headers = get_headers
@@ -208,28 +206,21 @@ class Transport:
         committed: Callable[[], None] | None = None,
         attempt: int = 1,
     ) -> Answer:
-        """One try: wait for the limiter, send, read the body under the cap, and the answer.
-
-        The limiter's wait and the exchange together last at most ``timeout`` (the client's
-        by default) and end by ``deadline`` (client clock) if given. ``committed`` is called
-        once the request leaves the limiter (from then on it may reach Knock); ``attempt``
-        numbers the try for the hooks. Raises ``APIConnectionError`` (``APITimeoutError``,
-        ``RateLimiterTimeoutError``, ``DeadlineError``), ``ResponseTooLargeError`` or
-        ``ClientClosedError``.
-        """
+        """One try: wait for the limiter, send, read the body under the cap; the answer. The
+        wait and the exchange last at most ``timeout`` and end by ``deadline`` (client clock).
+        ``committed`` is called once the request leaves the limiter (it may reach Knock from
+        then on). Raises ``APIConnectionError`` and its subclasses, ``ResponseTooLargeError``
+        or ``ClientClosedError``. One coroutine on purpose: thousands of polls wait in here at
+        once, and each layer costs every one of them a frame and every request its calls."""
         session = self._session
         if session is None or self._session_loop is not asyncio.get_running_loop():
             session = await self._get_session()
-        url = request.url
-        # Defence in depth: the key goes to the base URL's origin and nowhere else.
-        if (url.scheme, url.host, url.port) != self._origin:
-            raise KnockError(f"refusing to send the API key to {url.origin()}")
+        self._check_origin(request)
         if timeout is USE_CLIENT_DEFAULT:
             timeout = self.timeout
-        if self._limiter is not None or deadline is not None:
+        if deadline is not None or not self._free_to_go(request):
             started = self.clock()
             end, by_deadline = try_end(started, timeout.total, deadline)
-            # Awaited right here: each coroutine layer costs every waiting poll a frame.
             waiting = self._admission(request, end)
             if waiting is not None:
                 try:
@@ -241,24 +232,7 @@ class Transport:
             timeout = self._shortened(timeout, started, end, by_deadline)
         if committed is not None:
             committed()
-        if not self.hooks:
-            answer = await self._attempt(session, request, timeout)
-        else:
-            sent = self._announce(request, attempt)
-            try:
-                answer = await self._attempt(session, request, timeout)
-            except KnockError as exc:
-                self._ended(sent, exc)
-                raise
-        self._answered(request, answer, sent if self.hooks else None)
-        return answer
-
-    async def _attempt(
-        self, session: aiohttp.ClientSession, request: Request, timeout: aiohttp.ClientTimeout
-    ) -> Answer:
-        """The HTTP exchange: the answer, its body read under the cap; what aiohttp raised as
-        a typed error."""
-        error: KnockError | None = None
+        sent = self._announce(request, attempt) if self.hooks else None
         try:
             async with session.request(
                 request.method,
@@ -270,19 +244,53 @@ class Transport:
                 raise_for_status=False,  # whatever a caller's session says: statuses are ours
             ) as response:
                 length = response.content_length
-                fits = length is not None and length <= self.max_response_bytes
-                if fits and "Content-Encoding" not in response.headers:
+                if self._fits(length) and "Content-Encoding" not in response.headers:
                     body = await response.read()  # bounded by its length: the fast path
                 else:
                     body = await self._read_capped(response, length)
-                return Answer(response.status, response.headers, body)
-        # aiohttp's errors can hold the request headers (ClientResponseError.request_info), so
-        # the typed error is raised after the except block: it has no __context__ to leak.
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
-            error = _typed_error(request, session, exc)
+                answer = Answer(response.status, response.headers, body)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ResponseTooLargeError) as exc:
+            error = self._failed(request, session, exc, sent)
             if error is None:
-                raise
-        raise error
+                raise  # a bug, not the exchange's failure: as it is
+        else:
+            self._answered(request, answer, sent)
+            return answer
+        raise error  # outside the except block: no __context__ (aiohttp's may hold headers)
+
+    def _check_origin(self, request: Request) -> None:
+        url = request.url
+        # Defence in depth: the key goes to the base URL's origin and nowhere else.
+        if (url.scheme, url.host, url.port) != self._origin:
+            raise KnockError(f"refusing to send the API key to {url.origin()}")
+
+    def _free_to_go(self, request: Request) -> bool:
+        """Whether ``request`` may leave now with its whole timeout: no limiter, or the
+        default limiter has a free slot (then taken), which spares it the wait's arithmetic."""
+        if self._limiter is None:
+            return True
+        adaptive = self._adaptive
+        return adaptive is not None and adaptive.try_acquire(request.tier)
+
+    def _fits(self, length: int | None) -> bool:
+        return length is not None and length <= self.max_response_bytes
+
+    def _failed(
+        self,
+        request: Request,
+        session: aiohttp.ClientSession,
+        exc: BaseException,
+        sent: tuple[RequestSent, float] | None,
+    ) -> KnockError | None:
+        """The typed error a try ended with (told to the hooks), or ``None`` for a
+        ``RuntimeError`` that is not about a closed session (a bug, to propagate).
+
+        aiohttp's errors can hold the request headers (``ClientResponseError.request_info``),
+        so the typed error is built here, not chained, and raised after the except block."""
+        error = exc if isinstance(exc, KnockError) else _typed_error(request, session, exc)
+        if error is not None and sent is not None:
+            self._ended(sent, error)
+        return error
 
     def _admission(self, request: Request, end: float | None) -> Awaitable[None] | None:
         """The wait for the limiter's slot (raising ``TimeoutError`` when it cannot come by

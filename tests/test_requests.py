@@ -51,7 +51,7 @@ def test_bulk_update_request_wire_form() -> None:
     """The POST goes to /v1/channels/{uuid}/messages/bulk/{action} with the JSON body."""
     _, post = make_headers("sk_test", branch=None)
     body = BulkUpdateMessagesForChannelRequest(archived="exclude", recipient_ids=["u1"])
-    request = bulk_update_request(BASE, post, CHANNEL.upper(), "archive", body)
+    request = bulk_update_request(BASE_URL, post, CHANNEL.upper(), "archive", body)
     assert request.method == "POST"
     assert str(request.url) == f"https://api.knock.app/v1/channels/{CHANNEL}/messages/bulk/archive"
     assert request.headers is post
@@ -62,7 +62,7 @@ def test_bulk_update_request_wire_form() -> None:
 
 def test_bulk_update_request_accepts_uuid_objects_and_filter_mappings() -> None:
     """A uuid.UUID channel id and a plain mapping of filters are accepted."""
-    request = bulk_update_request(BASE, {}, uuid.UUID(CHANNEL), "read", {"has_tenant": True})
+    request = bulk_update_request(BASE_URL, {}, uuid.UUID(CHANNEL), "read", {"has_tenant": True})
     assert request.url.path.endswith(f"{CHANNEL}/messages/bulk/read")
     assert request.body == b'{"has_tenant":true}'
 
@@ -82,19 +82,19 @@ def test_bad_path_parts_fail_before_any_request(
 ) -> None:
     """channel_id is validated as a UUID and action against the enum before a URL is made."""
     with pytest.raises(error, match=text):
-        bulk_update_request(BASE, {}, channel, action, {})
+        bulk_update_request(BASE_URL, {}, channel, action, {})
 
 
 def test_get_operation_request_quotes_the_id() -> None:
     """GET /v1/bulk_operations/{id}; an id cannot smuggle path segments."""
-    request = get_operation_request(BASE, {}, "op 1")
+    request = get_operation_request(BASE_URL, {}, "op 1")
     assert request.method == "GET"
     assert request.url.raw_path == "/v1/bulk_operations/op%201"
     assert request.body is None
     with pytest.raises(ValueError, match="id must be"):
-        get_operation_request(BASE, {}, "../users")
+        get_operation_request(BASE_URL, {}, "../users")
     with pytest.raises(ValueError, match="id must be"):
-        get_operation_request(BASE, {}, "")
+        get_operation_request(BASE_URL, {}, "")
 
 
 @pytest.mark.parametrize(
