@@ -23,9 +23,11 @@ How it works:
   shared state at once; they recover together, at ``RateLimits.recovery_per_second``. The
   recovery is credited when the next request is granted (the in-process limiter credits it on
   each answer); that saves a round trip per request and climbs the same line.
-* **Slots are booked shortly before they are due** (50 ms ahead): far enough to absorb the
-  round trip, near enough that a 429 still slows the requests queued behind it. Within one
-  process, the requests of a tier queue FIFO and only the head talks to Redis.
+* **Slots are booked shortly before they are due** (50 ms plus the last round trip to Redis
+  ahead): far enough to absorb the round trip, near enough that a 429 still slows the
+  requests queued behind it. Within one process, the requests of a tier queue FIFO and only
+  the head talks to Redis, one round trip per grant: a process gets at most one grant per
+  round trip and tier (about 8/s from a Redis 60 ms away), whatever the configured rate.
 * **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
   alone at ``fallback_share`` of the configured rates (never unlimited; its first request after
   a random part of one fallback interval, so that processes losing Redis together do not all
@@ -374,8 +376,9 @@ class RedisRateLimiter:
     your own client, that client must work on the new loop.
 
     Cancelling ``acquire`` never holds up the requests queued behind it. A cancellation that
-    lands after a slot was booked in Redis (in the last 50 ms before it is due) leaves that
-    slot unused: the shared budget loses one request's worth, it is never overspent.
+    lands after a slot was booked in Redis (50 ms plus one round trip to Redis before it is
+    due) leaves that slot unused: the shared budget loses one request's worth, it is never
+    overspent.
     """
 
     def __init__(
@@ -433,6 +436,8 @@ class RedisRateLimiter:
         # first slot booked in Redis again keeps one interval from it.
         self._fallback_granted: dict[Tier, float] = {}
         self._repairs_seen = False
+        # The last round trip of each tier's acquire to Redis, in seconds.
+        self._rtt = dict.fromkeys(Tier, 0.0)
 
     @classmethod
     def from_url(
@@ -459,7 +464,9 @@ class RedisRateLimiter:
         def connect() -> redis.asyncio.Redis:
             return redis.asyncio.Redis.from_url(
                 checked,
-                socket_timeout=timeout,
+                # Only a backstop: the limiter bounds each command by `timeout` and opening a
+                # connection, handshake reads included, by `connect_timeout`.
+                socket_timeout=connect_timeout + timeout,
                 socket_connect_timeout=connect_timeout,
                 # The limiter has its own answer to an outage (the fallback and the probe):
                 # the client's retries with backoff would only hold requests up.
@@ -575,20 +582,24 @@ class RedisRateLimiter:
         link = self._link
         if link is None or link.loop is not asyncio.get_running_loop():
             link = await self._current_link()
+        loop = asyncio.get_running_loop()
         async with link.locks[tier]:
             while self._use_redis():
+                sent = loop.time()
                 try:
-                    granted, wait = await self._book(link, tier)
+                    granted, wait = await self._book(link, tier, self._rtt[tier])
                 except _UNAVAILABLE as exc:
                     self._lost(exc)
                     break
                 self._answered()
+                rtt = self._rtt[tier] = loop.time() - sent
                 if granted:
                     if wait > 0:
                         await self._sleep(wait)
                     return
-                await self._sleep(max(wait - _LOOKAHEAD / 2, 0.001))
-        loop = asyncio.get_running_loop()
+                # Ask again one round trip early, so that the question reaches Redis just
+                # inside the lookahead: a Redis far away must not make every slot late.
+                await self._sleep(max(wait - rtt - _LOOKAHEAD / 2, 0.001))
         delay = self._fallback_from.get(tier, -math.inf) - loop.time()
         if delay > 0:
             await self._sleep(delay)
@@ -672,6 +683,7 @@ class RedisRateLimiter:
         retry_after: float | None = None,
         now: float | None = None,
         earliest: float | None = None,
+        lookahead: float = _LOOKAHEAD,
     ) -> list[str]:
         limits = self._limits
         return [
@@ -683,26 +695,32 @@ class RedisRateLimiter:
             repr(limits.recovery_per_second),
             repr(limits.slowdown_cooldown),
             "" if retry_after is None or not math.isfinite(retry_after) else repr(retry_after),
-            repr(_LOOKAHEAD),
+            repr(lookahead),
             "" if now is None else repr(now),
-            "" if earliest is None else repr(earliest),
+            "" if earliest is None or earliest <= 0 else repr(earliest),
         ]
 
-    async def _book(self, link: _Link, tier: Tier) -> tuple[bool, float]:
-        """One acquire by the script: (granted, seconds from now to the slot)."""
+    async def _book(self, link: _Link, tier: Tier, rtt: float) -> tuple[bool, float]:
+        """One acquire by the script: (granted, seconds from now to the slot). ``rtt``: the
+        last round trip to Redis."""
         lane = link.lanes[tier]
         connection = lane.connection
         if connection is None or not connection.is_connected:
             lane = await self._connected(link, tier)
         args = self._acquire_args[tier]
+        earliest = None
         after_fallback = self._fallback_granted.get(tier) if self._fallback_granted else None
         if after_fallback is not None:
             # Back from the fallback: the first shared slot keeps a full interval from the
             # last fallback grant, whatever (possibly stale) schedule Redis holds.
             earliest = after_fallback + 1 / self._limits.per_second(tier)
             earliest -= asyncio.get_running_loop().time()
-            if earliest > 0:
-                args = self._args("acquire", tier, earliest=earliest)
+        if rtt > _LOOKAHEAD / 2 or (earliest is not None and earliest > 0):
+            # A Redis far away: a slot is booked a round trip ahead, or a process asking
+            # right after its last grant would always find the next one just out of reach
+            # and get it late.
+            lookahead = _LOOKAHEAD + min(rtt, self._timeout)
+            args = self._args("acquire", tier, earliest=earliest, lookahead=lookahead)
         async with asyncio.timeout(self._timeout):
             reply = await self._script(keys=self._keys[tier], args=args, client=lane)
         if reply[3]:

@@ -344,6 +344,11 @@ async def test_refused_login_is_an_error_at_first_use(path: str, password: str) 
     [
         ({"key_prefix": ""}, ValueError, "key_prefix must be a non-empty string"),
         ({"key_prefix": "k", "timeout": 0}, ValueError, "timeout must be a finite number > 0"),
+        (
+            {"key_prefix": "k", "connect_timeout": math.inf},
+            ValueError,
+            "connect_timeout must be a finite number > 0",
+        ),
         ({"key_prefix": "k", "fallback_share": 1.5}, ValueError, r"fallback_share .* \(0, 1\]"),
         ({"key_prefix": "k", "probe_interval": "1"}, TypeError, "probe_interval must be a"),
         ({"key_prefix": "k", "limits": {"post_per_second": 5}}, TypeError, "limits must be"),
