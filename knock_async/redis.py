@@ -29,15 +29,19 @@ How it works:
   the head talks to Redis, one round trip per grant: a process gets at most one grant per
   round trip and tier (about 8/s from a Redis 60 ms away), whatever the configured rate.
 * **Redis unreachable or slow** (no answer within ``timeout``): the limiter paces this process
-  alone at ``fallback_share`` of the configured rates (never unlimited; its first request after
-  a random part of one fallback interval, so that processes losing Redis together do not all
-  send at once), logs one warning, and tries Redis again every ``probe_interval`` seconds;
-  when it answers, it logs that and shares again. The limiter never sends anything itself,
-  so a Redis failure can delay a request but never drop or repeat one.
+  alone at ``fallback_share`` of the configured rates (never unlimited; its first request a
+  full fallback interval after the last shared one, plus a random part of one, so that
+  processes losing Redis together do not all send at once), logs one warning, and tries Redis
+  again every ``probe_interval`` seconds; when it answers, it logs that and shares again, its
+  first shared slot a full interval after the last fallback grant. The limiter never sends
+  anything itself, so a Redis failure can delay a request but never drop or repeat one.
+* **Whatever Redis holds, never faster than the configured rate:** the script checks every
+  value it reads and replaces a damaged one (or a key of another type) with a safe state in
+  the same atomic step (see ``_SCRIPT``).
 * **Bad configuration fails loudly:** a URL that is not ``redis://``, ``rediss://`` or
-  ``unix://`` is refused by ``from_url``; a Redis that never answered (wrong host, port,
-  password or database) makes the first ``acquire`` (or ``async with``) raise
-  ``RedisLimiterError``. The fallback is for outages of a Redis that has worked.
+  ``unix://`` is refused by ``from_url``; a Redis that cannot be reached within
+  ``connect_timeout`` or refuses the login or the database makes the first ``acquire`` (or
+  ``async with``) raise ``RedisLimiterError``. The fallback is for outages, slowness included.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +51,14 @@ def test_spellings_of_one_environment_share_one_prefix(pair: tuple[str, str]) ->
         KEY, base_url=plain
     )
     assert canonical_base_url(other) == canonical_base_url(plain) == plain
+
+
+def test_the_canonical_spelling_keeps_its_prefix() -> None:
+    """A base URL already in canonical form hashes as it did before normalisation, so
+    processes that used it keep their budget across the upgrade."""
+    digest = hashlib.sha256(f"https://api.knock.app\n{KEY}".encode()).hexdigest()
+    expected = f"knock_async:{digest[:24]}"
+    assert environment_key_prefix(KEY, base_url="https://api.knock.app") == expected
 
 
 def test_the_issues_four_spellings_are_one_budget() -> None:
