@@ -761,8 +761,8 @@ class RedisRateLimiter:
         self._repairs_seen = True
         logger.log(
             level,
-            "Redis rate limiter %s: the %s state in Redis was damaged (%s); replaced it with a "
-            "safe one (the budget counted as just spent, at the lowest rate)",
+            "Redis rate limiter %s: the %s state in Redis was damaged (%s); replaced with safe "
+            "values (a bad rate or schedule counts as the budget just spent at the lowest rate)",
             self._key_prefix,
             tier,
             "a key of another type" if names == "type" else f"bad {names}",
