@@ -101,7 +101,10 @@ def test_script_follows_pacing_state(
     the same times: grants, waits, rate, tat, hold and recovery."""
 
     async def run() -> None:
-        limiter = RedisRateLimiter.from_url(shared_redis.url, key_prefix=prefix(), limits=limits)
+        # Generous bounds: a loaded machine must not turn a slow answer into a failure here.
+        limiter = RedisRateLimiter.from_url(
+            shared_redis.url, key_prefix=prefix(), limits=limits, timeout=10.0, connect_timeout=10.0
+        )
         async with limiter:
             state = PacingState.initial(limits, Tier.POST)
             now = 1_800_000_000.0
@@ -115,7 +118,7 @@ def test_script_follows_pacing_state(
                 else:
                     state = state.rate_limited(now, retry_after)
                     await limiter._run("penalty", Tier.POST, retry_after=retry_after, now=now)
-                shared = await limiter.state(Tier.POST)
+                shared = await limiter._read_state(Tier.POST, now=now)
                 for field in ("rate", "tat", "hold_until", "recovery_from", "last_slowdown"):
                     assert same(getattr(shared, field), getattr(state, field)), field
 
@@ -341,6 +344,11 @@ async def test_refused_login_is_an_error_at_first_use(path: str, password: str) 
     [
         ({"key_prefix": ""}, ValueError, "key_prefix must be a non-empty string"),
         ({"key_prefix": "k", "timeout": 0}, ValueError, "timeout must be a finite number > 0"),
+        (
+            {"key_prefix": "k", "connect_timeout": math.inf},
+            ValueError,
+            "connect_timeout must be a finite number > 0",
+        ),
         ({"key_prefix": "k", "fallback_share": 1.5}, ValueError, r"fallback_share .* \(0, 1\]"),
         ({"key_prefix": "k", "probe_interval": "1"}, TypeError, "probe_interval must be a"),
         ({"key_prefix": "k", "limits": {"post_per_second": 5}}, TypeError, "limits must be"),
