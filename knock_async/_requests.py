@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ._convert import dumps_request
+from ._environment import canonical_base_url
 from ._models import BulkAction, BulkUpdateMessagesForChannelRequest, parse_action
 from ._ratelimit import Tier
 from ._version import __version__
@@ -197,7 +198,9 @@ def parse_base_url(
             f"{name} {_shown(url)!r} uses plain http on a non-loopback host; use https, "
             "or pass allow_insecure_http=True if you really mean it"
         )
-    return url.with_path(url.path.rstrip("/"))
+    # One spelling per environment (lower-case, no default port, no trailing slash): the
+    # budgets keyed on it (a shared limiter's prefix) are then one per environment too.
+    return URL(canonical_base_url(url), encoded=True)
 
 
 def make_headers(api_key: str, *, branch: str | None) -> tuple[Headers, Headers]:

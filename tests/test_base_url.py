@@ -88,3 +88,20 @@ def test_no_shape_leaks_a_secret(
     message = str(info.value)
     for secret in SECRETS:
         assert secret not in message
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://api.knock.app",
+        "https://api.knock.app/",
+        "https://API.knock.app",
+        "https://api.knock.app:443",
+        "HTTPS://Api.Knock.App:443/",
+    ],
+)
+def test_every_spelling_of_one_environment_is_one_base_url(spelling: str) -> None:
+    """The client keeps one spelling of an environment (lower-case scheme and host, no
+    default port, no trailing slash), the one a shared limiter's prefix is hashed from."""
+    client = ka.KnockClient(api_key="sk_x", base_url=spelling)
+    assert str(client.base_url) == "https://api.knock.app"
