@@ -30,6 +30,7 @@ from knock_async._hooks import (
 )
 from knock_async._requests import operation_request
 from knock_async.testing import FastClock, KnockEmulator
+from tests._hanging import Hanging, hanging_server
 from tests._support import CHANNEL_ID, OPERATION_ID
 
 RECORDS = [
@@ -378,43 +379,21 @@ async def test_a_context_manager_returned_for_a_send_is_held_around_the_request(
     assert around.log == one_try + one_try
 
 
-@attrs.frozen
-class Hanging:
-    url: str
-    arrived: asyncio.Event
-
-
 @pytest.fixture
-async def hanging_server() -> AsyncIterator[Hanging]:
-    """A loopback server that reads a request and never answers it."""
-    release = asyncio.Event()
-    arrived = asyncio.Event()
-
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        arrived.set()
-        await release.wait()
-        writer.close()
-
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield Hanging(f"http://127.0.0.1:{port}", arrived)
-    finally:
-        release.set()
-        server.close()
-        await server.wait_closed()
+async def hanging() -> AsyncIterator[Hanging]:
+    async with hanging_server() as server:
+        yield server
 
 
 async def test_a_cancelled_request_leaves_the_context_manager_with_the_cancellation(
-    hanging_server: Hanging,
+    hanging: Hanging,
 ) -> None:
     """A request cancelled while it waits for its answer has no ``RequestAnswered``, but the
     hook's context manager is still exited, with the ``CancelledError``."""
     around = _Around()
-    async with ka.KnockClient(api_key=KEY, base_url=hanging_server.url, hooks=[around]) as knock:
+    async with ka.KnockClient(api_key=KEY, base_url=hanging.url, hooks=[around]) as knock:
         task = asyncio.create_task(knock.bulk_operations.get(OPERATION_ID))
-        await hanging_server.arrived.wait()
+        await hanging.arrived.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
