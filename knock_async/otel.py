@@ -61,11 +61,6 @@ __all__ = ["OpenTelemetryHook"]
 _SCOPE = "knock_async"
 _FOLLOW = "follow bulk operation"
 
-# The request span open in this task, if any: the answer's record finds its span here.
-_OPEN: contextvars.ContextVar[_RequestSpan | None] = contextvars.ContextVar(
-    "knock_async_otel_request", default=None
-)
-
 
 class OpenTelemetryHook:
     """A hook turning the client's events into OpenTelemetry spans and metrics.
@@ -107,6 +102,11 @@ class OpenTelemetryHook:
         )
         # The span of each operation being followed, by id, until its end is seen.
         self._operations: dict[str, Span] = {}
+        # This hook's request span open in the running task, if any: the answer's record
+        # finds its span here (one variable per hook: two hooks never mix their spans).
+        self._open: contextvars.ContextVar[_RequestSpan | None] = contextvars.ContextVar(
+            "knock_async_otel_request", default=None
+        )
 
     def __repr__(self) -> str:
         return "OpenTelemetryHook()"
@@ -115,7 +115,7 @@ class OpenTelemetryHook:
         if isinstance(event, RequestSent):
             return self._sent(event)
         if isinstance(event, RequestAnswered):
-            request = _OPEN.get()
+            request = self._open.get()
             if request is not None:
                 request.answered = event
         elif isinstance(event, RetryScheduled):
@@ -158,7 +158,7 @@ class OpenTelemetryHook:
         span = self._tracer.start_span(
             f"{event.method} {event.route}", kind=SpanKind.CLIENT, attributes=span_attributes
         )
-        return _RequestSpan(span, attributes, self._duration)
+        return _RequestSpan(span, attributes, self._duration, self._open)
 
     def _observed(self, event: PollObserved) -> None:
         span = self._operations.get(event.operation_id)
@@ -186,15 +186,17 @@ class _RequestSpan:
     """One request's span, current from ``__enter__`` (the request leaves) to ``__exit__``
     (its try ended, or was cancelled); the duration is measured on the wall clock."""
 
-    __slots__ = ("_attributes", "_duration", "_start", "_tokens", "answered", "span")
+    __slots__ = ("_attributes", "_duration", "_open", "_start", "_tokens", "answered", "span")
 
     def __init__(
         self,
         span: Span,
         attributes: dict[str, str | int],
         duration: metrics.Histogram,
+        open_request: contextvars.ContextVar[_RequestSpan | None],
     ) -> None:
         self.span = span
+        self._open = open_request
         self._attributes = attributes
         self._duration = duration
         self.answered: RequestAnswered | None = None
@@ -210,7 +212,7 @@ class _RequestSpan:
         self._start = time.perf_counter()
         self._tokens = (
             context.attach(trace.set_span_in_context(self.span)),
-            _OPEN.set(self),
+            self._open.set(self),
         )
         return self.span
 
@@ -224,7 +226,7 @@ class _RequestSpan:
         if self._tokens is not None:
             otel_token, open_token = self._tokens
             self._tokens = None
-            _OPEN.reset(open_token)
+            self._open.reset(open_token)
             context.detach(otel_token)
         attributes = self._attributes
         answered = self.answered

@@ -4,6 +4,7 @@ records directly, and end to end through a client against the emulator."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -166,6 +167,30 @@ def test_the_request_span_is_current_while_it_runs(telemetry: Telemetry) -> None
     nested = spans["inside the request"]
     assert nested.parent is not None
     assert nested.parent.span_id == client.context.span_id
+
+
+def test_two_hooks_each_close_their_own_span() -> None:
+    """Two OpenTelemetry hooks on one client (two providers) each give the answer to their own
+    request span, not to the other's."""
+    exporters = [InMemorySpanExporter(), InMemorySpanExporter()]
+    hooks = []
+    for exporter in exporters:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        hooks.append(OpenTelemetryHook(tracer_provider=provider))
+    sent = _sent()
+    with contextlib.ExitStack() as around:
+        for hook in hooks:
+            manager = hook(sent)
+            assert manager is not None
+            around.enter_context(manager)
+        for hook in hooks:
+            hook(_answered(sent, request_id="req_both"))
+    for exporter in exporters:
+        (span,) = exporter.get_finished_spans()
+        attributes = dict(span.attributes or {})
+        assert attributes["http.response.status_code"] == 200
+        assert attributes["knock_async.request_id"] == "req_both"
 
 
 def test_request_duration_histogram(telemetry: Telemetry) -> None:
