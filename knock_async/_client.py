@@ -114,9 +114,10 @@ def _hooks(hooks: object) -> tuple[Hook, ...]:
         ):
             raise TypeError(
                 f"hooks must be synchronous, and {hook!r} is async (a coroutine function, or "
-                "its __call__ is one): hooks run "
-                "inline and are never awaited; have the hook hand its async work to a task "
-                "(asyncio.get_running_loop().create_task(...), keeping a reference) or a queue"
+                "its __call__ is one): hooks run inline and are never awaited; make it a plain "
+                "function that hands its async work to a task "
+                "(asyncio.get_running_loop().create_task(...), keeping a reference) or to a "
+                "queue (hooks=[queue.put_nowait])"
             )
     return checked
 
