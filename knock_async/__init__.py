@@ -40,6 +40,7 @@ from ._handle import BulkOperationHandle
 from ._hooks import (
     Hook,
     HookEvent,
+    PollErrorRiddenOut,
     PollObserved,
     RateLimitWait,
     RequestAnswered,
@@ -98,6 +99,7 @@ __all__ = [
     "RequestAnswered",
     "RetryScheduled",
     "RateLimitWait",
+    "PollErrorRiddenOut",
     "PollObserved",
     # models
     "ArchivedFilter",

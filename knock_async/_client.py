@@ -5,6 +5,7 @@ namespaces, which build requests and hand them to the transport or to a follower
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -108,6 +109,16 @@ def _hooks(hooks: object) -> tuple[Hook, ...]:
     for hook in checked:
         if not callable(hook):
             raise TypeError(f"hooks must be callables taking an event, got {hook!r}")
+        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+            getattr(hook, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+        ):
+            raise TypeError(
+                f"hooks must be synchronous, and {hook!r} is async (a coroutine function, or "
+                "its __call__ is one): hooks run inline and are never awaited; make it a plain "
+                "function that hands its async work to a task "
+                "(asyncio.get_running_loop().create_task(...), keeping a reference) or to a "
+                "queue (hooks=[queue.put_nowait])"
+            )
     return checked
 
 

@@ -43,7 +43,7 @@ from ._errors import (
     PollTimeoutError,
     ResponseValidationError,
 )
-from ._hooks import Hook, PollObserved, emit
+from ._hooks import Hook, PollObserved, emit, poll_error_ridden_out
 from ._models import BulkOperation, BulkOperationStatus
 from ._progress import Progress, observe
 from ._requests import Request
@@ -483,6 +483,8 @@ class Follow:
         if self._errors > self._policy.error_budget:
             self._errors = 0  # a resumed poll starts with a fresh budget
             return GiveUp(error)
+        if self._hooks:
+            emit(self._hooks, poll_error_ridden_out(self.operation_id, error, self._errors))
         return self._wait(now, rng)
 
     # -- the errors that end a follow -----------------------------------------------------

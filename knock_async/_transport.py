@@ -44,8 +44,8 @@ from ._errors import (
 from ._hooks import (
     Hook,
     RateLimitWait,
-    RequestSent,
     RetryScheduled,
+    Watch,
     emit,
     request_answered,
     request_sent,
@@ -91,6 +91,18 @@ async def _session_keeper(session: aiohttp.ClientSession) -> AsyncGenerator[None
         yield
     finally:
         await session.close()
+
+
+def _no_silent_resend(session: aiohttp.ClientSession) -> None:
+    """Turns off aiohttp's own resend of an idempotent request dropped on a reused connection.
+
+    That second send is invisible to the limiter and the hooks (a soak counted 84 GETs at the
+    server that the client never reported); without it the drop is a ``Failure.CONNECTION``,
+    retried (or ridden out by a follow) by the client's own policy, which paces and reports
+    every send. aiohttp has no public switch: the private flag is set where this aiohttp has it.
+    """
+    if "_retry_connection" in aiohttp.ClientSession.ATTRS:
+        session._retry_connection = False
 
 
 class Transport:
@@ -175,6 +187,7 @@ class Transport:
             # First use, or the loop the session was made on is gone (its keeper closed it
             # there): a session belongs to one loop, so this loop gets its own.
             session = aiohttp.ClientSession(timeout=self.timeout)
+            _no_silent_resend(session)
             keeper = _session_keeper(session)
             await keeper.__anext__()
             self._session, self._session_loop, self._keeper = session, loop, keeper
@@ -253,6 +266,11 @@ class Transport:
             error = self._failed(request, session, exc, sent)
             if error is None:
                 raise  # a bug, not the exchange's failure: as it is
+        except BaseException as exc:
+            # Cancelled (or a bug): no record, but the hooks' context managers still close.
+            if sent is not None:
+                sent.close(exc)
+            raise
         else:
             self._answered(request, answer, sent)
             return answer
@@ -280,7 +298,7 @@ class Transport:
         request: Request,
         session: aiohttp.ClientSession,
         exc: BaseException,
-        sent: tuple[RequestSent, float] | None,
+        sent: Watch | None,
     ) -> KnockError | None:
         """The typed error a try ended with (told to the hooks), or ``None`` for a
         ``RuntimeError`` that is not about a closed session (a bug, to propagate).
@@ -288,8 +306,11 @@ class Transport:
         aiohttp's errors can hold the request headers (``ClientResponseError.request_info``),
         so the typed error is built here, not chained, and raised after the except block."""
         error = exc if isinstance(exc, KnockError) else _typed_error(request, session, exc)
-        if error is not None and sent is not None:
-            self._ended(sent, error)
+        if sent is not None:
+            if error is None:
+                sent.close(exc)
+            else:
+                self._ended(sent, error)
         return error
 
     def _admission(self, request: Request, end: float | None) -> Awaitable[None] | None:
@@ -382,14 +403,11 @@ class Transport:
         if seconds > _SLACK:  # below that, the limiter let the request straight through
             emit(self.hooks, RateLimitWait(tier=str(request.tier), seconds=seconds))
 
-    def _announce(self, request: Request, attempt: int) -> tuple[RequestSent, float]:
-        sent = request_sent(request, attempt)
-        emit(self.hooks, sent)
-        return sent, self.clock()
+    def _announce(self, request: Request, attempt: int) -> Watch:
+        return Watch(self.hooks, request_sent(request, attempt), self.clock)
 
-    def _ended(self, sent: tuple[RequestSent, float], error: KnockError) -> None:
+    def _ended(self, sent: Watch, error: KnockError) -> None:
         """The hooks' record of a try that ended with ``error``."""
-        record, sent_at = sent
         if isinstance(error, APIConnectionError):
             failure = error.failure.value
         elif isinstance(error, ResponseTooLargeError):
@@ -397,17 +415,16 @@ class Transport:
         else:
             failure = Failure.NOT_SENT.value  # a closed session: nothing went out
         ended = request_answered(
-            record,
-            duration=self.clock() - sent_at,
+            sent.record,
+            duration=self.clock() - sent.sent_at,
             status=error.status,
             request_id=error.request_id,
             failure=failure,
         )
         emit(self.hooks, ended)
+        sent.close(None)
 
-    def _answered(
-        self, request: Request, answer: Answer, sent: tuple[RequestSent, float] | None
-    ) -> None:
+    def _answered(self, request: Request, answer: Answer, sent: Watch | None) -> None:
         """An answer came: feed it back to the limiter, the hooks and the debug log."""
         limiter = self._limiter
         if limiter is not None:
@@ -419,12 +436,14 @@ class Transport:
             else:
                 limiter.on_success(request.tier)
         if sent is not None:
-            record, sent_at = sent
-            duration = self.clock() - sent_at
             answered = request_answered(
-                record, duration=duration, status=answer.status, request_id=answer.request_id
+                sent.record,
+                duration=self.clock() - sent.sent_at,
+                status=answer.status,
+                request_id=answer.request_id,
             )
             emit(self.hooks, answered)
+            sent.close(None)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s %s -> %d (request_id=%s)",

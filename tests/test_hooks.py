@@ -3,8 +3,11 @@ to them end to end against the emulator."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -15,6 +18,7 @@ import knock_async as ka
 from knock_async._hooks import (
     Hook,
     HookEvent,
+    PollErrorRiddenOut,
     PollObserved,
     RateLimitWait,
     RequestAnswered,
@@ -26,9 +30,17 @@ from knock_async._hooks import (
 )
 from knock_async._requests import operation_request
 from knock_async.testing import FastClock, KnockEmulator
-from tests._support import CHANNEL_ID
+from tests._hanging import Hanging, hanging_server
+from tests._support import CHANNEL_ID, OPERATION_ID
 
-RECORDS = [RequestSent, RequestAnswered, RetryScheduled, RateLimitWait, PollObserved]
+RECORDS = [
+    RequestSent,
+    RequestAnswered,
+    RetryScheduled,
+    RateLimitWait,
+    PollObserved,
+    PollErrorRiddenOut,
+]
 
 
 def _answered() -> RequestAnswered:
@@ -127,19 +139,28 @@ def _client(emu: KnockEmulator, hooks: list[Hook], **options: Any) -> ka.KnockCl
     )
 
 
+async def _update_and_follow(
+    emu: KnockEmulator, messages: int, *, seed: int
+) -> tuple[ka.BulkOperation, list[HookEvent]]:
+    """A bulk update of a channel of ``messages`` messages, followed to its end (checked
+    ``completed``): the operation and every event the hooks saw."""
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, messages, seed=seed)
+    events: list[HookEvent] = []
+    async with _client(emu, [events.append]) as knock:
+        op = await knock.channels.bulk.update_message_status(channel, "read")
+        final = await knock.bulk_operations.poll(op)
+    assert final.status == "completed"
+    return op, events
+
+
 @pytest.mark.knock_emulator(clock=FAST, rows_per_second=400.0, batch_size=50)
 async def test_hooks_see_every_request_and_poll(knock_emulator: KnockEmulator) -> None:
     """A bulk update and its poll: each request is announced then answered (route template,
     status, request id, tier), each poll's observation is reported with the next poll's time,
     and the last one (the end) with none. No record holds the key."""
     emu = knock_emulator
-    channel = emu.add_channel(type="in_app_feed")
-    emu.add_messages(channel, 1_000, seed=5)
-    events: list[HookEvent] = []
-    async with _client(emu, [events.append]) as knock:
-        op = await knock.channels.bulk.update_message_status(channel, "read")
-        final = await knock.bulk_operations.poll(op)
-    assert final.status == "completed"
+    op, events = await _update_and_follow(emu, 1_000, seed=5)
 
     sent = [e for e in events if isinstance(e, RequestSent)]
     answered = [e for e in events if isinstance(e, RequestAnswered)]
@@ -272,3 +293,122 @@ def test_hooks_that_are_not_a_list_of_callables_are_refused(hooks: Any) -> None:
     before anything is sent."""
     with pytest.raises(TypeError, match="hooks must be"):
         ka.KnockClient(api_key=KEY, base_url="http://127.0.0.1:9", hooks=hooks)
+
+
+async def _async_hook(event: HookEvent) -> None:
+    """An async hook: the kind the client refuses."""
+
+
+class _AsyncCallable:
+    async def __call__(self, event: HookEvent) -> None:
+        """An object whose ``__call__`` is a coroutine function."""
+
+
+@pytest.mark.parametrize(
+    "hook",
+    [_async_hook, _AsyncCallable(), functools.partial(_async_hook)],
+    ids=["a-coroutine-function", "an-async-call", "a-partial-of-one"],
+)
+def test_async_hooks_are_refused_saying_how_to_hand_work_to_a_task(hook: Any) -> None:
+    """A coroutine function (or an object whose ``__call__`` is one) would only ever make a
+    coroutine that nobody awaits: the client refuses it when built, saying hooks run inline
+    and how to hand async work to a task."""
+    with pytest.raises(TypeError, match="hooks must be synchronous") as caught:
+        ka.KnockClient(api_key=KEY, base_url="http://127.0.0.1:9", hooks=[hook])
+    message = str(caught.value)
+    assert "run inline" in message
+    assert "create_task" in message
+
+
+@pytest.mark.knock_emulator(clock=FAST)
+async def test_a_hook_returning_a_coroutine_is_closed_and_logged(
+    knock_emulator: KnockEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain function that returns a coroutine slips past the check: each coroutine is
+    closed (no "never awaited" warning, which this suite turns into an error) and an error
+    names the hook; the request goes through."""
+    channel = knock_emulator.add_channel(type="in_app_feed")
+
+    def sneaky(event: HookEvent) -> Any:
+        return _async_hook(event)
+
+    with caplog.at_level(logging.ERROR, logger="knock_async"):
+        async with _client(knock_emulator, [sneaky]) as knock:
+            await knock.channels.bulk.update_message_status(channel, "read")
+    assert caplog.records
+    assert all("returned a coroutine" in r.getMessage() for r in caplog.records)
+
+
+class _Around:
+    """A hook whose context manager records when it is entered and how it is left, and
+    whether the request's record came while it was open."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def __call__(self, event: HookEvent) -> contextlib.AbstractContextManager[None] | None:
+        self.log.append(type(event).__name__)
+        return self._around() if isinstance(event, RequestSent) else None
+
+    @contextlib.contextmanager
+    def _around(self) -> Iterator[None]:
+        self.log.append("enter")
+        try:
+            yield
+        except BaseException as exc:
+            self.log.append(f"exit {type(exc).__name__}")
+            raise
+        self.log.append("exit")
+
+
+@pytest.mark.knock_emulator(clock=FAST)
+async def test_a_context_manager_returned_for_a_send_is_held_around_the_request(
+    knock_emulator: KnockEmulator,
+) -> None:
+    """What a hook returns for ``RequestSent`` is entered before the request leaves and
+    exited after its ``RequestAnswered`` record, a dropped connection included."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.faults.add("POST", "/v1/channels/{channel_id}/messages/bulk/{action}", drop=True)
+    around = _Around()
+    async with _client(emu, [around], rate_limits=None) as knock:
+        with pytest.raises(ka.APIConnectionError):
+            await knock.channels.bulk.update_message_status(channel, "read")
+        await knock.channels.bulk.update_message_status(channel, "read")
+    one_try = ["RequestSent", "enter", "RequestAnswered", "exit"]
+    assert around.log == one_try + one_try
+
+
+@pytest.fixture
+async def hanging() -> AsyncIterator[Hanging]:
+    async with hanging_server() as server:
+        yield server
+
+
+async def test_a_cancelled_request_leaves_the_context_manager_with_the_cancellation(
+    hanging: Hanging,
+) -> None:
+    """A request cancelled while it waits for its answer has no ``RequestAnswered``, but the
+    hook's context manager is still exited, with the ``CancelledError``."""
+    around = _Around()
+    async with ka.KnockClient(api_key=KEY, base_url=hanging.url, hooks=[around]) as knock:
+        task = asyncio.create_task(knock.bulk_operations.get(OPERATION_ID))
+        await hanging.arrived.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert around.log == ["RequestSent", "enter", "exit CancelledError"]
+
+
+@pytest.mark.knock_emulator(clock=FAST, rows_per_second=400.0, batch_size=50)
+async def test_poll_errors_ridden_out_are_reported(knock_emulator: KnockEmulator) -> None:
+    """A poll answered 503 (then 503 again) does not end the follow: each error is reported
+    with its type and how many came in a row, and the follow goes on to the end."""
+    emu = knock_emulator
+    emu.faults.add("GET", "/v1/bulk_operations/{id}", status=503, times=2)
+    op, events = await _update_and_follow(emu, 500, seed=6)
+    ridden = [e for e in events if isinstance(e, PollErrorRiddenOut)]
+    assert ridden == [
+        PollErrorRiddenOut(operation_id=op.id, error_type="503", consecutive=1),
+        PollErrorRiddenOut(operation_id=op.id, error_type="503", consecutive=2),
+    ]
