@@ -34,6 +34,7 @@ from ._fanout import (
     FanOutEventKind,
     FanOutSummary,
     FanOutTotals,
+    Outcome,
 )
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
@@ -86,6 +87,7 @@ __all__ = [
     "FanOutTotals",
     "FanOutSummary",
     "ChannelResult",
+    "Outcome",
     # pacing
     "RateLimits",
     "RateLimiter",
