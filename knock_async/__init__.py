@@ -34,6 +34,7 @@ from ._fanout import (
     FanOutEventKind,
     FanOutSummary,
     FanOutTotals,
+    Outcome,
 )
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
@@ -87,6 +88,7 @@ __all__ = [
     "FanOutTotals",
     "FanOutSummary",
     "ChannelResult",
+    "Outcome",
     # pacing
     "RateLimits",
     "RateLimiter",

@@ -16,7 +16,7 @@ from yarl import URL
 
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._fanout import FanOut, unique_channels
-from ._follow import PollPolicy
+from ._follow import DEFAULT_STALL_TIMEOUT, Follow, Limits, PollPolicy, limits
 from ._handle import BulkOperationHandle
 from ._hooks import Hook
 from ._models import (
@@ -32,6 +32,7 @@ from ._progress import Progress
 from ._ratelimit import RateLimiter, RateLimits, make_rate_limiter
 from ._requests import (
     DEFAULT_BASE_URL,
+    PollTarget,
     Request,
     bulk_request,
     bulk_update_request,
@@ -300,7 +301,9 @@ class _Bulk:
         action: BulkAction | BulkActionValue,
         *,
         concurrency: int = 10,
-        timeout: float | None = 3600.0,
+        timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        max_silence: float | None = None,
         policy: PollPolicy | None = None,
         **filters: Unpack[BulkFilters],
     ) -> FanOut:
@@ -310,14 +313,15 @@ class _Bulk:
         at most ``concurrency`` requests in flight, and returns a ``FanOut``: iterate it for
         ``FanOutEvent`` (submitted, progress, completed, failed, error; each with the
         fan-out's totals), await it for the ``FanOutSummary``. ``timeout`` is each
-        operation's deadline from its submission. All arguments are checked before any
+        operation's deadline from its submission (``None``: none) and ``stall_timeout`` how
+        long it may go without a change; ``max_silence`` is the longest the stream goes
+        without an event (a ``heartbeat`` event then). All arguments are checked before any
         request is sent; a channel listed twice is an error.
         """
         client = self._client
         positive_int("concurrency", concurrency)
-        optional(non_negative)("timeout", timeout)
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+        deadlines = _limits(timeout, stall_timeout, max_silence)
+        _policy(policy)
         body = _filters_body(filters)
         act = parse_action(action)
         channels = unique_channels(channel_ids, parse_channel_id)
@@ -334,7 +338,7 @@ class _Bulk:
             channel_ids=channels,
             make_request=make_request,
             concurrency=concurrency,
-            timeout=timeout,
+            limits=deadlines,
             policy=policy or client._poll_policy,
             action=act.value,
         )
@@ -372,51 +376,129 @@ class _BulkOperations:
         self,
         target: PollTargetLike,
         *,
-        timeout: float | None = 3600.0,
+        timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        max_silence: float | None = None,
         policy: PollPolicy | None = None,
     ) -> Poller:
         """Follow a bulk operation until it is ``completed`` or ``failed``.
 
         ``target`` is a ``BulkOperation``, a ``Progress``, a ``BulkOperationHandle``, an
         operation id or a ``progress_path``. ``timeout`` is the total deadline in seconds
-        (``None``: none), not the per-request timeout. Iterate the result for ``Progress``
-        snapshots, await it for the final ``BulkOperation``.
+        (``None``, the default: none), not the per-request timeout; ``stall_timeout`` ends
+        the poll with ``PollTimeoutError`` ("stalled") once the operation has not changed for
+        that long (``None``: never). ``max_silence`` is the longest the iteration goes without
+        a snapshot: the latest one comes again, marked ``heartbeat`` (``None``: no
+        heartbeats). Iterate the result for ``Progress`` snapshots, await it for the final
+        ``BulkOperation``.
         """
         client = self._client
-        optional(non_negative)("timeout", timeout)
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+        deadlines = _limits(timeout, stall_timeout, max_silence)
+        _policy(policy)
         transport = client._transport
-        base_url = transport.base_url
-        initial: BulkOperation | None = None
-        channel_id: str | None = None
-        action: str | None = None
-        if isinstance(target, Progress):
-            target = target.operation
-        if isinstance(target, BulkOperation):
-            initial = target
-            channel_id, action = target.channel_id, target.action
-            resolved = operation_poll_target(base_url, target.id, target.progress_path)
-        elif isinstance(target, BulkOperationHandle):
-            channel_id, action = target.channel_id, target.action
-            resolved = operation_poll_target(base_url, target.operation_id, target.progress_path)
-        elif isinstance(target, str):
-            resolved = resolve_poll_target(base_url, target)
-        else:
-            raise TypeError(
-                "poll() takes a BulkOperation, a Progress, a BulkOperationHandle, an operation id "
-                f"or a progress_path, got {type(target).__name__}"
-            )
+        resolved, initial, channel_id, action = _target(transport.base_url, target, "poll()")
         return Poller(
             transport=transport,
             request=transport.poll_request(resolved),
             operation_id=resolved.operation_id,
             initial=initial,
-            timeout=timeout,
+            limits=deadlines,
             policy=policy or client._poll_policy,
             channel_id=channel_id,
             action=action,
         )
+
+    def follow_many(
+        self,
+        targets: Iterable[PollTargetLike],
+        *,
+        concurrency: int = 10,
+        timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        max_silence: float | None = None,
+        policy: PollPolicy | None = None,
+    ) -> FanOut:
+        """Follow many bulk operations to their end on one shared budget, as one stream.
+
+        ``targets`` holds what ``poll`` takes (operations, snapshots, handles, ids, progress
+        paths), each a different operation. Returns a ``FanOut``, as ``update_many`` does:
+        iterate it for ``FanOutEvent`` (``progress``, ``completed``, ``failed``, ``error``,
+        ``heartbeat``; each naming its ``operation_id``), await it for the ``FanOutSummary``
+        (its results in the order given). At most ``concurrency`` requests are in flight;
+        ``timeout``, ``stall_timeout`` and ``max_silence`` are as for ``poll``. All targets
+        are checked before any request is sent; an operation listed twice is an error.
+        """
+        client = self._client
+        positive_int("concurrency", concurrency)
+        deadlines = _limits(timeout, stall_timeout, max_silence)
+        _policy(policy)
+        if isinstance(targets, str | bytes):
+            raise TypeError("targets must be a list of operations, not a single string")
+        transport = client._transport
+        chosen = policy or client._poll_policy
+        follows: list[tuple[Follow, BulkOperation | None]] = []
+        seen: set[str] = set()
+        for index, target in enumerate(targets):
+            try:
+                resolved, initial, channel_id, action = _target(
+                    transport.base_url, target, "follow_many()"
+                )
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"targets[{index}]: {exc}") from None
+            if resolved.operation_id in seen:
+                raise ValueError(f"targets[{index}]: {resolved.operation_id} is listed twice")
+            seen.add(resolved.operation_id)
+            follow = Follow(
+                resolved.operation_id,
+                request=transport.poll_request(resolved),
+                limits=deadlines,
+                policy=chosen,
+                hooks=transport.hooks,
+                channel_id=channel_id,
+                action=action,
+            )
+            follows.append((follow, initial))
+        return FanOut(
+            transport=transport,
+            follows=follows,
+            concurrency=concurrency,
+            limits=deadlines,
+            policy=chosen,
+        )
+
+
+def _limits(
+    timeout: float | None, stall_timeout: float | None, max_silence: float | None
+) -> Limits:
+    optional(non_negative)("timeout", timeout)
+    optional(positive)("stall_timeout", stall_timeout)
+    optional(positive)("max_silence", max_silence)
+    return limits(timeout, stall_timeout, max_silence)
+
+
+def _policy(policy: object) -> None:
+    if policy is not None and not isinstance(policy, PollPolicy):
+        raise TypeError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+
+
+def _target(
+    base_url: URL, target: object, caller: str
+) -> tuple[PollTarget, BulkOperation | None, str | None, str | None]:
+    """Where to poll ``target``, the operation already known, its channel and action."""
+    if isinstance(target, Progress):
+        target = target.operation
+    if isinstance(target, BulkOperation):
+        resolved = operation_poll_target(base_url, target.id, target.progress_path)
+        return resolved, target, target.channel_id, target.action
+    if isinstance(target, BulkOperationHandle):
+        resolved = operation_poll_target(base_url, target.operation_id, target.progress_path)
+        return resolved, None, target.channel_id, target.action
+    if isinstance(target, str):
+        return resolve_poll_target(base_url, target), None, None, None
+    raise TypeError(
+        f"{caller} takes a BulkOperation, a Progress, a BulkOperationHandle, an operation id "
+        f"or a progress_path, got {type(target).__name__}"
+    )
 
 
 def _per_call(

@@ -1,9 +1,16 @@
-"""``FanOut``: one bulk update over many channels, paced, polled on one shared budget.
+"""``FanOut``: one bulk update over many channels (``update_many``), or many operations already
+started (``follow_many``), paced and polled on one shared budget, as one merged stream.
 
 A single scheduler (the async iterator itself) keeps every operation it follows in a heap
 ordered by when it is next due; at most ``concurrency`` requests are in flight at any time and
 nothing else runs, so following 10,000 operations costs 10,000 small records, not 10,000
 sleeping coroutines. The client's rate limiter paces the POSTs and GETs underneath.
+
+The totals cover the whole run. Channels not submitted yet count in ``fraction`` with the
+average estimate of the operations seen so far (until there are any, the fraction is the share
+of channels finished), and ``eta`` is the later of two: the rows left (those estimated for
+the unsent channels included) at the rate so far, and the time the client's rate limiter needs
+to submit the unsent channels at its POST rate.
 """
 
 from __future__ import annotations
@@ -19,13 +26,19 @@ from typing import Any
 
 import attrs
 
-from ._errors import BulkOperationFailedError, KnockError, ResponseValidationError
+from ._errors import (
+    BulkOperationFailedError,
+    KnockError,
+    PollTimeoutError,
+    ResponseValidationError,
+)
 from ._follow import (
     Changed,
     Decision,
     Finished,
     Follow,
     GiveUp,
+    Limits,
     PollPolicy,
     WaitUntil,
     with_context,
@@ -33,7 +46,8 @@ from ._follow import (
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation
 from ._polling import poll_once
-from ._progress import Progress, RowTally, observe, pace
+from ._progress import Progress, RowTally, heartbeat, observe, pace, seconds
+from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._requests import Request, operation_poll_target
 from ._transport import Transport
 
@@ -44,6 +58,7 @@ __all__ = [
     "FanOutEventKind",
     "FanOutSummary",
     "FanOutTotals",
+    "Outcome",
 ]
 
 
@@ -57,7 +72,25 @@ class FanOutEventKind(enum.StrEnum):
     COMPLETED = "completed"  # the operation completed (error_count may be > 0: data)
     FAILED = "failed"  # the operation ended failed
     ERROR = "error"  # the channel could not be updated or followed (404, 401, deadline, ...)
+    HEARTBEAT = "heartbeat"  # nothing new for max_silence: the latest state again
 
+
+class Outcome(enum.StrEnum):
+    """How one operation (or channel) of a fan-out ended; ``FanOutSummary.outcome`` is the
+    worst of them, in this order from the best: ``completed``, ``pending`` (never
+    submitted), ``running`` (stopped before it ended), ``timed_out`` (its deadline or stall
+    deadline passed: ``PollTimeoutError``), ``failed`` (the operation ended ``failed``),
+    ``error`` (it could not be started or followed)."""
+
+    COMPLETED = "completed"
+    PENDING = "pending"
+    RUNNING = "running"
+    TIMED_OUT = "timed_out"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+_SEVERITY = {outcome: rank for rank, outcome in enumerate(Outcome)}
 
 _FINISHED_KINDS = (FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEventKind.ERROR)
 
@@ -66,8 +99,12 @@ _FINISHED_KINDS = (FanOutEventKind.COMPLETED, FanOutEventKind.FAILED, FanOutEven
 class FanOutTotals:
     """The whole fan-out at a glance, for one progress bar.
 
-    Row counts add up the operations seen so far (channels not yet submitted have no estimate
-    yet); ``rows_per_second`` is rows processed since the fan-out started over the time taken.
+    ``processed_rows`` and ``estimated_total_rows`` add up the operations seen so far;
+    ``unsubmitted`` channels are not submitted yet, and ``estimated_unsubmitted_rows`` is
+    their share at the average estimate of the operations seen (0 until there are any).
+    ``fraction`` counts both. ``rows_per_second`` is rows processed since the fan-out started
+    over the time taken; ``eta`` is the later of the rows left at that rate and the time to
+    submit the unsent channels at the rate limiter's POST rate.
     """
 
     channels: int
@@ -79,6 +116,8 @@ class FanOutTotals:
     estimated_total_rows: int
     rows_per_second: float | None
     eta: timedelta | None
+    unsubmitted: int = 0
+    estimated_unsubmitted_rows: int = 0
 
     @property
     def finished(self) -> int:
@@ -87,21 +126,33 @@ class FanOutTotals:
 
     @property
     def fraction(self) -> float | None:
-        """Rows done over rows estimated, in ``[0, 1]``; ``None`` while nothing is estimated."""
-        if self.estimated_total_rows <= 0:
-            return 1.0 if self.finished == self.channels else None
-        return min(1.0, max(0.0, self.processed_rows / self.estimated_total_rows))
+        """Rows done over rows estimated for the whole run (the unsent channels' share
+        included), in ``[0, 1]``; while no rows are estimated, the share of channels finished
+        (``None`` for a fan-out over no channels that has not finished)."""
+        total = self.estimated_total_rows + self.estimated_unsubmitted_rows
+        if total > 0:
+            return min(1.0, max(0.0, self.processed_rows / total))
+        if self.finished == self.channels:
+            return 1.0
+        return self.finished / self.channels
 
 
 @attrs.frozen(kw_only=True)
 class FanOutEvent:
-    """Something happened to one channel. ``totals`` is the whole fan-out just after it."""
+    """Something happened to one operation. ``totals`` is the whole fan-out just after it.
+
+    ``operation_id`` names the operation (``None`` for a channel whose update could not be
+    started); ``channel_id`` its channel when known (``follow_many`` over bare ids knows none).
+    A ``heartbeat`` event repeats the latest event's operation and snapshot (marked
+    ``progress.heartbeat``) with fresh totals: nothing changed for ``max_silence`` seconds.
+    """
 
     kind: FanOutEventKind
-    channel_id: str
+    channel_id: str | None
     progress: Progress | None
     error: KnockError | None
     totals: FanOutTotals
+    operation_id: str | None = None
 
     @property
     def handle(self) -> BulkOperationHandle | None:
@@ -111,16 +162,19 @@ class FanOutEvent:
 
 @attrs.frozen(kw_only=True)
 class ChannelResult:
-    """Where one channel stands: its operation as last seen, and the error that stopped it.
+    """Where one channel (or followed operation) stands: its operation as last seen, and the
+    error that stopped it.
 
     ``status`` is ``completed`` or ``failed`` (the operation ended so), ``error`` (the channel
     could not be updated or followed), ``running`` (submitted, not seen to finish: the fan-out
-    was stopped; ``handle`` follows it) or ``pending`` (never submitted).
+    was stopped; ``handle`` follows it) or ``pending`` (never submitted); ``outcome`` says the
+    same as an ``Outcome``, telling a deadline (``timed_out``) from other errors.
     """
 
-    channel_id: str
+    channel_id: str | None
     operation: BulkOperation | None
     error: KnockError | None
+    operation_id: str | None = None
 
     @property
     def status(self) -> str:
@@ -134,9 +188,20 @@ class ChannelResult:
         return self.operation.status.value
 
     @property
+    def outcome(self) -> Outcome:
+        """How it ended, as an ``Outcome``."""
+        if isinstance(self.error, PollTimeoutError):
+            return Outcome.TIMED_OUT
+        return Outcome(self.status)
+
+    @property
     def handle(self) -> BulkOperationHandle | None:
         """What ``bulk_operations.poll`` needs to follow the operation, if one was started."""
-        return None if self.operation is None else self.operation.handle
+        if self.operation is None:
+            if self.operation_id is None:
+                return None
+            return BulkOperationHandle(operation_id=self.operation_id, channel_id=self.channel_id)
+        return self.operation.handle
 
 
 @attrs.frozen(kw_only=True)
@@ -155,16 +220,68 @@ class FanOutSummary:
         """The results with this ``status`` (``completed``, ``failed``, ``error``, ...)."""
         return tuple(r for r in self.results if r.status == status)
 
+    @property
+    def outcome(self) -> Outcome:
+        """The worst of the results' outcomes (``completed`` when there are none)."""
+        return max(
+            (r.outcome for r in self.results), key=_SEVERITY.__getitem__, default=Outcome.COMPLETED
+        )
 
-def _channel(follow: Follow) -> str:
-    assert follow.channel_id is not None  # a fan-out's follows all have their channel
-    return follow.channel_id
+
+def _unexpected(what: str, exc: BaseException) -> KnockError:
+    """Any exception on one channel or operation, as its typed error. Built, not raised, so
+    it chains nothing (the original's context could hold request headers)."""
+    return KnockError(f"{what}: unexpected {type(exc).__name__}: {exc}")
 
 
-def _unexpected(channel_id: str, exc: BaseException) -> KnockError:
-    """Any exception on one channel, as that channel's typed error. Built, not raised, so it
-    chains nothing (the original's context could hold request headers)."""
-    return KnockError(f"channel {channel_id}: unexpected {type(exc).__name__}: {exc}")
+def post_rate(limiter: RateLimiter | None) -> float | None:
+    """The POSTs per second ``limiter`` allows, ``None`` when it does not say (or paces
+    nothing)."""
+    limits = limiter.limits if isinstance(limiter, AdaptiveRateLimiter) else None
+    if limits is None:
+        limits = getattr(limiter, "limits", None)
+    return limits.per_second(Tier.POST) if isinstance(limits, RateLimits) else None
+
+
+def run_totals(
+    counts: dict[FanOutEventKind, int],
+    *,
+    channels: int,
+    submitted: int,
+    unsubmitted: int,
+    rows: RowTally,
+    elapsed: float | None,
+    post_per_second: float | None,
+) -> FanOutTotals:
+    """The totals of a whole run (see the module's docstring for how they are made)."""
+    seen = len(rows)
+    unsent_rows = round(rows.estimated * unsubmitted / seen) if seen else 0
+    finished = counts[FanOutEventKind.COMPLETED] + counts[FanOutEventKind.FAILED]
+    finished += counts[FanOutEventKind.ERROR]
+    rate: float | None = None
+    eta: timedelta | None = None
+    if elapsed is not None:
+        rate, eta = pace(
+            rows.processed, rows.estimated + unsent_rows, elapsed, running=finished < channels
+        )
+        if rate is not None and unsubmitted and post_per_second:
+            # The unsent channels cannot all start sooner than the limiter lets them.
+            submitting = seconds(unsubmitted / post_per_second)
+            if submitting is not None and (eta is None or submitting > eta):
+                eta = submitting
+    return FanOutTotals(
+        channels=channels,
+        submitted=submitted,
+        completed=counts[FanOutEventKind.COMPLETED],
+        failed=counts[FanOutEventKind.FAILED],
+        errored=counts[FanOutEventKind.ERROR],
+        processed_rows=rows.processed,
+        estimated_total_rows=rows.estimated,
+        rows_per_second=rate,
+        eta=eta,
+        unsubmitted=unsubmitted,
+        estimated_unsubmitted_rows=unsent_rows,
+    )
 
 
 def _consume(task: asyncio.Task[None]) -> None:
@@ -175,8 +292,9 @@ def _consume(task: asyncio.Task[None]) -> None:
 
 
 class FanOut:
-    """Made by ``channels.bulk.update_many``: an async iterator of ``FanOutEvent`` and an
-    awaitable of the ``FanOutSummary``. One channel's failure never stops the others.
+    """Made by ``channels.bulk.update_many`` and ``bulk_operations.follow_many``: an async
+    iterator of ``FanOutEvent`` and an awaitable of the ``FanOutSummary``. One operation's
+    failure never stops the others.
 
     Stopping it (``break`` then ``aclose()``, ``async with``, or cancelling the consumer)
     cancels the requests in flight and follows nothing more; operations already started go
@@ -187,28 +305,34 @@ class FanOut:
         self,
         *,
         transport: Transport,
-        channel_ids: list[str],
-        make_request: Callable[[str], Request],
+        channel_ids: list[str] | None = None,
+        make_request: Callable[[str], Request] | None = None,
+        follows: list[tuple[Follow, BulkOperation | None]] | None = None,
         concurrency: int,
-        timeout: float | None,
+        limits: Limits,
         policy: PollPolicy,
         action: str | None = None,
     ) -> None:
         self._transport = transport
         self._action = action
-        self._channel_ids = channel_ids
         self._make_request = make_request
         self._concurrency = concurrency
         # POSTs wait in the limiter at 5/s; a few at once keep that pace without letting them
         # take every slot from the polls.
         self._submit_slots = max(1, min(concurrency // 2, 4))
-        self._timeout = timeout
+        self._limits = limits
         self._policy = policy
         self._clock: Callable[[], float] = transport.clock
         self._sleep: Callable[[float], Awaitable[None]] = transport.sleep
         self._rng: Callable[[], float] = transport.rng
+        self._post_rate = post_rate(transport.limiter)
 
-        self._pending = deque(channel_ids)
+        # Channels are the keys of an update_many, operation ids those of a follow_many.
+        self._by_channel = follows is None
+        self._fresh = follows or []
+        self._keys = channel_ids or [f.operation_id for f, _ in self._fresh]
+        self._context = {f.operation_id: f.channel_id for f, _ in self._fresh}
+        self._pending = deque(channel_ids or ())
         self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -219,6 +343,7 @@ class FanOut:
         self._seen: dict[str, BulkOperation] = {}
         self._submitting = 0
         self._events: deque[FanOutEvent] = deque()
+        self._last_event: FanOutEvent | None = None
         self._results: dict[str, ChannelResult] = {}
         self._rows = RowTally()
         self._counts = dict.fromkeys(FanOutEventKind, 0)
@@ -228,8 +353,8 @@ class FanOut:
 
     def __repr__(self) -> str:
         return (
-            f"<FanOut channels={len(self._channel_ids)} in_flight={len(self._inflight)} "
-            f"finished={len(self._results)}>"
+            f"<FanOut {'channels' if self._by_channel else 'operations'}={len(self._keys)} "
+            f"in_flight={len(self._inflight)} finished={len(self._results)}>"
         )
 
     # -- the public face ---------------------------------------------------------------
@@ -263,37 +388,39 @@ class FanOut:
 
     @property
     def totals(self) -> FanOutTotals:
-        """The running totals across every channel so far."""
-        rows = self._rows
-        rate: float | None = None
-        eta: timedelta | None = None
-        if self._started is not None:
-            rate, eta = pace(
-                rows.processed,
-                rows.estimated,
-                self._clock() - self._started[0],
-                running=len(self._results) < len(self._channel_ids),
-            )
-        return FanOutTotals(
-            channels=len(self._channel_ids),
-            submitted=self._counts[FanOutEventKind.SUBMITTED],
-            completed=self._counts[FanOutEventKind.COMPLETED],
-            failed=self._counts[FanOutEventKind.FAILED],
-            errored=self._counts[FanOutEventKind.ERROR],
-            processed_rows=rows.processed,
-            estimated_total_rows=rows.estimated,
-            rows_per_second=rate,
-            eta=eta,
+        """The running totals across the whole run so far."""
+        started = self._started
+        counts = self._counts
+        submitted = counts[FanOutEventKind.SUBMITTED]
+        if not self._by_channel:
+            submitted = len(self._keys)
+        return run_totals(
+            counts,
+            channels=len(self._keys),
+            submitted=submitted,
+            unsubmitted=len(self._pending) + self._submitting,
+            rows=self._rows,
+            elapsed=None if started is None else self._clock() - started[0],
+            post_per_second=self._post_rate,
         )
 
     def summary(self) -> FanOutSummary:
-        """Every channel, in the order given: finished, still running, or never submitted."""
-        results = tuple(
-            self._results.get(c)
-            or ChannelResult(channel_id=c, operation=self._seen.get(c), error=None)
-            for c in self._channel_ids
-        )
+        """Every channel (or operation), in the order given: finished, still running, or
+        never submitted."""
+        results = tuple(self._results.get(key) or self._unfinished(key) for key in self._keys)
         return FanOutSummary(results=results, totals=self.totals)
+
+    def _unfinished(self, key: str) -> ChannelResult:
+        operation = self._seen.get(key)
+        if self._by_channel:
+            operation_id = None if operation is None else operation.id
+            return ChannelResult(
+                channel_id=key, operation=operation, error=None, operation_id=operation_id
+            )
+        channel_id = self._context.get(key) if operation is None else operation.channel_id
+        return ChannelResult(
+            channel_id=channel_id, operation=operation, error=None, operation_id=key
+        )
 
     async def _wait(self) -> FanOutSummary:
         async for _ in self:
@@ -305,16 +432,43 @@ class FanOut:
     async def _run(self) -> AsyncGenerator[FanOutEvent, None]:
         if self._started is None:
             self._started = (self._clock(), datetime.now(UTC))
+        self._begin_fresh()
+        silence = self._limits.max_silence
+        quiet_since = self._clock()
         try:
             while not self._closed:
                 self._launch()
                 while self._events:
                     yield self._events.popleft()
+                    quiet_since = self._clock()
                 if not (self._pending or self._due or self._inflight):
                     return
-                await self._next_wakeup()
+                if silence is not None and self._clock() >= quiet_since + silence:
+                    yield self._heartbeat()
+                    quiet_since = self._clock()
+                    continue
+                await self._next_wakeup(None if silence is None else quiet_since + silence)
         finally:
             await self._stop_inflight()
+
+    def _heartbeat(self) -> FanOutEvent:
+        last = self._last_event
+        progress = None if last is None or last.progress is None else heartbeat(last.progress)
+        return FanOutEvent(
+            kind=FanOutEventKind.HEARTBEAT,
+            channel_id=None if last is None else last.channel_id,
+            operation_id=None if last is None else last.operation_id,
+            progress=progress,
+            error=None,
+            totals=self.totals,
+        )
+
+    def _begin_fresh(self) -> None:
+        """Start following the operations a ``follow_many`` was given."""
+        fresh, self._fresh = self._fresh, []
+        for follow, initial in fresh:
+            decision = follow.begin(self._clock(), self._wall(), initial, rng=self._rng)
+            self._carry_out(follow, decision)
 
     def _launch(self) -> None:
         now = self._clock()
@@ -333,12 +487,16 @@ class FanOut:
         task.add_done_callback(_consume)
         self._inflight.add(task)
 
-    async def _next_wakeup(self) -> None:
-        """Wait until a request finishes or the next poll falls due."""
+    async def _next_wakeup(self, heartbeat_at: float | None) -> None:
+        """Wait until a request finishes, the next poll falls due or a heartbeat does."""
         waiters: set[asyncio.Future[Any]] = set(self._inflight)
         timer: asyncio.Task[None] | None = None
+        wake_at = heartbeat_at
         if self._due and len(self._inflight) < self._concurrency:
-            timer = asyncio.ensure_future(self._sleep(max(0.0, self._due[0][0] - self._clock())))
+            due = self._due[0][0]
+            wake_at = due if wake_at is None else min(wake_at, due)
+        if wake_at is not None:
+            timer = asyncio.ensure_future(self._sleep(max(0.0, wake_at - self._clock())))
             waiters.add(timer)
         self._wake.clear()
         woken = asyncio.ensure_future(self._wake.wait())  # aclose() from another task
@@ -364,7 +522,7 @@ class FanOut:
             # Shielded: a second cancellation must not orphan an operation Knock started.
             await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
 
-    # -- one channel -------------------------------------------------------------------
+    # -- one operation -----------------------------------------------------------------
 
     def _wall(self) -> datetime:
         assert self._started is not None
@@ -374,45 +532,58 @@ class FanOut:
     def _emit(
         self,
         kind: FanOutEventKind,
-        channel_id: str,
+        key: str,
         progress: Progress | None = None,
         error: KnockError | None = None,
+        *,
+        channel_id: str | None,
+        operation_id: str | None,
     ) -> None:
-        # Every progress here comes from the channel's follow, which stamped its operation with
-        # the channel and the action: each handle taken from this event or its result names them.
+        # Every progress here comes from the operation's follow, which stamped it with the
+        # channel and the action: each handle taken from this event or its result names them.
         self._counts[kind] += 1
         finished = kind in _FINISHED_KINDS
         if progress is not None:
-            self._seen[channel_id] = progress.operation
-            self._rows.update(channel_id, progress.operation, over=finished)
+            self._seen[key] = progress.operation
+            self._rows.update(key, progress.operation, over=finished)
         if finished:
             operation = progress.operation if progress is not None else None
-            self._results[channel_id] = ChannelResult(
-                channel_id=channel_id, operation=operation, error=error
+            self._results[key] = ChannelResult(
+                channel_id=channel_id, operation=operation, error=error, operation_id=operation_id
             )
-        self._events.append(
-            FanOutEvent(
-                kind=kind, channel_id=channel_id, progress=progress, error=error, totals=self.totals
-            )
+        self._last_event = event = FanOutEvent(
+            kind=kind,
+            channel_id=channel_id,
+            operation_id=operation_id,
+            progress=progress,
+            error=error,
+            totals=self.totals,
         )
+        self._events.append(event)
 
     async def _submit(self, channel_id: str) -> None:
         transport = self._transport
         task = asyncio.current_task()
         assert task is not None
+        assert self._make_request is not None  # only an update_many submits
+        error: KnockError | None = None
         try:
             operation = await transport.send(
                 self._make_request(channel_id), committed=lambda: self._sending.add(task)
             )
         except KnockError as exc:
-            self._emit(FanOutEventKind.ERROR, channel_id, error=exc)
-            return
+            error = exc
         except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
-            self._emit(FanOutEventKind.ERROR, channel_id, error=_unexpected(channel_id, exc))
-            return
+            error = _unexpected(f"channel {channel_id}", exc)
         finally:
             self._sending.discard(task)
             self._submitting -= 1
+        if error is not None:
+            self._emit(
+                FanOutEventKind.ERROR, channel_id, error=error, channel_id=channel_id,
+                operation_id=None,
+            )  # fmt: skip
+            return
         try:
             where = operation_poll_target(transport.base_url, operation.id, operation.progress_path)
         except (TypeError, ValueError) as exc:
@@ -420,12 +591,15 @@ class FanOut:
                 f"the operation started on channel {channel_id} cannot be polled: {exc}"
             )
             known = with_context(operation, channel_id, self._action)
-            self._emit(FanOutEventKind.ERROR, channel_id, observe(known, self._wall()), error)
+            self._emit(
+                FanOutEventKind.ERROR, channel_id, observe(known, self._wall()), error,
+                channel_id=channel_id, operation_id=operation.id,
+            )  # fmt: skip
             return
         follow = Follow(
             operation.id,
             request=transport.poll_request(where),
-            timeout=self._timeout,
+            limits=self._limits,
             policy=self._policy,
             hooks=transport.hooks,
             channel_id=channel_id,
@@ -433,7 +607,10 @@ class FanOut:
         )
         decision = follow.begin(self._clock(), self._wall(), operation, rng=self._rng)
         assert follow.last is not None
-        self._emit(FanOutEventKind.SUBMITTED, channel_id, follow.last)
+        self._emit(
+            FanOutEventKind.SUBMITTED, channel_id, follow.last,
+            channel_id=channel_id, operation_id=operation.id,
+        )  # fmt: skip
         if isinstance(decision, Changed):
             decision = WaitUntil(decision.until)  # the SUBMITTED event is its snapshot
         self._carry_out(follow, decision)
@@ -441,24 +618,31 @@ class FanOut:
     async def _poll(self, follow: Follow) -> None:
         try:
             decision = await poll_once(self._transport, follow)
-        except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
-            decision = GiveUp(_unexpected(_channel(follow), exc))
+        except Exception as exc:  # noqa: BLE001 - one operation's trouble must not end the others
+            decision = GiveUp(_unexpected(follow.label, exc))
         self._carry_out(follow, decision)
 
     def _carry_out(self, follow: Follow, decision: Decision) -> None:
-        channel_id = _channel(follow)
+        key = follow.channel_id if self._by_channel else follow.operation_id
+        assert key is not None  # an update_many's follows all have their channel
+        kind: FanOutEventKind | None = None
+        progress: Progress | None = None
+        error: KnockError | None = None
         if isinstance(decision, Finished):
-            failed = follow.failure_error()
-            if failed is not None:
-                self._emit(FanOutEventKind.FAILED, channel_id, decision.progress, failed)
-            else:
-                self._emit(FanOutEventKind.COMPLETED, channel_id, decision.progress)
+            error = follow.failure_error()
+            kind = FanOutEventKind.COMPLETED if error is None else FanOutEventKind.FAILED
+            progress = decision.progress
         elif isinstance(decision, GiveUp):
-            self._emit(FanOutEventKind.ERROR, channel_id, follow.last, decision.error)
+            kind, progress, error = FanOutEventKind.ERROR, follow.last, decision.error
         else:
             if isinstance(decision, Changed):
-                self._emit(FanOutEventKind.PROGRESS, channel_id, decision.progress)
+                kind, progress = FanOutEventKind.PROGRESS, decision.progress
             heapq.heappush(self._due, (decision.until, next(self._order), follow))
+        if kind is not None:
+            self._emit(
+                kind, key, progress, error,
+                channel_id=follow.channel_id, operation_id=follow.operation_id,
+            )  # fmt: skip
 
 
 def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:

@@ -64,15 +64,22 @@ __all__ = [
     "Decision",
     "Finished",
     "Follow",
+    "DEFAULT_STALL_TIMEOUT",
     "GiveUp",
+    "Limits",
     "PollPolicy",
     "WaitUntil",
     "follow_delay",
     "has_changed",
+    "limits",
     "poll_delay",
     "unreadable",
     "with_context",
 ]
+
+# Noticing a stuck operation within minutes, while the ETA schedule's longest wait (300 s)
+# still leaves a healthy operation one poll to show a change before the stall deadline.
+DEFAULT_STALL_TIMEOUT = 600.0
 
 
 # -- the policy and the schedule -------------------------------------------------------------
@@ -262,28 +269,50 @@ def _transient(error: KnockError) -> bool:
     return is_transient(error.status, failure)
 
 
+@attrs.frozen
+class Limits:
+    """How long a follow may go on: ``timeout`` in all (``None``: no limit), ``stall_timeout``
+    without a change (``None``: no limit), and ``max_silence``, the longest its follower's
+    stream stays quiet (``None``: as long as the schedule says). Shared: ``limits`` gives one
+    per distinct triple, so a follow pays one slot for all three."""
+
+    timeout: float | None
+    stall_timeout: float | None
+    max_silence: float | None
+
+
+@functools.lru_cache(maxsize=64)
+def limits(
+    timeout: float | None, stall_timeout: float | None, max_silence: float | None = None
+) -> Limits:
+    """The shared ``Limits`` for these values."""
+    return Limits(timeout, stall_timeout, max_silence)
+
+
 class Follow:
     """The private state of one followed operation, owned by its follower (``Poller``, or a
     ``FanOut`` for each of its channels), as h11's ``Connection`` owns its state.
 
     It holds the operation's context once: its id, the ``request`` that polls it, its channel
-    and action (stamped onto every operation it hands out), the total ``timeout`` (``None``:
-    no deadline) and the policy. ``begin`` it, then feed it each poll: ``answered`` with the
+    and action (stamped onto every operation it hands out), its ``limits`` (the total
+    deadline, the stall deadline: no change for ``stall_timeout`` seconds ends it) and the
+    policy. ``begin`` it, then feed it each poll: ``answered`` with the
     transport's ``Answer``, ``unanswered`` with the error raised instead. ``last`` is the
     latest snapshot, kept after any error: nothing seen is lost. A follow that gave up can be
     fed again (a resumed poll): its error budget starts afresh.
     """
 
     __slots__ = (
+        "_changed_at",
         "_errors",
         "_forecast",
         "_hint",
         "_hooks",
+        "_limits",
         "_policy",
         "_polls",
         "_since",
         "_since_wall",
-        "_timeout",
         "action",
         "channel_id",
         "last",
@@ -296,7 +325,7 @@ class Follow:
         operation_id: str,
         *,
         request: Request | None = None,
-        timeout: float | None,
+        limits: Limits,
         policy: PollPolicy,
         hooks: Sequence[Hook] = (),
         channel_id: str | None = None,
@@ -306,7 +335,7 @@ class Follow:
         self.request = request
         self.channel_id = channel_id
         self.action = action
-        self._timeout = timeout
+        self._limits = limits
         self._policy = policy
         self._hooks = hooks
         self._forecast = _NO_FORECAST
@@ -314,6 +343,8 @@ class Follow:
         # more per followed operation is memory a fan-out of thousands pays).
         self._since: float | None = None
         self._since_wall: datetime | None = None
+        # When the operation was last seen to change (or the follow began or resumed).
+        self._changed_at = 0.0
         self._polls = 0
         self._errors = 0
         self._hint: float | None = None
@@ -335,10 +366,20 @@ class Follow:
 
     @property
     def deadline(self) -> float | None:
-        """When the follow ends (the client's clock), ``None`` without a timeout or a start."""
-        if self._timeout is None or self._since is None:
+        """When the follow ends (the client's clock): the total deadline or, if sooner, the
+        stall deadline; ``None`` without either or before the start."""
+        since = self._since
+        if since is None:
             return None
-        return self._since + self._timeout
+        timeout, stall = self._limits.timeout, self._limits.stall_timeout
+        if stall is None:
+            return None if timeout is None else since + timeout
+        stalled = self._changed_at + stall
+        return stalled if timeout is None else min(since + timeout, stalled)
+
+    @property
+    def max_silence(self) -> float | None:
+        return self._limits.max_silence
 
     @property
     def policy(self) -> PollPolicy:
@@ -364,12 +405,15 @@ class Follow:
         """Start following at ``now`` (``wall`` is the same instant as a datetime), from the
         operation as already known (``initial``) if any."""
         self._since, self._since_wall = now, wall
+        self._changed_at = now
         if initial is not None:
             return self._operation(now, with_context(initial, self.channel_id, self.action), rng)
         return self._wait(now, rng)
 
     def resume(self, now: float, *, rng: Callable[[], float]) -> Decision:
-        """Where a follow interrupted (cancelled, or ended by an error) picks up again."""
+        """Where a follow interrupted (cancelled, or ended by an error) picks up again: the
+        stall deadline counts from here."""
+        self._changed_at = now
         return self._wait(now, rng)
 
     def answered(self, now: float, answer: Answer, *, rng: Callable[[], float]) -> Decision:
@@ -438,16 +482,15 @@ class Follow:
             self._forecast = self._forecast.observe(
                 now, operation.processed_rows, operation.estimated_total_rows
             )
+        changed = previous is None or has_changed(previous.operation, operation)
+        if changed:
+            self._changed_at = now  # the stall deadline moves on
         until = self._next_poll(now, rng)
         if until is None:
             return GiveUp(self.timeout_error())
         if self._hooks:
             self._observed(progress, self._wall(until))
-        if (
-            previous is None
-            or self._policy.yield_unchanged
-            or has_changed(previous.operation, operation)
-        ):
+        if changed or self._policy.yield_unchanged:
             return Changed(progress, until)
         return WaitUntil(until)
 
@@ -490,10 +533,17 @@ class Follow:
     # -- the errors that end a follow -----------------------------------------------------
 
     def timeout_error(self) -> PollTimeoutError:
-        """The error for a follow past its deadline, with the last snapshot."""
+        """The error for a follow past its deadline, with the last snapshot: "stalled" when
+        the stall deadline came first."""
         state = f"last seen {self.last.status.value}" if self.last else "never seen"
+        timeout, stall = self._limits.timeout, self._limits.stall_timeout
+        since = self._since or 0.0
+        if stall is not None and (timeout is None or self._changed_at + stall < since + timeout):
+            what = f"stalled: no change for {stall}s"
+        else:
+            what = f"did not finish within {timeout}s"
         return PollTimeoutError(
-            f"{self.label} did not finish within {self._timeout}s ({state}); it goes on "
+            f"{self.label} {what} ({state}); it goes on "
             f"server-side: poll({self.operation_id!r}) resumes",
             progress=self.last,
             operation_id=self.operation_id,

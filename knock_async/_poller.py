@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Generator
 from datetime import UTC, datetime
 
-from ._follow import Changed, Decision, Finished, Follow, GiveUp, PollPolicy
+from ._follow import Changed, Decision, Finished, Follow, GiveUp, Limits, PollPolicy
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation
 from ._polling import poll_once
-from ._progress import Progress
+from ._progress import Progress, heartbeat
 from ._requests import Request
 from ._transport import Transport
 
@@ -34,8 +34,11 @@ class Poller:
 
     ``async for progress in poller`` yields a ``Progress`` when the operation changed (every
     poll with ``PollPolicy(yield_unchanged=True)``) and the terminal snapshot last, then ends,
-    ``failed`` included. ``await poller`` returns the final ``BulkOperation`` or raises
-    ``BulkOperationFailedError``; both raise ``PollTimeoutError`` at the deadline. Stopping
+    ``failed`` included. With ``max_silence`` it never stays quiet longer than that (plus a
+    request in flight): the latest snapshot comes again, marked ``progress.heartbeat``.
+    ``await poller`` returns the final ``BulkOperation`` or raises
+    ``BulkOperationFailedError``; both raise ``PollTimeoutError`` at the deadline (the total
+    one, or the stall deadline: no change for ``stall_timeout`` seconds). Stopping
     (``break``, ``aclose()``, cancellation) only stops polling: the operation goes on
     server-side, and a later ``async for`` or ``await`` carries on where this one stopped.
     """
@@ -49,7 +52,7 @@ class Poller:
         request: Request,
         operation_id: str,
         initial: BulkOperation | None,
-        timeout: float | None,
+        limits: Limits,
         policy: PollPolicy,
         channel_id: str | None = None,
         action: str | None = None,
@@ -57,7 +60,7 @@ class Poller:
         self._follow = Follow(
             operation_id,
             request=request,
-            timeout=timeout,
+            limits=limits,
             policy=policy,
             hooks=transport.hooks,
             channel_id=channel_id,
@@ -144,10 +147,24 @@ class Poller:
     # -- the loop ----------------------------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[Progress, None]:
+        follow, clock = self._follow, self._transport.clock
+        silence = follow.max_silence
+        # When the consumer last got something: a local, so an awaited poller pays nothing.
+        quiet_since = clock()
         try:
-            while not self._follow.done:
+            while not follow.done:
+                if silence is not None and follow.last is not None and self._until is not None:
+                    due = quiet_since + silence
+                    if self._until > due:
+                        now = clock()
+                        if due > now:
+                            await self._transport.sleep(due - now)
+                        quiet_since = clock()
+                        yield heartbeat(follow.last)
+                        continue
                 progress = await self._step()
                 if progress is not None:
+                    quiet_since = clock()
                     yield progress
         finally:
             # Cancelled, closed or failed mid-way: the next iteration starts a fresh loop over

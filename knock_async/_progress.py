@@ -14,7 +14,7 @@ import attrs
 from ._handle import BulkOperationHandle
 from ._models import BulkOperation, BulkOperationStatus
 
-__all__ = ["Progress", "RowTally", "observe", "pace", "seconds"]
+__all__ = ["Progress", "RowTally", "heartbeat", "observe", "pace", "seconds"]
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +55,34 @@ class Progress:
     def handle(self) -> BulkOperationHandle:
         """What ``bulk_operations.poll`` needs to follow this operation, from anywhere."""
         return self.operation.handle
+
+    @property
+    def heartbeat(self) -> bool:
+        """``True`` for a snapshot handed out again because ``max_silence`` passed with
+        nothing new (no request was made for it); ``False`` for a new observation."""
+        return False
+
+
+@attrs.frozen
+class _Heartbeat(Progress):
+    # A subclass, not a field: the mark costs the snapshots every follow keeps nothing.
+
+    @property
+    def heartbeat(self) -> bool:
+        return True
+
+
+def heartbeat(progress: Progress) -> Progress:
+    """``progress`` again, marked as a heartbeat (``Progress.heartbeat``)."""
+    return _Heartbeat(
+        operation=progress.operation,
+        observed_at=progress.observed_at,
+        fraction=progress.fraction,
+        rows_per_second=progress.rows_per_second,
+        eta=progress.eta,
+        baseline_at=progress._baseline_at,
+        baseline_rows=progress._baseline_rows,
+    )
 
 
 _MAX_SECONDS = timedelta.max.total_seconds()
@@ -126,6 +154,10 @@ class RowTally:
     stopped by an error) has no more rows coming: its estimate is what it processed."""
 
     __slots__ = ("_rows", "estimated", "processed")
+
+    def __len__(self) -> int:
+        """How many operations are counted."""
+        return len(self._rows)
 
     def __init__(self) -> None:
         self._rows: dict[str, tuple[int, int]] = {}

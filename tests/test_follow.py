@@ -21,6 +21,7 @@ from knock_async._follow import (
     GiveUp,
     PollPolicy,
     WaitUntil,
+    limits,
     unreadable,
 )
 from knock_async._responses import Answer
@@ -57,7 +58,7 @@ FAILED = op(status="failed", processed_rows=5)
 
 
 def started(timeout: float | None = 60.0, policy: PollPolicy = POLICY) -> Follow:
-    follow = Follow(OPERATION_ID, timeout=timeout, policy=policy)
+    follow = Follow(OPERATION_ID, limits=limits(timeout, None), policy=policy)
     follow.begin(T0, WALL, RUNNING, rng=rng)
     return follow
 
@@ -226,9 +227,9 @@ def test_any_other_exception_becomes_a_typed_error() -> None:
 
 def test_start_without_a_known_operation_waits_or_times_out() -> None:
     """Started from an id, the first poll is scheduled; with a zero timeout it gives up."""
-    follow = Follow(OPERATION_ID, timeout=None, policy=POLICY)
+    follow = Follow(OPERATION_ID, limits=limits(None, None), policy=POLICY)
     assert follow.begin(T0, WALL, None, rng=rng) == WaitUntil(T0 + 1.0)
-    follow = Follow(OPERATION_ID, timeout=0.0, policy=POLICY)
+    follow = Follow(OPERATION_ID, limits=limits(0.0, None), policy=POLICY)
     decision = follow.begin(T0, WALL, None, rng=rng)
     assert isinstance(decision, GiveUp)
     assert isinstance(decision.error, ka.PollTimeoutError)
@@ -237,12 +238,12 @@ def test_start_without_a_known_operation_waits_or_times_out() -> None:
 def test_start_with_a_finished_operation_is_finished() -> None:
     """Following an operation already completed needs no poll; one that ended failed gives
     the error that says so."""
-    follow = Follow(OPERATION_ID, timeout=None, policy=POLICY)
+    follow = Follow(OPERATION_ID, limits=limits(None, None), policy=POLICY)
     decision = follow.begin(T0, WALL, DONE, rng=rng)
     assert isinstance(decision, Finished)
     assert follow.done
     assert follow.failure_error() is None
-    failed = Follow(OPERATION_ID, timeout=None, policy=POLICY)
+    failed = Follow(OPERATION_ID, limits=limits(None, None), policy=POLICY)
     failed.begin(T0, WALL, FAILED, rng=rng)
     assert isinstance(failed.failure_error(), ka.BulkOperationFailedError)
 
@@ -257,7 +258,11 @@ def test_the_context_is_stamped_onto_every_operation_once() -> None:
     """A follow knows its channel and action: the operation it started from and every one it
     reads from an answer carry them, and its errors name the channel."""
     follow = Follow(
-        OPERATION_ID, timeout=0.0, policy=POLICY, channel_id=CHANNEL_ID, action="archive"
+        OPERATION_ID,
+        limits=limits(0.0, None),
+        policy=POLICY,
+        channel_id=CHANNEL_ID,
+        action="archive",
     )
     decision = follow.begin(T0, WALL, RUNNING, rng=rng)
     assert isinstance(decision, Changed | GiveUp)
@@ -266,7 +271,9 @@ def test_the_context_is_stamped_onto_every_operation_once() -> None:
         CHANNEL_ID,
         "archive",
     )
-    follow = Follow(OPERATION_ID, timeout=None, policy=POLICY, channel_id=CHANNEL_ID, action="read")
+    follow = Follow(
+        OPERATION_ID, limits=limits(None, None), policy=POLICY, channel_id=CHANNEL_ID, action="read"
+    )
     follow.begin(T0, WALL, None, rng=rng)
     decision = follow.answered(T0 + 1, ok(status="failed"), rng=rng)
     assert isinstance(decision, Finished)
@@ -303,7 +310,7 @@ def test_waits_stay_within_the_deadline_and_max_hint(
     the deadline, and never further away than the longest of max_delay, max_eta_delay and
     max_hint."""
     policy = PollPolicy(error_budget=100)
-    follow = Follow(OPERATION_ID, timeout=timeout, policy=policy)
+    follow = Follow(OPERATION_ID, limits=limits(timeout, None), policy=policy)
     follow.begin(T0, WALL, RUNNING, rng=rng)
     now = T0
     for advance, outcome in steps:

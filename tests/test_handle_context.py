@@ -73,9 +73,9 @@ async def test_fan_out_handles_know_their_channel_and_action() -> None:
     handles += [(e.channel_id, e.progress.handle) for e in events if e.progress is not None]
     handles += [(result.channel_id, result.handle) for result in summary.results]
     assert len(handles) >= 3 * len(channels)
-    for channel_id, handle in handles:
+    for channel, handle in handles:
         assert handle is not None
-        assert (handle.channel_id, handle.action) == (channel_id, "read")
+        assert (handle.channel_id, handle.action) == (channel, "read")
 
 
 def test_the_context_is_not_part_of_the_wire_form_or_of_equality() -> None:

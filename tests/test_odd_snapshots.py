@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import knock_async as ka
-from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil
+from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil, limits
 from knock_async._progress import Progress, RowTally, pace
 from knock_async._responses import Answer
 from tests._support import OPERATION_ID, operation
@@ -55,7 +55,7 @@ def test_odd_snapshots_never_end_a_follow(
     """Whatever counts each answer carries, the follow reads it as a snapshot: no decision
     gives up, the next poll is never in the past, every snapshot's fraction is in [0, 1] or
     None and its rate and ETA non-negative or None, and the final answer finishes the follow."""
-    follow = Follow(OPERATION_ID, timeout=None, policy=PollPolicy(eta=eta))
+    follow = Follow(OPERATION_ID, limits=limits(None, None), policy=PollPolicy(eta=eta))
     now = 0.0
     decision = follow.begin(now, WALL, None, rng=lambda: 0.5)
     for advance, changes in steps:
@@ -92,7 +92,7 @@ def test_fan_out_totals_stay_sane_whatever_the_snapshots(
     rate and ETA are non-negative (or None)."""
     tally = RowTally()
     for channel, changes, status, over in events:
-        operation_ = Follow(OPERATION_ID, timeout=None, policy=PollPolicy())
+        operation_ = Follow(OPERATION_ID, limits=limits(None, None), policy=PollPolicy())
         decision = operation_.begin(0.0, WALL, None, rng=lambda: 0.5)
         assert not isinstance(decision, Finished)
         operation_.answered(1.0, answer({**changes, "status": status}), rng=lambda: 0.5)

@@ -198,10 +198,11 @@ async def test_stuck_operation_hits_the_deadline_and_resumes(
 async def test_no_deadline(
     fake_knock: FakeKnock, make_client: MakeClient, vtime: VirtualTime
 ) -> None:
-    """timeout=None polls for as long as it takes, the delay capped at max_delay."""
+    """timeout=None and stall_timeout=None poll for as long as it takes, the delay capped at
+    max_delay."""
     fake_knock.progress_of(*[PROCESSING] * 130, DONE)
     async with make_client() as knock:
-        final = await knock.bulk_operations.poll(OPERATION_ID, timeout=None)
+        final = await knock.bulk_operations.poll(OPERATION_ID, timeout=None, stall_timeout=None)
     assert final.status == "completed"
     assert max(vtime.sleeps) <= 30.0
     assert vtime.now - 1000.0 > 3600  # past the default deadline, still polling

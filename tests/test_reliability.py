@@ -142,7 +142,7 @@ async def test_one_absurd_answer_ends_only_its_channel(
     (errored,) = summary.by_status("error")
     assert isinstance(errored.error, ka.ResponseValidationError)
     endings = [e for e in events if e.kind in ("completed", "failed", "error")]
-    assert sorted(e.channel_id for e in endings) == sorted(ids)
+    assert sorted(str(e.channel_id) for e in endings) == sorted(ids)
 
 
 async def test_any_exception_on_one_channel_is_that_channels_error(

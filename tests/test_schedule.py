@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from knock_async._convert import structure_operation
-from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil
+from knock_async._follow import Changed, Finished, Follow, PollPolicy, WaitUntil, limits
 from knock_async._hooks import HookEvent, PollObserved
 from knock_async._models import BulkOperation
 from knock_async._responses import Answer
@@ -353,7 +353,10 @@ def _follow_state(policy: PollPolicy, hooks: list[HookEvent] | None = None) -> l
     """The waits a ``Follow`` decides for a steady 10 rows/s operation of an hour, polled
     exactly when it says, until it ends."""
     follow = Follow(
-        OPERATION_ID, timeout=None, policy=policy, hooks=[] if hooks is None else [hooks.append]
+        OPERATION_ID,
+        limits=limits(None, None),
+        policy=policy,
+        hooks=[] if hooks is None else [hooks.append],
     )
     decision = follow.begin(0.0, WALL, _snapshot(0), rng=lambda: 0.5)
     waits, now = [], 0.0

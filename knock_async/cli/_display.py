@@ -364,7 +364,7 @@ class RichDisplay:
         self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
-        key, progress, totals = event.channel_id, event.progress, event.totals
+        key, progress, totals = event.channel_id or "", event.progress, event.totals
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
             self._show(key)
         task = self._tasks.get(key)

@@ -189,7 +189,7 @@ def progress_json(event: FanOutEvent, elapsed: float, *, channels: bool) -> dict
         "type": "progress",
         "event": event.kind.value,
         "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        **operation_json(event.channel_id, event, channels=channels),
+        **operation_json(event.channel_id or "", event, channels=channels),
         "totals": totals_json(event.totals, elapsed),
     }
 

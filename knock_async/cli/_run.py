@@ -212,7 +212,7 @@ class Run:
         stream = aiter(events)
         try:
             async for event in stream:
-                self.latest[event.channel_id] = event
+                self.latest[event.channel_id or ""] = event
                 self.totals = event.totals
                 self.display.update(event)
                 # A channel's first event is its submission or its error.

@@ -10,12 +10,15 @@ is exact. ``advance(budget=...)`` does at most that many rows and says whether m
 that a caller (the emulator's background task, on a clock that moves by itself) can process in
 bounded slices between requests.
 
-Nothing scans the channel when an operation is created or started: the estimate starts at the
-number of candidate rows (the channel's messages, or those of the ``recipient_ids`` from an
-index) and is refined batch by batch as rows are found to match or not, reaching the exact count
-when the operation ends. Each batch checks every row against the filters (and retention) when it
-is applied, as a database job updating batch by batch would: a row that another operation
-changed or deleted meanwhile is skipped. ``success_count`` counts rows updated (or already in the
+Nothing scans the channel when an operation is created: the estimate starts at the number of
+candidate rows (the channel's messages, or those of the ``recipient_ids`` from an index). When
+it starts, the operation counts its matching rows (in slices under a budget, all at the start's
+time) and that count, perturbed by ``estimate_jitter``, is its estimate until it ends: fixed, so
+that a progress bar does not jump and an ETA does not rise. A ``completed`` operation reports
+the exact count (its rows processed); a failed or stuck one keeps its estimate. Each batch
+checks every row against the filters (and retention) when it is applied, as a database job
+updating batch by batch would: a row that another operation changed or deleted meanwhile is
+skipped. ``success_count`` counts rows updated (or already in the
 target state), ``error_count`` rows that failed, and ``processed_rows`` their sum, as Knock
 reports it: a skipped row is walked but not processed.
 """
@@ -116,6 +119,9 @@ class _Operation:
     row_count: int = 0
     batch_end: float | None = None  # processed_rows at which the current batch ends
     start_time: float = 0.0
+    # Counting the matching rows when processing starts: rows counted, and matches among them.
+    counted_rows: int = 0
+    matching_rows: int = 0
     body: bytes | None = None  # the JSON answer, built once per change
 
     def snapshot(self) -> BulkOperation:
@@ -150,11 +156,14 @@ class _Operation:
     def finished_walking(self) -> bool:
         return self.walked_rows >= self.row_count or self.processed_rows >= self.plan_stop
 
-    def estimate(self, candidates: int) -> None:
-        """The estimate: rows found so far plus the candidates not walked yet, perturbed by
-        the operation's jitter factor."""
-        rows = self.processed_rows + max(0, candidates)
-        self.estimated_total_rows = max(0, round(rows * self.estimate_factor))
+    @property
+    def counting(self) -> bool:
+        """Whether the rows are still being counted (the operation has started)."""
+        return self.counted_rows < self.row_count
+
+    def estimate(self, rows: int) -> None:
+        """The estimate: ``rows``, perturbed by the operation's jitter factor."""
+        self.estimated_total_rows = max(0, round(max(0, rows) * self.estimate_factor))
 
 
 class OperationEngine:
@@ -291,8 +300,9 @@ class OperationEngine:
         operation.body = None
         if operation.status is BulkOperationStatus.QUEUED:
             self._start(operation, when, at)
-            self._after_rows(operation, at)
-            return 1
+            return self._count(operation, when, at, budget) + 1
+        if operation.counting:
+            return self._count(operation, when, at, budget)
         if operation.batch_end is None:
             operation.batch_end = min(
                 operation.processed_rows + self.settings.batch_size, operation.plan_stop
@@ -302,18 +312,41 @@ class OperationEngine:
             heapq.heappush(self._events, (when, self._next_seq(), operation.id))
             return walked
         operation.batch_end = None
-        operation.estimate(operation.row_count - operation.walked_rows)
         self._after_rows(operation, at)
         return walked
 
     def _start(self, operation: _Operation, when: float, at: datetime) -> None:
         operation.rows = self._store.row_ids(operation.channel_id, operation.filters.recipient_ids)
         operation.row_count = len(operation.rows)
-        recipients = operation.filters.recipient_ids
-        operation.estimate(self._store.count_candidates(operation.channel_id, recipients))
         operation.status = BulkOperationStatus.PROCESSING
         operation.started_at = at
         operation.start_time = when
+
+    def _count(self, operation: _Operation, when: float, at: datetime, budget: float) -> int:
+        """Count matching rows, at most ``budget`` of them (the rest stays due at ``when``);
+        once all are counted, fix the estimate and schedule the first batch. The rows looked
+        at."""
+        rows, count = operation.rows, operation.row_count
+        looked = 0
+        while operation.counted_rows < count and looked < budget:
+            if self._matching(operation, rows[operation.counted_rows], at):
+                operation.matching_rows += 1
+            operation.counted_rows += 1
+            looked += 1
+        if operation.counting:
+            heapq.heappush(self._events, (when, self._next_seq(), operation.id))
+            return looked
+        operation.estimate(operation.matching_rows)
+        self._after_rows(operation, at)
+        return looked
+
+    def _matching(self, operation: _Operation, message_id: str, at: datetime) -> bool:
+        message = self._store.get(message_id)
+        return (
+            message is not None
+            and within_retention(message, at=at, retention=self.settings.retention)
+            and operation.matches(message)
+        )
 
     def _process_batch(
         self, operation: _Operation, batch_end: float, at: datetime, budget: float
@@ -331,13 +364,10 @@ class OperationEngine:
 
     def _process_row(self, operation: _Operation, message_id: str, at: datetime) -> None:
         operation.walked_rows += 1
-        message = self._store.get(message_id)
-        if (
-            message is None
-            or not within_retention(message, at=at, retention=self.settings.retention)
-            or not operation.matches(message)
-        ):
+        if not self._matching(operation, message_id, at):
             return  # gone or changed since the operation began, or never a match
+        message = self._store.get(message_id)
+        assert message is not None
         if self._message_fails(message_id):
             self._record_error(operation, message_id)
             return
@@ -380,4 +410,4 @@ class OperationEngine:
         else:
             operation.status = BulkOperationStatus.COMPLETED
             operation.completed_at = at
-            operation.estimate(0)
+            operation.estimate(operation.processed_rows)

@@ -55,6 +55,8 @@ TOTALS_FIELDS = {
     "errored",
     "processed_rows",
     "estimated_total_rows",
+    "unsubmitted",
+    "estimated_unsubmitted_rows",
     "fraction",
     "rows_per_second",
     "eta_seconds",

@@ -201,22 +201,45 @@ def test_estimate_starts_at_the_channel_size_and_ends_exact() -> None:
     assert got.estimated_total_rows == got.processed_rows == got.success_count == 15
 
 
-def test_estimate_is_refined_batch_by_batch() -> None:
-    """With a filter, the estimate starts at every candidate row and falls, batch by batch,
-    to the exact number of matching rows; it never falls below the rows processed."""
-    w = world()
+def test_estimate_is_fixed_when_processing_starts() -> None:
+    """With a filter, the estimate at submission is every candidate row; once processing
+    starts it is the number of matching rows, and it stays so, batch after batch, to the end."""
+    w = world(batch_size=10)
     w.add(CH_A, 60, seed=3)
     matching = sum(m.tenant is not None for m in w.store.messages(CH_A))
     op = w.engine.submit(CH_A, BulkAction.READ, R(has_tenant=True))
-    estimates = [op.estimated_total_rows]
-    for step in range(1, 9):
-        w.at(0.05 + step * 0.1)
+    assert op.estimated_total_rows == 60
+    estimates = set()
+    processed = []
+    for step in range(1, 40):
+        w.at(0.05 + step * 0.01)
         got = snapshot(w, op)
-        assert got.processed_rows <= got.estimated_total_rows
-        estimates.append(got.estimated_total_rows)
-    assert estimates[0] == 60
-    assert estimates == sorted(estimates, reverse=True)
-    assert estimates[-1] == matching == snapshot(w, op).success_count < 60
+        estimates.add(got.estimated_total_rows)
+        processed.append(got.processed_rows)
+    assert estimates == {matching}
+    assert len(set(processed)) > 2  # seen over several batches
+    w.at(100)
+    final = snapshot(w, op)
+    assert final.status == "completed"
+    assert final.success_count == final.estimated_total_rows == matching < 60
+
+
+def test_a_row_changed_meanwhile_keeps_the_estimate_until_the_end() -> None:
+    """A matching row deleted after the start is skipped: the estimate holds while the
+    operation runs, and the completed operation reports the rows it processed."""
+    w = world(batch_size=5)
+    messages = w.add(CH_A, 20)
+    op = w.engine.submit(CH_A, BulkAction.READ, R())
+    w.at(0.06)
+    assert snapshot(w, op).estimated_total_rows == 20
+    w.store.delete(messages[-1].id)
+    w.at(0.1)
+    running = snapshot(w, op)
+    assert running.status == "processing"
+    assert running.estimated_total_rows == 20
+    w.at(100)
+    final = snapshot(w, op)
+    assert final.estimated_total_rows == final.processed_rows == 19
 
 
 def test_a_budget_processes_in_slices_with_the_same_result() -> None:
