@@ -39,6 +39,7 @@ from ._fanout import (
 from ._follow import PollPolicy
 from ._handle import BulkOperationHandle
 from ._hooks import (
+    FollowStopped,
     Hook,
     HookEvent,
     PollErrorRiddenOut,
@@ -102,6 +103,7 @@ __all__ = [
     "RetryScheduled",
     "RateLimitWait",
     "PollErrorRiddenOut",
+    "FollowStopped",
     "PollObserved",
     # models
     "ArchivedFilter",

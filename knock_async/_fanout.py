@@ -450,6 +450,8 @@ class FanOut:
                 await self._next_wakeup(None if silence is None else quiet_since + silence)
         finally:
             await self._stop_inflight()
+            for _, _, follow in self._due:  # followed no more, unless iterated again
+                follow.stopped()
 
     def _heartbeat(self) -> FanOutEvent:
         last = self._last_event
@@ -618,8 +620,11 @@ class FanOut:
     async def _poll(self, follow: Follow) -> None:
         try:
             decision = await poll_once(self._transport, follow)
+        except asyncio.CancelledError:  # the fan-out is stopping
+            follow.stopped()
+            raise
         except Exception as exc:  # noqa: BLE001 - one operation's trouble must not end the others
-            decision = GiveUp(_unexpected(follow.label, exc))
+            decision = follow.give_up(_unexpected(follow.label, exc))
         self._carry_out(follow, decision)
 
     def _carry_out(self, follow: Follow, decision: Decision) -> None:

@@ -43,7 +43,7 @@ from ._errors import (
     PollTimeoutError,
     ResponseValidationError,
 )
-from ._hooks import Hook, PollObserved, emit, poll_error_ridden_out
+from ._hooks import FollowStopped, Hook, PollObserved, emit, poll_error_ridden_out
 from ._models import BulkOperation, BulkOperationStatus
 from ._progress import Progress, observe
 from ._requests import Request
@@ -462,7 +462,7 @@ class Follow:
 
     def _wait(self, now: float, rng: Callable[[], float]) -> WaitUntil | GiveUp:
         until = self._next_poll(now, rng)
-        return GiveUp(self.timeout_error()) if until is None else WaitUntil(until)
+        return self._give_up(self.timeout_error()) if until is None else WaitUntil(until)
 
     def _wall(self, now: float) -> datetime:
         assert self._since is not None
@@ -487,7 +487,7 @@ class Follow:
             self._changed_at = now  # the stall deadline moves on
         until = self._next_poll(now, rng)
         if until is None:
-            return GiveUp(self.timeout_error())
+            return self._give_up(self.timeout_error())
         if self._hooks:
             self._observed(progress, self._wall(until))
         if changed or self._policy.yield_unchanged:
@@ -514,21 +514,45 @@ class Follow:
         transient: bool = False,
     ) -> Decision:
         if isinstance(error, DeadlineError):  # the limiter could not send it in time
-            return GiveUp(self.timeout_error())
+            return self._give_up(self.timeout_error())
         if not isinstance(error, KnockError):
             # A bug or an absurd answer: end this follow with a typed error naming it.
-            return GiveUp(
+            return self._give_up(
                 KnockError(f"following {self.label} failed: {type(error).__name__}: {error}")
             )
         if not (transient or _transient(error)):
-            return GiveUp(error)
+            return self._give_up(error)
         self._errors += 1
         if self._errors > self._policy.error_budget:
             self._errors = 0  # a resumed poll starts with a fresh budget
-            return GiveUp(error)
+            return self._give_up(error)
         if self._hooks:
             emit(self._hooks, poll_error_ridden_out(self.operation_id, error, self._errors))
         return self._wait(now, rng)
+
+    # -- the ends of a follow ------------------------------------------------------------
+
+    def _give_up(self, error: KnockError) -> GiveUp:
+        """The decision to end with ``error``, told to the hooks (a span opened for this
+        follow must end too)."""
+        if self._hooks and self.last is not None:
+            emit(self._hooks, FollowStopped(
+                operation_id=self.operation_id, reason="gave_up", error_type=type(error).__name__
+            ))  # fmt: skip
+        return GiveUp(error)
+
+    def give_up(self, error: KnockError) -> GiveUp:
+        """``GiveUp(error)`` for an error the follower met outside this state (a bug in one
+        operation's step of a fan-out), told to the hooks as any other."""
+        return self._give_up(error)
+
+    def stopped(self) -> None:
+        """The follower stopped following before the end (a ``break``, a cancellation,
+        ``aclose()``): told to the hooks, if this follow had reported a snapshot."""
+        if self._hooks and self.last is not None and not self.done:
+            emit(self._hooks, FollowStopped(
+                operation_id=self.operation_id, reason="stopped", error_type=None
+            ))  # fmt: skip
 
     # -- the errors that end a follow -----------------------------------------------------
 

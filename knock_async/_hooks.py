@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Hook",
     "HookEvent",
+    "FollowStopped",
     "PollErrorRiddenOut",
     "PollObserved",
     "RateLimitWait",
@@ -135,6 +136,19 @@ class PollErrorRiddenOut:
     consecutive: int
 
 
+@attrs.frozen(kw_only=True)
+class FollowStopped:
+    """The follow of an operation ended before the operation did: it gave up
+    (``reason="gave_up"``, ``error_type`` the error's class, e.g. ``"PollTimeoutError"``) or
+    its consumer stopped it (``reason="stopped"``: a ``break``, a cancellation, ``aclose()``).
+    The operation goes on server-side; a resumed follow reports again from its next snapshot.
+    Sent only for a follow that had reported a snapshot (``PollObserved``)."""
+
+    operation_id: str
+    reason: str
+    error_type: str | None
+
+
 HookEvent: TypeAlias = (
     RequestSent
     | RequestAnswered
@@ -142,6 +156,7 @@ HookEvent: TypeAlias = (
     | RateLimitWait
     | PollObserved
     | PollErrorRiddenOut
+    | FollowStopped
 )
 
 

@@ -8,6 +8,7 @@ iterated or awaited again and carries on where it stopped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Generator
 from datetime import UTC, datetime
 
@@ -136,6 +137,9 @@ class Poller:
             try:
                 while not follow.done:
                     await self._step()
+            except asyncio.CancelledError:
+                follow.stopped()
+                raise
             finally:
                 self._awaiting = False
         failed = follow.failure_error()
@@ -166,6 +170,9 @@ class Poller:
                 if progress is not None:
                     quiet_since = clock()
                     yield progress
+        except (GeneratorExit, asyncio.CancelledError):  # a break, aclose(), a cancellation
+            follow.stopped()
+            raise
         finally:
             # Cancelled, closed or failed mid-way: the next iteration starts a fresh loop over
             # the same state. After the end it yields nothing and the result stands.

@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._hooks import (
+    FollowStopped,
     HookEvent,
     PollErrorRiddenOut,
     PollObserved,
@@ -131,6 +132,8 @@ class OpenTelemetryHook:
             self._wait.record(event.seconds, {"knock_async.rate_limit.tier": event.tier})
         elif isinstance(event, PollObserved):
             self._observed(event)
+        elif isinstance(event, FollowStopped):
+            self._stopped(event)
         elif isinstance(event, PollErrorRiddenOut):
             self._ridden_out.add(1, {"error.type": event.error_type})
             span = self._operations.get(event.operation_id)
@@ -180,6 +183,18 @@ class OpenTelemetryHook:
                 span.set_status(Status(StatusCode.ERROR, "the bulk operation failed"))
             span.end()
             self._followed.add(1, {"knock_async.operation.status": event.status})
+
+    def _stopped(self, event: FollowStopped) -> None:
+        """A follow that ended before its operation: its span ends here (an error if it gave
+        up), so no span stays open for the hook's lifetime."""
+        span = self._operations.pop(event.operation_id, None)
+        if span is None:
+            return
+        span.set_attribute("knock_async.follow.stopped", event.reason)
+        if event.error_type is not None:
+            span.set_attribute("error.type", event.error_type)
+            span.set_status(Status(StatusCode.ERROR, f"the follow gave up: {event.error_type}"))
+        span.end()
 
 
 class _RequestSpan:

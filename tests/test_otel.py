@@ -449,3 +449,42 @@ def test_without_opentelemetry_the_import_says_which_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'knock-async[otel]'" in result.stdout
+
+
+async def test_a_follow_that_gives_up_or_stops_ends_its_span(
+    knock_emulator: KnockEmulator, telemetry: Telemetry
+) -> None:
+    """A follow that ends before its operation (a poll deadline passing, a loop that breaks)
+    ends its operation span: an error with the error's type when it gave up, a plain end with
+    the reason when it was stopped. No span stays open in the hook."""
+    emu = knock_emulator
+    channel = emu.add_channel(type="in_app_feed")
+    emu.add_messages(channel, 20_000, seed=5)
+    async with ka.KnockClient(
+        api_key="sk_test_otel",
+        base_url=emu.base_url,
+        clock=FAST.monotonic,
+        sleep=FAST.sleep,
+        hooks=[telemetry.hook],
+    ) as knock:
+        first = await knock.channels.bulk.update_message_status(channel, "read")
+        with pytest.raises(ka.PollTimeoutError):
+            await knock.bulk_operations.poll(first, timeout=0.5)
+        second = await knock.channels.bulk.update_message_status(channel, "unread")
+        poller = knock.bulk_operations.poll(second)
+        async for _ in poller:
+            break
+        await poller.aclose()
+
+    follows = {
+        dict(s.attributes or {})["knock_async.operation.id"]: s
+        for s in telemetry.finished()
+        if s.name == "follow bulk operation"
+    }
+    gave_up, stopped = follows[first.id], follows[second.id]
+    assert gave_up.status.status_code == StatusCode.ERROR
+    assert dict(gave_up.attributes or {})["knock_async.follow.stopped"] == "gave_up"
+    assert dict(gave_up.attributes or {})["error.type"] == "PollTimeoutError"
+    assert stopped.status.status_code == StatusCode.UNSET
+    assert dict(stopped.attributes or {})["knock_async.follow.stopped"] == "stopped"
+    assert telemetry.hook._operations == {}
