@@ -46,6 +46,7 @@ from ._hooks import (
     RequestSent,
     RetryScheduled,
 )
+from ._items import ObjectRecord, ScheduleRecord, SubscriptionRecord, TenantRecord, UserRecord
 from ._models import (
     ArchivedFilter,
     ArchivedFilterValue,
@@ -109,6 +110,12 @@ __all__ = [
     "DeliveryStatus",
     "EngagementStatus",
     "ErrorItem",
+    # Items of the users, objects, tenants and schedules bulk endpoints.
+    "UserRecord",
+    "ObjectRecord",
+    "TenantRecord",
+    "SubscriptionRecord",
+    "ScheduleRecord",
     # the string values a type checker accepts besides the enums
     "BulkActionValue",
     "ArchivedFilterValue",

@@ -13,6 +13,7 @@ from typing import Self, Unpack
 import aiohttp
 from yarl import URL
 
+from ._bulk import Family, ObjectsBulk, SchedulesBulk, TenantsBulk, UsersBulk
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._fanout import FanOut, unique_channels
 from ._follow import PollPolicy
@@ -188,6 +189,16 @@ class KnockClient:
         )
         self._channels = _Channels(self)
         self._bulk_operations = _BulkOperations(self)
+        self.users = Family(UsersBulk(self))
+        """``users.bulk``: ``identify(users=)``, ``delete(user_ids=)``,
+        ``set_preferences(preferences=, user_ids=)``."""
+        self.objects = Family(ObjectsBulk(self))
+        """``objects.bulk``: ``set``, ``delete``, ``add_subscriptions``,
+        ``delete_subscriptions`` (each takes the ``collection`` first)."""
+        self.tenants = Family(TenantsBulk(self))
+        """``tenants.bulk``: ``set(tenants=)``, ``delete(tenant_ids=)``."""
+        self.schedules = Family(SchedulesBulk(self))
+        """``schedules.bulk``: ``create(schedules=)``."""
 
     def __repr__(self) -> str:
         branch = f", branch={self._branch!r}" if self._branch else ""
