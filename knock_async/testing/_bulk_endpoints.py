@@ -50,6 +50,7 @@ __all__ = [
     "InvalidBodyError",
     "check_body",
     "set_preferences",
+    "unknown_fields",
 ]
 
 MAX_REQUEST_LINE = 8000  # bytes of "POST <path>?<query> HTTP/1.1" Knock's server accepts
@@ -308,13 +309,24 @@ def set_preferences(preferences: Mapping[str, Any]) -> Apply:
     return apply
 
 
-def check_body(route: BulkRoute, data: object, *, max_items: int) -> list[Any]:
-    """The body's items, or the problems (``(field, message)``) that make it a 422."""
+def unknown_fields(route: BulkRoute, data: dict[str, Any]) -> list[str]:
+    """The top-level keys the spec does not give ``route``'s body."""
+    return sorted(key for key in data if key != route.items and key not in route.extra)
+
+
+def check_body(
+    route: BulkRoute, data: object, *, max_items: int, strict: bool = False
+) -> list[Any]:
+    """The body's items, or the problems (``(field, message)``) that make it a 422; in
+    ``strict`` mode an unknown top-level key is one."""
     problems: Problems = []
     if not isinstance(data, dict):
         raise InvalidBodyError(
             [("body", f"The request body must be a JSON object, got {_json_type(data)}")]
         )
+    if strict:
+        unknown = unknown_fields(route, data)
+        problems.extend((key, f"{key} is not a known parameter") for key in unknown)
     items = data.get(route.items)
     if items is None:
         problems.append((route.items, f"{route.items} is required"))

@@ -16,9 +16,10 @@ from ._bulk_endpoints import (
     InvalidBodyError,
     check_body,
     set_preferences,
+    unknown_fields,
 )
 from ._bulk_store import RecordStore
-from ._validation import _load
+from ._validation import MAX_IGNORED_FIELDS, _load
 from ._wire import KnockHTTPError, error_body, invalid_fields, operation_body
 
 __all__ = ["bulk_handler"]
@@ -35,7 +36,10 @@ def _query_ids(request: web.Request, name: str) -> list[str]:
 
 def bulk_handler(row: BulkRoute, records: RecordStore, state_key: Any) -> Handler:
     """The handler serving ``row`` on the emulator whose ``AppState`` is under ``state_key``."""
-    from ._app import _check_rate  # the channel endpoint's own check, shared
+    from ._app import (
+        IGNORED_FIELDS,
+        _check_rate,  # the channel endpoint's own check, shared
+    )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[state_key]
@@ -57,11 +61,12 @@ def bulk_handler(row: BulkRoute, records: RecordStore, state_key: Any) -> Handle
         else:
             data = _load(await request.read())
             try:
-                items = check_body(row, data, max_items=state.max_list_items)
+                items = check_body(row, data, max_items=state.max_list_items, strict=state.strict)
             except InvalidBodyError as exc:
                 raise invalid_fields(exc.problems) from None
+            assert isinstance(data, dict)
+            request[IGNORED_FIELDS] = tuple(unknown_fields(row, data)[:MAX_IGNORED_FIELDS])
             if "preferences" in row.extra:
-                assert isinstance(data, dict)
                 apply = set_preferences(data["preferences"])
         if not state.background:
             state.engine.advance()

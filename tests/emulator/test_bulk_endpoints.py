@@ -534,3 +534,51 @@ async def test_operations_are_processed_over_time(emu: KnockEmulator) -> None:
     emu.settle()
     assert emu.operation(operation.id).success_count == 100
     assert len(emu.users()) == 100
+
+
+async def test_channel_user_ids_restrict_the_update(
+    emu: KnockEmulator, http: aiohttp.ClientSession
+) -> None:
+    """The channel endpoint's ``user_ids`` (sent by Knock's mobile SDKs, not in the spec)
+    restricts the update to those recipients (inferred), in strict mode too; with
+    ``recipient_ids`` the two lists intersect."""
+    channel = emu.add_channel(type="in_app_feed")
+    messages = emu.add_messages(channel, 40, seed=3)
+    recipients = sorted({m.recipient_id for m in messages})
+    chosen = recipients[:2]
+    url = f"{emu.base_url}/v1/channels/{channel}/messages/bulk/archive"
+    async with http.post(url, json={"user_ids": chosen}, headers=AUTH) as response:
+        assert response.status == 200, await response.text()
+    emu.settle()
+    after = {m.id: m for m in emu.messages(channel)}
+    for message in messages:
+        archived = after[message.id].archived_at is not None
+        if message.recipient_id in chosen:
+            assert archived
+        else:
+            assert archived == (message.archived_at is not None)
+    body = {"user_ids": chosen, "recipient_ids": recipients[1:3]}
+    async with http.post(url.replace("archive", "unarchive"), json=body, headers=AUTH) as answer:
+        assert answer.status == 200
+    emu.settle()
+    for message in emu.messages(channel):
+        if message.recipient_id == chosen[1]:
+            assert message.archived_at is None
+        elif message.recipient_id == chosen[0]:
+            assert message.archived_at is not None
+
+
+async def test_unknown_body_fields(emu: KnockEmulator, clock: ManualClock) -> None:
+    """An unknown top-level body field is a 422 in strict mode and otherwise ignored, named
+    on the request log's ``ignored_fields``, as on the channel endpoint."""
+    body = {"users": [{"id": "a"}], "extra": 1}
+    async with aiohttp.ClientSession() as http:
+        url = f"{emu.base_url}/v1/users/bulk/identify"
+        async with http.post(url, json=body, headers=AUTH) as response:
+            assert response.status == 422
+            assert (await response.json())["errors"][0]["field"] == "extra"
+        async with KnockEmulator(clock=clock, rate_limits=False) as lenient:
+            url = f"{lenient.base_url}/v1/users/bulk/identify"
+            async with http.post(url, json=body, headers=AUTH) as response:
+                assert response.status == 200
+            assert lenient.requests[0].ignored_fields == ("extra",)
