@@ -16,6 +16,7 @@ import yaml
 from knockapi import AsyncKnock
 
 import knock_async as ka
+from knock_async._endpoints import ENDPOINTS
 from knock_async.testing import KnockEmulator, ManualClock
 
 API_KEY = "sk_test_emulator"
@@ -509,15 +510,37 @@ async def test_error_items_for_what_cannot_be_applied(clock: ManualClock) -> Non
     assert all(op.status == ka.BulkOperationStatus.COMPLETED for op in (schedules, tenants))
 
 
-async def test_faults_on_the_new_routes(emu: KnockEmulator) -> None:
-    """A fault scripted on a new route template is used there; a 5xx after a POST is not
-    resent (it may have started an operation)."""
-    emu.faults.add("POST", "/v1/users/bulk/identify", status=500)
+@pytest.mark.parametrize(("what", "call", "name", "rows"), CASES, ids=IDS)
+async def test_faults_on_every_route(
+    emu: KnockEmulator, what: str, call: Call, name: str, rows: int
+) -> None:
+    """A fault scripted on each route template is used there; a 5xx to the POST is not sent
+    again (it may have started an operation), while a 429 is retried (it certainly did not)
+    and goes through."""
+    _seed(emu)
+    route = ENDPOINTS[what.replace(".", ".bulk.", 1)].route
+    emu.faults.add("POST", route, status=500)
     async with emu.client() as knock:
         with pytest.raises(ka.InternalServerError) as info:
-            await knock.users.bulk.identify(users=[{"id": "a"}])
-    assert info.value.operation_may_have_started
-    assert len(emu.requests) == 1
+            await call(knock)
+        assert info.value.operation_may_have_started
+        assert len(emu.requests) == 1
+        emu.faults.add("POST", route, status=429)
+        operation = await call(knock)
+    assert operation.name == name
+    assert [r.status for r in emu.requests] == [500, 429, 200]
+
+
+async def test_hooks_name_the_route_template_and_budget(emu: KnockEmulator) -> None:
+    """Hooks see each new request by its route template (no collection or ids) and its
+    endpoint's budget."""
+    events: list[object] = []
+    async with emu.client(hooks=[events.append]) as knock:
+        await knock.objects.bulk.set("projects", objects=[{"id": "p"}])
+    sent = [e for e in events if isinstance(e, ka.RequestSent)]
+    assert [(e.method, e.route, e.tier) for e in sent] == [
+        ("POST", "/v1/objects/{collection}/bulk/set", "objects.bulk.set")
+    ]
 
 
 async def test_operations_are_processed_over_time(emu: KnockEmulator) -> None:
