@@ -4,6 +4,8 @@ Start a bulk update with ``knock.channels.bulk.update_message_status(...)`` and 
 bulk operation it returns with ``knock.bulk_operations.poll(...)``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import KnockClient
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._errors import (
@@ -46,7 +48,6 @@ from ._hooks import (
     RequestSent,
     RetryScheduled,
 )
-from ._items import ObjectRecord, ScheduleRecord, SubscriptionRecord, TenantRecord, UserRecord
 from ._models import (
     ArchivedFilter,
     ArchivedFilterValue,
@@ -67,6 +68,27 @@ from ._progress import Progress
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._retry import Failure, RetryPolicy
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._items import ObjectRecord, ScheduleRecord, SubscriptionRecord, TenantRecord, UserRecord
+
+# Loaded on first use, as the endpoints they serve: `import knock_async` stays as cheap.
+_LAZY = frozenset(
+    {"UserRecord", "ObjectRecord", "TenantRecord", "SubscriptionRecord", "ScheduleRecord"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _items
+
+        return getattr(_items, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "__version__",

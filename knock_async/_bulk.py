@@ -21,7 +21,15 @@ from ._retry import RetryPolicy
 if TYPE_CHECKING:
     from ._client import KnockClient
 
-__all__ = ["Family", "ObjectsBulk", "SchedulesBulk", "TenantsBulk", "UsersBulk", "start"]
+__all__ = [
+    "Family",
+    "ObjectsBulk",
+    "families",
+    "SchedulesBulk",
+    "TenantsBulk",
+    "UsersBulk",
+    "start",
+]
 
 Timeout = float | UseClientDefault | None
 Retry = RetryPolicy | UseClientDefault | None
@@ -227,3 +235,13 @@ class Family(Generic[B]):
 
     def __init__(self, bulk: B) -> None:
         self.bulk = bulk
+
+
+def families(client: KnockClient) -> dict[str, Family[Any]]:
+    """The four families of ``client``, by attribute name."""
+    return {
+        "users": Family(UsersBulk(client)),
+        "objects": Family(ObjectsBulk(client)),
+        "tenants": Family(TenantsBulk(client)),
+        "schedules": Family(SchedulesBulk(client)),
+    }
