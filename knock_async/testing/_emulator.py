@@ -69,10 +69,14 @@ class KnockEmulator(RecordViews):
     public ``pk_`` key; 422 ``invalid_params`` with an ``errors`` list of
     ``{"field", "message", "type": null}``; 404 ``{"errors": {"detail": "404 Not Found"}}`` for
     an unrouted path; rate limits per environment (every key shares them); a relative
-    ``progress_path``; operation names ``messages.<action>``; ``processed_rows`` = success +
-    error; timestamps with microseconds. Inferred, as Knock documents no body for them: 404
-    ``resource_missing`` for an unknown channel or operation, and the 400, 413, 429 and 5xx
-    bodies (the same four keys: ``code``, ``message``, ``status``, ``type``).
+    ``progress_path``; operation names ``messages.<action>`` and Knock's names for the other
+    ten (``users.identify``, ``objects.<collection>.set``, ...; their ``error_items`` rules are
+    listed in ``_bulk_endpoints``; read their records with ``users()``, ``objects()``,
+    ``subscriptions()``, ``tenants()``, ``preferences()``, ``schedules()``);
+    ``processed_rows`` = success + error; timestamps with microseconds. Inferred, as Knock
+    documents no body for them: 404 ``resource_missing`` for an unknown channel or operation,
+    and the 400, 413, 414, 429 and 5xx bodies (the same four keys: ``code``, ``message``,
+    ``status``, ``type``).
 
     Settings (all keyword-only):
 

@@ -18,6 +18,7 @@ from knockapi import AsyncKnock
 import knock_async as ka
 from knock_async._endpoints import ENDPOINTS
 from knock_async.testing import KnockEmulator, ManualClock
+from knock_async.testing._bulk_endpoints import BULK_ROUTES
 
 API_KEY = "sk_test_emulator"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -605,3 +606,43 @@ async def test_unknown_body_fields(emu: KnockEmulator, clock: ManualClock) -> No
             async with http.post(url, json=body, headers=AUTH) as response:
                 assert response.status == 200
             assert lenient.requests[0].ignored_fields == ("extra",)
+
+
+async def test_spec_examples_are_accepted_and_answers_conform(
+    clock: ManualClock,
+    http: aiohttp.ClientSession,
+    bulk_spec: dict[str, Any],
+    valid_operation: Callable[[Any], None],
+) -> None:
+    """Every request example in the spec extract is accepted by the emulator (strict mode),
+    and every answer and every polled snapshot is a spec-valid BulkOperation."""
+    async with KnockEmulator(clock=clock, rate_limits=False, strict=True) as emu:
+        emu.add_users("user_1", "user_2")
+        emu.add_objects("projects", "project-1", "subscribed-to-object-1", "subscribed-to-object-2")
+        seen = 0
+        for route, item in bulk_spec["paths"].items():
+            if route not in BULK_ROUTES:
+                continue
+            operation = item["post"]
+            content = operation.get("requestBody", {}).get("content", {})
+            example = content.get("application/json", {}).get("example")
+            path = route.replace("{collection}", "projects")
+            if example is None:
+                assert operation["operationId"] in {"bulkDeleteUsers", "bulkDeleteTenants"}
+                example = {"user_ids": ["user_1"]} if "users" in route else None
+            url = emu.base_url + path
+            if example is None:
+                url += "?tenant_ids[]=acme"
+            async with http.post(url, json=example, headers=AUTH) as response:
+                assert response.status == 200, (route, await response.text())
+                answer = await response.json()
+            valid_operation(answer)
+            emu.settle()
+            async with http.get(
+                f"{emu.base_url}/v1/bulk_operations/{answer['id']}", headers=AUTH
+            ) as polled:
+                final = await polled.json()
+            valid_operation(final)
+            assert final["status"] == "completed", (route, final)
+            seen += 1
+    assert seen == 10
