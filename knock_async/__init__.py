@@ -4,6 +4,8 @@ Start a bulk update with ``knock.channels.bulk.update_message_status(...)`` and 
 bulk operation it returns with ``knock.bulk_operations.poll(...)``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._client import KnockClient
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
 from ._errors import (
@@ -70,6 +72,27 @@ from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._retry import Failure, RetryPolicy
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._items import ObjectRecord, ScheduleRecord, SubscriptionRecord, TenantRecord, UserRecord
+
+# Loaded on first use, as the endpoints they serve: `import knock_async` stays as cheap.
+_LAZY = frozenset(
+    {"UserRecord", "ObjectRecord", "TenantRecord", "SubscriptionRecord", "ScheduleRecord"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _items
+
+        return getattr(_items, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
     "__version__",
     # the client
@@ -115,6 +138,12 @@ __all__ = [
     "DeliveryStatus",
     "EngagementStatus",
     "ErrorItem",
+    # Items of the users, objects, tenants and schedules bulk endpoints.
+    "UserRecord",
+    "ObjectRecord",
+    "TenantRecord",
+    "SubscriptionRecord",
+    "ScheduleRecord",
     # the string values a type checker accepts besides the enums
     "BulkActionValue",
     "ArchivedFilterValue",

@@ -9,7 +9,7 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import Self, Unpack
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import aiohttp
 from yarl import URL
@@ -47,6 +47,9 @@ from ._requests import (
 from ._retry import RetryPolicy
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._validate import boolean, non_negative, optional, positive, positive_int
+
+if TYPE_CHECKING:
+    from ._bulk import Family, ObjectsBulk, SchedulesBulk, TenantsBulk, UsersBulk
 
 __all__ = ["KnockClient"]
 
@@ -200,6 +203,7 @@ class KnockClient:
         )
         self._channels = _Channels(self)
         self._bulk_operations = _BulkOperations(self)
+        self._families: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         branch = f", branch={self._branch!r}" if self._branch else ""
@@ -219,6 +223,39 @@ class KnockClient:
         ``bulk_operations.poll(target)`` follows one until it is ``completed`` or ``failed``
         (iterate it for ``Progress``, await it for the final ``BulkOperation``)."""
         return self._bulk_operations
+
+    @property
+    def users(self) -> Family[UsersBulk]:
+        """``users.bulk``: ``identify(users=)``, ``delete(user_ids=)``,
+        ``set_preferences(preferences=, user_ids=)``."""
+        return self._family("users")  # type: ignore[no-any-return]
+
+    @property
+    def objects(self) -> Family[ObjectsBulk]:
+        """``objects.bulk``: ``set``, ``delete``, ``add_subscriptions``,
+        ``delete_subscriptions`` (each takes the ``collection`` first)."""
+        return self._family("objects")  # type: ignore[no-any-return]
+
+    @property
+    def tenants(self) -> Family[TenantsBulk]:
+        """``tenants.bulk``: ``set(tenants=)``, ``delete(tenant_ids=)``."""
+        return self._family("tenants")  # type: ignore[no-any-return]
+
+    @property
+    def schedules(self) -> Family[SchedulesBulk]:
+        """``schedules.bulk``: ``create(schedules=)``."""
+        return self._family("schedules")  # type: ignore[no-any-return]
+
+    def _family(self, name: str) -> Any:
+        # Imported on first use: a client that only updates channels (and `import
+        # knock_async`) does not pay for the other endpoints' table.
+        family = self._families.get(name)
+        if family is None:
+            from ._bulk import families
+
+            self._families.update(families(self))
+            family = self._families[name]
+        return family
 
     @property
     def base_url(self) -> URL:

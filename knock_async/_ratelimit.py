@@ -44,12 +44,30 @@ __all__ = [
 
 
 class Tier(enum.StrEnum):
-    """Which of Knock's rate-limit tiers a request counts against."""
+    """Which budget a request counts against: one per endpoint (route), paced at the rate of
+    the Knock tier it belongs to (``level``). Knock keeps each endpoint's budget apart, so
+    ten tier-1 endpoints may each send 1 request/s in the same environment."""
 
     POST = "post"
-    """The bulk-update POST (Knock's tier 2: 5 requests/s per environment)."""
+    """The channel bulk-update POST (Knock's tier 2: 5 requests/s per environment)."""
     GET = "get"
     """``GET /v1/bulk_operations/{id}`` (Knock's tier 4: 200 requests/s per environment)."""
+    # The tier-1 bulk endpoints (1 request/s each), named as knockapi names their methods.
+    USERS_IDENTIFY = "users.bulk.identify"
+    USERS_DELETE = "users.bulk.delete"
+    USERS_SET_PREFERENCES = "users.bulk.set_preferences"
+    OBJECTS_SET = "objects.bulk.set"
+    OBJECTS_DELETE = "objects.bulk.delete"
+    OBJECTS_ADD_SUBSCRIPTIONS = "objects.bulk.add_subscriptions"
+    OBJECTS_DELETE_SUBSCRIPTIONS = "objects.bulk.delete_subscriptions"
+    TENANTS_SET = "tenants.bulk.set"
+    TENANTS_DELETE = "tenants.bulk.delete"
+    SCHEDULES_CREATE = "schedules.bulk.create"
+
+    @property
+    def level(self) -> int:
+        """Knock's tier number: 1 (1 request/s), 2 (5/s) or 4 (200/s)."""
+        return 2 if self is Tier.POST else 4 if self is Tier.GET else 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,7 +78,10 @@ class Tier(enum.StrEnum):
 class RateLimits:
     """How fast the client may send, per tier, and how it adapts to 429s.
 
-    Rates are requests per second for this client. Knock's limits are per *environment*, so
+    Rates are requests per second for this client: ``post_per_second`` for the channel bulk
+    update (tier 2), ``get_per_second`` for polling (tier 4) and ``tier1_per_second`` for each
+    of the ten other bulk endpoints (users, objects, tenants, schedules: tier 1, a budget of
+    its own per endpoint, as Knock keeps them). Knock's limits are per *environment*, so
     several processes sharing a key share them: give each a fraction, or rely on the adaptive
     slow-down below.
 
@@ -89,18 +110,24 @@ class RateLimits:
     get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
     post_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
     get_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
+    tier1_per_second: float = attrs.field(default=1.0, validator=attrs_check(positive))
+    tier1_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
     slowdown_factor: float = attrs.field(default=0.5, validator=attrs_check(fraction))
     min_rate_fraction: float = attrs.field(default=0.1, validator=attrs_check(fraction))
     recovery_per_second: float = attrs.field(default=0.1, validator=attrs_check(positive))
     slowdown_cooldown: float = attrs.field(default=1.0, validator=attrs_check(non_negative))
 
     def per_second(self, tier: Tier) -> float:
-        """The configured rate of ``tier``."""
-        return self.post_per_second if tier == Tier.POST else self.get_per_second
+        """The configured rate of ``tier`` (each tier-1 endpoint has ``tier1_per_second``)."""
+        if tier == Tier.POST:
+            return self.post_per_second
+        return self.get_per_second if tier == Tier.GET else self.tier1_per_second
 
     def burst(self, tier: Tier) -> int:
         """The configured burst of ``tier``."""
-        return self.post_burst if tier == Tier.POST else self.get_burst
+        if tier == Tier.POST:
+            return self.post_burst
+        return self.get_burst if tier == Tier.GET else self.tier1_burst
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,7 +453,12 @@ class AdaptiveRateLimiter:
             raise ValueError(f"tier must be one of {', '.join(Tier)}, got {tier!r}") from None
 
     def __repr__(self) -> str:
-        rates = ", ".join(f"{tier}={lane.state.rate:g}/s" for tier, lane in self._lanes.items())
+        # The tier-1 endpoints' lanes only once they are slowed down: ten "1/s" say nothing.
+        rates = ", ".join(
+            f"{tier}={lane.state.rate:g}/s"
+            for tier, lane in self._lanes.items()
+            if tier.level > 1 or lane.rate < lane.configured_rate
+        )
         return f"<AdaptiveRateLimiter {rates}>"
 
     def _now(self) -> float:

@@ -16,6 +16,9 @@ import attrs
 from aiohttp import web
 
 from ._auth import authenticate
+from ._bulk_endpoints import BULK_ROUTES
+from ._bulk_handlers import bulk_handler
+from ._bulk_store import RecordStore
 from ._clock import Clock
 from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
 from ._log import BODY_PREFIX_BYTES, EmulatorStats, RecordedRequest, RequestLog, redacted_headers
@@ -64,6 +67,8 @@ class AppState:
     # False: lazily, brought up to date by every request (a ManualClock).
     background: bool = False
     processor: Processor | None = None
+    # Users, objects, tenants, schedules: what the other bulk endpoints change.
+    records: RecordStore = attrs.Factory(RecordStore)
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
@@ -83,7 +88,7 @@ def _error(exc: KnockHTTPError) -> web.Response:
     return _json(exc.status, exc.body)
 
 
-def _check_rate(state: AppState, tier: Tier) -> None:
+def _check_rate(state: AppState, tier: Tier | str) -> None:
     if state.limiter is not None and not state.limiter.allow(tier, state.clock.monotonic()):
         state.stats.rate_limited += 1
         raise rate_limited()
@@ -333,6 +338,8 @@ def create_app(state: AppState) -> web.Application:
         _entry(state, BULK_OPERATION_ROUTE, get_operation),
         allow_head=False,
     )
+    for route, row in BULK_ROUTES.items():
+        app.router.add_post(route, _entry(state, route, bulk_handler(row, state.records, STATE)))
     # Last: whatever no route above takes (another path, or another method on a known path).
     app.router.add_route("*", "/{tail:.*}", _entry(state, None, _unrouted))
     return app

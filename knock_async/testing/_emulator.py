@@ -13,6 +13,8 @@ from yarl import URL
 
 from .._models import ArchivedFilter, BulkOperation, DeliveryStatus
 from ._app import AppState, create_app
+from ._bulk_store import RecordStore
+from ._bulk_views import RecordViews
 from ._clock import Clock, FastClock, ManualClock, SystemClock
 from ._faults import Faults
 from ._log import EmulatorStats, RecordedRequest, RequestLog
@@ -56,8 +58,8 @@ def _check_origin(origin: str | None) -> str | None:
     return str(url.origin())
 
 
-class KnockEmulator:
-    """An emulated Knock API (channel bulk updates and bulk operations) on loopback.
+class KnockEmulator(RecordViews):
+    """An emulated Knock API (its eleven bulk endpoints and bulk operations) on loopback.
 
     ``async with KnockEmulator() as emu:`` serves on an ephemeral port at ``emu.base_url``;
     ``emu.make_app()`` gives an ``aiohttp`` application for ``aiohttp_server`` instead.
@@ -67,10 +69,14 @@ class KnockEmulator:
     public ``pk_`` key; 422 ``invalid_params`` with an ``errors`` list of
     ``{"field", "message", "type": null}``; 404 ``{"errors": {"detail": "404 Not Found"}}`` for
     an unrouted path; rate limits per environment (every key shares them); a relative
-    ``progress_path``; operation names ``messages.<action>``; ``processed_rows`` = success +
-    error; timestamps with microseconds. Inferred, as Knock documents no body for them: 404
-    ``resource_missing`` for an unknown channel or operation, and the 400, 413, 429 and 5xx
-    bodies (the same four keys: ``code``, ``message``, ``status``, ``type``).
+    ``progress_path``; operation names ``messages.<action>`` and Knock's names for the other
+    ten (``users.identify``, ``objects.<collection>.set``, ...; their ``error_items`` rules are
+    listed in ``_bulk_endpoints``; read their records with ``users()``, ``objects()``,
+    ``subscriptions()``, ``tenants()``, ``preferences()``, ``schedules()``);
+    ``processed_rows`` = success + error; timestamps with microseconds. Inferred, as Knock
+    documents no body for them: 404 ``resource_missing`` for an unknown channel or operation,
+    and the 400, 413, 414, 429 and 5xx bodies (the same four keys: ``code``, ``message``,
+    ``status``, ``type``).
 
     Settings (all keyword-only):
 
@@ -86,6 +92,7 @@ class KnockEmulator:
       ``queued`` for ``queue_delay`` seconds, then processed batch by batch).
     - ``rate_limits``: ``True`` (Knock's tiers: POST 5/s, GET 200/s), ``False`` (off) or an
       ``EmulatorRateLimits``. The emulator is one Knock environment: all its keys share them.
+    - ``workflows``: the workflow keys a schedule may name (default ``None``: any).
     - ``retention``: the retention window for non-in-app channels (``None``: unlimited).
     - ``estimate_jitter``: perturb ``estimated_total_rows`` by up to this fraction.
     - ``default_archived``: the ``archived`` filter applied when a body leaves it out.
@@ -122,7 +129,11 @@ class KnockEmulator:
         seed: int = 0,
         request_log_size: int | None = 10_000,
         request_log_bytes: int | None = 16 * 1024 * 1024,
+        workflows: Iterable[str] | None = None,
     ) -> None:
+        if isinstance(workflows, str):
+            raise TypeError("workflows must be a list of workflow keys, not a str")
+        self._records = RecordStore(workflows=workflows)
         if isinstance(api_keys, str):
             raise TypeError("api_keys must be a list of keys, not a str")
         if isinstance(max_list_items, bool) or not isinstance(max_list_items, int):
@@ -178,6 +189,7 @@ class KnockEmulator:
             progress_origin=_check_origin(progress_origin),
             stats=self.stats,
             log=self._log,
+            records=self._records,
         )
         self._host = host
         self._port = port

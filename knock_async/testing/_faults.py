@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from ._bulk_endpoints import BULK_ROUTES
 from ._operations import OperationPlan
 
 __all__ = ["BULK_OPERATION_ROUTE", "BULK_UPDATE_ROUTE", "ROUTES", "Fault", "Faults"]
@@ -127,8 +128,8 @@ class Faults:
             raise ValueError(f"method must be 'GET', 'POST' or '*', got {method!r}")
         if route != "*" and not route.startswith("/"):
             raise ValueError(f"route must be a route template, a path or '*', got {route!r}")
-        if "{" in route and route not in ROUTES.values():
-            known = ", ".join(sorted(ROUTES.values()))
+        if "{" in route and route not in ROUTES.values() and route not in BULK_ROUTES:
+            known = ", ".join(sorted([*ROUTES.values(), *BULK_ROUTES]))
             raise ValueError(f"unknown route template {route!r}; known: {known}")
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"times must be an int >= 1, got {times!r}")

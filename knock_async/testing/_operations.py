@@ -31,6 +31,7 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
@@ -91,13 +92,23 @@ class OperationPlan:
     stuck_after_rows: int | None = None
 
 
+# A job's step: apply one row (a tuple whose first value is the ErrorItem naming it, should
+# it fail) at a time; ``None`` when it succeeded, else its error item.
+ApplyRow = Callable[[Any, datetime], ErrorItem | None]
+
+
 @attrs.define(kw_only=True)
 class _Operation:
     id: str
-    channel_id: str
-    action: BulkAction
-    filters: BulkUpdateMessagesForChannelRequest
-    matches: Callable[[Message], bool]
+    name: str
+    channel_id: str = ""
+    action: BulkAction | None = None
+    filters: BulkUpdateMessagesForChannelRequest = attrs.Factory(
+        BulkUpdateMessagesForChannelRequest
+    )
+    matches: Callable[[Message], bool] = bool
+    # A job (the other bulk endpoints): rows fixed when submitted, each applied by `apply`.
+    apply: ApplyRow | None = None
     plan: OperationPlan
     progress_path: str | None
     inserted_at: datetime
@@ -115,7 +126,7 @@ class _Operation:
     error_items: list[ErrorItem] = attrs.Factory(list)
     # The candidate rows: the channel's append-only id list (read up to row_count), or the
     # ids of the requested recipients' messages.
-    rows: Sequence[str] = ()
+    rows: Sequence[Any] = ()
     row_count: int = 0
     batch_end: float | None = None  # processed_rows at which the current batch ends
     start_time: float = 0.0
@@ -128,7 +139,7 @@ class _Operation:
         return BulkOperation(
             id=self.id,
             typename=TYPENAME,
-            name=f"messages.{self.action.value}",
+            name=self.name,
             status=self.status,
             estimated_total_rows=self.estimated_total_rows,
             processed_rows=self.processed_rows,
@@ -222,6 +233,7 @@ class OperationEngine:
         path = f"/v1/bulk_operations/{op_id}"
         operation = _Operation(
             id=op_id,
+            name=f"messages.{action.value}",
             channel_id=channel_id,
             action=action,
             filters=filters,
@@ -234,7 +246,39 @@ class OperationEngine:
             estimate_factor=factor,
         )
         operation.estimate(self._store.count_candidates(channel_id, filters.recipient_ids))
-        self._operations[op_id] = operation
+        return self._queue(operation, now)
+
+    def submit_job(
+        self,
+        name: str,
+        rows: Sequence[Any],
+        apply: ApplyRow,
+        *,
+        progress_base: str | None = None,
+        plan: OperationPlan | None = None,
+    ) -> BulkOperation:
+        """Queue an operation named ``name`` over ``rows``, each applied by ``apply`` when its
+        batch comes (over time, as a channel update's messages are)."""
+        now = self._now = max(self._now, self._clock.monotonic())
+        at = self._clock.to_datetime(now)
+        op_id = str(uuid.uuid4())
+        path = f"/v1/bulk_operations/{op_id}"
+        operation = _Operation(
+            id=op_id,
+            name=name,
+            apply=apply,
+            rows=rows,
+            row_count=len(rows),
+            plan=plan or OperationPlan(),
+            progress_path=None if progress_base is None else progress_base.rstrip("/") + path,
+            inserted_at=at,
+            updated_at=at,
+            estimated_total_rows=len(rows),
+        )
+        return self._queue(operation, now)
+
+    def _queue(self, operation: _Operation, now: float) -> BulkOperation:
+        self._operations[operation.id] = operation
         self._schedule(now + self.settings.queue_delay, operation)
         if self.on_schedule is not None:
             self.on_schedule()
@@ -316,6 +360,13 @@ class OperationEngine:
         return walked
 
     def _start(self, operation: _Operation, when: float, at: datetime) -> None:
+        if operation.apply is not None:
+            # Every item is a row to apply: nothing to count, the estimate is the item count.
+            operation.counted_rows = operation.matching_rows = operation.row_count
+            operation.status = BulkOperationStatus.PROCESSING
+            operation.started_at = at
+            operation.start_time = when
+            return
         operation.rows = self._store.row_ids(operation.channel_id, operation.filters.recipient_ids)
         operation.row_count = len(operation.rows)
         operation.status = BulkOperationStatus.PROCESSING
@@ -362,8 +413,18 @@ class OperationEngine:
             walked += 1
         return walked
 
-    def _process_row(self, operation: _Operation, message_id: str, at: datetime) -> None:
+    def _process_row(self, operation: _Operation, message_id: Any, at: datetime) -> None:
         operation.walked_rows += 1
+        if operation.apply is not None:
+            error = operation.apply(message_id, at)
+            if error is None:
+                operation.success_count += 1
+                operation.processed_rows += 1
+            else:
+                operation.error_count += 1
+                operation.processed_rows += 1
+                operation.error_items.append(error)
+            return
         if not self._matching(operation, message_id, at):
             return  # gone or changed since the operation began, or never a match
         message = self._store.get(message_id)
@@ -371,6 +432,7 @@ class OperationEngine:
         if self._message_fails(message_id):
             self._record_error(operation, message_id)
             return
+        assert operation.action is not None  # a channel update's
         updated = apply_action(message, operation.action, at)
         if updated is None:
             self._store.delete(message_id)
@@ -402,7 +464,12 @@ class OperationEngine:
                 # The row the job failed on.
                 failed_row = operation.rows[operation.walked_rows]
                 operation.walked_rows += 1
-                self._record_error(operation, failed_row)
+                if operation.apply is not None:  # a job's row names its item first
+                    operation.error_count += 1
+                    operation.processed_rows += 1
+                    operation.error_items.append(failed_row[0])
+                else:
+                    self._record_error(operation, failed_row)
             operation.status = BulkOperationStatus.FAILED
             operation.failed_at = at
         elif stuck is not None:

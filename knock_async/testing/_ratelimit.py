@@ -28,16 +28,21 @@ class EmulatorRateLimits:
     ``burst_seconds`` worth.
 
     The defaults are Knock's: the bulk update POST is tier 2 (5/s), the bulk operation GET is
-    tier 4 (200/s). A larger ``burst_seconds`` tolerates clients that catch up after a pause
-    (useful on a sped-up clock, where a short real pause is a long emulated one).
+    tier 4 (200/s), each of the ten other bulk endpoints is tier 1 (1/s, a budget per route).
+    A larger ``burst_seconds`` tolerates clients that catch up after a pause (useful on a
+    sped-up clock, where a short real pause is a long emulated one).
     """
 
     post_per_second: float = attrs.field(default=5.0, validator=attrs_check(positive))
     get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
+    tier1_per_second: float = attrs.field(default=1.0, validator=attrs_check(positive))
     burst_seconds: float = attrs.field(default=1.0, validator=attrs_check(positive))
 
-    def rate(self, tier: Tier) -> float:
-        """Requests per second allowed for ``tier``."""
+    def rate(self, tier: Tier | str) -> float:
+        """Requests per second allowed for ``tier``; a route template (the users, objects,
+        tenants and schedules bulk endpoints) is tier 1, a budget of its own per route."""
+        if isinstance(tier, str):
+            return self.tier1_per_second
         return self.post_per_second if tier is Tier.BULK_UPDATE else self.get_per_second
 
 
@@ -66,9 +71,9 @@ class RateLimiter:
 
     def __init__(self, limits: EmulatorRateLimits) -> None:
         self.limits = limits
-        self._buckets: dict[Tier, TokenBucket] = {}
+        self._buckets: dict[Tier | str, TokenBucket] = {}
 
-    def allow(self, tier: Tier, now: float) -> bool:
+    def allow(self, tier: Tier | str, now: float) -> bool:
         bucket = self._buckets.get(tier)
         if bucket is None:
             rate = self.limits.rate(tier)

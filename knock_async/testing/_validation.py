@@ -174,6 +174,20 @@ def _field_name(key: str) -> str:
     return key if len(key) <= 40 else key[:40] + "..."
 
 
+def _user_ids(data: dict[str, Any], max_items: int) -> dict[str, Any]:
+    """``user_ids``, which Knock's mobile SDKs send and the spec does not list, restricts the
+    update to those recipients (inferred from the SDKs: ignoring it would update every
+    recipient's messages). Given with ``recipient_ids``, the two lists intersect."""
+    data = dict(data)
+    user_ids = data.pop("user_ids")
+    _check_value("user_ids", "array", user_ids, max_items)
+    recipients = data.get("recipient_ids")
+    if isinstance(recipients, list):
+        user_ids = [r for r in recipients if r in set(user_ids)]
+    data["recipient_ids"] = user_ids
+    return data
+
+
 def parse_bulk_body(raw: bytes, *, max_list_items: int, strict: bool = False) -> ParsedBody:
     """The bulk update body as the core model, or a ``KnockHTTPError`` (400 or 422).
 
@@ -185,6 +199,8 @@ def parse_bulk_body(raw: bytes, *, max_list_items: int, strict: bool = False) ->
             "body", f"The request body must be a JSON object, got {_json_type(data)}"
         )
     kinds = wire_kinds()
+    if "user_ids" in data:
+        data = _user_ids(data, max_list_items)
     unknown = sorted(_field_name(key) for key in data if key not in kinds)
     if unknown and strict:
         raise invalid_fields([(key, f"{key} is not a known parameter") for key in unknown[:5]])
