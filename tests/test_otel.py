@@ -208,6 +208,7 @@ async def test_spans_and_metrics_for_a_followed_update(
     assert followed.value == 1
 
 
+@pytest.mark.subprocess
 def test_without_opentelemetry_the_import_says_which_extra() -> None:
     """Importing ``knock_async.otel`` without ``opentelemetry-api`` names the extra to install
     (the library itself imports without it)."""

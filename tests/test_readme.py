@@ -28,6 +28,7 @@ def test_readme_has_python_blocks() -> None:
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.subprocess
 def test_block_runs(code: str, tmp_path: Path) -> None:
     """The block exits 0 with nothing on stderr but what pytest itself prints."""
     if "def test_" in code:

@@ -1,5 +1,7 @@
-"""Helpers for the command line tests: emulators served from a background thread, and
-helpers that run the real ``knock-async`` (``python -m knock_async``) in a subprocess.
+"""Helpers for the command line tests: emulators served from a background thread, the
+command run in this process (``Cli``, the default: what the command says and exits with), and
+the real ``knock-async`` (``python -m knock_async``) in a subprocess, for what only a process
+shows (signals, the entry point's exit code, a terminal).
 
 The emulator runs on its own event loop in a thread so that the tests can script faults and
 read its store (through ``EmulatorThread.call``, on that loop) while a CLI subprocess talks to
@@ -9,6 +11,8 @@ it over loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -170,6 +174,42 @@ _SIGINT_IGNORED = (
     "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "os.execv(sys.executable, [sys.executable, '-m', 'knock_async', *sys.argv[1:]])"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What ``Cli`` saw: the shape of ``subprocess.CompletedProcess`` the tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Cli:
+    """Runs ``knock_async.cli.main(args)`` in this process, as ``knock_async`` runs it in a
+    subprocess: with ``env`` as the environment's Knock settings, ``input`` on stdin, and
+    stdout and stderr captured apart (neither is a terminal)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+
+    def __call__(
+        self, *args: str, env: dict[str, str], input: str | None = None, timeout: float = TIMEOUT
+    ) -> Ran:
+        del timeout  # a subprocess's guard; pytest's own timeout covers this process
+        with self._monkeypatch.context() as patch:
+            # The settings the command reads: what ``cli_env`` scrubs, and every KNOCK_*.
+            names = {*_SCRUB, *(n for n in (*os.environ, *env) if n.startswith("KNOCK_"))}
+            for name in names:
+                if name in env:
+                    patch.setenv(name, env[name])
+                else:
+                    patch.delenv(name, raising=False)
+            patch.setattr(sys, "stdin", io.StringIO(input or ""))
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(list(args))
+        return Ran(code, out.getvalue(), err.getvalue())
 
 
 def start_knock_async(

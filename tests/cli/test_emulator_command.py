@@ -21,6 +21,7 @@ from tests.cli._clitools import Output, cli_env, knock_async, start_knock_async,
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 def test_emulator_serves_the_seeded_channels_until_ctrl_c() -> None:
     """It prints its base URL and the seeded channel ids; `bulk-update` works against them;
     Ctrl-C stops it with exit 0 and nothing on stderr."""
@@ -56,6 +57,7 @@ def test_emulator_serves_the_seeded_channels_until_ctrl_c() -> None:
     assert stderr == ""
 
 
+@pytest.mark.subprocess
 def test_a_busy_port_is_one_clear_line() -> None:
     """A port that cannot be bound: exit 2 and one line naming it."""
     import socket
@@ -109,6 +111,7 @@ async def test_the_banner_says_exactly_which_keys_are_accepted() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 def test_python_m_knock_async_testing_is_the_same_front_door() -> None:
     """`python -m knock_async.testing --api-key sk_right` prints the same banner, accepts that
     key only (another sk_ key gets 401), and exits 0 on Ctrl-C."""

@@ -126,6 +126,7 @@ def test_script_follows_pacing_state(
 # Several processes, one budget
 
 
+@pytest.mark.subprocess
 def test_processes_share_one_budget(shared_redis: RedisServer) -> None:
     """Four processes taking 12 slots each at 50/s are paced as one: the 48 grants, merged,
     are spread at 50/s (four unshared limiters would grant them four times as fast)."""
@@ -142,6 +143,7 @@ def test_processes_share_one_budget(shared_redis: RedisServer) -> None:
     assert min(times[i + k] - times[i] for i in range(len(times) - k)) >= 0.6 * k * interval
 
 
+@pytest.mark.subprocess
 async def test_a_429_in_one_process_slows_every_process(shared_redis: RedisServer) -> None:
     """Another process's 429 (Retry-After 1 s) halves the shared rate and holds this process's
     next request; afterwards the shared rate climbs back for everyone."""
