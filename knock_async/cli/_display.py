@@ -23,7 +23,6 @@ from rich.text import Text
 
 from .._fanout import FanOutEvent, FanOutEventKind
 from .._models import BulkOperation
-from .._wrap import command_lines, prose
 from ._outcome import (
     Report,
     duration_seconds,
@@ -33,6 +32,7 @@ from ._outcome import (
     progress_json,
     report_json,
 )
+from ._wrap import command_lines, prose
 
 __all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 

@@ -19,12 +19,12 @@ import attrs
 from .._client import KnockClient
 from .._fanout import FanOutEvent, FanOutTotals
 from .._follow import PollPolicy
-from .._wrap import command_lines, prose, terminal_width
 from ._args import PROG, UsageError
 from ._display import make_display
 from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
 from ._plan import Connection, read_text
+from ._wrap import command_lines, prose, terminal_width
 
 if TYPE_CHECKING:
     from ..redis import RedisRateLimiter

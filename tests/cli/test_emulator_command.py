@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 
-from knock_async._emulator_options import CHANNEL_TYPES, add_arguments
 from knock_async.cli._args import build_parser
 from knock_async.testing import ChannelType, KnockEmulator, seeded_channel_id
-from knock_async.testing._frontdoor import banner
+from knock_async.testing._options import CHANNEL_TYPES, add_arguments
+from knock_async.testing._serve import banner
 from tests.cli._clitools import Output, cli_env, knock_async, start_knock_async, stop
 
 

@@ -26,9 +26,9 @@ from rich.console import Console
 from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
 from knock_async._convert import structure_operation
 from knock_async._progress import observe
-from knock_async._wrap import command_lines, prose, terminal_width
 from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
+from knock_async.cli._wrap import command_lines, prose, terminal_width
 from tests._support import operation
 from tests.cli._clitools import EmulatorThread, cli_env, stop
 

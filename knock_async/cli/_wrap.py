@@ -1,8 +1,8 @@
 """Text for a terminal of a known width: prose wrapped between words, and shell commands kept
 copyable (continued with `` \\`` between words, never cut inside an id or an option).
 
-Stdlib only: the command line and the emulator's banner both use it; a terminal that wraps a
-long line by itself cuts it mid-word (``--archi`` / ``ved``), mid-id, anywhere.
+Stdlib only; a terminal that wraps a long line by itself cuts it mid-word (``--archi`` /
+``ved``), mid-id, anywhere.
 """
 
 from __future__ import annotations
