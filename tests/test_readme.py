@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._support import NEW_PROJECT_PYTEST
 from tests.redis._server import RedisServer, redis_server_missing
 
 README = Path(__file__).parent.parent / "README.md"
@@ -35,7 +36,7 @@ def test_block_runs(code: str, tmp_path: Path) -> None:
         path = tmp_path / "test_readme_example.py"
         path.write_text(code)
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST,
             "-W", "error", "-o", "asyncio_mode=auto",
             "-o", "asyncio_default_fixture_loop_scope=function", str(path),
         ]  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 
 from knock_async.testing import FastClock, KnockEmulator, ManualClock, SystemClock
 from knock_async.testing._clock import fresh_clock
+from tests._support import NEW_PROJECT_PYTEST
 
 AUTH = {"Authorization": "Bearer sk_test_emulator"}
 
@@ -55,9 +56,10 @@ def readme_block(language: str, needle: str) -> str:
 
 def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """pytest in a subprocess of this environment (where knock-async is installed), in
-    ``project``: its own rootdir, none of this repository's conftest or configuration."""
+    ``project``: its own rootdir, none of this repository's conftest, configuration or test
+    plugins (``NEW_PROJECT_PYTEST``)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -100,10 +102,10 @@ def test_a_project_that_never_asks_for_the_fixture_imports_neither_knock_async_n
 ) -> None:
     """Loaded at every pytest start, the plugin imports neither ``knock_async`` (so neither
     aiohttp nor the emulator): a project that never asks for the fixture pays nothing for it.
-    (pytest-aiohttp, which imports aiohttp itself, is turned off here.)"""
+    (pytest-aiohttp, which imports aiohttp itself, is off: see ``NEW_PROJECT_PYTEST``.)"""
     (tmp_path / "test_unused.py").write_text(UNUSED_PLUGIN_TEST)
     (tmp_path / "pyproject.toml").write_text(readme_block("toml", "asyncio_default_fixture"))
-    result = run_pytest(tmp_path, "-p", "no:aiohttp", "-p", "no:xdist", "-W", "error")
+    result = run_pytest(tmp_path, "-W", "error")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
@@ -129,8 +131,7 @@ def test_without_the_testing_extra_the_fixture_says_which_extra_to_install(
         "def test_wants_it(knock_emulator):\n    pass\n\n\ndef test_other():\n    pass\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
-         "-p", "no:aiohttp", "-p", "no:xdist"],
+        [sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST, "-p", "no:asyncio"],
         capture_output=True,
         text=True,
         timeout=120,
