@@ -193,10 +193,7 @@ class Cli:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
 
-    def __call__(
-        self, *args: str, env: dict[str, str], input: str | None = None, timeout: float = TIMEOUT
-    ) -> Ran:
-        del timeout  # a subprocess's guard; pytest's own timeout covers this process
+    def __call__(self, *args: str, env: dict[str, str], input: str | None = None) -> Ran:
         with self._monkeypatch.context() as patch:
             # The settings the command reads: what ``cli_env`` scrubs, and every KNOCK_*.
             names = {*_SCRUB, *(n for n in (*os.environ, *env) if n.startswith("KNOCK_"))}
@@ -280,15 +277,8 @@ def in_process(
     key: str | None = API_KEY,
     stdin: str = "",
 ) -> tuple[int, str, str]:
-    """``knock_async.cli.main(argv)`` in this process (for cheap variants of the subprocess
-    tests); ``(exit code, stdout, stderr)``."""
-    for name in _SCRUB:
-        monkeypatch.delenv(name, raising=False)
-    if base_url is not None:
-        monkeypatch.setenv("KNOCK_BASE_URL", base_url)
-    if key is not None:
-        monkeypatch.setenv("KNOCK_API_KEY", key)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """``Cli`` with ``base_url`` and ``key`` as the environment's; ``(exit code, stdout,
+    stderr)``. (``capsys`` is only flushed: what the command prints, ``Cli`` captures.)"""
+    capsys.readouterr()
+    ran = Cli(monkeypatch)(*argv, env=cli_env(base_url, key=key), input=stdin)
+    return ran.returncode, ran.stdout, ran.stderr
