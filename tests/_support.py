@@ -20,6 +20,12 @@ from aiohttp.test_utils import TestServer
 import knock_async as ka
 
 SAMPLES = Path(__file__).parent / "samples"
+# pytest run in a new project: the plugins of this development environment that a project with
+# knock-async[testing] does not have are off (each costs up to half a second of every start).
+NEW_PROJECT_PYTEST = (
+    "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio",
+    "-p", "no:xdist", "-p", "no:xdist.looponfail", "-p", "no:aiohttp",
+)  # fmt: skip
 API_KEY = "sk_test_S3CRET_do_not_leak"
 CHANNEL_ID = "7a2d2b3e-5a1f-4c3b-9a8e-0d4f6f0b9c11"
 OPERATION_ID = "123e4567-e89b-12d3-a456-426614174000"

@@ -1,7 +1,9 @@
 """The client against the embedded emulator, end to end: the store really changes.
 
 These use the `knock_emulator` pytest fixture that `knock_async.testing` registers, with a
-FastClock shared by the client so that polling plays out over real sockets in little time.
+ManualClock shared by the client (`emu.client()`): every request crosses a real socket, and time
+moves only when the client sleeps, so what the client sees is the same however loaded the
+machine is (a FastClock's real time let a busy machine skip every `processing` snapshot).
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ from datetime import timedelta
 import pytest
 
 import knock_async as ka
-from knock_async.testing import FastClock, KnockEmulator
+from knock_async.testing import KnockEmulator, ManualClock
 
-FAST = FastClock(speed=20.0)
+CLOCK = ManualClock
 
 
 def client(emu: KnockEmulator, key: str = "sk_test_e2e") -> ka.KnockClient:
-    # The fixture's emulator runs on a fresh copy of FAST: emu.client() shares that one.
+    # The fixture's emulator runs on a ManualClock of its own: emu.client() shares it.
     return emu.client(api_key=key)
 
 
-@pytest.mark.knock_emulator(clock=FAST, rows_per_second=500.0, strict=True)
+@pytest.mark.knock_emulator(clock=CLOCK, rows_per_second=500.0, strict=True)
 async def test_filters_select_exactly_the_matching_messages(
     knock_emulator: KnockEmulator,
 ) -> None:
@@ -69,7 +71,7 @@ async def test_filters_select_exactly_the_matching_messages(
     assert [m.id for m in emu.messages(channel)[:6] if m.archived_at is not None] == [match.id]
 
 
-@pytest.mark.knock_emulator(clock=FAST, rows_per_second=200.0, strict=True)
+@pytest.mark.knock_emulator(clock=CLOCK, rows_per_second=200.0, strict=True)
 async def test_progress_is_reported_while_the_operation_runs(
     knock_emulator: KnockEmulator,
 ) -> None:
@@ -87,7 +89,7 @@ async def test_progress_is_reported_while_the_operation_runs(
     assert all(m.read_at is not None for m in knock_emulator.messages(channel))
 
 
-@pytest.mark.knock_emulator(clock=FAST, strict=True)
+@pytest.mark.knock_emulator(clock=CLOCK, strict=True)
 async def test_transient_faults_are_ridden_out(knock_emulator: KnockEmulator) -> None:
     """Two polls answered 503 and one 429 do not end the poll."""
     channel = knock_emulator.add_channel(type="email")
@@ -101,7 +103,7 @@ async def test_transient_faults_are_ridden_out(knock_emulator: KnockEmulator) ->
     assert knock_emulator.stats.responses[503] == 2
 
 
-@pytest.mark.knock_emulator(clock=FAST, strict=True)
+@pytest.mark.knock_emulator(clock=CLOCK, strict=True)
 async def test_an_operation_failing_part_way(knock_emulator: KnockEmulator) -> None:
     """A failed operation raises BulkOperationFailedError from await, with its error items."""
     channel = knock_emulator.add_channel(type="in_app_feed")

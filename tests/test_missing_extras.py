@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 # Makes every import of redis-py fail, as if it were not installed.
 BLOCK = "import sys; sys.modules['redis'] = None\n"
 
@@ -22,6 +24,7 @@ def run_python(code: str, *, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
+@pytest.mark.subprocess
 def test_importing_the_redis_module_without_redis_py_names_the_extra() -> None:
     """``import knock_async.redis`` without redis-py raises an ImportError that says to install
     the ``redis`` extra."""
@@ -37,6 +40,7 @@ def test_importing_the_redis_module_without_redis_py_names_the_extra() -> None:
     assert "pip install 'knock-async[redis]'" in result.stdout
 
 
+@pytest.mark.subprocess
 def test_the_cli_redis_url_without_redis_py_is_a_usage_error_naming_the_extra() -> None:
     """``knock-async status --redis-url ...`` without redis-py exits 2 (usage) with one line
     naming the extra, before anything is sent (the base URL points at a closed port)."""

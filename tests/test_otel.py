@@ -434,6 +434,7 @@ async def test_spans_use_the_wall_clock_on_an_injected_clock(
     assert point.sum <= (after - before) / 1e9
 
 
+@pytest.mark.subprocess
 def test_without_opentelemetry_the_import_says_which_extra() -> None:
     """Importing ``knock_async.otel`` without ``opentelemetry-api`` names the extra to install
     (the library itself imports without it)."""

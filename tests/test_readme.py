@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._support import NEW_PROJECT_PYTEST
 from tests.redis._server import RedisServer, redis_server_missing
 
 README = Path(__file__).parent.parent / "README.md"
@@ -28,13 +29,14 @@ def test_readme_has_python_blocks() -> None:
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
+@pytest.mark.subprocess
 def test_block_runs(code: str, tmp_path: Path) -> None:
     """The block exits 0 with nothing on stderr but what pytest itself prints."""
     if "def test_" in code:
         path = tmp_path / "test_readme_example.py"
         path.write_text(code)
         command = [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST,
             "-W", "error", "-o", "asyncio_mode=auto",
             "-o", "asyncio_default_fixture_loop_scope=function", str(path),
         ]  # fmt: skip

@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError, parse_args
+from ._wrap import prose, terminal_width
 
 __all__ = ["ExitCode", "main"]
 

@@ -2,7 +2,7 @@
 
 Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
 without the ``cli`` extra installed. The ``emulator`` command's options are the emulator's own
-(``knock_async._emulator_options``), shared with ``python -m knock_async.testing``; nor does it
+(``knock_async.testing._options``), shared with ``python -m knock_async.testing``; nor does it
 import the emulator (``aiohttp.web``), which only ``emulator`` and ``demo`` start.
 """
 
@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from .._emulator_options import DESCRIPTION, add_arguments, int_range, positive
 from .._models import (
     ArchivedFilter,
     BulkAction,
@@ -25,6 +24,7 @@ from .._models import (
     EngagementStatus,
 )
 from .._version import __version__
+from ..testing._options import DESCRIPTION, add_arguments, int_range, positive
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "parse_args"]
 

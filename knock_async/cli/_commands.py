@@ -12,12 +12,12 @@ from .._client import KnockClient
 from .._errors import KnockError
 from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
 from .._progress import Progress, observe
-from .._wrap import prose, terminal_width
 from ._args import PROG, ExitCode, UsageError
 from ._outcome import outcome as ended
 from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
 from ._run import Redactor, Run, make_client
+from ._wrap import prose, terminal_width
 
 __all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
 

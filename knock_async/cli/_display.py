@@ -23,7 +23,6 @@ from rich.text import Text
 
 from .._fanout import FanOutEvent, FanOutEventKind
 from .._models import BulkOperation
-from .._wrap import command_lines, prose
 from ._outcome import (
     Report,
     duration_seconds,
@@ -33,6 +32,7 @@ from ._outcome import (
     progress_json,
     report_json,
 )
+from ._wrap import for_people, prose
 
 __all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
@@ -96,10 +96,8 @@ def _rows(op: BulkOperation | None) -> str:
 
 
 def say(console: Console, line: str) -> None:
-    """A line for people: prose wrapped between words at the console's width; an indented
-    line is a command, kept copyable (continued with `` \\`` between its words)."""
-    width = console.width
-    for text in command_lines(line, width) if line.startswith("  ") else [prose(line, width)]:
+    """A line for people at the console's width (``for_people``)."""
+    for text in for_people(line, console.width):
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 

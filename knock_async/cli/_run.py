@@ -19,12 +19,12 @@ import attrs
 from .._client import KnockClient
 from .._fanout import FanOutEvent, FanOutTotals
 from .._follow import PollPolicy
-from .._wrap import command_lines, prose, terminal_width
 from ._args import PROG, UsageError
 from ._display import make_display
 from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
 from ._outcome import outcome as ended
 from ._plan import Connection, read_text
+from ._wrap import for_people, prose, terminal_width
 
 if TYPE_CHECKING:
     from ..redis import RedisRateLimiter
@@ -262,11 +262,7 @@ class Run:
                     print_traceback(event.error, self._redactor)
         if report.outcome == "interrupted":
             for line in _interrupted(report):
-                # A command (indented) stays whole and copyable; prose wraps between words.
-                texts = (
-                    command_lines(line, width) if line.startswith("  ") else [prose(line, width)]
-                )
-                print("\n".join(texts), file=sys.stderr)
+                print("\n".join(for_people(line, width)), file=sys.stderr)
         sys.stderr.flush()
         return int(report.code)
 

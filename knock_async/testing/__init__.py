@@ -18,14 +18,58 @@ emulator with state and a clock of its own, and ``knock_emulator.client()`` a ``
 on that clock.
 """
 
-from ._clock import Clock, FastClock, ManualClock, SystemClock
-from ._emulator import KnockEmulator
-from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
-from ._log import EmulatorStats, RecordedRequest
-from ._operations import ProcessingSettings
-from ._ratelimit import EmulatorRateLimits
-from ._serve import run, seeded_channel_id, serve
-from ._store import Channel, ChannelType, Message
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._clock import Clock, FastClock, ManualClock, SystemClock
+    from ._emulator import KnockEmulator
+    from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
+    from ._log import EmulatorStats, RecordedRequest
+    from ._operations import ProcessingSettings
+    from ._ratelimit import EmulatorRateLimits
+    from ._serve import run, seeded_channel_id, serve
+    from ._store import Channel, ChannelType, Message
+
+# Each public name and its module, imported when the name is first asked for: the command line
+# reads the emulator's options (``_options``) from this package without loading aiohttp.web.
+_HOMES = {
+    "Clock": "_clock",
+    "FastClock": "_clock",
+    "ManualClock": "_clock",
+    "SystemClock": "_clock",
+    "KnockEmulator": "_emulator",
+    "BULK_OPERATION_ROUTE": "_faults",
+    "BULK_UPDATE_ROUTE": "_faults",
+    "Fault": "_faults",
+    "Faults": "_faults",
+    "EmulatorStats": "_log",
+    "RecordedRequest": "_log",
+    "ProcessingSettings": "_operations",
+    "EmulatorRateLimits": "_ratelimit",
+    "run": "_serve",
+    "seeded_channel_id": "_serve",
+    "serve": "_serve",
+    "Channel": "_store",
+    "ChannelType": "_store",
+    "Message": "_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # asked once: later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "KnockEmulator",

@@ -21,6 +21,7 @@ from ._bulk_handlers import bulk_handler
 from ._bulk_store import RecordStore
 from ._clock import Clock
 from ._faults import BULK_OPERATION_ROUTE, BULK_UPDATE_ROUTE, Fault, Faults
+from ._hints import HINT_HEADER, StandingStill
 from ._log import BODY_PREFIX_BYTES, EmulatorStats, RecordedRequest, RequestLog, redacted_headers
 from ._operations import OperationEngine
 from ._ratelimit import RateLimiter, Tier
@@ -69,6 +70,8 @@ class AppState:
     processor: Processor | None = None
     # Users, objects, tenants, schedules: what the other bulk endpoints change.
     records: RecordStore = attrs.Factory(RecordStore)
+    # On a ManualClock: notices a client polling as if that clock moved by itself.
+    standing_still: StandingStill | None = None
 
 
 STATE = web.AppKey("knock_emulator_state", AppState)
@@ -130,10 +133,17 @@ async def get_operation(request: web.Request) -> web.StreamResponse:
     operation_id = request.match_info["id"]
     if not state.background:
         state.engine.advance()
-    body = state.engine.body(operation_id.lower())
+    key = operation_id.lower()
+    body = state.engine.body(key)
     if body is None:
         raise not_found(f"No bulk operation found with id {operation_id[:80]}.")
-    return web.Response(body=body, content_type="application/json")
+    response = web.Response(body=body, content_type="application/json")
+    if state.standing_still is not None:
+        now, finished = state.clock.monotonic(), state.engine.finished(key)
+        hint = state.standing_still.poll(key, now, finished=finished)
+        if hint is not None:
+            response.headers[HINT_HEADER] = hint
+    return response
 
 
 def _fault_response(fault: Fault) -> web.Response:

@@ -17,6 +17,7 @@ from ._bulk_store import RecordStore
 from ._bulk_views import RecordViews
 from ._clock import Clock, FastClock, ManualClock, SystemClock
 from ._faults import Faults
+from ._hints import StandingStill
 from ._log import EmulatorStats, RecordedRequest, RequestLog
 from ._operations import OperationEngine, ProcessingSettings
 from ._ratelimit import EmulatorRateLimits, RateLimiter
@@ -183,6 +184,7 @@ class KnockEmulator(RecordViews):
             # Real (or sped-up real) time moves by itself: process between requests, in
             # slices. Any other clock (a ManualClock, a test's own) is read lazily, exactly.
             background=isinstance(self.clock, SystemClock | FastClock),
+            standing_still=StandingStill() if isinstance(self.clock, ManualClock) else None,
             api_keys=None if api_keys is None else frozenset(api_keys),
             max_list_items=max_list_items,
             strict=bool(strict),

@@ -52,6 +52,7 @@ from ._store import Message, MessageStore
 __all__ = ["OperationEngine", "OperationPlan", "ProcessingSettings"]
 
 TYPENAME = "BulkOperation"
+_ENDED = (BulkOperationStatus.COMPLETED, BulkOperationStatus.FAILED)
 _EPSILON = 1e-9
 
 
@@ -298,6 +299,11 @@ class OperationEngine:
             assert self._render is not None, "OperationEngine(render=...) is needed for bodies"
             operation.body = self._render(operation.snapshot())
         return operation.body
+
+    def finished(self, operation_id: str) -> bool:
+        """Whether the operation has ended (``completed`` or ``failed``); an unknown id has."""
+        operation = self._operations.get(operation_id)
+        return operation is None or operation.status in _ENDED
 
     def operations(self) -> list[BulkOperation]:
         """Every operation, oldest first, as it stands (after the last ``advance``)."""

@@ -5,20 +5,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any, TextIO
 
 from ._emulator import KnockEmulator
-from ._frontdoor import banner
 from ._store import ChannelType
 
-__all__ = ["describe", "run", "seeded_channel_id", "serve"]
+__all__ = ["banner", "describe", "run", "seeded_channel_id", "serve"]
+
+EXAMPLE_KEY = "sk_test_emulator"
 
 
 def seeded_channel_id(seed: int, index: int) -> str:
     """The id ``serve`` gives its ``index``-th channel: the same for the same ``seed``."""
     return str(uuid.UUID(int=random.Random(f"channel:{seed}:{index}").getrandbits(128), version=4))
+
+
+def banner(
+    emulator: KnockEmulator,
+    *,
+    api_keys: Collection[str] | None,
+    command: str = "knock-async",
+    out: TextIO | None = None,
+) -> None:
+    """Where the emulator listens, what it holds, exactly which keys it accepts, and what to
+    try. The keys themselves are never printed."""
+    out = sys.stdout if out is None else out
+    base_url = emulator.base_url
+    print(f"Knock emulator listening on {base_url}", file=out)
+    channels = emulator.channels()
+    for channel in channels:
+        count = len(emulator.messages(channel.id))
+        print(f"  channel {channel.id} ({channel.type}, {count} messages)", file=out)
+    if api_keys is None:
+        print("Accepts any secret key (sk_...); public pk_ keys are refused.", file=out)
+        print("In another terminal, try:", file=out)
+        print(f"  export KNOCK_BASE_URL={base_url} KNOCK_API_KEY={EXAMPLE_KEY}", file=out)
+    else:
+        count = len(set(api_keys))
+        which = "the key" if count == 1 else f"the {count} keys"
+        print(f"Accepts only {which} given with --api-key; any other key is refused.", file=out)
+        print("In another terminal, set KNOCK_API_KEY to that key and try:", file=out)
+        print(f"  export KNOCK_BASE_URL={base_url}", file=out)
+    if channels:
+        # Copyable at 80 columns: one channel id a line, continued with ` \`, never cut.
+        *first, last = (c.id for c in channels[:3])
+        lines = [f"  {command} bulk-update read \\", *(f"      {i} \\" for i in first)]
+        print("\n".join([*lines, f"      {last} --engagement-status unread"]), file=out)
+    print("Ctrl-C to stop.", file=out, flush=True)
 
 
 def describe(

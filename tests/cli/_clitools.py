@@ -1,5 +1,7 @@
-"""Helpers for the command line tests: emulators served from a background thread, and
-helpers that run the real ``knock-async`` (``python -m knock_async``) in a subprocess.
+"""Helpers for the command line tests: emulators served from a background thread, the
+command run in this process (``Cli``, the default: what the command says and exits with), and
+the real ``knock-async`` (``python -m knock_async``) in a subprocess, for what only a process
+shows (signals, the entry point's exit code, a terminal).
 
 The emulator runs on its own event loop in a thread so that the tests can script faults and
 read its store (through ``EmulatorThread.call``, on that loop) while a CLI subprocess talks to
@@ -9,6 +11,8 @@ it over loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -172,6 +176,39 @@ _SIGINT_IGNORED = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What ``Cli`` saw: the shape of ``subprocess.CompletedProcess`` the tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Cli:
+    """Runs ``knock_async.cli.main(args)`` in this process, as ``knock_async`` runs it in a
+    subprocess: with ``env`` as the environment's Knock settings, ``input`` on stdin, and
+    stdout and stderr captured apart (neither is a terminal)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+
+    def __call__(self, *args: str, env: dict[str, str], input: str | None = None) -> Ran:
+        with self._monkeypatch.context() as patch:
+            # The settings the command reads: what ``cli_env`` scrubs, and every KNOCK_*.
+            names = {*_SCRUB, *(n for n in (*os.environ, *env) if n.startswith("KNOCK_"))}
+            for name in names:
+                if name in env:
+                    patch.setenv(name, env[name])
+                else:
+                    patch.delenv(name, raising=False)
+            patch.setattr(sys, "stdin", io.StringIO(input or ""))
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(list(args))
+        return Ran(code, out.getvalue(), err.getvalue())
+
+
 def start_knock_async(
     *args: str, env: dict[str, str], sigint_ignored: bool = False
 ) -> subprocess.Popen[bytes]:
@@ -240,15 +277,8 @@ def in_process(
     key: str | None = API_KEY,
     stdin: str = "",
 ) -> tuple[int, str, str]:
-    """``knock_async.cli.main(argv)`` in this process (for cheap variants of the subprocess
-    tests); ``(exit code, stdout, stderr)``."""
-    for name in _SCRUB:
-        monkeypatch.delenv(name, raising=False)
-    if base_url is not None:
-        monkeypatch.setenv("KNOCK_BASE_URL", base_url)
-    if key is not None:
-        monkeypatch.setenv("KNOCK_API_KEY", key)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """``Cli`` with ``base_url`` and ``key`` as the environment's; ``(exit code, stdout,
+    stderr)``. (``capsys`` is only flushed: what the command prints, ``Cli`` captures.)"""
+    capsys.readouterr()
+    ran = Cli(monkeypatch)(*argv, env=cli_env(base_url, key=key), input=stdin)
+    return ran.returncode, ran.stdout, ran.stderr

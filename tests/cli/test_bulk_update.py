@@ -1,4 +1,5 @@
-"""``knock-async bulk-update``, run as a real subprocess against the emulator."""
+"""``knock-async bulk-update`` against the emulator: in this process (``cli``), and as a real
+process where signals or a terminal are the point."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from knock_async.testing import BULK_UPDATE_ROUTE, KnockEmulator
 from tests._support import operation as operation_body
 from tests.cli._clitools import (
     API_KEY,
+    Cli,
     EmulatorThread,
     Output,
     cli_env,
     in_process,
-    knock_async,
     start_knock_async,
     stop,
 )
@@ -93,6 +94,7 @@ def summary_of(stdout: str) -> dict[str, Any]:
 
 def test_json_many_channels_reports_every_snapshot_and_matches_the_store(
     emulator: EmulatorThread,
+    cli: Cli,
 ) -> None:
     """With --json over three channels (the fan-out): a start object, progress objects with the
     documented fields, and a summary whose counts match what the emulator's store now holds."""
@@ -110,7 +112,7 @@ def test_json_many_channels_reports_every_snapshot_and_matches_the_store(
         }
 
     expected = emulator.call(matching)
-    result = knock_async(
+    result = cli(
         "bulk-update",
         "archive",
         *channels,
@@ -157,10 +159,12 @@ def test_json_many_channels_reports_every_snapshot_and_matches_the_store(
         assert emulator.operation(operation["operation_id"]).status == "completed"
 
 
-def test_plain_output_is_one_line_per_change_then_a_summary(emulator: EmulatorThread) -> None:
+def test_plain_output_is_one_line_per_change_then_a_summary(
+    emulator: EmulatorThread, cli: Cli
+) -> None:
     """Without a terminal, each change is one plain key=value line, then a summary table."""
     channel = emulator.channel(150)
-    result = knock_async("bulk-update", "read", channel, *FAST, env=cli_env(emulator.base_url))
+    result = cli("bulk-update", "read", channel, *FAST, env=cli_env(emulator.base_url))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
@@ -172,13 +176,11 @@ def test_plain_output_is_one_line_per_change_then_a_summary(emulator: EmulatorTh
     assert any(line.startswith("completed: read on 1 channel") for line in lines)
 
 
-def test_a_failed_operation_exits_1_with_a_clear_line(emulator: EmulatorThread) -> None:
+def test_a_failed_operation_exits_1_with_a_clear_line(emulator: EmulatorThread, cli: Cli) -> None:
     """An operation that ends `failed` gives exit 1 and one stderr line saying so."""
     channel = emulator.channel(200)
     emulator.fail_next_operation(channel, after_rows=20)
-    result = knock_async(
-        "bulk-update", "read", channel, "--json", *FAST, env=cli_env(emulator.base_url)
-    )
+    result = cli("bulk-update", "read", channel, "--json", *FAST, env=cli_env(emulator.base_url))
     assert result.returncode == 1
     summary = summary_of(result.stdout)
     assert summary["outcome"] == "failed"
@@ -189,19 +191,19 @@ def test_a_failed_operation_exits_1_with_a_clear_line(emulator: EmulatorThread) 
     assert "failed after 21/" in line
 
 
-def test_with_many_channels_the_worst_outcome_decides(emulator: EmulatorThread) -> None:
+def test_with_many_channels_the_worst_outcome_decides(emulator: EmulatorThread, cli: Cli) -> None:
     """Completed + failed gives 1; adding a channel Knock does not know (404) gives 3."""
     ok, failing = emulator.channel(50), emulator.channel(50)
     emulator.fail_next_operation(failing, after_rows=5)
     env = cli_env(emulator.base_url)
-    result = knock_async("bulk-update", "seen", ok, failing, "--json", *FAST, env=env)
+    result = cli("bulk-update", "seen", ok, failing, "--json", *FAST, env=env)
     assert result.returncode == 1, result.stderr
     outcomes = {o["channel_id"]: o["outcome"] for o in summary_of(result.stdout)["operations"]}
     assert outcomes == {ok: "completed", failing: "failed"}
 
     unknown = "00000000-0000-4000-8000-00000000abcd"
     emulator.fail_next_operation(failing, after_rows=5)
-    result = knock_async("bulk-update", "seen", ok, failing, unknown, "--json", *FAST, env=env)
+    result = cli("bulk-update", "seen", ok, failing, unknown, "--json", *FAST, env=env)
     assert result.returncode == 3
     summary = summary_of(result.stdout)
     assert summary["outcome"] == "error"
@@ -212,12 +214,14 @@ def test_with_many_channels_the_worst_outcome_decides(emulator: EmulatorThread) 
 
 
 @pytest.mark.parametrize("key", ["bogus_key_Zq81", "pk_test_public_Zq81"])
-def test_a_refused_key_exits_3_without_showing_it(emulator: EmulatorThread, key: str) -> None:
+def test_a_refused_key_exits_3_without_showing_it(
+    emulator: EmulatorThread, key: str, cli: Cli
+) -> None:
     """A key Knock refuses (unknown, or a public pk_ key): exit 3, one stderr line with the
     HTTP status, Knock's error and the advice to use a secret sk_ key; the key itself appears
     nowhere. (Whether Knock answers 401 or 403 is Knock's business, not checked here.)"""
     channel = emulator.channel(10)
-    result = knock_async("bulk-update", "read", channel, env=cli_env(emulator.base_url, key=key))
+    result = cli("bulk-update", "read", channel, env=cli_env(emulator.base_url, key=key))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert re.match(rf"knock-async: error: channel {channel}: HTTP 40[13] \w+", line), line
@@ -225,12 +229,12 @@ def test_a_refused_key_exits_3_without_showing_it(emulator: EmulatorThread, key:
     assert key not in result.stdout + result.stderr
 
 
-def test_an_unknown_channel_exits_3_naming_the_code(emulator: EmulatorThread) -> None:
+def test_an_unknown_channel_exits_3_naming_the_code(emulator: EmulatorThread, cli: Cli) -> None:
     """A channel Knock does not know: 404 `resource_missing`, exit 3, advice on the id, said
     once on stderr; stdout's lines say only that the channel ended in an error, and carry no
     trailing spaces."""
     unknown = "00000000-0000-4000-8000-0000000000ff"
-    result = knock_async("bulk-update", "read", unknown, env=cli_env(emulator.base_url))
+    result = cli("bulk-update", "read", unknown, env=cli_env(emulator.base_url))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert "HTTP 404 resource_missing" in line
@@ -243,9 +247,9 @@ def test_an_unknown_channel_exits_3_naming_the_code(emulator: EmulatorThread) ->
     assert all(x == x.rstrip() for x in lines)
 
 
-def test_an_unreachable_server_exits_3() -> None:
+def test_an_unreachable_server_exits_3(cli: Cli) -> None:
     """Nothing listening at the base URL: a connection error, exit 3, advice on the URL."""
-    result = knock_async(
+    result = cli(
         "bulk-update",
         "read",
         "00000000-0000-4000-8000-000000000001",
@@ -256,12 +260,14 @@ def test_an_unreachable_server_exits_3() -> None:
     assert "check the network and --base-url (now http://127.0.0.1:9)" in line
 
 
-def test_a_naive_date_is_a_usage_error_and_sends_nothing(emulator: EmulatorThread) -> None:
+def test_a_naive_date_is_a_usage_error_and_sends_nothing(
+    emulator: EmulatorThread, cli: Cli
+) -> None:
     """A date-time without a UTC offset: exit 2, one stderr line naming the option and showing
     how to add an offset, and no request sent."""
     channel = emulator.channel(5)
     before = emulator.request_count()
-    result = knock_async(
+    result = cli(
         "bulk-update",
         "archive",
         channel,
@@ -311,13 +317,13 @@ def test_other_bad_options_are_usage_errors(
     assert out == ""
 
 
-def test_delete_without_a_filter_needs_yes(emulator: EmulatorThread) -> None:
+def test_delete_without_a_filter_needs_yes(emulator: EmulatorThread, cli: Cli) -> None:
     """`delete` with no filter is refused with exit 2 and a clear warning, sending nothing,
     unless --yes is given; with a filter it runs; with --yes every message is deleted."""
     channel = emulator.channel(40)
     env = cli_env(emulator.base_url)
     before = emulator.request_count()
-    result = knock_async("bulk-update", "delete", channel, env=env, input="delete\n")
+    result = cli("bulk-update", "delete", channel, env=env, input="delete\n")
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line == (
@@ -328,11 +334,11 @@ def test_delete_without_a_filter_needs_yes(emulator: EmulatorThread) -> None:
     assert emulator.request_count() == before
     assert len(emulator.messages(channel)) == 40
 
-    filtered = knock_async("bulk-update", "delete", channel, "--workflow", "x", *FAST, env=env)
+    filtered = cli("bulk-update", "delete", channel, "--workflow", "x", *FAST, env=env)
     assert filtered.returncode == 0, filtered.stderr
     assert len(emulator.messages(channel)) == 40
 
-    result = knock_async("bulk-update", "delete", channel, "--yes", *FAST, env=env)
+    result = cli("bulk-update", "delete", channel, "--yes", *FAST, env=env)
     assert result.returncode == 0, result.stderr
     assert emulator.messages(channel) == []
 
@@ -352,11 +358,11 @@ def test_filters_that_match_everything_do_not_make_a_delete_safe(
     assert "deletes EVERY message" in err
 
 
-def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread) -> None:
+def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread, cli: Cli) -> None:
     """An operation still running at --timeout: exit 4, and stderr says how to resume."""
     channel = emulator.channel(100)
     emulator.stick_next_operation(channel)
-    result = knock_async(
+    result = cli(
         "bulk-update", "read", channel, "--timeout", "1.2", "--json", env=cli_env(emulator.base_url)
     )
     assert result.returncode == 4
@@ -373,6 +379,7 @@ def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread) 
 @pytest.mark.parametrize(
     ("channels", "sigint_ignored"), [(1, False), (2, False), (1, True)], ids=["1", "2", "bg"]
 )
+@pytest.mark.subprocess
 def test_ctrl_c_stops_polling_and_prints_how_to_resume(
     emulator: EmulatorThread, channels: int, sigint_ignored: bool
 ) -> None:
@@ -412,6 +419,7 @@ def test_ctrl_c_stops_polling_and_prints_how_to_resume(
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 def test_a_second_ctrl_c_stops_at_once(emulator: EmulatorThread) -> None:
     """Two Ctrl-C in quick succession: the second stops the command at once, still with
     exit 130 and a line saying so, never a traceback. If the second comes only after the
@@ -437,12 +445,13 @@ def test_a_second_ctrl_c_stops_at_once(emulator: EmulatorThread) -> None:
 
 def test_debug_shows_the_request_log_and_tracebacks_but_never_the_key(
     emulator: EmulatorThread,
+    cli: Cli,
 ) -> None:
     """--debug logs each request (method, URL, status) and the error's traceback; the API key
     appears in neither stdout nor stderr."""
     channel = emulator.channel(20)
     env = cli_env(emulator.base_url)
-    result = knock_async("bulk-update", "read", channel, "--debug", *FAST, env=env)
+    result = cli("bulk-update", "read", channel, "--debug", *FAST, env=env)
     assert result.returncode == 0, result.stderr
     assert f"POST {emulator.base_url}/v1/channels/{channel}/messages/bulk/read -> 200" in (
         result.stderr
@@ -451,19 +460,19 @@ def test_debug_shows_the_request_log_and_tracebacks_but_never_the_key(
     assert API_KEY not in result.stdout + result.stderr
 
     unknown = "00000000-0000-4000-8000-0000000000ee"
-    result = knock_async("--debug", "bulk-update", "read", unknown, env=env)
+    result = cli("--debug", "bulk-update", "read", unknown, env=env)
     assert result.returncode == 3
     assert "Traceback" in result.stderr
     assert "NotFoundError" in result.stderr
     assert API_KEY not in result.stdout + result.stderr
 
 
-def test_the_key_is_never_taken_on_the_command_line(emulator: EmulatorThread) -> None:
+def test_the_key_is_never_taken_on_the_command_line(emulator: EmulatorThread, cli: Cli) -> None:
     """`--api-key` is refused (exit 2) without echoing the value; it is not mistaken for
     `--api-key-file` either."""
     channel = emulator.channel(5)
     secret = "sk_live_typed_on_the_command_line"
-    result = knock_async(
+    result = cli(
         "bulk-update", "read", channel, "--api-key", secret, env=cli_env(emulator.base_url)
     )
     assert result.returncode == 2
@@ -471,15 +480,13 @@ def test_the_key_is_never_taken_on_the_command_line(emulator: EmulatorThread) ->
     assert secret not in result.stdout + result.stderr
 
 
-def test_key_from_a_file(emulator: EmulatorThread, tmp_path: Path) -> None:
+def test_key_from_a_file(emulator: EmulatorThread, tmp_path: Path, cli: Cli) -> None:
     """--api-key-file reads the key, whitespace stripped, with KNOCK_API_KEY unset."""
     channel = emulator.channel(5)
     key_file = tmp_path / "knock.key"
     key_file.write_text(f"  {API_KEY}\n")
     env = cli_env(emulator.base_url, key=None)
-    result = knock_async(
-        "bulk-update", "read", channel, "--api-key-file", str(key_file), *FAST, env=env
-    )
+    result = cli("bulk-update", "read", channel, "--api-key-file", str(key_file), *FAST, env=env)
     assert result.returncode == 0, result.stderr
 
 
@@ -507,12 +514,12 @@ def test_no_key_or_an_unreadable_key_file_is_a_usage_error(
         assert str(path) in err
 
 
-def test_channels_from_stdin(emulator: EmulatorThread) -> None:
+def test_channels_from_stdin(emulator: EmulatorThread, cli: Cli) -> None:
     """--channels-file - reads channel ids from stdin, comments and blank lines ignored."""
     first, second = emulator.channel(10), emulator.channel(10)
     env = cli_env(emulator.base_url)
     text = f"# channels to read\n{first}\n\n{second}  # the second\n"
-    result = knock_async(
+    result = cli(
         "bulk-update", "read", "--channels-file", "-", "--json", *FAST, env=env, input=text
     )
     assert result.returncode == 0, result.stderr
@@ -544,12 +551,12 @@ def test_usage_errors_about_channels(
     assert message in err
 
 
-def test_no_wait_submits_and_prints_how_to_follow(emulator: EmulatorThread) -> None:
+def test_no_wait_submits_and_prints_how_to_follow(emulator: EmulatorThread, cli: Cli) -> None:
     """--no-wait exits 0 once every update is submitted, listing the `status --watch` commands."""
     channels = [emulator.channel(10, seed=n) for n in range(2)]
     for channel in channels:
         emulator.stick_next_operation(channel)
-    result = knock_async(
+    result = cli(
         "bulk-update", "unread", *channels, "--no-wait", "--json", env=cli_env(emulator.base_url)
     )
     assert result.returncode == 0, result.stderr
@@ -560,11 +567,11 @@ def test_no_wait_submits_and_prints_how_to_follow(emulator: EmulatorThread) -> N
     assert all(o["outcome"] is None for o in summary["operations"])
 
 
-def test_a_plain_http_base_url_off_loopback_is_refused() -> None:
+def test_a_plain_http_base_url_off_loopback_is_refused(cli: Cli) -> None:
     """The key must not cross the network in clear text: http:// on another host is a usage
     error (exit 2) before anything is sent, in the command line's words: the loopback-only
     rule and the flag that overrides it (not a Python argument)."""
-    result = knock_async(
+    result = cli(
         "bulk-update",
         "read",
         "00000000-0000-4000-8000-000000000001",
@@ -581,6 +588,7 @@ def test_a_plain_http_base_url_off_loopback_is_refused() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["no", "ctrl-c"])
+@pytest.mark.subprocess
 def test_on_a_terminal_delete_without_a_filter_asks_first(
     emulator: EmulatorThread, ctrl_c: bool
 ) -> None:
@@ -676,16 +684,16 @@ def _absurd_operation(emu: KnockEmulator, channel: str) -> None:
 
 @pytest.mark.parametrize("output", ["--json", "--plain"])
 def test_an_absurd_estimate_shows_an_unknown_eta_instead_of_crashing(
-    emulator: EmulatorThread, output: str
+    emulator: EmulatorThread,
+    output: str,
+    cli: Cli,
 ) -> None:
     """estimated_total_rows=2**63-1 puts the ETA past what a duration can hold: the run goes on
     to exit 0 with the ETA shown as unknown (null in NDJSON, `?` in plain lines)."""
     channel = emulator.channel(5)
     emulator.call(lambda emu: _absurd_operation(emu, channel))
     args = ["--json"] if output == "--json" else []
-    result = knock_async(
-        "bulk-update", "read", channel, *args, *FAST, env=cli_env(emulator.base_url)
-    )
+    result = cli("bulk-update", "read", channel, *args, *FAST, env=cli_env(emulator.base_url))
     assert result.returncode == 0, result.stderr
     assert "internal error" not in result.stderr
     if output == "--json":
@@ -700,13 +708,13 @@ def test_an_absurd_estimate_shows_an_unknown_eta_instead_of_crashing(
         assert line.endswith(" eta=?")
 
 
-def test_a_base_url_that_is_not_knocks_api_is_named(emulator: EmulatorThread) -> None:
+def test_a_base_url_that_is_not_knocks_api_is_named(emulator: EmulatorThread, cli: Cli) -> None:
     """A wrong base URL whose server answers 404 without Knock's error JSON (here the
     emulator's own unrouted 404, under an extra `/v1`): exit 3 and a line saying this is not
     Knock's API at that URL, not advice about the channel id."""
     channel = emulator.channel(5)
     base_url = f"{emulator.base_url}/v1"
-    result = knock_async("bulk-update", "read", channel, env=cli_env(base_url))
+    result = cli("bulk-update", "read", channel, env=cli_env(base_url))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert f"this is not Knock's API at {base_url}: check --base-url" in line

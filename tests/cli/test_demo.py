@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli._clitools import TIMEOUT, cli_env, knock_async
+from tests.cli._clitools import TIMEOUT, Cli, cli_env
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture
 def default_demo() -> Iterator[subprocess.Popen[str]]:
-    """`knock-async demo` with its defaults and no key, started when this module's first test
-    starts, so that its few seconds overlap the other tests here; collected by the last."""
+    """`knock-async demo` with its defaults and no key, as the real entry point runs it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "knock_async", "demo"],
         env=cli_env(key=None),
@@ -37,10 +36,10 @@ def default_demo() -> Iterator[subprocess.Popen[str]]:
     process.communicate(timeout=10)
 
 
-def test_demo_json_reports_the_check_per_channel() -> None:
+def test_demo_json_reports_the_check_per_channel(cli: Cli) -> None:
     """--json: NDJSON whose summary carries matched / archived_in_store / check per channel and
     `verified: true`."""
-    result = knock_async(
+    result = cli(
         "demo",
         "--json",
         "--channels",
@@ -66,6 +65,7 @@ def test_demo_json_reports_the_check_per_channel() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.subprocess
 def test_demo_on_a_terminal_renders_a_live_progress_display() -> None:
     """Under a pseudo-terminal the live display renders: progress bars redrawn in place, with
     rows done / estimated, rows per second, ETA and status, then the summary table."""
@@ -113,6 +113,7 @@ def test_demo_on_a_terminal_renders_a_live_progress_display() -> None:
     assert "Check against the emulator's store: OK." in plain
 
 
+@pytest.mark.subprocess
 def test_demo_with_its_defaults_exits_0_and_checks_the_store(
     default_demo: subprocess.Popen[str],
 ) -> None:
@@ -137,13 +138,13 @@ def _shape(line: str) -> str:
     return " ".join(re.sub(r"\d+(\.\d+)?", "N", line).split())
 
 
-def test_the_readme_shows_the_summary_as_printed() -> None:
+def test_the_readme_shows_the_summary_as_printed(cli: Cli) -> None:
     """The README's example summary has the layout the command prints: the same headers,
     columns and summary line (ids, numbers and spacing aside)."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("### Output") :]
     block = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-    result = knock_async(
+    result = cli(
         "demo", "--channels", "1", "--messages", "200", "--rows-per-second", "4000",
         env=cli_env(key=None),
     )  # fmt: skip

@@ -13,14 +13,15 @@ import urllib.request
 
 import pytest
 
-from knock_async._emulator_options import CHANNEL_TYPES, add_arguments
 from knock_async.cli._args import build_parser
 from knock_async.testing import ChannelType, KnockEmulator, seeded_channel_id
-from knock_async.testing._frontdoor import banner
-from tests.cli._clitools import Output, cli_env, knock_async, start_knock_async, stop
+from knock_async.testing._options import CHANNEL_TYPES, add_arguments
+from knock_async.testing._serve import banner
+from tests.cli._clitools import Cli, Output, cli_env, knock_async, start_knock_async, stop
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 def test_emulator_serves_the_seeded_channels_until_ctrl_c() -> None:
     """It prints its base URL and the seeded channel ids; `bulk-update` works against them;
     Ctrl-C stops it with exit 0 and nothing on stderr."""
@@ -56,15 +57,19 @@ def test_emulator_serves_the_seeded_channels_until_ctrl_c() -> None:
     assert stderr == ""
 
 
-def test_a_busy_port_is_one_clear_line() -> None:
-    """A port that cannot be bound: exit 2 and one line naming it."""
+def test_a_busy_port_is_one_clear_line(cli: Cli) -> None:
+    """A port that cannot be bound: exit 2 and one line naming it (in-process)."""
     import socket
 
+    sigint = signal.getsignal(signal.SIGINT)  # serving sets its own: put this process's back
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = knock_async("emulator", "--port", str(port), env=cli_env())
+        try:
+            result = cli("emulator", "--port", str(port), env=cli_env())
+        finally:
+            signal.signal(signal.SIGINT, sigint)
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"knock-async: error: cannot listen on 127.0.0.1:{port}")
@@ -109,6 +114,7 @@ async def test_the_banner_says_exactly_which_keys_are_accepted() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 def test_python_m_knock_async_testing_is_the_same_front_door() -> None:
     """`python -m knock_async.testing --api-key sk_right` prints the same banner, accepts that
     key only (another sk_ key gets 401), and exits 0 on Ctrl-C."""

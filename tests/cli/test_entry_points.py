@@ -13,9 +13,10 @@ import pytest
 
 from knock_async import __version__
 from knock_async.cli import main
-from tests.cli._clitools import TIMEOUT, EmulatorThread, cli_env, knock_async
+from tests.cli._clitools import TIMEOUT, Cli, EmulatorThread, cli_env
 
 
+@pytest.mark.subprocess
 def test_console_script_is_installed() -> None:
     """The `knock-async` script next to this Python runs the CLI."""
     script = Path(sys.executable).parent / "knock-async"
@@ -26,13 +27,13 @@ def test_console_script_is_installed() -> None:
     assert result.stdout.strip() == f"knock-async {__version__}"
 
 
-def test_help_lists_the_commands_and_the_exit_codes() -> None:
+def test_help_lists_the_commands_and_the_exit_codes(cli: Cli) -> None:
     """`--help` exits 0 and documents every command and exit code."""
-    result = knock_async("--help", env=cli_env())
+    result = cli("--help", env=cli_env())
     assert result.returncode == 0
     for word in ("bulk-update", "status", "emulator", "demo", "130", "3, 1, 4, 0"):
         assert word in result.stdout
-    bulk = knock_async("bulk-update", "--help", env=cli_env())
+    bulk = cli("bulk-update", "--help", env=cli_env())
     for option in (
         "--archived",
         "--delivery-status",
@@ -57,6 +58,7 @@ def test_help_lists_the_commands_and_the_exit_codes() -> None:
     assert "--api-key " not in bulk.stdout
 
 
+@pytest.mark.subprocess
 def test_importing_the_library_does_not_import_rich() -> None:
     """`rich` belongs to the CLI extra: neither `knock_async` nor `knock_async.cli` load it."""
     code = (
@@ -69,6 +71,7 @@ def test_importing_the_library_does_not_import_rich() -> None:
     assert result.stdout.strip() == "False", result.stderr
 
 
+@pytest.mark.subprocess
 def test_without_rich_the_cli_gives_a_one_line_hint() -> None:
     """With `rich` missing, a command prints one line naming the extra to install, exit 2."""
     code = (
@@ -113,10 +116,11 @@ def test_json_is_not_listed_as_a_connection_option() -> None:
 
 def _modules_loaded(code: str, env: dict[str, str] | None = None) -> list[str]:
     """Run ``code`` in a fresh interpreter, then report which of aiohttp.web and the emulator
-    package it had imported."""
+    it had imported (the ``knock_async.testing`` package itself imports nothing until asked)."""
+    emulator = ("aiohttp.web", "knock_async.testing._emulator", "knock_async.testing._app")
     check = (
         f"{code}\nimport json, sys\n"
-        "print(json.dumps([m for m in ('aiohttp.web', 'knock_async.testing') if m in sys.modules]))"
+        f"print(json.dumps([m for m in {emulator!r} if m in sys.modules]))"
     )
     result = subprocess.run(
         [sys.executable, "-c", check],
@@ -131,9 +135,10 @@ def _modules_loaded(code: str, env: dict[str, str] | None = None) -> list[str]:
     return loaded
 
 
+@pytest.mark.subprocess
 def test_the_parser_and_help_do_not_import_the_emulator() -> None:
     """Building the CLI's parser and printing `--help` (the top level's and `emulator`'s) load
-    neither aiohttp.web nor knock_async.testing: the emulator's options are importable alone."""
+    neither aiohttp.web nor the emulator: the emulator's options are importable alone."""
     code = (
         "import contextlib, io\n"
         "from knock_async.cli._args import build_parser, parse_args\n"
@@ -145,6 +150,7 @@ def test_the_parser_and_help_do_not_import_the_emulator() -> None:
     assert _modules_loaded(code) == []
 
 
+@pytest.mark.subprocess
 def test_status_and_bulk_update_do_not_import_the_emulator(emulator: EmulatorThread) -> None:
     """`status` and `bulk-update` run to exit 0 without importing aiohttp.web or the
     emulator package (only `emulator` and `demo` need them)."""

@@ -1,4 +1,5 @@
-"""``knock-async status OPERATION_ID [--watch]``, as a real subprocess against the emulator."""
+"""``knock-async status OPERATION_ID [--watch]`` against the emulator: in this process (``cli``),
+and as a real process where the timing of its output is the point."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from knock_async.cli._args import parse_args
 from knock_async.cli._run import Redactor
 from tests.cli._clitools import (
     API_KEY,
+    Cli,
     EmulatorThread,
     Output,
     cli_env,
     in_process,
-    knock_async,
     start_knock_async,
     stop,
 )
@@ -24,11 +25,11 @@ from tests.cli._clitools import (
 FAST = ("--poll-interval", "0.2")
 
 
-def test_status_shows_an_operation_once(emulator: EmulatorThread) -> None:
+def test_status_shows_an_operation_once(emulator: EmulatorThread, cli: Cli) -> None:
     """Without --watch: one snapshot and a summary; exit 0 for a completed operation."""
     channel = emulator.channel(30)
     operation_id = emulator.start_operation(channel, "seen")
-    result = knock_async("status", operation_id, "--json", env=cli_env(emulator.base_url))
+    result = cli("status", operation_id, "--json", env=cli_env(emulator.base_url))
     assert result.returncode == 0, result.stderr
     start, snapshot, summary = (json.loads(line) for line in result.stdout.splitlines())
     assert start == {
@@ -45,27 +46,28 @@ def test_status_shows_an_operation_once(emulator: EmulatorThread) -> None:
 
 def test_status_of_a_running_operation_exits_0_and_says_how_to_follow(
     emulator: EmulatorThread,
+    cli: Cli,
 ) -> None:
     """A look at a running operation is not a failure: exit 0, outcome `processing`, and the
     `status --watch` command to follow it."""
     channel = emulator.channel(30)
     emulator.stick_next_operation(channel, after_rows=10)
     operation_id = emulator.start_operation(channel)
-    result = knock_async("status", operation_id, "--json", env=cli_env(emulator.base_url))
+    result = cli("status", operation_id, "--json", env=cli_env(emulator.base_url))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["outcome"] in ("queued", "processing")
     assert summary["resume"] == [f"knock-async status {operation_id} --watch"]
 
 
-def test_a_look_is_one_get_at_once(emulator: EmulatorThread) -> None:
+def test_a_look_is_one_get_at_once(emulator: EmulatorThread, cli: Cli) -> None:
     """Without --watch, `status` sends one GET straight away: no wait first (even with a long
     --poll-interval), no --timeout to run out (a running operation is exit 0, not 4)."""
     channel = emulator.channel(30)
     emulator.stick_next_operation(channel, after_rows=10)
     operation_id = emulator.start_operation(channel)
     before = emulator.request_count()
-    result = knock_async(
+    result = cli(
         "status",
         operation_id,
         *("--poll-interval", "60", "--timeout", "0.1"),
@@ -94,22 +96,22 @@ async def test_a_cancelled_command_is_not_an_interruption(
             await _commands.status(plan, Redactor(), debug=False)
 
 
-def test_status_of_a_failed_operation_exits_1(emulator: EmulatorThread) -> None:
+def test_status_of_a_failed_operation_exits_1(emulator: EmulatorThread, cli: Cli) -> None:
     """A failed operation: exit 1 and a stderr line saying how far it got."""
     channel = emulator.channel(30)
     emulator.fail_next_operation(channel, after_rows=3)
     operation_id = emulator.start_operation(channel)
-    result = knock_async("status", operation_id, "--watch", *FAST, env=cli_env(emulator.base_url))
+    result = cli("status", operation_id, "--watch", *FAST, env=cli_env(emulator.base_url))
     assert result.returncode == 1, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"knock-async: failed: operation {operation_id} failed after 4/")
-    again = knock_async("status", operation_id, env=cli_env(emulator.base_url))
+    again = cli("status", operation_id, env=cli_env(emulator.base_url))
     assert again.returncode == 1
 
 
-def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread) -> None:
+def test_status_of_an_unknown_operation_exits_3(emulator: EmulatorThread, cli: Cli) -> None:
     """An id Knock does not know: 404, exit 3, advice to check the id."""
-    result = knock_async("status", "no-such-operation", env=cli_env(emulator.base_url))
+    result = cli("status", "no-such-operation", env=cli_env(emulator.base_url))
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert line.startswith("knock-async: error: operation no-such-operation: HTTP 404")
@@ -126,6 +128,7 @@ def _changes(lines: list[str]) -> list[str]:
     return [line for line in lines if line.split(" ", 1)[0] in ("progress", "completed")]
 
 
+@pytest.mark.subprocess
 def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> None:
     """--watch prints a line per change while the operation runs, each with its
     `operation=` field like bulk-update's lines, then exits 0 completed.
@@ -170,12 +173,12 @@ def test_status_watch_follows_to_the_end(manual_emulator: EmulatorThread) -> Non
     assert manual_emulator.operation(operation_id).status == "completed"
 
 
-def test_status_watch_timeout_exits_4(emulator: EmulatorThread) -> None:
+def test_status_watch_timeout_exits_4(emulator: EmulatorThread, cli: Cli) -> None:
     """--watch with --timeout on an operation that does not finish: exit 4 and how to resume."""
     channel = emulator.channel(30)
     emulator.stick_next_operation(channel)
     operation_id = emulator.start_operation(channel)
-    result = knock_async(
+    result = cli(
         "status", operation_id, "--watch", "--timeout", "0.8", *FAST, env=cli_env(emulator.base_url)
     )
     assert result.returncode == 4

@@ -26,9 +26,9 @@ from rich.console import Console
 from knock_async import BulkOperation, FanOutEvent, FanOutEventKind, FanOutTotals, PollTimeoutError
 from knock_async._convert import structure_operation
 from knock_async._progress import observe
-from knock_async._wrap import command_lines, prose, terminal_width
 from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
+from knock_async.cli._wrap import command_lines, prose, terminal_width
 from tests._support import operation
 from tests.cli._clitools import EmulatorThread, cli_env, stop
 
@@ -366,6 +366,7 @@ def _read_into(screen_stream: pyte.ByteStream, master: int, done: Callable[[], b
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.subprocess
 def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: EmulatorThread) -> None:
     """Ctrl-C typed at an 80-column terminal (echoed there as `^C`) while three bars run: the
     screen keeps one `all 3 channels` line and one line per bar, then the summary with the
@@ -418,6 +419,7 @@ def test_ctrl_c_on_an_80_column_terminal_leaves_each_line_once(emulator: Emulato
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.subprocess
 def test_a_usage_error_on_an_80_column_terminal_wraps_between_words() -> None:
     """A key file that cannot be read, on an 80-column terminal, with a path whose length puts
     column 80 inside `such`: the one message is wrapped between words (none cut at the edge)

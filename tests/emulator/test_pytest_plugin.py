@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -13,15 +14,17 @@ import pytest
 
 from knock_async.testing import FastClock, KnockEmulator, ManualClock, SystemClock
 from knock_async.testing._clock import fresh_clock
+from tests._support import NEW_PROJECT_PYTEST
 
 AUTH = {"Authorization": "Bearer sk_test_emulator"}
 
 
 def test_plugin_is_registered_by_entry_point(pytestconfig: pytest.Config) -> None:
-    """Installing knock-async registers the plugin as ``knock_async`` (pytest11)."""
+    """Installing knock-async registers the plugin as ``knock_async`` (pytest11), a module
+    outside the ``knock_async`` package (importing that package imports aiohttp)."""
     plugin = pytestconfig.pluginmanager.get_plugin("knock_async")
     assert plugin is not None
-    assert plugin.__name__ == "knock_async.testing._pytest_plugin"
+    assert plugin.__name__ == "_knock_async_pytestplugin"
 
 
 async def test_fixture_gives_a_running_emulator(knock_emulator: KnockEmulator) -> None:
@@ -53,9 +56,10 @@ def readme_block(language: str, needle: str) -> str:
 
 def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """pytest in a subprocess of this environment (where knock-async is installed), in
-    ``project``: its own rootdir, none of this repository's conftest or configuration."""
+    ``project``: its own rootdir, none of this repository's conftest, configuration or test
+    plugins (``NEW_PROJECT_PYTEST``)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,6 +68,7 @@ def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.subprocess
 def test_readme_example_runs_in_a_new_project(tmp_path: Path) -> None:
     """The README's pytest example, copied alone into a new project with the README's
     pyproject.toml, passes in pytest-asyncio's default strict mode with warnings as errors;
@@ -78,6 +83,65 @@ def test_readme_example_runs_in_a_new_project(tmp_path: Path) -> None:
     assert strict.returncode == 0, strict.stdout + strict.stderr
     assert "1 passed" in strict.stdout
     assert "asyncio_mode" not in (tmp_path / "pyproject.toml").read_text()
+
+
+UNUSED_PLUGIN_TEST = """
+import sys
+
+
+def test_the_plugin_is_loaded_and_imported_nothing_heavy():
+    assert "_knock_async_pytestplugin" in sys.modules
+    assert "knock_async" not in sys.modules
+    assert "aiohttp" not in sys.modules
+"""
+
+
+@pytest.mark.subprocess
+def test_a_project_that_never_asks_for_the_fixture_imports_neither_knock_async_nor_aiohttp(
+    tmp_path: Path,
+) -> None:
+    """Loaded at every pytest start, the plugin imports neither ``knock_async`` (so neither
+    aiohttp nor the emulator): a project that never asks for the fixture pays nothing for it.
+    (pytest-aiohttp, which imports aiohttp itself, is off: see ``NEW_PROJECT_PYTEST``.)"""
+    (tmp_path / "test_unused.py").write_text(UNUSED_PLUGIN_TEST)
+    (tmp_path / "pyproject.toml").write_text(readme_block("toml", "asyncio_default_fixture"))
+    result = run_pytest(tmp_path, "-W", "error")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_without_the_testing_extra_the_fixture_says_which_extra_to_install(
+    tmp_path: Path,
+) -> None:
+    """Without pytest-asyncio (the ``testing`` extra), a test asking for ``knock_emulator``
+    errors with the pip command that installs the extra, not pytest's generic complaint about
+    an async fixture without a plugin; a test that does not ask for it still passes.
+
+    pytest-asyncio is made uninstalled by a stand-in package first on the path whose import
+    fails as a missing one does, with the plugins that would import it turned off."""
+    hidden = tmp_path / "hidden" / "pytest_asyncio"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pytest_asyncio'\", name='pytest_asyncio')\n"
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_wants_it.py").write_text(
+        "def test_wants_it(knock_emulator):\n    pass\n\n\ndef test_other():\n    pass\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", *NEW_PROJECT_PYTEST, "-p", "no:asyncio"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(hidden.parent)},
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "pip install 'knock-async[testing]'" in result.stdout
+    assert "1 passed, 1 error" in result.stdout
 
 
 ISOLATION_TESTS = """
@@ -139,6 +203,7 @@ async def test_factory(knock_emulator: KnockEmulator) -> None:
 """
 
 
+@pytest.mark.subprocess
 def test_every_test_gets_fresh_state_and_a_fresh_clock(tmp_path: Path) -> None:
     """A clock object on a parametrized test or a module-level pytestmark is copied per test:
     every case starts at the clock's start with an empty store; a class or factory is called

@@ -49,6 +49,7 @@ def test_seeded_channel_ids_are_stable() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+@pytest.mark.subprocess
 async def test_module_entry_point_serves_until_ctrl_c() -> None:
     """``python -m knock_async.testing --port 0`` prints its URL, serves, and exits 0 on SIGINT
     with nothing on stderr."""

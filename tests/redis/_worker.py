@@ -22,7 +22,8 @@ RECOVERY = 0.01
 
 def limiter(url: str, prefix: str, rate: float) -> RedisRateLimiter:
     limits = RateLimits(post_per_second=rate, recovery_per_second=RECOVERY)
-    return RedisRateLimiter.from_url(url, key_prefix=prefix, limits=limits)
+    # A timeout a loaded machine keeps: these processes check the shared state, not the fallback.
+    return RedisRateLimiter.from_url(url, key_prefix=prefix, limits=limits, timeout=5.0)
 
 
 async def acquire(url: str, prefix: str, count: int, rate: float) -> list[float]:

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio
 
 from knock_async.redis import environment_key_prefix
-from tests.cli._clitools import API_KEY, EmulatorThread, cli_env, knock_async, start_knock_async
+from tests.cli._clitools import API_KEY, Cli, EmulatorThread, cli_env, start_knock_async
 from tests.redis._server import RedisServer, free_port
 
 FAST = ("--poll-interval", "0.2")
@@ -36,6 +36,7 @@ def redis_keys(url: str) -> list[str]:
     return asyncio.run(scan())
 
 
+@pytest.mark.subprocess
 def test_two_runs_share_one_budget(
     limited_emulator: EmulatorThread, redis_server: RedisServer
 ) -> None:
@@ -78,7 +79,11 @@ def test_two_runs_share_one_budget(
     ],
 )
 def test_a_bad_redis_url_is_a_usage_error(
-    limited_emulator: EmulatorThread, where: str, url: str, message: str
+    limited_emulator: EmulatorThread,
+    where: str,
+    url: str,
+    message: str,
+    cli: Cli,
 ) -> None:
     """A URL that cannot name a Redis is exit 2 naming its source; nothing is sent."""
     channel = limited_emulator.channel(3)
@@ -89,7 +94,7 @@ def test_a_bad_redis_url_is_a_usage_error(
         args += ["--redis-url", url]
     else:
         extra["KNOCK_REDIS_URL"] = url
-    result = knock_async(*args, env=cli_env(limited_emulator.base_url, **extra))
+    result = cli(*args, env=cli_env(limited_emulator.base_url, **extra))
     assert result.returncode == 2
     assert message in result.stderr
     assert limited_emulator.request_count() == before
@@ -97,13 +102,14 @@ def test_a_bad_redis_url_is_a_usage_error(
 
 def test_a_redis_that_does_not_answer_is_a_usage_error(
     limited_emulator: EmulatorThread,
+    cli: Cli,
 ) -> None:
     """Nothing listening at the Redis URL: exit 2 saying the Redis did not answer, without
     the URL's password or a traceback; nothing is sent to Knock."""
     channel = limited_emulator.channel(3)
     before = limited_emulator.request_count()
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
-    result = knock_async(
+    result = cli(
         "bulk-update", "read", channel,
         env=cli_env(limited_emulator.base_url, KNOCK_REDIS_URL=url),
     )  # fmt: skip
@@ -115,9 +121,9 @@ def test_a_redis_that_does_not_answer_is_a_usage_error(
     assert limited_emulator.request_count() == before
 
 
-def test_help_names_the_option_and_its_variable() -> None:
+def test_help_names_the_option_and_its_variable(cli: Cli) -> None:
     """``bulk-update --help`` lists --redis-url with its environment variable."""
-    result = knock_async("bulk-update", "--help", env=cli_env())
+    result = cli("bulk-update", "--help", env=cli_env())
     assert result.returncode == 0
     assert "--redis-url" in result.stdout
     assert "KNOCK_REDIS_URL" in result.stdout

@@ -33,6 +33,10 @@ from tests.redis._server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk_test_redis"
+# Each Redis call's timeout where a test checks the shared state, not the fallback: the default
+# (0.25 s) is shorter than a call can take on a loaded 2-CPU machine, and a call past it would
+# pace on the fallback instead of in Redis.
+PATIENT = 5.0
 
 
 def degraded(limiter: RedisRateLimiter) -> bool:
@@ -101,9 +105,12 @@ def test_script_follows_pacing_state(
     the same times: grants, waits, rate, tat, hold and recovery."""
 
     async def run() -> None:
-        # Generous bounds: a loaded machine must not turn a slow answer into a failure here.
         limiter = RedisRateLimiter.from_url(
-            shared_redis.url, key_prefix=prefix(), limits=limits, timeout=10.0, connect_timeout=10.0
+            shared_redis.url,
+            key_prefix=prefix(),
+            limits=limits,
+            timeout=PATIENT,
+            connect_timeout=PATIENT,
         )
         async with limiter:
             state = PacingState.initial(limits, Tier.POST)
@@ -129,6 +136,7 @@ def test_script_follows_pacing_state(
 # Several processes, one budget
 
 
+@pytest.mark.subprocess
 def test_processes_share_one_budget(shared_redis: RedisServer) -> None:
     """Four processes taking 12 slots each at 50/s are paced as one: the 48 grants, merged,
     are spread at 50/s (four unshared limiters would grant them four times as fast)."""
@@ -145,13 +153,17 @@ def test_processes_share_one_budget(shared_redis: RedisServer) -> None:
     assert min(times[i + k] - times[i] for i in range(len(times) - k)) >= 0.6 * k * interval
 
 
+@pytest.mark.subprocess
 async def test_a_429_in_one_process_slows_every_process(shared_redis: RedisServer) -> None:
     """Another process's 429 (Retry-After 1 s) halves the shared rate and holds this process's
     next request; afterwards the shared rate climbs back for everyone."""
     key = prefix()
     limits = RateLimits(post_per_second=20.0, recovery_per_second=2.0)
     loop = asyncio.get_running_loop()
-    async with RedisRateLimiter.from_url(shared_redis.url, key_prefix=key, limits=limits) as mine:
+    mine = RedisRateLimiter.from_url(
+        shared_redis.url, key_prefix=key, limits=limits, timeout=PATIENT
+    )
+    async with mine:
         await mine.acquire(Tier.POST)
         launched = loop.time()
         rate_after = await asyncio.to_thread(
@@ -173,14 +185,19 @@ async def test_429s_within_the_cooldown_slow_down_once(shared_redis: RedisServer
     same overload: the shared rate halves once, not twice."""
     key = prefix()
     limits = RateLimits(post_per_second=20.0, slowdown_cooldown=5.0)
-    first = RedisRateLimiter.from_url(shared_redis.url, key_prefix=key, limits=limits)
-    second = RedisRateLimiter.from_url(shared_redis.url, key_prefix=key, limits=limits)
+    first, second = (
+        RedisRateLimiter.from_url(shared_redis.url, key_prefix=key, limits=limits, timeout=PATIENT)
+        for _ in range(2)
+    )
     async with first, second:
         first.on_rate_limited(Tier.POST)
         await first.aclose()  # waits until the slow-down is written
         second.on_rate_limited(Tier.POST)
         await second.aclose()
-    async with RedisRateLimiter.from_url(shared_redis.url, key_prefix=key, limits=limits) as third:
+    third = RedisRateLimiter.from_url(
+        shared_redis.url, key_prefix=key, limits=limits, timeout=PATIENT
+    )
+    async with third:
         assert (await third.state(Tier.POST)).rate == 10.0
 
 
@@ -199,7 +216,7 @@ async def test_redis_stopped_and_restarted(
         redis_server.url,
         key_prefix=prefix(),
         limits=limits,
-        timeout=0.2,
+        timeout=PATIENT,  # a stopped server refuses at once: no call waits for the timeout
         fallback_share=0.5,
         probe_interval=0.3,
     )
@@ -230,13 +247,15 @@ async def test_redis_stopped_and_restarted(
 async def test_redis_too_slow_falls_back(redis_server: RedisServer) -> None:
     """A Redis that does not answer within ``timeout`` (paused clients) is treated as gone: the
     acquire returns on the fallback instead of waiting for it."""
+    # Paused three times the timeout, which is long enough for a loaded machine to answer the
+    # calls that are not paused (the unpause itself waits for the pause to end).
     limiter = RedisRateLimiter.from_url(
-        redis_server.url, key_prefix=prefix(), timeout=0.1, probe_interval=0.2
+        redis_server.url, key_prefix=prefix(), timeout=0.5, probe_interval=0.2
     )
     admin = redis.asyncio.Redis.from_url(redis_server.url)
     async with limiter:
         await limiter.acquire(Tier.GET)
-        await admin.client_pause(800, all=True)
+        await admin.client_pause(1500, all=True)
         await limiter.acquire(Tier.GET)
         assert degraded(limiter)
         await admin.client_unpause()

@@ -40,6 +40,7 @@ def test_cases_file_expects_errors() -> None:
     assert "async def accepted" in CASES.read_text()
 
 
+@pytest.mark.subprocess
 def test_mypy_reports_exactly_the_expected_errors() -> None:
     """mypy flags each ``# E:`` line with the expected code and message, and nothing else."""
     result = subprocess.run(

@@ -1,8 +1,8 @@
 """Text for a terminal of a known width: prose wrapped between words, and shell commands kept
 copyable (continued with `` \\`` between words, never cut inside an id or an option).
 
-Stdlib only: the command line and the emulator's banner both use it; a terminal that wraps a
-long line by itself cuts it mid-word (``--archi`` / ``ved``), mid-id, anywhere.
+Stdlib only; a terminal that wraps a long line by itself cuts it mid-word (``--archi`` /
+``ved``), mid-id, anywhere.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import textwrap
 from typing import TextIO
 
-__all__ = ["command_lines", "prose", "terminal_width"]
+__all__ = ["command_lines", "for_people", "prose", "terminal_width"]
 
 
 def terminal_width(stream: TextIO) -> int | None:
@@ -66,3 +66,9 @@ def command_lines(command: str, width: int | None) -> list[str]:
             line = indent + "    " + word
     lines.append(line)
     return lines
+
+
+def for_people(line: str, width: int | None) -> list[str]:
+    """A line of a message: an indented one is a command, kept copyable (``command_lines``);
+    any other is prose, wrapped between words."""
+    return command_lines(line, width) if line.startswith("  ") else [prose(line, width)]

@@ -1,4 +1,5 @@
-"""The ``knock_emulator`` pytest fixture, registered through the ``pytest11`` entry point.
+"""The ``knock_emulator`` pytest fixture, registered through the ``pytest11`` entry point
+``knock_async``.
 
 A running ``KnockEmulator`` per test, with state and a clock of its own. Settings come from
 ``knock_emulator`` markers (on the test, its class or its module's ``pytestmark``; the closest
@@ -15,8 +16,12 @@ emulator's clock.
 
 The fixture is async: install the ``testing`` extra (pytest-asyncio) and mark tests
 ``@pytest.mark.asyncio`` (pytest-asyncio's default strict mode), or set
-``asyncio_mode = "auto"``. The emulator module itself is imported when the fixture is first
-used.
+``asyncio_mode = "auto"``.
+
+A module of its own outside the ``knock_async`` package, as Hypothesis does with
+``_hypothesis_pytestplugin``: pytest loads every registered plugin at every start, and importing
+``knock_async`` imports aiohttp, which a project that never asks for the fixture must not pay
+for. ``knock_async`` and the emulator are imported when a test first asks for the fixture.
 """
 
 from __future__ import annotations
@@ -27,18 +32,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._emulator import KnockEmulator
+    from knock_async.testing import KnockEmulator
 
-__all__ = ["knock_emulator"]
+__all__ = ["MARKER", "knock_emulator", "marker_settings"]
 
 MARKER = "knock_emulator"
+MISSING_EXTRA = (
+    "the knock_emulator fixture is async and needs pytest-asyncio, which the 'testing' extra "
+    "installs: pip install 'knock-async[testing]'"
+)
 
-try:  # pytest-asyncio's decorator works in both its strict and auto modes
-    import pytest_asyncio
-
-    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
-except ImportError:  # pragma: no cover - another async plugin must run it
-    _async_fixture = pytest.fixture
+_async_fixture: Callable[..., Any] | None
+try:  # installed, pytest has imported it already as a plugin of its own: this costs nothing
+    from pytest_asyncio import fixture as _async_fixture
+except ImportError:  # pragma: no cover - tested in a subprocess where it cannot be imported
+    _async_fixture = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,15 +67,28 @@ def marker_settings(node: Any) -> dict[str, Any]:
     return settings
 
 
-@_async_fixture
-async def knock_emulator(request: pytest.FixtureRequest) -> AsyncIterator[KnockEmulator]:
+async def _running_emulator(request: pytest.FixtureRequest) -> AsyncIterator[KnockEmulator]:
     """A running ``KnockEmulator`` of this test's own (settings from ``knock_emulator``
     markers, a fresh clock), closed after the test."""
-    from ._clock import fresh_clock
-    from ._emulator import KnockEmulator
+    from knock_async.testing._clock import fresh_clock
+    from knock_async.testing._emulator import KnockEmulator
 
     settings = marker_settings(request.node)
     if settings.get("clock") is not None:
         settings["clock"] = fresh_clock(settings["clock"])
     async with KnockEmulator(**settings) as emulator:
         yield emulator
+
+
+def _without_pytest_asyncio(request: pytest.FixtureRequest) -> None:
+    """Stands in for the fixture when pytest-asyncio is missing: says which extra to install
+    (pytest's own error would only say that an async fixture found no plugin)."""
+    del request
+    pytest.fail(MISSING_EXTRA, pytrace=False)
+
+
+knock_emulator: Callable[..., Any]
+if _async_fixture is not None:
+    knock_emulator = _async_fixture(_running_emulator, name="knock_emulator")
+else:  # pragma: no cover - tested in a subprocess where it cannot be imported
+    knock_emulator = pytest.fixture(_without_pytest_asyncio, name="knock_emulator")

@@ -2,9 +2,9 @@
 (``knock-async emulator`` and ``python -m knock_async.testing``), and the argparse value types
 the command line shares.
 
-Stdlib only, and outside ``knock_async.testing`` on purpose: importing that package starts the
-emulator (``aiohttp.web``), which ``knock-async --help`` and the non-emulator commands must not
-pay for. The front door itself (banner, serving) is ``knock_async.testing._frontdoor``.
+Stdlib only: ``knock-async --help`` and the commands that do not serve the emulator import this
+module, and must not pay for aiohttp.web (the package's ``__init__`` imports nothing until a
+name is asked for). The front door itself is ``_frontdoor``; the banner, ``_serve``.
 """
 
 from __future__ import annotations
