@@ -59,7 +59,7 @@ class Connection:
                 "clear text; use https://, or pass --allow-insecure-http if you really mean it"
             )
         try:  # the library's other checks; their messages never hold the key (there is none yet)
-            parse_base_url(url, allow_insecure_http=True)
+            checked = parse_base_url(url, allow_insecure_http=True)
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
         redis_url, redis_source = _setting(args.redis_url, "--redis-url", "KNOCK_REDIS_URL")
@@ -72,7 +72,7 @@ class Connection:
                 raise UsageError(f"{redis_source}: {exc}") from None
         return cls(
             api_key_file=args.api_key_file,
-            base_url=str(url).rstrip("/"),
+            base_url=str(checked),  # the environment's one spelling, as the library's
             branch=_setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
             allow_insecure_http=args.allow_insecure_http,
             poll_interval=args.poll_interval,
