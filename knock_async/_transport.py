@@ -256,12 +256,7 @@ class Transport:
                 allow_redirects=False,  # a redirect could carry the key elsewhere
                 raise_for_status=False,  # whatever a caller's session says: statuses are ours
             ) as response:
-                length = response.content_length
-                if self._fits(length) and "Content-Encoding" not in response.headers:
-                    body = await response.read()  # bounded by its length: the fast path
-                else:
-                    body = await self._read_capped(response, length)
-                answer = Answer(response.status, response.headers, body)
+                answer = await self._read(response)
         except (aiohttp.ClientError, TimeoutError, RuntimeError, ResponseTooLargeError) as exc:
             error = self._failed(request, session, exc, sent)
             if error is None:
@@ -290,8 +285,18 @@ class Transport:
         adaptive = self._adaptive
         return adaptive is not None and adaptive.try_acquire(request.tier)
 
-    def _fits(self, length: int | None) -> bool:
-        return length is not None and length <= self.max_response_bytes
+    async def _read(self, response: aiohttp.ClientResponse) -> Answer:
+        """The answer, its body read under the cap."""
+        length = response.content_length
+        if (
+            length is not None
+            and length <= self.max_response_bytes
+            and "Content-Encoding" not in response.headers
+        ):
+            body = await response.read()  # bounded by its length: the fast path
+        else:
+            body = await self._read_capped(response, length)
+        return Answer(response.status, response.headers, body)
 
     def _failed(
         self,
