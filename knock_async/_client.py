@@ -45,6 +45,7 @@ from ._requests import (
     resolve_poll_target,
 )
 from ._retry import RetryPolicy
+from ._sources import ChannelSource
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._validate import boolean, non_negative, optional, positive, positive_int
 
@@ -372,8 +373,7 @@ class _Bulk:
 
         return FanOut(
             transport=transport,
-            channel_ids=channels,
-            make_request=make_request,
+            source=ChannelSource(channels, make_request),
             concurrency=concurrency,
             limits=deadlines,
             policy=policy or client._poll_policy,

@@ -44,11 +44,12 @@ from ._follow import (
     with_context,
 )
 from ._handle import BulkOperationHandle
-from ._models import BulkOperation
+from ._models import BulkOperation, ErrorItem
 from ._polling import poll_once
 from ._progress import Progress, RowTally, heartbeat, observe, pace, seconds
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
-from ._requests import Request, operation_poll_target
+from ._requests import operation_poll_target
+from ._sources import ChannelSource, Source
 from ._transport import Transport
 
 __all__ = [
@@ -169,12 +170,14 @@ class ChannelResult:
     could not be updated or followed), ``running`` (submitted, not seen to finish: the fan-out
     was stopped; ``handle`` follows it) or ``pending`` (never submitted); ``outcome`` says the
     same as an ``Outcome``, telling a deadline (``timed_out``) from other errors.
+    ``items`` is, for a chunk of an ``_all`` method, the indices of the input it carried.
     """
 
     channel_id: str | None
     operation: BulkOperation | None
     error: KnockError | None
     operation_id: str | None = None
+    items: range | None = None
 
     @property
     def status(self) -> str:
@@ -216,6 +219,16 @@ class FanOutSummary:
         """Every channel's operation completed (a stopped fan-out is not ok)."""
         return all(r.status == "completed" for r in self.results)
 
+    @property
+    def error_items(self) -> tuple[ErrorItem, ...]:
+        """Every ``error_items`` entry of every operation, in the results' order."""
+        return tuple(
+            item
+            for r in self.results
+            if r.operation is not None
+            for item in r.operation.error_items
+        )
+
     def by_status(self, status: str) -> tuple[ChannelResult, ...]:
         """The results with this ``status`` (``completed``, ``failed``, ``error``, ...)."""
         return tuple(r for r in self.results if r.status == status)
@@ -234,13 +247,13 @@ def _unexpected(what: str, exc: BaseException) -> KnockError:
     return KnockError(f"{what}: unexpected {type(exc).__name__}: {exc}")
 
 
-def post_rate(limiter: RateLimiter | None) -> float | None:
-    """The POSTs per second ``limiter`` allows, ``None`` when it does not say (or paces
-    nothing)."""
+def post_rate(limiter: RateLimiter | None, tier: Tier = Tier.POST) -> float | None:
+    """The POSTs per second ``limiter`` allows on ``tier``, ``None`` when it does not say (or
+    paces nothing)."""
     limits = limiter.limits if isinstance(limiter, AdaptiveRateLimiter) else None
     if limits is None:
         limits = getattr(limiter, "limits", None)
-    return limits.per_second(Tier.POST) if isinstance(limits, RateLimits) else None
+    return limits.per_second(tier) if isinstance(limits, RateLimits) else None
 
 
 def run_totals(
@@ -305,34 +318,38 @@ class FanOut:
         self,
         *,
         transport: Transport,
-        channel_ids: list[str] | None = None,
-        make_request: Callable[[str], Request] | None = None,
+        source: Source | None = None,
         follows: list[tuple[Follow, BulkOperation | None]] | None = None,
         concurrency: int,
         limits: Limits,
         policy: PollPolicy,
         action: str | None = None,
+        tier: Tier = Tier.POST,
+        submit_slots: int | None = None,
     ) -> None:
         self._transport = transport
         self._action = action
-        self._make_request = make_request
         self._concurrency = concurrency
         # POSTs wait in the limiter at 5/s; a few at once keep that pace without letting them
         # take every slot from the polls.
-        self._submit_slots = max(1, min(concurrency // 2, 4))
+        self._submit_slots = submit_slots or max(1, min(concurrency // 2, 4))
         self._limits = limits
         self._policy = policy
         self._clock: Callable[[], float] = transport.clock
         self._sleep: Callable[[float], Awaitable[None]] = transport.sleep
         self._rng: Callable[[], float] = transport.rng
-        self._post_rate = post_rate(transport.limiter)
+        self._post_rate = post_rate(transport.limiter, tier)
 
-        # Channels are the keys of an update_many, operation ids those of a follow_many.
+        # Channels (or chunks of items) are the keys of a source's fan-out, operation ids
+        # those of a follow_many; submissions record which key each operation answers.
         self._by_channel = follows is None
+        self._source = source
         self._fresh = follows or []
-        self._keys = channel_ids or [f.operation_id for f, _ in self._fresh]
+        self._keys = source.keys if source is not None else [f.operation_id for f, _ in self._fresh]
         self._context = {f.operation_id: f.channel_id for f, _ in self._fresh}
-        self._pending = deque(channel_ids or ())
+        self._key_of: dict[Follow, str] = {}
+        self._posting = 0  # requests taken from the source, not answered yet
+        self._refused: BaseException | None = None
         self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -394,11 +411,12 @@ class FanOut:
         submitted = counts[FanOutEventKind.SUBMITTED]
         if not self._by_channel:
             submitted = len(self._keys)
+        untaken = 0 if self._source is None else self._source.untaken()
         return run_totals(
             counts,
-            channels=len(self._keys),
+            channels=len(self._keys) + (0 if isinstance(self._source, ChannelSource) else untaken),
             submitted=submitted,
-            unsubmitted=len(self._pending) + self._submitting,
+            unsubmitted=untaken + self._posting,
             rows=self._rows,
             elapsed=None if started is None else self._clock() - started[0],
             post_per_second=self._post_rate,
@@ -414,8 +432,13 @@ class FanOut:
         operation = self._seen.get(key)
         if self._by_channel:
             operation_id = None if operation is None else operation.id
+            items = self._items_of(key)
             return ChannelResult(
-                channel_id=key, operation=operation, error=None, operation_id=operation_id
+                channel_id=key if items is None else None,
+                operation=operation,
+                error=None,
+                operation_id=operation_id,
+                items=items,
             )
         channel_id = self._context.get(key) if operation is None else operation.channel_id
         return ChannelResult(
@@ -441,7 +464,10 @@ class FanOut:
                 while self._events:
                     yield self._events.popleft()
                     quiet_since = self._clock()
-                if not (self._pending or self._due or self._inflight):
+                if self._refused is not None:
+                    await self._stop_inflight()
+                    raise self._refusal()
+                if not (self._more() or self._due or self._inflight):
                     return
                 if silence is not None and self._clock() >= quiet_since + silence:
                     yield self._heartbeat()
@@ -478,9 +504,9 @@ class FanOut:
             if self._due and self._due[0][0] <= now:
                 _, _, follow = heapq.heappop(self._due)
                 self._start(self._poll(follow))
-            elif self._pending and self._submitting < self._submit_slots:
+            elif self._more() and self._submitting < self._submit_slots:
                 self._submitting += 1
-                self._start(self._submit(self._pending.popleft()))
+                self._start(self._submit())
             else:
                 return
 
@@ -551,7 +577,11 @@ class FanOut:
         if finished:
             operation = progress.operation if progress is not None else None
             self._results[key] = ChannelResult(
-                channel_id=channel_id, operation=operation, error=error, operation_id=operation_id
+                channel_id=channel_id,
+                operation=operation,
+                error=error,
+                operation_id=operation_id,
+                items=self._items_of(key),
             )
         self._last_event = event = FanOutEvent(
             kind=kind,
@@ -563,26 +593,60 @@ class FanOut:
         )
         self._events.append(event)
 
-    async def _submit(self, channel_id: str) -> None:
+    def _more(self) -> bool:
+        return self._source is not None and not self._source.exhausted
+
+    def _items_of(self, key: str) -> range | None:
+        return None if self._source is None else self._source.items_of(key)
+
+    def _refusal(self) -> BaseException:
+        """The bad item's error, saying what was sent before it (those operations go on)."""
+        refused = self._refused
+        assert refused is not None
+        sent = [r for r in self.summary().results if r.operation_id is not None]
+        items = sum(len(r.items or ()) for r in sent)
+        ids = ", ".join(str(r.operation_id) for r in sent[:5]) + (", ..." if len(sent) > 5 else "")
+        told = f"{items:,} earlier items went in {len(sent)} operations ({ids}), which go on"
+        if not sent:
+            told = "nothing was sent"
+        return type(refused)(
+            f"{refused}; nothing from its chunk on was sent and {told}: the fan-out's "
+            "summary() has their handles"
+        )
+
+    async def _submit(self) -> None:
         transport = self._transport
         task = asyncio.current_task()
         assert task is not None
-        assert self._make_request is not None  # only an update_many submits
+        assert self._source is not None  # only a fan-out with a source submits
         error: KnockError | None = None
         try:
-            operation = await transport.send(
-                self._make_request(channel_id), committed=lambda: self._sending.add(task)
-            )
-        except KnockError as exc:
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
-            error = _unexpected(f"channel {channel_id}", exc)
+            try:
+                taken = await self._source.take()
+            except Exception as exc:  # noqa: BLE001 - a bad item: raised from the iteration
+                self._refused = exc
+                taken = None
+            if taken is None:
+                return
+            key, request = taken
+            self._posting += 1
+            try:
+                operation = await transport.send(request, committed=lambda: self._sending.add(task))
+            except KnockError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
+                error = _unexpected(
+                    f"{'channel ' if self._items_of(key) is None else ''}{key}", exc
+                )
+            finally:
+                self._posting -= 1
         finally:
             self._sending.discard(task)
             self._submitting -= 1
+        channel_id = key if self._items_of(key) is None else None
         if error is not None:
             self._emit(
-                FanOutEventKind.ERROR, channel_id, error=error, channel_id=channel_id,
+                FanOutEventKind.ERROR, key, error=error, channel_id=channel_id,
                 operation_id=None,
             )  # fmt: skip
             return
@@ -590,11 +654,11 @@ class FanOut:
             where = operation_poll_target(transport.base_url, operation.id, operation.progress_path)
         except (TypeError, ValueError) as exc:
             error = ResponseValidationError(
-                f"the operation started on channel {channel_id} cannot be polled: {exc}"
+                f"the operation started for {key} cannot be polled: {exc}"
             )
             known = with_context(operation, channel_id, self._action)
             self._emit(
-                FanOutEventKind.ERROR, channel_id, observe(known, self._wall()), error,
+                FanOutEventKind.ERROR, key, observe(known, self._wall()), error,
                 channel_id=channel_id, operation_id=operation.id,
             )  # fmt: skip
             return
@@ -607,10 +671,11 @@ class FanOut:
             channel_id=channel_id,
             action=self._action,
         )
+        self._key_of[follow] = key
         decision = follow.begin(self._clock(), self._wall(), operation, rng=self._rng)
         assert follow.last is not None
         self._emit(
-            FanOutEventKind.SUBMITTED, channel_id, follow.last,
+            FanOutEventKind.SUBMITTED, key, follow.last,
             channel_id=channel_id, operation_id=operation.id,
         )  # fmt: skip
         if isinstance(decision, Changed):
@@ -628,8 +693,7 @@ class FanOut:
         self._carry_out(follow, decision)
 
     def _carry_out(self, follow: Follow, decision: Decision) -> None:
-        key = follow.channel_id if self._by_channel else follow.operation_id
-        assert key is not None  # an update_many's follows all have their channel
+        key = self._key_of.get(follow, follow.operation_id)
         kind: FanOutEventKind | None = None
         progress: Progress | None = None
         error: KnockError | None = None
