@@ -606,12 +606,12 @@ class FanOut:
         sent = [r for r in self.summary().results if r.operation_id is not None]
         items = sum(len(r.items or ()) for r in sent)
         ids = ", ".join(str(r.operation_id) for r in sent[:5]) + (", ..." if len(sent) > 5 else "")
-        told = f"{items:,} earlier items went in {len(sent)} operations ({ids}), which go on"
         if not sent:
-            told = "nothing was sent"
+            return type(refused)(f"{refused}; nothing was sent")
         return type(refused)(
-            f"{refused}; nothing from its chunk on was sent and {told}: the fan-out's "
-            "summary() has their handles"
+            f"{refused}; nothing from its chunk on was sent; the {items:,} items before it went "
+            f"in {len(sent)} operation(s) ({ids}), which go on: the fan-out's summary() has "
+            "their handles"
         )
 
     async def _submit(self) -> None:

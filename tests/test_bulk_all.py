@@ -149,7 +149,7 @@ async def test_an_item_without_id_mid_stream_is_refused_before_its_chunk(
             await fan
         summary = fan.summary()
     message = str(caught.value)
-    assert "1,000 earlier items went in 1 operations" in message
+    assert "the 1,000 items before it went in 1 operation(s)" in message
     assert users.read == 1501
     assert len(starts(emu)) == 1
     (result,) = summary.results
