@@ -1,4 +1,6 @@
-"""The ``_all`` methods' source for a ``FanOut``: the items of a bulk endpoint, read in chunks.
+"""What a ``FanOut`` submits from (``Source``: lazy ``(key, request)`` pairs; ``update_many``'s
+channels are ``_fanout.ChannelSource``), and the ``_all`` methods' source: the items of a bulk
+endpoint, read in chunks.
 
 A chunk source reads its input (an iterable or an async iterable) only when the fan-out asks
 for the next request, at most one chunk at a time: the endpoint's cap of items, fewer when
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Protocol
 
 from yarl import URL
 
@@ -18,7 +21,27 @@ from ._endpoints import MAX_REQUEST_LINE, Endpoint, assemble, endpoint_url, quer
 from ._endpoints import request_line as line_of
 from ._requests import Request
 
-__all__ = ["ChunkSource", "check_input"]
+__all__ = ["ChunkSource", "Source", "check_input"]
+
+
+class Source(Protocol):
+    """What a fan-out submits: ``take()`` the next ``(key, request)`` (``None`` once there is
+    nothing more); ``keys`` every key taken or known so far, in order."""
+
+    keys: list[str]
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    def untaken(self) -> int:
+        """Submissions known or expected but not taken yet."""
+        ...
+
+    def items_of(self, key: str) -> range | None:
+        """The input's indices a key's request carries (``None``: not a chunk)."""
+        ...
+
+    async def take(self) -> tuple[str, Request] | None: ...
 
 
 def check_input(row: Endpoint, items: object) -> None:

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
-from ._fanout import FanOut, unique_channels
+from ._fanout import ChannelSource, FanOut, unique_channels
 from ._follow import DEFAULT_STALL_TIMEOUT, Follow, Limits, PollPolicy, limits
 from ._handle import BulkOperationHandle
 from ._hooks import Hook
@@ -45,7 +45,6 @@ from ._requests import (
     resolve_poll_target,
 )
 from ._retry import RetryPolicy
-from ._sources import ChannelSource
 from ._transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from ._validate import boolean, non_negative, optional, positive, positive_int
 

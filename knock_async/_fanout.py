@@ -22,7 +22,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -48,9 +48,11 @@ from ._models import BulkOperation, ErrorItem
 from ._polling import poll_once
 from ._progress import Progress, RowTally, heartbeat, observe, pace, seconds
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
-from ._requests import operation_poll_target
-from ._sources import ChannelSource, Source
+from ._requests import Request, operation_poll_target
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._chunks import Source  # the protocol; its chunk source loads with the bulk families
 
 __all__ = [
     "ChannelResult",
@@ -712,6 +714,32 @@ class FanOut:
                 kind, key, progress, error,
                 channel_id=follow.channel_id, operation_id=follow.operation_id,
             )  # fmt: skip
+
+
+class ChannelSource:
+    """``update_many``'s channels as a fan-out's source (``_chunks.Source``), every key known
+    from the start."""
+
+    def __init__(self, channel_ids: list[str], make_request: Callable[[str], Request]) -> None:
+        self.keys = channel_ids
+        self._pending = deque(channel_ids)
+        self._make_request = make_request
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._pending
+
+    def untaken(self) -> int:
+        return len(self._pending)
+
+    def items_of(self, key: str) -> range | None:
+        return None
+
+    async def take(self) -> tuple[str, Request] | None:
+        if not self._pending:
+            return None
+        channel_id = self._pending.popleft()
+        return channel_id, self._make_request(channel_id)
 
 
 def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:
