@@ -307,9 +307,12 @@ def _consume(task: asyncio.Task[None]) -> None:
 
 
 class FanOut:
-    """Made by ``channels.bulk.update_many`` and ``bulk_operations.follow_many``: an async
-    iterator of ``FanOutEvent`` and an awaitable of the ``FanOutSummary``. One operation's
-    failure never stops the others.
+    """Made by ``channels.bulk.update_many``, ``bulk_operations.follow_many`` and the ``_all``
+    methods (``users.bulk.identify_all``, ...): an async iterator of ``FanOutEvent`` and an
+    awaitable of the ``FanOutSummary``. One operation's failure never stops the others. For an
+    ``_all`` method each key is a chunk of the input (``users[0:1000]``): ``channels`` in the
+    totals counts chunks (those not read yet too when the input has a length), and a bad item
+    ends the iteration with its ``TypeError``/``ValueError`` once the POSTs in flight answer.
 
     Stopping it (``break`` then ``aclose()``, ``async with``, or cancelling the consumer)
     cancels the requests in flight and follows nothing more; operations already started go
