@@ -611,13 +611,18 @@ class FanOut:
         sent = [r for r in self.summary().results if r.operation_id is not None]
         items = sum(len(r.items or ()) for r in sent)
         ids = ", ".join(str(r.operation_id) for r in sent[:5]) + (", ..." if len(sent) > 5 else "")
-        if not sent:
-            return type(refused)(f"{refused}; nothing was sent")
-        return type(refused)(
-            f"{refused}; nothing from its chunk on was sent; the {items:,} items before it went "
-            f"in {len(sent)} operation(s) ({ids}), which go on: the fan-out's summary() has "
-            "their handles"
-        )
+        told = "nothing was sent"
+        if sent:
+            told = (
+                f"nothing from its chunk on was sent; the {items:,} items before it went in "
+                f"{len(sent)} operation(s) ({ids}), which go on: the fan-out's summary() has "
+                "their handles"
+            )
+        if type(refused) in (TypeError, ValueError):  # an item's check: one message says all
+            return type(refused)(f"{refused}; {told}")
+        # The input itself failed (its iterator raised): the caller's own exception, told.
+        refused.add_note(f"knock_async: reading the input failed; {told}")
+        return refused
 
     async def _submit(self) -> None:
         transport = self._transport

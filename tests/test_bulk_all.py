@@ -330,3 +330,29 @@ async def test_stopped_run_is_resumed_elsewhere_from_its_handles(
     assert [r.items for r in rest.results] == [range(1000), range(1000, 1500)]
     assert len(starts(emu)) == 4
     assert len(emu.users()) == 3500
+
+
+async def test_an_input_that_fails_stops_the_sending_with_its_own_error(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """An async iterable that raises after 1,200 items: the first chunk is sent, the second
+    never; the iterable's own exception comes out of the fan-out, with a note saying what was
+    sent."""
+
+    class CsvError(Exception):
+        pass
+
+    async def ids() -> AsyncIterator[str]:
+        for i in range(1200):
+            yield f"t{i}"
+        raise CsvError("the CSV ended mid-line")
+
+    async with client(emu, fast) as knock:
+        fan = knock.tenants.bulk.set_all(tenants=ids())
+        with pytest.raises(CsvError, match="the CSV ended mid-line") as caught:
+            await fan
+    assert len(starts(emu)) == 1
+    assert any(
+        "the 1,000 items before it went in 1 operation(s)" in n for n in caught.value.__notes__
+    )
+    assert fan.summary().results[0].items == range(1000)
