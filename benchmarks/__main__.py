@@ -27,6 +27,7 @@ MODULES = [
     "emulator_speed",
     "cli_demo",
     "instructions",
+    "bulk_all",
 ]
 
 

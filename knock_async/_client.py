@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from ._defaults import USE_CLIENT_DEFAULT, Clock, UseClientDefault
-from ._fanout import FanOut, unique_channels
+from ._fanout import ChannelSource, FanOut, unique_channels
 from ._follow import DEFAULT_STALL_TIMEOUT, Follow, Limits, PollPolicy, limits
 from ._handle import BulkOperationHandle
 from ._hooks import Hook
@@ -372,8 +372,7 @@ class _Bulk:
 
         return FanOut(
             transport=transport,
-            channel_ids=channels,
-            make_request=make_request,
+            source=ChannelSource(channels, make_request),
             concurrency=concurrency,
             limits=deadlines,
             policy=policy or client._poll_policy,

@@ -30,7 +30,17 @@ from ._items import (
 from ._ratelimit import Tier
 from ._requests import Request, on_base
 
-__all__ = ["ENDPOINTS", "MAX_REQUEST_LINE", "Endpoint", "build", "encode_items"]
+__all__ = [
+    "ENDPOINTS",
+    "MAX_REQUEST_LINE",
+    "Endpoint",
+    "assemble",
+    "build",
+    "encode_items",
+    "endpoint_url",
+    "query_item",
+    "request_line",
+]
 
 ITEM_CAP = 1000
 # Knock's server refuses a longer request line ("POST <path>?<query> HTTP/1.1").
@@ -157,15 +167,9 @@ def build(
     """The request for ``row`` with ``items`` (and ``extra`` body fields), or the
     ``TypeError``/``ValueError`` naming what is wrong."""
     checked = _checked(row, items)
-    path = row.route
-    if "{collection}" in path:
-        path = path.replace("{collection}", _collection(collection))
-    url = on_base(base_url, path)
+    url = endpoint_url(row, base_url, collection)
     if row.in_query:
-        key = quote(f"{row.items}[]", safe="")
-        query = "&".join(f"{key}={quote(str(value), safe='')}" for value in checked)
-        url = URL(f"{url}?{query}", encoded=True)
-        line = len("POST ") + len(url.raw_path_qs) + len(" HTTP/1.1")
+        line = request_line(url, [query_item(row, value) for value in checked])
         if line > MAX_REQUEST_LINE:
             namespace = row.name.rpartition(".")[0]
             raise ValueError(
@@ -173,7 +177,40 @@ def build(
                 f"bytes, over Knock's {MAX_REQUEST_LINE:,}; send fewer ids per call or use "
                 f"knock.{namespace}.{row.all_method}({row.items}), which splits them"
             )
-        return row.request_class(url, headers, None)
+    return assemble(row, url, headers, checked, extra=extra)
+
+
+def endpoint_url(row: Endpoint, base_url: URL, collection: object) -> URL:
+    """The endpoint's URL, its collection (checked) filled in."""
+    path = row.route
+    if "{collection}" in path:
+        path = path.replace("{collection}", _collection(collection))
+    return on_base(base_url, path)
+
+
+def query_item(row: Endpoint, value: object) -> str:
+    """One id as it goes in the query string: ``tenant_ids%5B%5D=<id>``."""
+    return f"{quote(f'{row.items}[]', safe='')}={quote(str(value), safe='')}"
+
+
+def request_line(url: URL, parts: list[str]) -> int:
+    """The bytes of ``POST <path>?<parts joined by &> HTTP/1.1``."""
+    query = sum(len(part) for part in parts) + max(0, len(parts) - 1)
+    return len("POST ") + len(url.raw_path) + 1 + query + len(" HTTP/1.1")
+
+
+def assemble(
+    row: Endpoint,
+    url: URL,
+    headers: Mapping[str, str],
+    checked: list[object],
+    *,
+    extra: Mapping[str, object] | None = None,
+) -> Request:
+    """The request for items already checked (the query string or the JSON body)."""
+    if row.in_query:
+        query = "&".join(query_item(row, value) for value in checked)
+        return row.request_class(URL(f"{url}?{query}", encoded=True), headers, None)
     body: dict[str, object] = {row.items: checked}
     if extra:
         body.update(extra)

@@ -22,7 +22,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -44,12 +44,15 @@ from ._follow import (
     with_context,
 )
 from ._handle import BulkOperationHandle
-from ._models import BulkOperation
+from ._models import BulkOperation, ErrorItem
 from ._polling import poll_once
 from ._progress import Progress, RowTally, heartbeat, observe, pace, seconds
 from ._ratelimit import AdaptiveRateLimiter, RateLimiter, RateLimits, Tier
 from ._requests import Request, operation_poll_target
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._chunks import Source  # the protocol; its chunk source loads with the bulk families
 
 __all__ = [
     "ChannelResult",
@@ -169,12 +172,14 @@ class ChannelResult:
     could not be updated or followed), ``running`` (submitted, not seen to finish: the fan-out
     was stopped; ``handle`` follows it) or ``pending`` (never submitted); ``outcome`` says the
     same as an ``Outcome``, telling a deadline (``timed_out``) from other errors.
+    ``items`` is, for a chunk of an ``_all`` method, the indices of the input it carried.
     """
 
     channel_id: str | None
     operation: BulkOperation | None
     error: KnockError | None
     operation_id: str | None = None
+    items: range | None = None
 
     @property
     def status(self) -> str:
@@ -216,6 +221,16 @@ class FanOutSummary:
         """Every channel's operation completed (a stopped fan-out is not ok)."""
         return all(r.status == "completed" for r in self.results)
 
+    @property
+    def error_items(self) -> tuple[ErrorItem, ...]:
+        """Every ``error_items`` entry of every operation, in the results' order."""
+        return tuple(
+            item
+            for r in self.results
+            if r.operation is not None
+            for item in r.operation.error_items
+        )
+
     def by_status(self, status: str) -> tuple[ChannelResult, ...]:
         """The results with this ``status`` (``completed``, ``failed``, ``error``, ...)."""
         return tuple(r for r in self.results if r.status == status)
@@ -234,13 +249,13 @@ def _unexpected(what: str, exc: BaseException) -> KnockError:
     return KnockError(f"{what}: unexpected {type(exc).__name__}: {exc}")
 
 
-def post_rate(limiter: RateLimiter | None) -> float | None:
-    """The POSTs per second ``limiter`` allows, ``None`` when it does not say (or paces
-    nothing)."""
+def post_rate(limiter: RateLimiter | None, tier: Tier = Tier.POST) -> float | None:
+    """The POSTs per second ``limiter`` allows on ``tier``, ``None`` when it does not say (or
+    paces nothing)."""
     limits = limiter.limits if isinstance(limiter, AdaptiveRateLimiter) else None
     if limits is None:
         limits = getattr(limiter, "limits", None)
-    return limits.per_second(Tier.POST) if isinstance(limits, RateLimits) else None
+    return limits.per_second(tier) if isinstance(limits, RateLimits) else None
 
 
 def run_totals(
@@ -292,9 +307,12 @@ def _consume(task: asyncio.Task[None]) -> None:
 
 
 class FanOut:
-    """Made by ``channels.bulk.update_many`` and ``bulk_operations.follow_many``: an async
-    iterator of ``FanOutEvent`` and an awaitable of the ``FanOutSummary``. One operation's
-    failure never stops the others.
+    """Made by ``channels.bulk.update_many``, ``bulk_operations.follow_many`` and the ``_all``
+    methods (``users.bulk.identify_all``, ...): an async iterator of ``FanOutEvent`` and an
+    awaitable of the ``FanOutSummary``. One operation's failure never stops the others. For an
+    ``_all`` method each key is a chunk of the input (``users[0:1000]``): ``channels`` in the
+    totals counts chunks (those not read yet too when the input has a length), and a bad item
+    ends the iteration with its ``TypeError``/``ValueError`` once the POSTs in flight answer.
 
     Stopping it (``break`` then ``aclose()``, ``async with``, or cancelling the consumer)
     cancels the requests in flight and follows nothing more; operations already started go
@@ -305,34 +323,38 @@ class FanOut:
         self,
         *,
         transport: Transport,
-        channel_ids: list[str] | None = None,
-        make_request: Callable[[str], Request] | None = None,
+        source: Source | None = None,
         follows: list[tuple[Follow, BulkOperation | None]] | None = None,
         concurrency: int,
         limits: Limits,
         policy: PollPolicy,
         action: str | None = None,
+        tier: Tier = Tier.POST,
+        submit_slots: int | None = None,
     ) -> None:
         self._transport = transport
         self._action = action
-        self._make_request = make_request
         self._concurrency = concurrency
         # POSTs wait in the limiter at 5/s; a few at once keep that pace without letting them
         # take every slot from the polls.
-        self._submit_slots = max(1, min(concurrency // 2, 4))
+        self._submit_slots = submit_slots or max(1, min(concurrency // 2, 4))
         self._limits = limits
         self._policy = policy
         self._clock: Callable[[], float] = transport.clock
         self._sleep: Callable[[float], Awaitable[None]] = transport.sleep
         self._rng: Callable[[], float] = transport.rng
-        self._post_rate = post_rate(transport.limiter)
+        self._post_rate = post_rate(transport.limiter, tier)
 
-        # Channels are the keys of an update_many, operation ids those of a follow_many.
+        # Channels (or chunks of items) are the keys of a source's fan-out, operation ids
+        # those of a follow_many; submissions record which key each operation answers.
         self._by_channel = follows is None
+        self._source = source
         self._fresh = follows or []
-        self._keys = channel_ids or [f.operation_id for f, _ in self._fresh]
+        self._keys = source.keys if source is not None else [f.operation_id for f, _ in self._fresh]
         self._context = {f.operation_id: f.channel_id for f, _ in self._fresh}
-        self._pending = deque(channel_ids or ())
+        self._key_of: dict[Follow, str] = {}
+        self._posting = 0  # requests taken from the source, not answered yet
+        self._refused: BaseException | None = None
         self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -394,11 +416,12 @@ class FanOut:
         submitted = counts[FanOutEventKind.SUBMITTED]
         if not self._by_channel:
             submitted = len(self._keys)
+        untaken = 0 if self._source is None else self._source.untaken()
         return run_totals(
             counts,
-            channels=len(self._keys),
+            channels=len(self._keys) + (0 if isinstance(self._source, ChannelSource) else untaken),
             submitted=submitted,
-            unsubmitted=len(self._pending) + self._submitting,
+            unsubmitted=untaken + self._posting,
             rows=self._rows,
             elapsed=None if started is None else self._clock() - started[0],
             post_per_second=self._post_rate,
@@ -414,8 +437,13 @@ class FanOut:
         operation = self._seen.get(key)
         if self._by_channel:
             operation_id = None if operation is None else operation.id
+            items = self._items_of(key)
             return ChannelResult(
-                channel_id=key, operation=operation, error=None, operation_id=operation_id
+                channel_id=key if items is None else None,
+                operation=operation,
+                error=None,
+                operation_id=operation_id,
+                items=items,
             )
         channel_id = self._context.get(key) if operation is None else operation.channel_id
         return ChannelResult(
@@ -441,7 +469,10 @@ class FanOut:
                 while self._events:
                     yield self._events.popleft()
                     quiet_since = self._clock()
-                if not (self._pending or self._due or self._inflight):
+                if self._refused is not None:
+                    await self._stop_inflight()
+                    raise self._refusal()
+                if not (self._more() or self._due or self._inflight):
                     return
                 if silence is not None and self._clock() >= quiet_since + silence:
                     yield self._heartbeat()
@@ -478,9 +509,9 @@ class FanOut:
             if self._due and self._due[0][0] <= now:
                 _, _, follow = heapq.heappop(self._due)
                 self._start(self._poll(follow))
-            elif self._pending and self._submitting < self._submit_slots:
+            elif self._more() and self._submitting < self._submit_slots:
                 self._submitting += 1
-                self._start(self._submit(self._pending.popleft()))
+                self._start(self._submit())
             else:
                 return
 
@@ -551,7 +582,11 @@ class FanOut:
         if finished:
             operation = progress.operation if progress is not None else None
             self._results[key] = ChannelResult(
-                channel_id=channel_id, operation=operation, error=error, operation_id=operation_id
+                channel_id=channel_id,
+                operation=operation,
+                error=error,
+                operation_id=operation_id,
+                items=self._items_of(key),
             )
         self._last_event = event = FanOutEvent(
             kind=kind,
@@ -563,26 +598,65 @@ class FanOut:
         )
         self._events.append(event)
 
-    async def _submit(self, channel_id: str) -> None:
+    def _more(self) -> bool:
+        return self._source is not None and not self._source.exhausted
+
+    def _items_of(self, key: str) -> range | None:
+        return None if self._source is None else self._source.items_of(key)
+
+    def _refusal(self) -> BaseException:
+        """The bad item's error, saying what was sent before it (those operations go on)."""
+        refused = self._refused
+        assert refused is not None
+        sent = [r for r in self.summary().results if r.operation_id is not None]
+        items = sum(len(r.items or ()) for r in sent)
+        ids = ", ".join(str(r.operation_id) for r in sent[:5]) + (", ..." if len(sent) > 5 else "")
+        told = "nothing was sent"
+        if sent:
+            told = (
+                f"nothing from its chunk on was sent; the {items:,} items before it went in "
+                f"{len(sent)} operation(s) ({ids}), which go on: the fan-out's summary() has "
+                "their handles"
+            )
+        if type(refused) in (TypeError, ValueError):  # an item's check: one message says all
+            return type(refused)(f"{refused}; {told}")
+        # The input itself failed (its iterator raised): the caller's own exception, told.
+        refused.add_note(f"knock_async: reading the input failed; {told}")
+        return refused
+
+    async def _submit(self) -> None:
         transport = self._transport
         task = asyncio.current_task()
         assert task is not None
-        assert self._make_request is not None  # only an update_many submits
+        assert self._source is not None  # only a fan-out with a source submits
         error: KnockError | None = None
         try:
-            operation = await transport.send(
-                self._make_request(channel_id), committed=lambda: self._sending.add(task)
-            )
-        except KnockError as exc:
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
-            error = _unexpected(f"channel {channel_id}", exc)
+            try:
+                taken = await self._source.take()
+            except Exception as exc:  # noqa: BLE001 - a bad item: raised from the iteration
+                self._refused = exc
+                taken = None
+            if taken is None:
+                return
+            key, request = taken
+            self._posting += 1
+            try:
+                operation = await transport.send(request, committed=lambda: self._sending.add(task))
+            except KnockError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - one channel's trouble must not end the others
+                error = _unexpected(
+                    f"{'channel ' if self._items_of(key) is None else ''}{key}", exc
+                )
+            finally:
+                self._posting -= 1
         finally:
             self._sending.discard(task)
             self._submitting -= 1
+        channel_id = key if self._items_of(key) is None else None
         if error is not None:
             self._emit(
-                FanOutEventKind.ERROR, channel_id, error=error, channel_id=channel_id,
+                FanOutEventKind.ERROR, key, error=error, channel_id=channel_id,
                 operation_id=None,
             )  # fmt: skip
             return
@@ -590,11 +664,11 @@ class FanOut:
             where = operation_poll_target(transport.base_url, operation.id, operation.progress_path)
         except (TypeError, ValueError) as exc:
             error = ResponseValidationError(
-                f"the operation started on channel {channel_id} cannot be polled: {exc}"
+                f"the operation started for {key} cannot be polled: {exc}"
             )
             known = with_context(operation, channel_id, self._action)
             self._emit(
-                FanOutEventKind.ERROR, channel_id, observe(known, self._wall()), error,
+                FanOutEventKind.ERROR, key, observe(known, self._wall()), error,
                 channel_id=channel_id, operation_id=operation.id,
             )  # fmt: skip
             return
@@ -607,10 +681,11 @@ class FanOut:
             channel_id=channel_id,
             action=self._action,
         )
+        self._key_of[follow] = key
         decision = follow.begin(self._clock(), self._wall(), operation, rng=self._rng)
         assert follow.last is not None
         self._emit(
-            FanOutEventKind.SUBMITTED, channel_id, follow.last,
+            FanOutEventKind.SUBMITTED, key, follow.last,
             channel_id=channel_id, operation_id=operation.id,
         )  # fmt: skip
         if isinstance(decision, Changed):
@@ -628,8 +703,7 @@ class FanOut:
         self._carry_out(follow, decision)
 
     def _carry_out(self, follow: Follow, decision: Decision) -> None:
-        key = follow.channel_id if self._by_channel else follow.operation_id
-        assert key is not None  # an update_many's follows all have their channel
+        key = self._key_of.get(follow, follow.operation_id)
         kind: FanOutEventKind | None = None
         progress: Progress | None = None
         error: KnockError | None = None
@@ -648,6 +722,32 @@ class FanOut:
                 kind, key, progress, error,
                 channel_id=follow.channel_id, operation_id=follow.operation_id,
             )  # fmt: skip
+
+
+class ChannelSource:
+    """``update_many``'s channels as a fan-out's source (``_chunks.Source``), every key known
+    from the start."""
+
+    def __init__(self, channel_ids: list[str], make_request: Callable[[str], Request]) -> None:
+        self.keys = channel_ids
+        self._pending = deque(channel_ids)
+        self._make_request = make_request
+
+    @property
+    def exhausted(self) -> bool:
+        return not self._pending
+
+    def untaken(self) -> int:
+        return len(self._pending)
+
+    def items_of(self, key: str) -> range | None:
+        return None
+
+    async def take(self) -> tuple[str, Request] | None:
+        if not self._pending:
+            return None
+        channel_id = self._pending.popleft()
+        return channel_id, self._make_request(channel_id)
 
 
 def unique_channels(channel_ids: Iterable[object], parse: Callable[[object], str]) -> list[str]:
