@@ -94,7 +94,9 @@ class RateLimits:
     where requests are sent; network jitter can still shift one across a server's window
     boundary, which the adaptive slow-down absorbs. For more margin configure a rate a little
     below the server's: at ``post_per_second=4.5`` a sixth request needs over 0.1 s of jitter to
-    share a fixed window with five others.
+    share a fixed window with five others. Tier 1 (1 request/s at Knock) is paced at 0.95/s by
+    default: there a budget holds a single request, and one that arrives a few milliseconds
+    early after another is refused.
 
     **Adaptive.** On a 429 the tier's effective rate is multiplied by ``slowdown_factor`` (not
     below ``min_rate_fraction`` of the configured rate) and nothing more is sent in that tier
@@ -110,7 +112,9 @@ class RateLimits:
     get_per_second: float = attrs.field(default=200.0, validator=attrs_check(positive))
     post_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
     get_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
-    tier1_per_second: float = attrs.field(default=1.0, validator=attrs_check(positive))
+    # A margin under Knock's 1/s: a budget of one token refuses a request that arrives even a
+    # millisecond early, so exact spacing plus network jitter drew a 429 in five.
+    tier1_per_second: float = attrs.field(default=0.95, validator=attrs_check(positive))
     tier1_burst: int = attrs.field(default=1, validator=attrs_check(positive_int))
     slowdown_factor: float = attrs.field(default=0.5, validator=attrs_check(fraction))
     min_rate_fraction: float = attrs.field(default=0.1, validator=attrs_check(fraction))
