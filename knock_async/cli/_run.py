@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +201,9 @@ class Run:
 
         def on_sigint() -> None:
             if self.interrupted:  # a second Ctrl-C: stop at once, without the summary
+                # Connections are abandoned on purpose (the OS closes them): their "unclosed
+                # transport" warnings at exit would only print a traceback after the last line.
+                warnings.simplefilter("ignore", ResourceWarning)
                 raise KeyboardInterrupt
             self.interrupted = True
             task.cancel()
