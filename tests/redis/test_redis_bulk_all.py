@@ -13,7 +13,11 @@ from knock_async.redis import RedisRateLimiter
 from knock_async.testing import EmulatorRateLimits, KnockEmulator
 from tests.redis._server import RedisServer
 
-RATE = 20.0  # tier 1 at 20/s here: three chunks in a tenth of a second of real time
+# Tier 1 at 5/s here: three chunks in 0.4 s of real time, spaced widely enough that a loaded
+# machine's event-loop lag (tens of ms, on the first send and not the next) stays inside the
+# tolerance below.
+RATE = 5.0
+LAG = 0.05
 
 
 def test_identify_all_is_paced_by_the_redis_budget_of_its_endpoint(
@@ -56,7 +60,7 @@ def test_identify_all_is_paced_by_the_redis_budget_of_its_endpoint(
         assert summary.ok
         assert len(sent_at) == 3
         gaps = [b - a for a, b in itertools.pairwise(sent_at)]
-        assert all(gap >= 1 / RATE - 0.005 for gap in gaps), gaps
+        assert all(gap >= 1 / RATE - LAG for gap in gaps), gaps
         assert state.rate == RATE
 
     asyncio.run(run())
