@@ -292,16 +292,14 @@ async def test_follow_many_reports_each_outcome() -> None:
             emu.faults.stick_next_operation(after_rows=20, channel_id=ids[2])
             ops = [await knock.channels.bulk.update_message_status(c, "read") for c in ids]
             missing = "00000000-0000-4000-8000-000000000000"
-            summary = await knock.bulk_operations.follow_many(
-                [*ops, missing], stall_timeout=60, policy=ka.PollPolicy(error_budget=0)
-            )
+            summary = await knock.bulk_operations.follow_many([*ops, missing], stall_timeout=60)
     outcomes = [r.outcome for r in summary.results]
     assert outcomes == [
         ka.Outcome.COMPLETED,
         ka.Outcome.FAILED,
         ka.Outcome.TIMED_OUT,
         ka.Outcome.ERROR,
-    ]
+    ], [repr(r.error) for r in summary.results]
     assert isinstance(summary.results[3].error, ka.NotFoundError)
     assert summary.results[3].operation_id == missing
     assert summary.outcome is ka.Outcome.ERROR
