@@ -150,7 +150,7 @@ def _default(value: object) -> object:
 def encode_items(body: Mapping[str, object]) -> bytes:
     """A request body as compact JSON (datetimes as ISO 8601)."""
     try:
-        return json.dumps(body, separators=(",", ":"), default=_default).encode()
+        return json.dumps(body, separators=(",", ":"), default=_default, allow_nan=False).encode()
     except ValueError as exc:  # a NaN, a cycle: say so before sending
         raise ValueError(f"the request body cannot be sent as JSON: {exc}") from None
 

@@ -150,3 +150,10 @@ def test_a_record_of_the_wrong_kind_is_a_type_error() -> None:
     """A record meant for another endpoint is refused by type, naming the index."""
     with pytest.raises(TypeError, match=r"users\[0\] must be a mapping or a UserRecord"):
         build(ENDPOINTS["users.bulk.identify"], BASE, {}, [ka.TenantRecord(id="t")])
+
+
+def test_a_nan_in_an_item_is_refused_before_sending() -> None:
+    """JSON has no NaN (Knock's parser refuses it): a body holding one is a ValueError, not a
+    request sent with ``NaN`` in it."""
+    with pytest.raises(ValueError, match="cannot be sent as JSON: Out of range float"):
+        build(ENDPOINTS["users.bulk.identify"], BASE, {}, [{"id": "u", "score": float("nan")}])
