@@ -1,0 +1,152 @@
+"""``knock-async bulk``'s input: its ten operations (the library's endpoint rows) and the items
+of ``--file``, read lazily, each through the library's own check, so that a bad one raises
+``BadLineError`` (exit 2) naming its line before any line after it is read. Formats: ``HELP``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import NoReturn, Unpack
+
+import attrs
+
+from .. import FanOut, KnockClient
+from .._bulk import FollowOptions
+from .._endpoints import ENDPOINTS, Endpoint
+from .._items import check_id
+from ._args import UsageError
+
+__all__ = ["FORMATS", "HELP", "OPERATIONS", "BadLineError", "Operation", "check", "read_items"]
+
+FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
+HELP = """\
+--file formats (by extension, or --format; '-' is stdin and needs --format):
+  NDJSON (.ndjson, .jsonl)  one item a line, blank lines skipped: a JSON object, or for an
+                            id list a JSON string or a bare id (the trimmed line)
+  CSV (.csv)                a header row; an id list reads its 'id' column; otherwise each
+                            row is an object of its non-empty cells, as text (a cell starting
+                            with { or [ is JSON: recipients, nested data)
+"""
+
+
+@attrs.frozen
+class Operation:
+    """An ``OPERATION``: its endpoint's row, ``knock.<family>.bulk``, whether it takes
+    ``--collection``, whether its items are ids, and the argument it needs besides."""
+
+    row: Endpoint
+    family: str
+    collection: bool
+    ids: bool
+    extra: str | None
+
+    def start(
+        self, knock: KnockClient, items: Iterable[object], *, collection: str | None = None,
+        extra: object = None, **options: Unpack[FollowOptions],
+    ) -> FanOut:  # fmt: skip
+        """The library's ``_all`` stream (``row.all_method``) over ``items``."""
+        bulk = getattr(knock, self.family).bulk
+        method: Callable[..., FanOut] = getattr(bulk, self.row.all_method)
+        arguments = {self.row.items: items, **({self.extra: extra} if self.extra else {})}
+        return method(*[collection][: self.collection], **arguments, **options)
+
+
+# Knock's names are the rows' without ".bulk"; the table does not list a body field besides.
+_EXTRA = {"users.bulk.set_preferences": "preferences"}
+OPERATIONS = {
+    r.name.replace(".bulk.", "."): Operation(
+        r, r.name.partition(".")[0], "{collection}" in r.route, r.check is check_id,
+        _EXTRA.get(r.name),
+    ) for r in ENDPOINTS.values()
+}  # fmt: skip
+
+
+class BadLineError(UsageError):
+    """A line of the items file that cannot be sent: ``where, line N: what is wrong``."""
+
+    def __init__(self, where: str, line: int, reason: str) -> None:
+        super().__init__(f"{where}, line {line}: {reason}")
+        self.where, self.line, self.reason = where, line, reason
+
+
+def _refuse(constant: str) -> NoReturn:  # json.loads reads NaN; JSON (and Knock) has none
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _json(where: str, number: int, text: str) -> object:
+    try:
+        return json.loads(text, parse_constant=_refuse)
+    except ValueError as exc:
+        what = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
+        raise BadLineError(where, number, f"invalid JSON ({what})") from None
+
+
+def _ndjson(lines: Iterator[str], where: str, ids: bool) -> Iterator[tuple[int, object]]:
+    for number, line in enumerate(lines, start=1):
+        if text := line.strip():  # a bare id unless it looks like JSON ("123" is an id)
+            yield number, text if ids and text[0] not in '{["' else _json(where, number, line)
+
+
+def _csv(lines: Iterator[str], where: str, ids: bool) -> Iterator[tuple[int, object]]:
+    reader, start, header = csv.reader(lines, strict=True), 1, list[str]()
+    try:
+        for row in reader:
+            number, start = start, reader.line_num + 1  # a record's first line
+            if row and not header:
+                need = "an id column" if ids else "distinct, non-empty column names"
+                if "" in row or len(set(row)) < len(row) or (ids and "id" not in row):
+                    raise BadLineError(where, number, f"the header {row} needs {need}")
+                header = row
+            elif row and len(row) != len(header):
+                raise BadLineError(where, number, f"{len(row)} cells, the header {len(header)}")
+            elif row:
+                cells = {k: v for k, v in zip(header, row, strict=True) if v}
+                yield number, cells.get("id", "") if ids else {
+                    k: _json(where, number, v) if v[0] in "{[" else v for k, v in cells.items()
+                }  # fmt: skip
+    except csv.Error as exc:
+        raise BadLineError(where, start, f"bad CSV ({exc})") from None
+
+
+def read_items(path: str, operation: Operation, *, fmt: str | None = None) -> Iterator[object]:
+    """The items of ``path`` (``-``: stdin) in ``fmt`` (default: from the extension), each
+    checked as the library checks it, a line read only when its item is asked for."""
+    fmt = fmt or FORMATS.get(os.path.splitext(path)[1].lower() if path != "-" else "")
+    if fmt is None:
+        raise UsageError(f"cannot tell the format of --file {path}: give --format ndjson or csv")
+    return _read(path, fmt, operation)
+
+
+def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
+    where, parse = ("stdin" if path == "-" else path), (_csv if fmt == "csv" else _ndjson)
+    try:
+        file = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except OSError as exc:  # missing, a directory, not readable: one line, exit 2
+        raise UsageError(f"cannot read --file {path}: {exc.strerror}") from None
+    try:
+        for index, (number, item) in enumerate(parse(_decoded(file, where), where, op.ids)):
+            try:  # the library's message, and the line
+                yield op.row.check(f"{op.row.items}[{index}]", item)
+            except (TypeError, ValueError) as exc:
+                raise BadLineError(where, number, str(exc)) from None
+    finally:
+        if path != "-":
+            file.close()
+
+
+def _decoded(file: Iterable[bytes], where: str) -> Iterator[str]:
+    for number, raw in enumerate(file, start=1):
+        try:  # a BOM (Excel's CSV) starts the file, not its first id
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise BadLineError(where, number, "not UTF-8 text") from None
+
+
+def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:
+    """Read a real file once, checking every line: its number of items, or the first
+    ``BadLineError``. (The run reads it again to send; stdin cannot be read twice.)"""
+    return sum(1 for _ in read_items(path, operation, fmt=fmt))
