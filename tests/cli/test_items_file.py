@@ -22,14 +22,14 @@ from knock_async._items import check_id, check_user
 from knock_async.cli._args import UsageError
 from knock_async.cli._items_file import OPERATIONS, BadLineError, check, read_items
 from knock_async.testing import FastClock, KnockEmulator
-from tests import test_bulk_all as paced
+from tests._paced import client, emu, fast
 
 TEN = [
     "users.identify", "users.delete", "users.set_preferences", "objects.set", "objects.delete",
     "objects.add_subscriptions", "objects.delete_subscriptions", "tenants.set",
     "tenants.delete", "schedules.create",
 ]  # fmt: skip
-emu, fast, client = paced.emu, paced.fast, paced.client  # the same paced emulator and client
+__all__ = ["emu", "fast"]  # fixtures: the paced emulator of the _all tests
 IDENTIFY, DELETE = OPERATIONS["users.identify"], OPERATIONS["users.delete"]
 # Hypothesis writes many files; the tmp_path of one example is reused by the next.
 FILES = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
