@@ -43,7 +43,7 @@ import yaml
 
 import knock_async as ka
 from knock_async import ObjectRecord, ScheduleRecord, SubscriptionRecord, TenantRecord, UserRecord
-from tests.prism._prism import Exchange
+from tests.prism._prism import INSTALL, PRISM_VERSION, ROOT, Exchange
 from tests.prism._spec import prism_ready
 from tests.prism.conftest import BULK_SPEC, CHANNELS_SPEC, Checked
 
@@ -422,3 +422,11 @@ def test_the_extracts_rewritten_for_prism_are_pinned() -> None:
     assert "#/components/schemas/RecipientRequest" in rewritten
     assert ready["paths"] == bulk_spec["paths"]
     assert prism_ready(channels_spec) == (channels_spec, [])
+
+
+def test_the_readme_installs_the_pinned_prism() -> None:
+    """The install command the README and the skip message give is for the version pinned
+    here (which .ci/run installs)."""
+    readme = (ROOT / "README.md").read_text()
+    assert " ".join(INSTALL.split()) in " ".join(readme.split())
+    assert f"@stoplight/prism-cli@{PRISM_VERSION}" in INSTALL
