@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import enum
 import textwrap
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
+from .._follow import DEFAULT_STALL_TIMEOUT, PollPolicy
 from .._models import (
     ArchivedFilter,
     BulkAction,
@@ -23,6 +23,7 @@ from .._models import (
     DeliveryStatus,
     EngagementStatus,
 )
+from .._requests import parse_channel_id
 from .._version import __version__
 from ..testing._options import DESCRIPTION, add_arguments, int_range, positive
 
@@ -100,9 +101,9 @@ seconds = positive("number of seconds")
 
 
 def channel_id(text: str) -> str:
-    """A channel id in canonical UUID form (it becomes part of a URL path)."""
+    """A channel id as the library takes it (a UUID, in canonical form)."""
     try:
-        return str(uuid.UUID(text))
+        return parse_channel_id(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a channel id (a UUID)") from None
 
@@ -170,17 +171,16 @@ def _following(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--timeout",
         type=seconds,
-        default=3600.0,
         metavar="SECONDS",
-        help="give up following after this long (default: 3600)",
+        help="give up on an operation not finished this long after it started (default: "
+        f"none; an operation that does not change for {DEFAULT_STALL_TIMEOUT:g}s is given up)",
     )
     group.add_argument(
         "--poll-interval",
         type=seconds,
-        default=None,
         metavar="SECONDS",
-        help="first and shortest wait between polls (default: 1; the waits then follow the "
-        "operation's predicted end)",
+        help=f"first and shortest wait between polls (default: {PollPolicy().initial_delay:g};"
+        " the waits then follow the operation's predicted end)",
     )
 
 
@@ -190,7 +190,7 @@ exit codes:
   1    an operation ended failed
   2    usage error (nothing was sent)
   3    API or authentication error (401, 403, 404 channel, 422, network)
-  4    --timeout passed before an operation finished (it goes on server-side)
+  4    --timeout passed before an operation finished, or it stood still (it goes on)
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side
 With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
 """

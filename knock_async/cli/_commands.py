@@ -1,27 +1,20 @@
-"""The commands ``bulk-update`` and ``status``, each a stream of the library's events
-(``update_many``'s, or the poller's as ``FanOutEvent``) shown by a display; and ``emulator``."""
+"""The commands ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
+``follow_many``'s) shown by a display; and ``emulator``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from typing import Any
 
-from .._client import KnockClient
 from .._errors import KnockError
-from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._progress import Progress, observe
+from .._fanout import ChannelResult, FanOutEvent, FanOutEventKind, FanOutSummary, FanOutTotals
 from ._args import PROG, ExitCode, UsageError
-from ._outcome import outcome as ended
-from ._outcome import overall
 from ._plan import BulkPlan, StatusPlan, restricts
 from ._run import Redactor, Run, make_client
 from ._wrap import prose, terminal_width
 
 __all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
-
-Kind = FanOutEventKind
 
 
 def confirm_delete(plan: BulkPlan) -> None:
@@ -49,49 +42,61 @@ def confirm_delete(plan: BulkPlan) -> None:
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
     """``update_many`` over one channel or many, followed to the end (or to submission), once
     ``confirm_delete`` has let it."""
-    keys, connection = list(plan.channels), plan.connection
-    run = Run(
-        "bulk-update",
-        keys,
-        json=plan.json,
-        debug=debug,
-        redactor=redactor,
-        base_url=connection.base_url,
-    )
+    connection, run = plan.connection, _run("bulk-update", plan, redactor, debug=debug)
     async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
-            keys, plan.action, concurrency=plan.concurrency, timeout=plan.timeout, **plan.filters
-        )
-        async with fanout:
-            await run.follow(fanout, plan.header, until_submitted=not plan.wait)
-    outcome = None
-    if not plan.wait and not run.interrupted:
-        # Not followed to the end: every update submitted is a success; a refusal is not.
-        worst = overall(ended(event) for event in run.latest.values())
-        outcome = "submitted" if worst == "completed" else worst
-    return run.finish(plan.action, outcome=outcome)
+            plan.channels, plan.action, concurrency=plan.concurrency, **plan.deadlines,
+            **plan.filters,
+        )  # fmt: skip
+        # --no-wait: until every channel has its operation or its error.
+        until = None if plan.wait else _all_submitted
+        await run.follow(fanout, plan.header, rows=plan.channels, until=until)
+    return run.finish(plan.action, stopped=None if plan.wait else "submitted")
 
 
 async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
-    """One ``get`` (a look), or the poller to the end with ``--watch``."""
-    operation_id, connection = plan.operation_id, plan.connection
-    run = Run(
-        "status",
-        [operation_id],
-        json=plan.json,
-        debug=debug,
-        redactor=redactor,
-        base_url=connection.base_url,
-    )
+    """One GET (a look: the operation as it stands, no wait, no deadline), or ``follow_many``
+    to the end with ``--watch``."""
+    operation_id, run = plan.operation_id, _run("status", plan, redactor, debug=debug)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    async with make_client(connection, redactor) as client:
-        events = _watch(client, plan) if plan.watch else _look(client, operation_id)
-        await run.follow(events, header)
-    event = run.latest.get(operation_id)
-    if plan.watch or event is None or event.progress is None:
-        return run.finish(None)
-    # A look, not a wait: a running operation is fine; a failed one is still exit 1.
-    return run.finish(None, outcome=event.progress.status.value)
+    async with make_client(plan.connection, redactor) as client:
+        operations = client.bulk_operations
+        if plan.watch:
+            await run.follow(operations.follow_many([operation_id], **plan.deadlines), header)
+            return run.finish(None)
+        try:
+            operation = await operations.get(operation_id)
+        except KnockError as exc:
+            return _refused_look(run, header, operation_id, exc)
+        # The one snapshot as the library's stream shows it: its first event needs no request.
+        await run.follow(operations.follow_many([operation]), header, until=lambda _: True)
+    # A look, not a wait: a running operation is fine (its status); a failed one is exit 1.
+    return run.finish(None, stopped=operation.status.value)
+
+
+def _run(command: str, plan: BulkPlan | StatusPlan, redactor: Redactor, *, debug: bool) -> Run:
+    base_url = plan.connection.base_url
+    return Run(command, json=plan.json, debug=debug, redactor=redactor, base_url=base_url)
+
+
+def _all_submitted(event: FanOutEvent) -> bool:
+    return event.totals.unsubmitted == 0
+
+
+def _refused_look(run: Run, header: dict[str, Any], operation_id: str, error: KnockError) -> int:
+    """A look whose GET was refused: the error, as a stream of one would end."""
+    totals = FanOutTotals(
+        channels=1, submitted=0, completed=0, failed=0, errored=1, processed_rows=0,
+        estimated_total_rows=0, rows_per_second=None, eta=None,
+    )  # fmt: skip
+    result = ChannelResult(channel_id=None, operation=None, error=error, operation_id=operation_id)
+    run.display.start(header)
+    run.display.update(
+        FanOutEvent(kind=FanOutEventKind.ERROR, channel_id=None, progress=None, error=error,
+                    totals=totals, operation_id=operation_id)
+    )  # fmt: skip
+    run.summary = FanOutSummary(results=(result,), totals=totals)
+    return run.finish(None)
 
 
 def emulator(args: argparse.Namespace) -> int:
@@ -103,50 +108,3 @@ def emulator(args: argparse.Namespace) -> int:
     if problem is not None:
         raise UsageError(problem)
     return int(ExitCode.OK)
-
-
-def _event(
-    operation_id: str, progress: Progress | None, error: KnockError | None = None
-) -> FanOutEvent:
-    """One operation's news as a ``FanOutEvent`` (of a fan-out of one)."""
-    op = None if progress is None else progress.operation
-    kind = Kind.PROGRESS
-    if error is not None:
-        kind = Kind.ERROR
-    elif op is not None and op.is_terminal:
-        kind = Kind(op.status.value)  # completed or failed
-    ended = kind is not Kind.PROGRESS
-    rows = 0 if op is None else op.processed_rows
-    totals = FanOutTotals(
-        channels=1,
-        submitted=int(op is not None),
-        completed=int(kind is Kind.COMPLETED),
-        failed=int(kind is Kind.FAILED),
-        errored=int(kind is Kind.ERROR),
-        processed_rows=rows,
-        # Over (even by an error): no more rows are coming, as in the library's own totals.
-        estimated_total_rows=rows if op is None or ended else max(op.estimated_total_rows, rows),
-        rows_per_second=None if progress is None else progress.rows_per_second,
-        eta=None if progress is None or ended else progress.eta,
-    )
-    return FanOutEvent(
-        kind=kind, channel_id=operation_id, progress=progress, error=error, totals=totals
-    )
-
-
-async def _look(client: KnockClient, operation_id: str) -> AsyncIterator[FanOutEvent]:
-    try:
-        operation = await client.bulk_operations.get(operation_id)
-    except KnockError as exc:
-        yield _event(operation_id, None, exc)
-        return
-    yield _event(operation_id, observe(operation, datetime.now(UTC)))
-
-
-async def _watch(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
-    poller = client.bulk_operations.poll(plan.operation_id, timeout=plan.timeout)
-    try:
-        async for progress in poller:
-            yield _event(plan.operation_id, progress)
-    except KnockError as exc:  # the poll's end: an API error, the network, the deadline
-        yield _event(plan.operation_id, poller.last_progress, exc)

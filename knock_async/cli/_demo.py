@@ -12,11 +12,11 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
+from .._fanout import Outcome
 from .._follow import PollPolicy
 from .._models import BulkActionValue
 from ..testing import KnockEmulator
 from ._args import PROG
-from ._outcome import operation_of, outcome, overall
 from ._plan import DemoPlan, filters_json, start_header
 from ._run import Redactor, Run
 
@@ -71,23 +71,20 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
         header = start_header("demo", ACTION, channels, filters, wait=True, base_url=emu.base_url)
-        run = Run(
-            "demo", channels, json=plan.json, debug=debug, redactor=redactor, base_url=emu.base_url
-        )
+        run = Run("demo", json=plan.json, debug=debug, redactor=redactor, base_url=emu.base_url)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
             fanout = client.channels.bulk.update_many(channels, ACTION, timeout=120.0, **filters)
-            async with fanout:
-                await run.follow(fanout, header, intro=intro)
+            summary = await run.follow(fanout, header, intro=intro, rows=channels)
 
         # The check: compare what the API reported with what the store holds now.
         values: dict[str, dict[str, Any]] = {}
-        for channel in channels:
-            event, wanted = run.latest.get(channel), expected[channel]
-            op = operation_of(event)
+        for result in summary.results:
+            channel, op = str(result.channel_id), result.operation
+            wanted = expected[channel]
             archived_now = {m.id for m in emu.messages(channel) if m.archived_at is not None}
             archived = len(wanted & archived_now)
             collateral = len(archived_now ^ (archived_before[channel] | wanted))
-            ok = outcome(event) == "completed" and collateral == 0
+            ok = result.outcome is Outcome.COMPLETED and collateral == 0
             ok = ok and op is not None and op.success_count == len(wanted) == archived
             values[channel] = {
                 "matched": len(wanted),
@@ -104,18 +101,18 @@ async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
         f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
         "against it.",
     ]
-    name = None
+    failed = None
     if run.interrupted:
         notes = ["Interrupted: the check against the emulator's store was not made."]
-    elif not verified:  # a mismatch fails the demo (exit 1, or 3)
-        name = overall([*(outcome(run.latest.get(c)) for c in channels), "failed"])
+    elif not verified:  # a mismatch fails the demo (exit 1, or 3 for an error)
+        failed = "error" if summary.outcome is Outcome.ERROR else "failed"
         notes = [
             "Check against the emulator's store: MISMATCH (see the check column, and "
             "other_changes in --json output); please report it with the output of `--debug`."
         ]
     return run.finish(
         ACTION,
-        outcome=name,
+        outcome=failed,
         # other_changes (0 when ok) is in the --json output only
         columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
         values=values,

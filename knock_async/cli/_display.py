@@ -1,7 +1,5 @@
 """Rendering the library's events: a ``rich`` live display on a terminal, plain lines
-otherwise, NDJSON with ``--json``. All three take the same calls: ``start`` (``header`` is the
-NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEvent``, ``stop``
-(the end of the live part; idempotent) and ``summary`` (a ``Report``)."""
+otherwise, NDJSON with ``--json``: three ``Display``s, one chosen per run (``make_display``)."""
 
 from __future__ import annotations
 
@@ -10,9 +8,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
@@ -21,22 +19,22 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import FanOutEvent, FanOutEventKind
+from .._fanout import ChannelResult, FanOutEvent, Outcome
 from .._models import BulkOperation
 from ._outcome import (
     Report,
     duration_seconds,
-    operation_of,
-    outcome,
+    key_of,
+    name,
     plural,
     progress_json,
     report_json,
+    result_of,
 )
 from ._wrap import for_people, prose
 
-__all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
+__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
-Kind = FanOutEventKind
 _STYLE = {
     "pending": "dim",
     "queued": "yellow",
@@ -46,6 +44,24 @@ _STYLE = {
     "error": "bold red",
     "timeout": "bold yellow",
 }
+
+
+class Display(Protocol):
+    """What every renderer takes: ``start`` (``header`` is the NDJSON ``start`` object,
+    ``intro`` lines for people, ``rows`` the keys to show before their first event),
+    ``update`` per event, ``stop`` (the end of the live part; idempotent) and ``summary``."""
+
+    def start(
+        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
+    ) -> None:
+        return None
+
+    def update(self, event: FanOutEvent) -> None: ...
+
+    def stop(self) -> None:
+        return None
+
+    def summary(self, report: Report) -> None: ...
 
 
 def abbreviate(value: float | None) -> str:
@@ -83,12 +99,12 @@ def _percent(fraction: float | None) -> str:
     return "" if fraction is None else f" ({fraction:.0%})"
 
 
-def _status(event: FanOutEvent | None) -> str:
-    """The status shown for one key: its outcome once ended, else the API's status."""
-    ended, op = outcome(event), operation_of(event)
-    if ended == "error" and event is not None and event.error is not None:
-        return f"error {event.error.status or ''}".strip()
-    return ended or ("pending" if op is None else op.status.value)
+def _status(result: ChannelResult) -> str:
+    """The status shown for an operation: its outcome once ended, else the API's status."""
+    if result.outcome is Outcome.ERROR and result.error is not None:
+        return f"error {result.error.status or ''}".strip()
+    op = result.operation
+    return name(result.outcome) or ("pending" if op is None else op.status.value)
 
 
 def _rows(op: BulkOperation | None) -> str:
@@ -104,19 +120,15 @@ def say(console: Console, line: str) -> None:
 # -- lines: NDJSON and plain -----------------------------------------------------------------
 
 
-class _Lines:
-    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live.
-    ``channels``: its keys are channel ids (else the operation id ``status`` follows)."""
+class _Lines(Display):
+    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
 
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        self._out, self._channels, self._started = out, channels, time.monotonic()
+    def __init__(self, out: TextIO) -> None:
+        self._out, self._started = out, time.monotonic()
 
     def _print(self, line: str = "") -> None:
         self._out.write(line + "\n")
         self._out.flush()
-
-    def stop(self) -> None:
-        pass
 
 
 class JsonDisplay(_Lines):
@@ -125,12 +137,13 @@ class JsonDisplay(_Lines):
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(
+        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
+    ) -> None:
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
-        elapsed = time.monotonic() - self._started
-        self._write(progress_json(event, elapsed, channels=self._channels))
+        self._write(progress_json(event, time.monotonic() - self._started))
 
     def summary(self, report: Report) -> None:
         self._write(report_json(report))
@@ -139,32 +152,37 @@ class JsonDisplay(_Lines):
 class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(
+        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
+    ) -> None:
         for line in intro:
             self._print(line)
 
     def update(self, event: FanOutEvent) -> None:
-        op, ended, progress = operation_of(event), outcome(event), event.progress
-        fields: dict[str, object] = {"channel": event.channel_id} if self._channels else {}
-        if op is not None or not self._channels:  # status: the key is the operation id
-            fields["operation"] = event.channel_id if op is None else op.id
-        if ended == "error" and event.error is not None:
+        result, progress = result_of(event), event.progress
+        op, ended = result.operation, name(result.outcome)
+        fields: dict[str, object] = {}
+        if event.channel_id is not None:
+            fields["channel"] = event.channel_id
+        if event.operation_id is not None:
+            fields["operation"] = event.operation_id
+        if ended == "error":
             # The error itself is one line on stderr, said once (with what to do about it).
             fields["status"] = "error"
         else:
             fraction = None if progress is None else progress.fraction
-            fields.update(status=_status(event), rows=_rows(op) + _percent(fraction))
+            fields.update(status=_status(result), rows=_rows(op) + _percent(fraction))
             if ended is None and progress is not None:
                 if progress.rows_per_second is not None:
                     fields["rate"] = f"{progress.rows_per_second:.0f}/s"
                 fields["eta"] = format_eta(progress.eta)
-            elif op is not None and self._channels:  # status: in the summary line
+            elif op is not None and event.channel_id is not None:  # else in the summary line
                 fields.update(updated=op.success_count, errors=op.error_count)
                 if ended != "timeout":
                     fields["duration"] = format_duration(duration_seconds(op))
         self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
         totals = event.totals
-        if totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+        if totals.channels > 1 and ended is not None:
             rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
             self._print(
                 f"total     finished={totals.finished}/{totals.channels} "
@@ -188,19 +206,19 @@ class PlainDisplay(_Lines):
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
     """The summary: per channel a row of exact numbers under its id's first 8 characters, then
     the full ids (both never fit 80 columns beside the numbers), then one line for the run."""
-    if report.channels:
-        keys = list(report.keys)
-        if limit is not None and len(keys) > limit:  # the channels not completed first
-            keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
-            keys = keys[:limit]
+    if report.by_channel:
+        results = list(report.results)
+        if limit is not None and len(results) > limit:  # the channels not completed first
+            results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
         console.print()
-        console.print(_numbers(console, report, keys))
-        if len(keys) < len(report.keys):
-            console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
+        console.print(_numbers(console, report, results))
+        if len(results) < len(report.results):
+            more = len(report.results) - len(results)
+            console.print(f"  … and {plural(more, 'more channel')}")
         console.print()
         ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
-        for key in keys:
-            ids.add_row(key, report.operation_id(key) or "-")
+        for result in results:
+            ids.add_row(key_of(result), result.operation_id or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
     console.print(Text(prose(_summary_line(report), console.width), style=style), soft_wrap=True)
@@ -212,20 +230,20 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             say(console, f"  {command}")
 
 
-def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
+def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
     """The table of numbers, exact: with thousands separators if they fit the console's width,
     else without, else with one space between columns (the counts are what it reports)."""
     layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
     for separator, padding in layouts:
-        table = _number_table(report, keys, separator, padding)
+        table = _number_table(report, results, separator, padding)
         if console.measure(table, options=unbounded).maximum <= console.width:
             break
     return table
 
 
 def _number_table(
-    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
+    report: Report, results: list[ChannelResult], separator: str, padding: PaddingDimensions
 ) -> Table:
     def count(value: object) -> str:
         return format(value, separator or "d") if isinstance(value, int) else str(value)
@@ -234,16 +252,15 @@ def _number_table(
     table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
     for index, header in enumerate(headers + [header for _, header in report.columns]):
         table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-    for key in keys:
-        event = report.latest.get(key)
-        op = operation_of(event)
-        status, extra = _status(event), report.values.get(key, {})
+    for result in results:
+        op, key = result.operation, key_of(result)
+        status, extra = _status(result), report.values.get(key, {})
         table.add_row(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
             *(count(0 if op is None else getattr(op, name)) for name in _COUNTS),
             format_duration(duration_seconds(op)),
-            *(count(extra.get(name, "")) for name, _ in report.columns),
+            *(count(extra.get(field, "")) for field, _ in report.columns),
         )
     return table
 
@@ -253,10 +270,11 @@ _COUNTS = ("processed_rows", "success_count", "error_count")
 
 def _summary_line(report: Report) -> str:
     code = f"(exit {int(report.code)})"
-    if not report.channels:  # status: the one operation
-        op = operation_of(report.latest.get(report.keys[0]))
+    if not report.by_channel:  # status: the one operation
+        result = report.results[0]
+        op = result.operation
         if op is None:
-            return f"{report.outcome}: operation {report.keys[0]} {code}"
+            return f"{report.outcome}: operation {key_of(result)} {code}"
         took = duration_seconds(op)
         return (
             f"{report.outcome}: operation {op.id}: {plural(op.success_count, 'row')} updated, "
@@ -265,13 +283,13 @@ def _summary_line(report: Report) -> str:
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
-    timeouts = report.count("timeout")
+    timeouts = report.count(Outcome.TIMED_OUT)
     return (
-        f"{report.outcome}: {what}{plural(len(report.keys), 'channel')}: "
-        f"{report.count('completed')} completed, {report.count('failed')} failed, "
-        f"{report.count('error')} errored"
+        f"{report.outcome}: {what}{plural(len(report.results), 'channel')}: "
+        f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
+        f"{report.count(Outcome.ERROR)} errored"
         + (f", {timeouts} timed out" if timeouts else "")
-        + f"; {plural(report.totals.processed_rows, 'row')} processed in "
+        + f"; {plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
 
@@ -324,20 +342,19 @@ class _Narrower:
         yield Constrain(self._renderable, width=max(20, options.max_width - 3))
 
 
-class RichDisplay:
+class RichDisplay(Display):
     """A live progress bar per operation (up to ``MAX_ROWS`` at once) and, with many
     channels, an overall bar on top; a summary table at the end."""
 
     MAX_ROWS = 12
 
-    def __init__(self, console: Console, *, channels: bool) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self._channels = channels
         self._progress = _Bars(
             _text("{task.description}"),
             BarColumn(bar_width=None),
             _text("{task.percentage:>3.0f}%"),
-            *(_text(f"{{task.fields[{name}]}}", style) for name, style in _FIELDS),
+            *(_text(f"{{task.fields[{field}]}}", style) for field, style in _FIELDS),
             console=console,
             refresh_per_second=10,
             expand=True,
@@ -346,46 +363,43 @@ class RichDisplay:
         self._total: TaskID | None = None
         self._live = False
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(
+        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
+    ) -> None:
         for line in intro:
             say(self.console, line)
-        if len(keys) > 1:
-            label = f"all {len(keys)} channels"
+        if len(rows) > 1:
+            label = f"all {len(rows)} channels"
             self._total = self._progress.add_task(label, total=None, **_bar(status=""))
-        for key in keys[: self.MAX_ROWS]:
-            self._show(key)
+        for key in rows[: self.MAX_ROWS]:
+            self._show(key, key[:8])
         self._progress.start()
         self._live = True
 
-    def _show(self, key: str) -> None:
-        label = key[:8] if self._channels else f"operation {key[:8]}"
+    def _show(self, key: str, label: str) -> None:
         self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
-        key, progress, totals = event.channel_id or "", event.progress, event.totals
+        result, progress, totals = result_of(event), event.progress, event.totals
+        key = key_of(result)
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
-            self._show(key)
+            self._show(key, key[:8] if event.channel_id else f"operation {key[:8]}")
         task = self._tasks.get(key)
         if task is not None and progress is None:  # an error before any operation
-            self._set(task, None, _bar(status=_status(event)))
+            self._set(task, None, _bar(status=_status(result)))
         elif task is not None and progress is not None:
             op = progress.operation
             rows = (op.processed_rows, op.estimated_total_rows)
-            fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
+            fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(result))
             self._set(task, progress.fraction, fields)
-        if task is not None and totals.channels > self.MAX_ROWS and outcome(event) == "completed":
+        if task is not None and totals.channels > self.MAX_ROWS and result.outcome == "completed":
             # Make room for channels still running; the summary lists this one.
             self._progress.update(task, visible=False)
             del self._tasks[key]
         if self._total is not None:
             done = f"{totals.finished}/{totals.channels} done"
-            fields = _bar(
-                totals.processed_rows,
-                totals.estimated_total_rows,
-                totals.rows_per_second,
-                totals.eta,
-                done,
-            )
+            rows = (totals.processed_rows, totals.estimated_total_rows)
+            fields = _bar(*rows, totals.rows_per_second, totals.eta, done)
             self._set(self._total, totals.fraction, fields)
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
@@ -401,16 +415,13 @@ class RichDisplay:
         print_summary(self.console, report, limit=30)
 
 
-def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
-    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
+def make_display(*, json_lines: bool) -> Display:
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise."""
     out = sys.stdout
     if json_lines:
-        return JsonDisplay(out, channels=channels)
+        return JsonDisplay(out)
     try:
         terminal = out.isatty() and os.environ.get("TERM", "") != "dumb"
     except ValueError:  # closed
         terminal = False
-    if terminal:
-        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
-    return PlainDisplay(out, channels=channels)
+    return RichDisplay(Console(file=out, force_terminal=True)) if terminal else PlainDisplay(out)

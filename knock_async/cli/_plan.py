@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from yarl import URL
 
 from .._convert import format_datetime
 from .._models import BulkActionValue, BulkFilters
-from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url, parse_operation_id
+from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
@@ -51,17 +50,18 @@ class Connection:
     def from_args(cls, args: argparse.Namespace) -> Connection:
         """The connection the options (else the ``KNOCK_*`` variables) name, checked."""
         base_url, source = _setting(args.base_url, "--base-url", "KNOCK_BASE_URL")
-        url = URL(base_url or DEFAULT_BASE_URL)
-        if url.scheme == "http" and not (args.allow_insecure_http or _is_loopback(url.host)):
-            raise UsageError(
-                f"{source} {url.origin()}: http:// is only allowed for loopback hosts "
-                "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
-                "clear text; use https://, or pass --allow-insecure-http if you really mean it"
-            )
-        try:  # the library's other checks; their messages never hold the key (there is none yet)
-            checked = parse_base_url(url, allow_insecure_http=True)
+        try:  # the library's checks; their messages never hold the key (there is none yet)
+            checked = parse_base_url(base_url or DEFAULT_BASE_URL, allow_insecure_http=True)
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
+        try:  # the library's one loopback rule, said in the command line's terms
+            parse_base_url(checked, allow_insecure_http=args.allow_insecure_http)
+        except ValueError:
+            raise UsageError(
+                f"{source} {checked.origin()}: http:// is only allowed for loopback hosts "
+                "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
+                "clear text; use https://, or pass --allow-insecure-http if you really mean it"
+            ) from None
         redis_url, redis_source = _setting(args.redis_url, "--redis-url", "KNOCK_REDIS_URL")
         if redis_url is not None:
             try:  # redis-py is an extra: imported only by runs that share a limit
@@ -75,7 +75,8 @@ class Connection:
             base_url=str(checked),  # the environment's one spelling, as the library's
             branch=_setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
             allow_insecure_http=args.allow_insecure_http,
-            poll_interval=args.poll_interval,
+            # A look at an operation never polls: only --watch and bulk-update follow.
+            poll_interval=args.poll_interval if getattr(args, "watch", True) else None,
             redis_url=redis_url,
             redis_source=redis_source,
         )
@@ -90,7 +91,7 @@ class BulkPlan:
     channels: tuple[str, ...]
     filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
     wait: bool
-    timeout: float
+    deadlines: Mapping[str, Any]  # --timeout as the library's keyword (else its default)
     concurrency: int
     yes: bool
     json: bool
@@ -109,7 +110,7 @@ class StatusPlan:
     connection: Connection
     operation_id: str
     watch: bool
-    timeout: float
+    deadlines: Mapping[str, Any]
     json: bool
 
 
@@ -141,7 +142,7 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
             connection=Connection.from_args(args),
             operation_id=args.operation_id,
             watch=args.watch,
-            timeout=args.timeout,
+            deadlines=deadlines(args.timeout),
             json=args.json,
         )
     channels = read_channels(args)
@@ -152,12 +153,16 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
         channels=tuple(channels),
         filters=filters,
         wait=not args.no_wait,
-        timeout=args.timeout,
+        deadlines=deadlines(args.timeout),
         concurrency=args.concurrency,
         yes=args.yes,
         json=args.json,
         stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )
+
+
+def deadlines(timeout: float | None) -> dict[str, Any]:
+    return {} if timeout is None else {"timeout": timeout}
 
 
 def start_header(

@@ -1,5 +1,5 @@
 """What every command shares: the key and the client, logs with secrets redacted, Ctrl-C,
-following a stream of the library's events into the display, and the end of a run."""
+following a library stream into the display, and the end of a run."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._client import KnockClient
-from .._fanout import FanOutEvent, FanOutTotals
+from .._fanout import FanOut, FanOutEvent, FanOutSummary, Outcome
 from .._follow import PollPolicy
+from .._progress import Progress
 from ._args import PROG, UsageError
 from ._display import make_display
-from ._outcome import NO_TOTALS, Report, error_lines, overall, plural
-from ._outcome import outcome as ended
+from ._outcome import Report, error_lines, name, plural
 from ._plan import Connection, read_text
 from ._wrap import for_people, prose, terminal_width
 
@@ -112,14 +112,14 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     Redis limiter shared by every run on the environment if there is one (closed after)."""
     key = load_api_key(connection)
     redactor.add(key)
-    interval = connection.poll_interval
-    # Without --poll-interval the client's default policy, the one the library documents.
-    poll = None
-    if interval is not None:
-        poll = PollPolicy(
+    interval, poll = connection.poll_interval, None
+    if interval is not None:  # else the library's default policy
+        default = PollPolicy()
+        poll = attrs.evolve(
+            default,
             initial_delay=interval,
-            max_delay=max(30.0, interval),
-            max_eta_delay=max(300.0, interval),
+            max_delay=max(default.max_delay, interval),
+            max_eta_delay=max(default.max_eta_delay, interval),
         )
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
@@ -162,39 +162,32 @@ async def _shared_limiter(connection: Connection, key: str) -> AsyncIterator[Red
 
 
 class Run:
-    """One command's run: the latest event per key and the latest totals, fed to the display as
-    they come; ``finish`` prints the end (summary, errors, how to resume). Its keys are channel
-    ids, except for ``status``: the operation id it follows."""
+    """One command's run: a library stream shown by the display as it comes, with Ctrl-C
+    handled; ``finish`` prints the end (summary, errors, how to resume) from the stream's
+    summary."""
 
     def __init__(
-        self,
-        command: str,
-        keys: list[str],
-        *,
-        json: bool,
-        debug: bool,
-        redactor: Redactor,
-        base_url: str,
+        self, command: str, *, json: bool, debug: bool, redactor: Redactor, base_url: str
     ) -> None:
-        self.command, self.keys, self.base_url = command, keys, base_url
-        self.display = make_display(json_lines=json, channels=command != "status")
-        self.latest: dict[str, FanOutEvent] = {}
-        self.totals: FanOutTotals = attrs.evolve(NO_TOTALS, channels=len(keys))
+        self.command, self.base_url = command, base_url
+        self.display = make_display(json_lines=json)
+        self.progress: dict[str, Progress] = {}  # the latest snapshot of each operation
+        self.summary: FanOutSummary | None = None
         self.interrupted = False
         self._debug, self._redactor = debug, redactor
         self._started = time.monotonic()
 
     async def follow(
         self,
-        events: AsyncIterable[FanOutEvent],
+        stream: FanOut,
         header: dict[str, Any],
         *,
-        intro: Iterable[str] = (),
-        until_submitted: bool = False,
-    ) -> None:
-        """Start the display with ``header`` and ``intro``, then show ``events`` until they end,
-        Ctrl-C (``interrupted``) or, with ``until_submitted``, until every channel has its
-        operation or its error."""
+        intro: Sequence[str] = (),
+        rows: Sequence[str] = (),
+        until: Callable[[FanOutEvent], bool] | None = None,
+    ) -> FanOutSummary:
+        """Start the display, then show the stream's events until they end, Ctrl-C
+        (``interrupted``) or an event for which ``until`` holds; the stream's summary."""
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
@@ -212,16 +205,14 @@ class Run:
         # (`cmd &` in a script), and only a Ctrl-C, no other cancellation, counts as one.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
-        self.display.start(self.keys, header, intro)
-        stream = aiter(events)
+        self.display.start(header, intro, rows)
         try:
             async for event in stream:
-                self.latest[event.channel_id or ""] = event
-                self.totals = event.totals
+                if event.progress is not None and event.operation_id is not None:
+                    self.progress[event.operation_id] = event.progress
                 self.display.update(event)
-                # A channel's first event is its submission or its error.
-                if until_submitted and len(self.latest) == len(self.keys):
-                    return
+                if until is not None and until(event):
+                    break
         except asyncio.CancelledError:
             if not self.interrupted:
                 raise
@@ -229,28 +220,37 @@ class Run:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
-            # Closed here, not left to the garbage collector, when the loop above ends early
-            # (a return, or the display raising): the poller's generator stops its requests.
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+            # Stopped here, not left to the garbage collector, when the loop above ends early:
+            # no more requests, and every POST already sent is in the summary.
+            await stream.aclose()
             self.display.stop()
+        self.summary = stream.summary()
+        return self.summary
 
-    def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
+    def finish(
+        self,
+        action: str | None,
+        *,
+        outcome: str | None = None,
+        stopped: str | None = None,
+        **details: Any,
+    ) -> int:
         """Print the summary (stdout), then errors and how to resume (stderr); the exit code.
-        ``outcome`` defaults to the worst one seen; ``details`` are the demo's ``Report``
-        fields."""
+        The outcome is the library's (the worst of the operations') unless given; ``stopped``
+        names it for a run stopped on purpose before the end with nothing worse than running
+        operations. ``details`` are the demo's ``Report`` fields."""
+        summary = self.summary
+        assert summary is not None
         if self.interrupted:
             outcome = "interrupted"
-        elif outcome is None:
-            outcome = overall(ended(self.latest.get(key)) for key in self.keys)
+        elif outcome is None and stopped is not None and summary.outcome in _NOT_WORSE:
+            outcome = stopped
         report = Report(
             command=self.command,
             action=action,
-            outcome=outcome,
-            keys=tuple(self.keys),
-            latest=dict(self.latest),
-            totals=self.totals,
+            outcome=outcome or name(summary.outcome) or "completed",
+            summary=summary,
+            progress=self.progress,
             elapsed=time.monotonic() - self._started,
             **details,
         )
@@ -261,14 +261,17 @@ class Run:
         for line in error_lines(report, base_url=self.base_url):
             print(prose(self._redactor.text(line), width), file=sys.stderr)
         if self._debug:
-            for event in report.latest.values():
-                if event.error is not None:
-                    print_traceback(event.error, self._redactor)
+            for result in report.results:
+                if result.error is not None:
+                    print_traceback(result.error, self._redactor)
         if report.outcome == "interrupted":
             for line in _interrupted(report):
                 print("\n".join(for_people(line, width)), file=sys.stderr)
         sys.stderr.flush()
         return int(report.code)
+
+
+_NOT_WORSE = (Outcome.COMPLETED, Outcome.PENDING, Outcome.RUNNING)
 
 
 def _interrupted(report: Report) -> list[str]:
@@ -282,7 +285,7 @@ def _interrupted(report: Report) -> list[str]:
     if report.resume:
         lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
     # Channels with no operation and no error: never sent, or no answer yet.
-    unsent = [key for key in report.keys if report.channels and key not in report.latest]
+    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
     if unsent:
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
         lines.append(
