@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.FAILED)
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         if debug:
-            _run.print_traceback(exc, redactor)
+            redactor.traceback(exc)
         message = " ".join(str(exc).split())
         _say(
             redactor.text(

@@ -23,7 +23,7 @@ from .._models import (
     DeliveryStatus,
     EngagementStatus,
 )
-from .._requests import parse_channel_id
+from .._requests import DEFAULT_BASE_URL, parse_channel_id
 from .._version import __version__
 from ..testing._options import DESCRIPTION, add_arguments, int_range, positive
 
@@ -118,70 +118,38 @@ def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
 def _common(*, connects: bool, output: bool = True) -> _Parser:
     """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
     parent = _Parser(add_help=False)
-    parent.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show tracebacks and the request log (the API key is never shown)",
-    )
+    add = parent.add_argument
+    debug = "show tracebacks and the request log (the API key is never shown)"
+    add("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     if output:
-        parent.add_argument(
-            "--json",
-            action="store_true",
-            help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
-        )
-    if connects:
-        _connection(parent.add_argument_group("connection"))
+        what = "print one JSON object per line (NDJSON): each progress snapshot, then a summary"
+        add("--json", action="store_true", help=what)
+    if not connects:
+        return parent
+    # Where requests go and with which key: every connection option is here.
+    add = parent.add_argument_group("connection").add_argument
+    add("--api-key-file", metavar="PATH", help="read the API key from this file ('-': stdin); "
+        "default: $KNOCK_API_KEY")  # fmt: skip
+    add("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+    add("--base-url", metavar="URL", help="Knock's API origin; default: $KNOCK_BASE_URL or "
+        f"{DEFAULT_BASE_URL}")  # fmt: skip
+    add("--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH")
+    add("--allow-insecure-http", action="store_true", help="allow an http:// --base-url on a "
+        "non-loopback host (the key crosses in clear)")  # fmt: skip
+    add("--redis-url", metavar="URL", help="share Knock's rate limit with every run using this "
+        "Redis (redis://, rediss:// or unix://; needs the 'redis' extra); default: "
+        "$KNOCK_REDIS_URL, which keeps a password out of the process list")  # fmt: skip
     return parent
 
 
-def _connection(group: argparse._ArgumentGroup) -> None:
-    """Where requests go and with which key: every connection option is here."""
-    group.add_argument(
-        "--api-key-file",
-        metavar="PATH",
-        help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
-    )
-    group.add_argument(
-        "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
-    )
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
-    )
-    group.add_argument(
-        "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
-    )
-    group.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
-    )
-    group.add_argument(
-        "--redis-url",
-        metavar="URL",
-        help="share Knock's rate limit with every run using this Redis (redis://, rediss:// or "
-        "unix://; needs the 'redis' extra); default: $KNOCK_REDIS_URL, which keeps a password "
-        "out of the process list",
-    )
-
-
 def _following(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "--timeout",
-        type=seconds,
-        metavar="SECONDS",
-        help="give up on an operation not finished this long after it started (default: "
-        f"none; an operation that does not change for {DEFAULT_STALL_TIMEOUT:g}s is given up)",
-    )
-    group.add_argument(
-        "--poll-interval",
-        type=seconds,
-        metavar="SECONDS",
-        help=f"first and shortest wait between polls (default: {PollPolicy().initial_delay:g};"
-        " the waits then follow the operation's predicted end)",
-    )
+    """How long to follow, and how often to poll: the library's defaults unless given."""
+    group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
+        "operation not finished this long after it started (default: none; one that does not "
+        f"change for {DEFAULT_STALL_TIMEOUT:g}s is given up)")  # fmt: skip
+    group.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="first and "
+        f"shortest wait between polls (default: {PollPolicy().initial_delay:g}; the waits then "
+        "follow the operation's predicted end)")  # fmt: skip
 
 
 _EXIT_CODES = """\
@@ -194,46 +162,37 @@ exit codes:
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side
 With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
 """
+_EPILOG: dict[str, Any] = {
+    "epilog": _EXIT_CODES,
+    "formatter_class": argparse.RawDescriptionHelpFormatter,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Bulk-update the status of Knock channel messages and follow the operations.",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    about = "Bulk-update the status of Knock channel messages and follow the operations."
+    parser = _Parser(prog=PROG, description=about, **_EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    connected = _common(connects=True)
 
-    # bulk-update ----------------------------------------------------------------------------
     bulk = commands.add_parser(
         "bulk-update",
-        parents=[_common(connects=True)],
+        parents=[connected],
         help="update the status of a channel's messages (many channels at once)",
         description=textwrap.fill(
             "Start a bulk status update on each channel, then follow the operations to the end "
             "with a live progress display. Filters combine with AND. Ctrl-C stops following "
             "(the operations go on server-side) and prints how to resume."
         ),
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **_EPILOG,
     )
-    bulk.add_argument(
-        "action",
-        metavar="ACTION",
-        choices=_choices(BulkAction),
-        help=", ".join(_choices(BulkAction)),
-    )
-    bulk.add_argument(
-        "channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help="channel ids (UUIDs)"
-    )
-    bulk.add_argument(
-        "--channels-file",
-        metavar="PATH",
-        help="read more channel ids from this file ('-': stdin), whitespace-separated, # comments",
-    )
+    actions = _choices(BulkAction)
+    bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
+    ids = "channel ids (UUIDs)"
+    bulk.add_argument("channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help=ids)
+    bulk.add_argument("--channels-file", metavar="PATH", help="read more channel ids from this "
+        "file ('-': stdin), whitespace-separated, # comments")  # fmt: skip
     filters = bulk.add_argument_group("filters (all optional; combined with AND)")
     for flag, kind, what in (
         ("--archived", ArchivedFilter, "how archived messages are treated"),
@@ -243,67 +202,40 @@ def build_parser() -> argparse.ArgumentParser:
         filters.add_argument(flag, choices=_choices(kind), help=what)
     tenant = filters.add_mutually_exclusive_group()
     for flag, value, what in (("--has-tenant", True, "with"), ("--no-tenant", False, "without")):
-        tenant.add_argument(
-            flag,
-            dest="has_tenant",
-            action="store_const",
-            const=value,
-            help=f"only messages {what} a tenant",
-        )
+        tenant.add_argument(flag, dest="has_tenant", action="store_const", const=value,
+                            help=f"only messages {what} a tenant")  # fmt: skip
     for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
-        filters.add_argument(
-            flag,
-            type=aware_datetime,
-            metavar="DATETIME",
-            help=f"inserted {when} (ISO 8601 with offset)",
-        )
+        filters.add_argument(flag, type=aware_datetime, metavar="DATETIME",
+                             help=f"inserted {when} (ISO 8601 with offset)")  # fmt: skip
     for flag, dest, metavar in (
         ("--recipient-id", "recipient_ids", "ID"),
         ("--tenant", "tenants", "TENANT"),
         ("--workflow", "workflows", "KEY"),
     ):
         filters.add_argument(flag, dest=dest, action="append", metavar=metavar, help="repeatable")
-    filters.add_argument(
-        "--trigger-data",
-        type=json_object,
-        metavar="JSON",
-        help="JSON object matched against the trigger data's scalar keys",
-    )
+    matched = "JSON object matched against the trigger data's scalar keys"
+    filters.add_argument("--trigger-data", type=json_object, metavar="JSON", help=matched)
     run = bulk.add_argument_group("running")
-    run.add_argument(
-        "--no-wait", action="store_true", help="submit, print the operation ids and exit"
-    )
+    no_wait = "submit, print the operation ids and exit"
+    run.add_argument("--no-wait", action="store_true", help=no_wait)
     _following(run)
-    run.add_argument(
-        "--concurrency",
-        type=int_range(1, 100),
-        default=10,
-        metavar="N",
-        help="requests in flight with many channels (default: 10)",
-    )
-    run.add_argument(
-        "-y",
-        "--yes",
-        action="store_true",
-        help="confirm `delete` with no filter (deletes every message)",
-    )
+    run.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
+                     help="requests in flight with many channels (default: 10)")  # fmt: skip
+    delete = "confirm `delete` with no filter (deletes every message)"
+    run.add_argument("-y", "--yes", action="store_true", help=delete)
 
-    # status ---------------------------------------------------------------------------------
     status = commands.add_parser(
         "status",
-        parents=[_common(connects=True)],
+        parents=[connected],
         help="show a bulk operation, or follow it with --watch",
         description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **_EPILOG,
     )
     status.add_argument("operation_id", metavar="OPERATION_ID")
-    status.add_argument(
-        "-w", "--watch", action="store_true", help="follow until completed or failed"
-    )
+    watch = "follow until completed or failed"
+    status.add_argument("-w", "--watch", action="store_true", help=watch)
     _following(status.add_argument_group("with --watch"))
 
-    # emulator -------------------------------------------------------------------------------
     emulator = commands.add_parser(
         "emulator",
         parents=[_common(connects=False, output=False)],
@@ -312,7 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(emulator)
 
-    # demo -----------------------------------------------------------------------------------
     demo = commands.add_parser(
         "demo",
         parents=[_common(connects=False)],
@@ -329,13 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--messages", int_range(1, 200_000), 5000, "N", "messages on the largest channel"),
         ("--rows-per-second", positive("number"), 200.0, "R", speed),
     ):
-        demo.add_argument(
-            flag,
-            type=parse,
-            default=default,
-            metavar=metavar,
-            help=f"{what} (default: {default:g})",
-        )
+        demo.add_argument(flag, type=parse, default=default, metavar=metavar,
+                          help=f"{what} (default: {default:g})")  # fmt: skip
     return parser
 
 

@@ -90,7 +90,7 @@ def _refused_look(run: Run, header: dict[str, Any], operation_id: str, error: Kn
         estimated_total_rows=0, rows_per_second=None, eta=None,
     )  # fmt: skip
     result = ChannelResult(channel_id=None, operation=None, error=error, operation_id=operation_id)
-    run.display.start(header)
+    run.display.start(header, (), ())
     run.display.update(
         FanOutEvent(kind=FanOutEventKind.ERROR, channel_id=None, progress=None, error=error,
                     totals=totals, operation_id=operation_id)

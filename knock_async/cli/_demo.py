@@ -30,7 +30,7 @@ DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
 async def demo(plan: DemoPlan, redactor: Redactor, *, debug: bool) -> int:
     """Seed the emulator, archive on every channel at once, check its store; the exit code."""
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
-    redactor.add(key)
+    redactor.secrets.add(key)
     rate, count = plan.rows_per_second, plan.channels
     # About ten progress steps a second.
     batch = max(1, round(rate / 10))

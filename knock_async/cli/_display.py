@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import ChannelResult, FanOutEvent, Outcome
+from .._fanout import ChannelResult, FanOutEvent, FanOutTotals, Outcome
 from .._models import BulkOperation
 from ._outcome import (
     Report,
@@ -35,6 +35,7 @@ from ._wrap import for_people, prose
 
 __all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
+Lines = Sequence[str]
 _STYLE = {
     "pending": "dim",
     "queued": "yellow",
@@ -51,15 +52,11 @@ class Display(Protocol):
     ``intro`` lines for people, ``rows`` the keys to show before their first event),
     ``update`` per event, ``stop`` (the end of the live part; idempotent) and ``summary``."""
 
-    def start(
-        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
-    ) -> None:
-        return None
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None: ...
 
     def update(self, event: FanOutEvent) -> None: ...
 
-    def stop(self) -> None:
-        return None
+    def stop(self) -> None: ...
 
     def summary(self, report: Report) -> None: ...
 
@@ -126,9 +123,12 @@ class _Lines(Display):
     def __init__(self, out: TextIO) -> None:
         self._out, self._started = out, time.monotonic()
 
-    def _print(self, line: str = "") -> None:
+    def _print(self, line: str) -> None:
         self._out.write(line + "\n")
         self._out.flush()
+
+    def stop(self) -> None:
+        return None
 
 
 class JsonDisplay(_Lines):
@@ -137,9 +137,7 @@ class JsonDisplay(_Lines):
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
 
-    def start(
-        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
-    ) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
@@ -152,20 +150,15 @@ class JsonDisplay(_Lines):
 class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def start(
-        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
-    ) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             self._print(line)
 
     def update(self, event: FanOutEvent) -> None:
         result, progress = result_of(event), event.progress
         op, ended = result.operation, name(result.outcome)
-        fields: dict[str, object] = {}
-        if event.channel_id is not None:
-            fields["channel"] = event.channel_id
-        if event.operation_id is not None:
-            fields["operation"] = event.operation_id
+        names = {"channel": event.channel_id, "operation": event.operation_id}
+        fields: dict[str, object] = {k: v for k, v in names.items() if v is not None}
         if ended == "error":
             # The error itself is one line on stderr, said once (with what to do about it).
             fields["status"] = "error"
@@ -181,15 +174,8 @@ class PlainDisplay(_Lines):
                 if ended != "timeout":
                     fields["duration"] = format_duration(duration_seconds(op))
         self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
-        totals = event.totals
-        if totals.channels > 1 and ended is not None:
-            rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
-            self._print(
-                f"total     finished={totals.finished}/{totals.channels} "
-                f"completed={totals.completed} failed={totals.failed} errored={totals.errored} "
-                f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
-                f"{_percent(totals.fraction)}{rate}"
-            )
+        if event.totals.channels > 1 and ended is not None:
+            self._print(_total_line(event.totals))
 
     def summary(self, report: Report) -> None:
         # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
@@ -198,6 +184,16 @@ class PlainDisplay(_Lines):
         print_summary(Console(file=buffer, width=10_000, color_system=None), report)
         for line in buffer.getvalue().splitlines():
             self._print(line.rstrip())
+
+
+def _total_line(totals: FanOutTotals) -> str:
+    rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
+    return (
+        f"total     finished={totals.finished}/{totals.channels} completed={totals.completed} "
+        f"failed={totals.failed} errored={totals.errored} "
+        f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
+        f"{_percent(totals.fraction)}{rate}"
+    )
 
 
 # -- the summary, for plain lines and rich alike ---------------------------------------------
@@ -212,8 +208,7 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
         console.print()
         console.print(_numbers(console, report, results))
-        if len(results) < len(report.results):
-            more = len(report.results) - len(results)
+        if more := len(report.results) - len(results):
             console.print(f"  … and {plural(more, 'more channel')}")
         console.print()
         ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
@@ -233,9 +228,8 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
 def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
     """The table of numbers, exact: with thousands separators if they fit the console's width,
     else without, else with one space between columns (the counts are what it reports)."""
-    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in layouts:
+    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
         table = _number_table(report, results, separator, padding)
         if console.measure(table, options=unbounded).maximum <= console.width:
             break
@@ -258,7 +252,7 @@ def _number_table(
         table.add_row(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else getattr(op, name)) for name in _COUNTS),
+            *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
             format_duration(duration_seconds(op)),
             *(count(extra.get(field, "")) for field, _ in report.columns),
         )
@@ -272,10 +266,9 @@ def _summary_line(report: Report) -> str:
     code = f"(exit {int(report.code)})"
     if not report.by_channel:  # status: the one operation
         result = report.results[0]
-        op = result.operation
+        op, took = result.operation, duration_seconds(result.operation)
         if op is None:
             return f"{report.outcome}: operation {key_of(result)} {code}"
-        took = duration_seconds(op)
         return (
             f"{report.outcome}: operation {op.id}: {plural(op.success_count, 'row')} updated, "
             f"{plural(op.error_count, 'error')}"
@@ -313,17 +306,7 @@ def _bar(
     }
 
 
-_FIELDS = (
-    ("rows", "progress.download"),
-    ("rate", "progress.data.speed"),
-    ("eta", "progress.remaining"),
-    ("status", ""),
-)
-
-
-def _text(template: str, style: str = "") -> TextColumn:
-    """Text never wrapped: each bar stays on one line."""
-    return TextColumn(template, style=style, table_column=Column(no_wrap=True))
+_FIELDS = (("rows", "download"), ("rate", "data.speed"), ("eta", "remaining"), ("status", ""))
 
 
 class _Bars(Progress):
@@ -349,12 +332,15 @@ class RichDisplay(Display):
     MAX_ROWS = 12
 
     def __init__(self, console: Console) -> None:
+        def text(template: str, style: str = "") -> TextColumn:  # never wrapped: one line each
+            return TextColumn(template, style=style, table_column=Column(no_wrap=True))
+
         self.console = console
         self._progress = _Bars(
-            _text("{task.description}"),
+            text("{task.description}"),
             BarColumn(bar_width=None),
-            _text("{task.percentage:>3.0f}%"),
-            *(_text(f"{{task.fields[{field}]}}", style) for field, style in _FIELDS),
+            text("{task.percentage:>3.0f}%"),
+            *(text(f"{{task.fields[{f}]}}", s and f"progress.{s}") for f, s in _FIELDS),
             console=console,
             refresh_per_second=10,
             expand=True,
@@ -363,27 +349,23 @@ class RichDisplay(Display):
         self._total: TaskID | None = None
         self._live = False
 
-    def start(
-        self, header: Mapping[str, Any], intro: Sequence[str] = (), rows: Sequence[str] = ()
-    ) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             say(self.console, line)
         if len(rows) > 1:
             label = f"all {len(rows)} channels"
             self._total = self._progress.add_task(label, total=None, **_bar(status=""))
         for key in rows[: self.MAX_ROWS]:
-            self._show(key, key[:8])
+            self._tasks[key] = self._progress.add_task(key[:8], total=None, **_bar())
         self._progress.start()
         self._live = True
-
-    def _show(self, key: str, label: str) -> None:
-        self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
 
     def update(self, event: FanOutEvent) -> None:
         result, progress, totals = result_of(event), event.progress, event.totals
         key = key_of(result)
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
-            self._show(key, key[:8] if event.channel_id else f"operation {key[:8]}")
+            label = key[:8] if event.channel_id else f"operation {key[:8]}"
+            self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
         task = self._tasks.get(key)
         if task is not None and progress is None:  # an error before any operation
             self._set(task, None, _bar(status=_status(result)))
@@ -392,7 +374,11 @@ class RichDisplay(Display):
             rows = (op.processed_rows, op.estimated_total_rows)
             fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(result))
             self._set(task, progress.fraction, fields)
-        if task is not None and totals.channels > self.MAX_ROWS and result.outcome == "completed":
+        if (
+            task is not None
+            and totals.channels > self.MAX_ROWS
+            and result.outcome is Outcome.COMPLETED
+        ):
             # Make room for channels still running; the summary lists this one.
             self._progress.update(task, visible=False)
             del self._tasks[key]

@@ -256,8 +256,8 @@ def _rows(op: BulkOperation | None) -> str:
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
-    """One stderr line per failed or timed-out operation, and per distinct error (grouped by
-    kind, status and code)."""
+    """The stderr lines: one per failed or timed-out operation, one per distinct error
+    (grouped by kind, status and code), then what an interruption left behind."""
     what = "channel" if report.by_channel else "operation"
     lines: list[str] = []
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
@@ -289,4 +289,25 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
         advice = hint(first, what=what, base_url=base_url)
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
+    return lines + (_interrupted(report) if report.outcome == "interrupted" else [])
+
+
+def _interrupted(report: Report) -> list[str]:
+    """What Ctrl-C left behind: each resume command on its own (indented) line."""
+    if report.command == "demo":  # its emulator, and its operations, end with it
+        return [f"{PROG}: interrupted"]
+    lines = [
+        f"{PROG}: interrupted: stopped following; operations already started go on "
+        "server-side (Ctrl-C does not cancel them)."
+    ]
+    if report.resume:
+        lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
+    # Channels with no operation and no error: never sent, or no answer yet.
+    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
+    if unsent:
+        more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
+        lines.append(
+            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or interrupted "
+            f"while sending, so an update may have started): {' '.join(unsent[:10])}{more}"
+        )
     return lines

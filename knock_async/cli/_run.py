@@ -23,43 +23,39 @@ from .._follow import PollPolicy
 from .._progress import Progress
 from ._args import PROG, UsageError
 from ._display import make_display
-from ._outcome import Report, error_lines, name, plural
+from ._outcome import Report, error_lines, name
 from ._plan import Connection, read_text
-from ._wrap import for_people, prose, terminal_width
+from ._wrap import for_people, terminal_width
 
 if TYPE_CHECKING:
     from ..redis import RedisRateLimiter
 
-__all__ = ["Redactor", "Run", "load_api_key", "logging_to_stderr", "make_client"]
+__all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
 
 
 # -- secrets and logs ------------------------------------------------------------------------
 
 
 class Redactor(logging.Filter):
-    """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``.
-
-    The library never logs the key; this is the belt to its braces.
-    """
+    """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``: the
+    library never logs the key; this is the belt to its braces."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: list[str] = []
-
-    def add(self, secret: str) -> None:
-        if secret and secret not in self._secrets:
-            self._secrets.append(secret)
+        self.secrets: set[str] = set()
 
     def text(self, value: str) -> str:
-        for secret in self._secrets:
+        for secret in self.secrets:
             value = value.replace(secret, "[REDACTED]")
         return value
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            record.msg = self.text(record.getMessage())
-            record.args = None
+        if self.secrets:
+            record.msg, record.args = self.text(record.getMessage()), None
         return True
+
+    def traceback(self, error: BaseException) -> None:
+        sys.stderr.write(self.text("".join(traceback.format_exception(error))))
 
 
 @contextlib.contextmanager
@@ -72,8 +68,7 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
     handler.setFormatter(logging.Formatter(form + "%(message)s"))
     logger = logging.getLogger("knock_async")
     saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers[:] = [handler]
-    logger.propagate = False
+    logger.handlers[:], logger.propagate = [handler], False
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
     try:
         yield
@@ -82,27 +77,21 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def print_traceback(error: BaseException, redactor: Redactor) -> None:
-    sys.stderr.write(redactor.text("".join(traceback.format_exception(error))))
-
-
 # -- the key and the client ------------------------------------------------------------------
 
 
 def load_api_key(connection: Connection) -> str:
     """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
     path = connection.api_key_file
-    if path is not None:
-        key = read_text("--api-key-file", path, first_line=True).strip()
+    if path is None:
+        key = os.environ.get("KNOCK_API_KEY", "").strip()
         if not key:
-            raise UsageError(f"--api-key-file {path} is empty")
-        return key
-    key = os.environ.get("KNOCK_API_KEY", "").strip()
-    if not key:
-        raise UsageError(
-            "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
-            "(a key is never taken on the command line, where `ps` shows it)"
-        )
+            raise UsageError(
+                "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
+                "(a key is never taken on the command line, where `ps` shows it)"
+            )
+    elif not (key := read_text("--api-key-file", path, first_line=True).strip()):
+        raise UsageError(f"--api-key-file {path} is empty")
     return key
 
 
@@ -111,7 +100,7 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     """A client for ``connection``, its key loaded (and known to ``redactor``), pacing on the
     Redis limiter shared by every run on the environment if there is one (closed after)."""
     key = load_api_key(connection)
-    redactor.add(key)
+    redactor.secrets.add(key)
     interval, poll = connection.poll_interval, None
     if interval is not None:  # else the library's default policy
         default = PollPolicy()
@@ -124,9 +113,8 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
         if connection.redis_url is not None:
-            pacing["rate_limits"] = await stack.enter_async_context(
-                _shared_limiter(connection, key)
-            )
+            limiter = _shared_limiter(connection, key)
+            pacing["rate_limits"] = await stack.enter_async_context(limiter)
         client = KnockClient(
             api_key=key,
             base_url=connection.base_url,
@@ -257,40 +245,14 @@ class Run:
         self.display.stop()
         self.display.summary(report)
         sys.stdout.flush()
+        if self._debug:
+            for error in (r.error for r in report.results if r.error is not None):
+                self._redactor.traceback(error)
         width = terminal_width(sys.stderr)
         for line in error_lines(report, base_url=self.base_url):
-            print(prose(self._redactor.text(line), width), file=sys.stderr)
-        if self._debug:
-            for result in report.results:
-                if result.error is not None:
-                    print_traceback(result.error, self._redactor)
-        if report.outcome == "interrupted":
-            for line in _interrupted(report):
-                print("\n".join(for_people(line, width)), file=sys.stderr)
+            print("\n".join(for_people(self._redactor.text(line), width)), file=sys.stderr)
         sys.stderr.flush()
         return int(report.code)
 
 
 _NOT_WORSE = (Outcome.COMPLETED, Outcome.PENDING, Outcome.RUNNING)
-
-
-def _interrupted(report: Report) -> list[str]:
-    """What Ctrl-C left behind: each resume command on its own line, whole."""
-    if report.command == "demo":  # its emulator, and its operations, end with it
-        return [f"{PROG}: interrupted"]
-    lines = [
-        f"{PROG}: interrupted: stopped following; operations already started go on "
-        "server-side (Ctrl-C does not cancel them)."
-    ]
-    if report.resume:
-        lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
-    # Channels with no operation and no error: never sent, or no answer yet.
-    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
-    if unsent:
-        more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
-        lines.append(
-            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or "
-            f"interrupted while sending, so an update may have started): "
-            f"{' '.join(unsent[:10])}{more}"
-        )
-    return lines

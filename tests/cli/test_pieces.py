@@ -104,7 +104,7 @@ def test_dates_need_an_offset() -> None:
 def test_the_redactor_hides_secrets_in_text_and_log_records() -> None:
     """A known secret is replaced in text and in formatted log records."""
     redactor = Redactor()
-    redactor.add("sk_secret_123")
+    redactor.secrets.add("sk_secret_123")
     assert redactor.text("Bearer sk_secret_123!") == "Bearer [REDACTED]!"
     record = logging.LogRecord(
         "knock_async", logging.DEBUG, __file__, 1, "key=%s", ("sk_secret_123",), None

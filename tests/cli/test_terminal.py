@@ -95,7 +95,7 @@ def test_each_progress_bar_is_one_line_with_abbreviated_numbers(width: int) -> N
     channels, operations = _ids(3)
     console = _console(width)
     display = RichDisplay(console)
-    display.start({}, rows=channels)
+    display.start({}, (), channels)
     for channel, operation_id in zip(channels, operations, strict=True):
         display.update(_event(channel, operation_id))
     display.stop()
