@@ -1,20 +1,32 @@
-"""The commands ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
-``follow_many``'s) shown by a display; and ``emulator``."""
+"""The commands: ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
+``follow_many``'s) shown by a display; ``demo``, the same against the embedded emulator; and
+``emulator``. Only ``demo`` and ``emulator`` import the emulator (``aiohttp.web``)."""
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
+from datetime import timedelta
 from typing import Any
 
+from .._client import KnockClient
 from .._errors import KnockError
-from .._fanout import ChannelResult, FanOutEvent, FanOutEventKind, FanOutSummary, FanOutTotals
+from .._fanout import (
+    ChannelResult,
+    FanOutEvent,
+    FanOutEventKind,
+    FanOutSummary,
+    FanOutTotals,
+    Outcome,
+)
+from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
-from ._plan import BulkPlan, StatusPlan, restricts
+from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header
 from ._run import Redactor, Run, make_client
 from ._wrap import prose, terminal_width
 
-__all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
+__all__ = ["bulk_update", "confirm_delete", "demo", "emulator", "status"]
 
 
 def confirm_delete(plan: BulkPlan) -> None:
@@ -40,16 +52,16 @@ def confirm_delete(plan: BulkPlan) -> None:
 
 
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``update_many`` over one channel or many, followed to the end (or to submission), once
-    ``confirm_delete`` has let it."""
-    connection, run = plan.connection, _run("bulk-update", plan, redactor, debug=debug)
+    """``update_many`` over one channel or many, followed to the end (or, with --no-wait, until
+    every channel has its operation or its error), once ``confirm_delete`` has let it."""
+    connection = plan.connection
+    run = Run("bulk-update", plan.json, redactor, debug=debug, base_url=connection.base_url)
     async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
             plan.channels, plan.action, concurrency=plan.concurrency, **plan.deadlines,
             **plan.filters,
         )  # fmt: skip
-        # --no-wait: until every channel has its operation or its error.
-        until = None if plan.wait else _all_submitted
+        until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
         await run.follow(fanout, plan.header, rows=plan.channels, until=until)
     return run.finish(plan.action, stopped=None if plan.wait else "submitted")
 
@@ -57,54 +69,140 @@ async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int
 async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     """One GET (a look: the operation as it stands, no wait, no deadline), or ``follow_many``
     to the end with ``--watch``."""
-    operation_id, run = plan.operation_id, _run("status", plan, redactor, debug=debug)
+    connection, operation_id = plan.connection, plan.operation_id
+    run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    async with make_client(plan.connection, redactor) as client:
+    async with make_client(connection, redactor) as client:
         operations = client.bulk_operations
         if plan.watch:
             await run.follow(operations.follow_many([operation_id], **plan.deadlines), header)
             return run.finish(None)
         try:
             operation = await operations.get(operation_id)
-        except KnockError as exc:
-            return _refused_look(run, header, operation_id, exc)
+        except KnockError as error:  # shown as the stream of one it would have been, ended so
+            totals = FanOutTotals(
+                channels=1, submitted=0, completed=0, failed=0, errored=1, processed_rows=0,
+                estimated_total_rows=0, rows_per_second=None, eta=None,
+            )  # fmt: skip
+            ids: dict[str, Any] = {"channel_id": None, "operation_id": operation_id}
+            run.display.start(header, (), ())
+            kind = FanOutEventKind.ERROR
+            run.display.update(
+                FanOutEvent(kind=kind, progress=None, error=error, totals=totals, **ids)
+            )
+            result = ChannelResult(operation=None, error=error, **ids)
+            run.summary = FanOutSummary(results=(result,), totals=totals)
+            return run.finish(None)
         # The one snapshot as the library's stream shows it: its first event needs no request.
         await run.follow(operations.follow_many([operation]), header, until=lambda _: True)
     # A look, not a wait: a running operation is fine (its status); a failed one is exit 1.
     return run.finish(None, stopped=operation.status.value)
 
 
-def _run(command: str, plan: BulkPlan | StatusPlan, redactor: Redactor, *, debug: bool) -> Run:
-    base_url = plan.connection.base_url
-    return Run(command, json=plan.json, debug=debug, redactor=redactor, base_url=base_url)
-
-
-def _all_submitted(event: FanOutEvent) -> bool:
-    return event.totals.unsubmitted == 0
-
-
-def _refused_look(run: Run, header: dict[str, Any], operation_id: str, error: KnockError) -> int:
-    """A look whose GET was refused: the error, as a stream of one would end."""
-    totals = FanOutTotals(
-        channels=1, submitted=0, completed=0, failed=0, errored=1, processed_rows=0,
-        estimated_total_rows=0, rows_per_second=None, eta=None,
-    )  # fmt: skip
-    result = ChannelResult(channel_id=None, operation=None, error=error, operation_id=operation_id)
-    run.display.start(header, (), ())
-    run.display.update(
-        FanOutEvent(kind=FanOutEventKind.ERROR, channel_id=None, progress=None, error=error,
-                    totals=totals, operation_id=operation_id)
-    )  # fmt: skip
-    run.summary = FanOutSummary(results=(result,), totals=totals)
-    return run.finish(None)
-
-
 def emulator(args: argparse.Namespace) -> int:
     """``knock-async emulator``: the emulator's front door, shared with ``python -m
     knock_async.testing``, serving until Ctrl-C."""
-    from ..testing._frontdoor import serve_from_args  # aiohttp.web: only when it runs
+    from ..testing._frontdoor import serve_from_args
 
-    problem = serve_from_args(args)
-    if problem is not None:
+    if (problem := serve_from_args(args)) is not None:
         raise UsageError(problem)
     return int(ExitCode.OK)
+
+
+# Polls a little more often than the library's default: the demo lasts seconds.
+DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
+_CHECK = (("matched", "matched"), ("archived_in_store", "in store"), ("check", "check"))
+
+
+async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> int:
+    """``knock-async demo``, no Knock account needed: seeds the emulator's in-app feed
+    channels with realistic messages, archives the read ones older than a week on all of them
+    at once (``update_many``) with live progress, then checks every channel against the
+    emulator's store: each message that matched is archived now, and no other changed."""
+    from ..testing import KnockEmulator
+
+    key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
+    redactor.secrets.add(key)
+    rate, count = args.rows_per_second, args.channels
+    # About ten progress steps a second.
+    batch = max(1, round(rate / 10))
+    emulator = KnockEmulator(
+        api_keys=[key], rows_per_second=rate, batch_size=batch, queue_delay=0.2, seed=7
+    )
+    async with emulator as emu:
+        channels = [emu.add_channel("in_app_feed") for _ in range(count)]
+        # From ``messages / channels`` up to ``messages``: the channels finish one by one.
+        sizes = [max(1, round(args.messages * (n + 1) / count)) for n in range(count)]
+        for index, (channel, size) in enumerate(zip(channels, sizes, strict=True)):
+            emu.add_messages(channel, size, seed=index)
+        cutoff = (emu.clock.now() - timedelta(days=7)).replace(microsecond=0)
+        filters: dict[str, Any] = {
+            "engagement_status": "read",
+            "archived": "exclude",
+            "older_than": cutoff,
+        }
+        # What the store says before: the messages the update should archive, and the rest.
+        expected, archived_before = {}, {}
+        for channel in channels:
+            messages = emu.messages(channel)
+            expected[channel] = {
+                m.id
+                for m in messages
+                if m.read_at is not None and m.archived_at is None and m.inserted_at < cutoff
+            }
+            archived_before[channel] = {m.id for m in messages if m.archived_at is not None}
+        stamp = filters_json(filters)["older_than"]
+        intro = [
+            f"Knock emulator running in-process at {emu.base_url} (a generated sk_demo_ key).",
+            f"Seeded {count} in-app feed channels with {sum(sizes):,} messages "
+            f"({', '.join(f'{n:,}' for n in sizes)}).",
+            f"Archiving the read messages older than {stamp} on every channel, as",
+            f"  {PROG} bulk-update archive CHANNEL_ID... --engagement-status read "
+            f"--archived exclude --older-than {stamp}",
+            f"would (emulated processing: {rate:,.0f} rows/s per operation).",
+        ]
+        more = {"wait": True, "base_url": emu.base_url}
+        header = start_header("demo", "archive", channels, filters, **more)
+        run = Run("demo", args.json, redactor, debug=debug, base_url=emu.base_url)
+        async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
+            fanout = client.channels.bulk.update_many(channels, "archive", timeout=120.0, **filters)
+            summary = await run.follow(fanout, header, intro=intro, rows=channels)
+
+        # The check: compare what the API reported with what the store holds now.
+        values: dict[str, dict[str, Any]] = {}
+        for result in summary.results:
+            channel, op = str(result.channel_id), result.operation
+            wanted = expected[channel]
+            archived_now = {m.id for m in emu.messages(channel) if m.archived_at is not None}
+            archived = len(wanted & archived_now)
+            collateral = len(archived_now ^ (archived_before[channel] | wanted))
+            ok = result.outcome is Outcome.COMPLETED and collateral == 0
+            ok = ok and op is not None and op.success_count == len(wanted) == archived
+            values[channel] = {
+                "matched": len(wanted),
+                "archived_in_store": archived,
+                "other_changes": collateral,  # 0 when ok: in the --json output only
+                "check": "-" if run.interrupted else "ok" if ok else "MISMATCH",
+            }
+
+    verified = not run.interrupted and all(v["check"] == "ok" for v in values.values())
+    matched = sum(len(ids) for ids in expected.values())
+    notes = [
+        f"Check against the emulator's store: OK. All {matched:,} matching messages are "
+        "archived, and no other message changed.",
+        f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
+        "against it.",
+    ]
+    failed = None
+    if run.interrupted:
+        notes = ["Interrupted: the check against the emulator's store was not made."]
+    elif not verified:  # a mismatch fails the demo (exit 1, or 3 for an error)
+        failed = "error" if summary.outcome is Outcome.ERROR else "failed"
+        notes = [
+            "Check against the emulator's store: MISMATCH (see the check column, and "
+            "other_changes in --json output); please report it with the output of `--debug`."
+        ]
+    return run.finish(
+        "archive", outcome=failed, columns=_CHECK, values=values, notes=tuple(notes),
+        verified=verified,
+    )  # fmt: skip

@@ -22,7 +22,7 @@ from .._models import BulkActionValue, BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
-__all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
+__all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
 
 _FILTERS = tuple(BulkFilters.__annotations__)
 
@@ -114,25 +114,8 @@ class StatusPlan:
     json: bool
 
 
-@attrs.frozen(kw_only=True)
-class DemoPlan:
-    """``demo``: the size and speed of the emulated run."""
-
-    channels: int
-    messages: int
-    rows_per_second: float
-    json: bool
-
-
-def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
-    """The plan for ``args`` (``emulator`` has none: the emulator's front door takes it)."""
-    if args.command == "demo":
-        return DemoPlan(
-            channels=args.channels,
-            messages=args.messages,
-            rows_per_second=args.rows_per_second,
-            json=args.json,
-        )
+def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
+    """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)

@@ -155,7 +155,7 @@ class Run:
     summary."""
 
     def __init__(
-        self, command: str, *, json: bool, debug: bool, redactor: Redactor, base_url: str
+        self, command: str, json: bool, redactor: Redactor, *, debug: bool, base_url: str
     ) -> None:
         self.command, self.base_url = command, base_url
         self.display = make_display(json_lines=json)
