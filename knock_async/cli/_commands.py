@@ -11,13 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
-from .._errors import KnockError
 from .._fanout import (
-    ChannelResult,
-    FanOutEvent,
-    FanOutEventKind,
-    FanOutSummary,
-    FanOutTotals,
     Outcome,
 )
 from .._follow import PollPolicy
@@ -73,30 +67,20 @@ async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
     async with make_client(connection, redactor) as client:
-        operations = client.bulk_operations
         if plan.watch:
-            await run.follow(operations.follow_many([operation_id], **plan.deadlines), header)
+            stream = client.bulk_operations.follow_many([operation_id], **plan.deadlines)
+            await run.follow(stream, header)
             return run.finish(None)
-        try:
-            operation = await operations.get(operation_id)
-        except KnockError as error:  # shown as the stream of one it would have been, ended so
-            totals = FanOutTotals(
-                channels=1, submitted=0, completed=0, failed=0, errored=1, processed_rows=0,
-                estimated_total_rows=0, rows_per_second=None, eta=None,
-            )  # fmt: skip
-            ids: dict[str, Any] = {"channel_id": None, "operation_id": operation_id}
-            run.display.start(header, (), ())
-            kind = FanOutEventKind.ERROR
-            run.display.update(
-                FanOutEvent(kind=kind, progress=None, error=error, totals=totals, **ids)
-            )
-            result = ChannelResult(operation=None, error=error, **ids)
-            run.summary = FanOutSummary(results=(result,), totals=totals)
-            return run.finish(None)
-        # The one snapshot as the library's stream shows it: its first event needs no request.
-        await run.follow(operations.follow_many([operation]), header, until=lambda _: True)
-    # A look, not a wait: a running operation is fine (its status); a failed one is exit 1.
-    return run.finish(None, stopped=operation.status.value)
+        # A look: the stream's first event, from one GET sent at once, with no error ridden
+        # out; stopped there, before any other request starts.
+        stream = client.bulk_operations.follow_many([operation_id], policy=_LOOK)
+        summary = await run.follow(stream, header, until=lambda _: True)
+    # Not a wait: a running operation is fine (its status names the outcome); failed is exit 1.
+    operation = summary.results[0].operation
+    return run.finish(None, stopped=None if operation is None else operation.status.value)
+
+
+_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
 def emulator(args: argparse.Namespace) -> int:

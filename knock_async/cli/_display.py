@@ -36,15 +36,8 @@ from ._wrap import for_people, prose
 __all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
 Lines = Sequence[str]
-_STYLE = {
-    "pending": "dim",
-    "queued": "yellow",
-    "processing": "cyan",
-    "completed": "green",
-    "failed": "bold red",
-    "error": "bold red",
-    "timeout": "bold yellow",
-}
+_STYLE = {"pending": "dim", "queued": "yellow", "processing": "cyan", "completed": "green"}
+_STYLE |= {"failed": "bold red", "error": "bold red", "timeout": "bold yellow"}
 
 
 class Display(Protocol):
@@ -87,9 +80,8 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_eta(eta: timedelta | None) -> str:
-    if eta is None:
-        return "?"
-    return format_duration(eta.total_seconds()) if eta.total_seconds() >= 1 else "<1s"
+    seconds = None if eta is None else eta.total_seconds()
+    return "?" if seconds is None else format_duration(seconds) if seconds >= 1 else "<1s"
 
 
 def _percent(fraction: float | None) -> str:
@@ -98,9 +90,9 @@ def _percent(fraction: float | None) -> str:
 
 def _status(result: ChannelResult) -> str:
     """The status shown for an operation: its outcome once ended, else the API's status."""
-    if result.outcome is Outcome.ERROR and result.error is not None:
-        return f"error {result.error.status or ''}".strip()
-    op = result.operation
+    op, error = result.operation, result.error
+    if result.outcome is Outcome.ERROR and error is not None:
+        return f"error {error.status or ''}".strip()
     return name(result.outcome) or ("pending" if op is None else op.status.value)
 
 
@@ -290,13 +282,8 @@ def _summary_line(report: Report) -> str:
 # -- rich ------------------------------------------------------------------------------------
 
 
-def _bar(
-    done: int = 0,
-    total: int | None = None,
-    rate: float | None = None,
-    eta: timedelta | None = None,
-    status: str = "pending",
-) -> dict[str, Any]:
+def _bar(done: int = 0, total: int | None = None, rate: float | None = None,
+         eta: timedelta | None = None, status: str = "pending") -> dict[str, Any]:  # fmt: skip
     """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
     return {
         "rows": f"{abbreviate(done)}/{abbreviate(total)}",

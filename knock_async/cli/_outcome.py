@@ -1,10 +1,7 @@
 """What the library's results mean on the command line: the one table from outcome to exit
-code, the NDJSON fields and the one-line errors. Pure: no ``rich``, no I/O.
-
-A run ends in the library's ``FanOutSummary``: each operation's ``ChannelResult`` with its
-``Outcome``, the worst of them, and the stream's totals. An event is shown as the result it
-leaves (``result_of``), so every status and outcome shown is the library's.
-"""
+code, the NDJSON fields and the stderr lines. Pure: no ``rich``, no I/O. A run ends in the
+library's ``FanOutSummary``; an event is shown as the result it leaves (``result_of``), so
+every status and outcome shown is the library's."""
 
 from __future__ import annotations
 
@@ -62,21 +59,15 @@ def result_of(event: FanOutEvent) -> ChannelResult:
     )
 
 
-def resume_command(operation_id: str) -> str:
-    return f"{PROG} status {operation_id} --watch"
-
-
 def plural(count: int, noun: str) -> str:
     """``1 row``, ``2 rows``, ``1,024 errors``."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
-def duration_seconds(operation: BulkOperation | None) -> float | None:
+def duration_seconds(op: BulkOperation | None) -> float | None:
     """From the operation's creation to its end, by the server's timestamps."""
-    end = None if operation is None else operation.completed_at or operation.failed_at
-    if operation is None or end is None:
-        return None
-    return max(0.0, (end - operation.inserted_at).total_seconds())
+    end = None if op is None else op.completed_at or op.failed_at
+    return None if op is None or end is None else max(0.0, (end - op.inserted_at).total_seconds())
 
 
 def key_of(result: ChannelResult) -> str:
@@ -120,7 +111,7 @@ class Report:
         demo: its emulator, and its operations, end with its process)."""
         unended = (*_NOT_ENDED, Outcome.TIMED_OUT)
         return [
-            resume_command(r.operation_id)
+            f"{PROG} status {r.operation_id} --watch"
             for r in self.results
             if self.command != "demo" and r.operation_id is not None and r.outcome in unended
         ]
@@ -250,9 +241,11 @@ def hint(error: KnockError, *, what: str, base_url: str) -> str:
 
 
 def _rows(op: BulkOperation | None) -> str:
-    if op is None:
-        return "0/? rows"
-    return f"{op.processed_rows:,}/{plural(op.estimated_total_rows, 'row')}"
+    return (
+        "0/? rows"
+        if op is None
+        else f"{op.processed_rows:,}/{plural(op.estimated_total_rows, 'row')}"
+    )
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
@@ -277,8 +270,7 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             lines.append(
                 f"{PROG}: timeout: {where}operation {operation_id} did not finish within "
                 f"--timeout or change for {DEFAULT_STALL_TIMEOUT:g}s ({status}, {_rows(op)}); "
-                "it goes on server-side: follow it with "
-                f"`{resume_command(operation_id)}`"
+                f"it goes on server-side: follow it with `{PROG} status {operation_id} --watch`"
             )
         elif outcome is Outcome.ERROR and error is not None:
             group = (type(error).__name__, error.status, error.code)
