@@ -18,13 +18,12 @@ from typing import Any
 import attrs
 
 from .._convert import format_datetime
+from .._follow import PollPolicy
 from .._models import BulkActionValue, BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
 __all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
-
-_FILTERS = tuple(BulkFilters.__annotations__)
 
 
 def _setting(value: str | None, option: str, variable: str) -> tuple[str | None, str]:
@@ -34,17 +33,19 @@ def _setting(value: str | None, option: str, variable: str) -> tuple[str | None,
 
 @attrs.frozen(kw_only=True)
 class Connection:
-    """Where requests go and how the key is found (the key itself is read only when sending)."""
+    """Where requests go and how the key is found (the key itself is read only when sending):
+    ``client`` holds the ``KnockClient`` options but the key and the rate limits."""
 
     api_key_file: str | None
-    base_url: str
-    branch: str | None
-    allow_insecure_http: bool
-    poll_interval: float | None  # None: the client's default schedule
+    client: Mapping[str, Any]
     # A Redis shared by every run on this Knock environment (None: pace this run alone), and
     # where it came from, for messages (--redis-url or KNOCK_REDIS_URL).
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_source: str = "--redis-url"
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client["base_url"])
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
@@ -70,16 +71,23 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        return cls(
-            api_key_file=args.api_key_file,
-            base_url=str(checked),  # the environment's one spelling, as the library's
-            branch=_setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
-            allow_insecure_http=args.allow_insecure_http,
-            # A look at an operation never polls: only --watch and bulk-update follow.
-            poll_interval=args.poll_interval if getattr(args, "watch", True) else None,
-            redis_url=redis_url,
-            redis_source=redis_source,
-        )
+        interval, poll = args.poll_interval, None
+        if interval is not None:  # else the library's default policy
+            default = PollPolicy()
+            poll = attrs.evolve(
+                default,
+                initial_delay=interval,
+                max_delay=max(default.max_delay, interval),
+                max_eta_delay=max(default.max_eta_delay, interval),
+            )
+        client = {
+            "base_url": str(checked),  # the environment's one spelling, as the library's
+            "branch": _setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
+            "allow_insecure_http": args.allow_insecure_http,
+            "poll": poll,
+        }
+        return cls(api_key_file=args.api_key_file, client=client, redis_url=redis_url,
+                   redis_source=redis_source)  # fmt: skip
 
 
 @attrs.frozen(kw_only=True)
@@ -116,36 +124,29 @@ class StatusPlan:
 
 def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
     """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
+    deadlines = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)
         except ValueError:
             raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        return StatusPlan(
-            connection=Connection.from_args(args),
-            operation_id=args.operation_id,
-            watch=args.watch,
-            deadlines=deadlines(args.timeout),
-            json=args.json,
-        )
+        return StatusPlan(connection=Connection.from_args(args), operation_id=args.operation_id,
+                          watch=args.watch, deadlines=deadlines, json=args.json)  # fmt: skip
     channels = read_channels(args)
-    filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
+    given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
+    filters = {name: value for name, value in given if value is not None}
     return BulkPlan(
         connection=Connection.from_args(args),
         action=args.action,
         channels=tuple(channels),
         filters=filters,
         wait=not args.no_wait,
-        deadlines=deadlines(args.timeout),
+        deadlines=deadlines,
         concurrency=args.concurrency,
         yes=args.yes,
         json=args.json,
         stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )
-
-
-def deadlines(timeout: float | None) -> dict[str, Any]:
-    return {} if timeout is None else {"timeout": timeout}
 
 
 def start_header(
@@ -167,14 +168,12 @@ def restricts(filters: Mapping[str, Any]) -> bool:
     ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
     everything, so alone they do not count: ``delete`` with only those still deletes every message.
     """
-    for name, value in filters.items():
-        if name == "archived" and value == "include":
-            continue
-        # Checked as a JSON object when parsed (``--trigger-data``) or by the caller.
-        if name == "trigger_data" and json.loads(value) == {}:
-            continue
-        return True
-    return False
+    # trigger_data was checked as a JSON object when parsed (``--trigger-data``).
+    return any(
+        not (name == "archived" and value == "include")
+        and not (name == "trigger_data" and json.loads(value) == {})
+        for name, value in filters.items()
+    )
 
 
 def read_text(option: str, path: str, *, first_line: bool = False) -> str:

@@ -15,11 +15,8 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .._client import KnockClient
 from .._fanout import FanOut, FanOutEvent, FanOutSummary, Outcome
-from .._follow import PollPolicy
 from .._progress import Progress
 from ._args import PROG, UsageError
 from ._display import make_display
@@ -101,28 +98,12 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     Redis limiter shared by every run on the environment if there is one (closed after)."""
     key = load_api_key(connection)
     redactor.secrets.add(key)
-    interval, poll = connection.poll_interval, None
-    if interval is not None:  # else the library's default policy
-        default = PollPolicy()
-        poll = attrs.evolve(
-            default,
-            initial_delay=interval,
-            max_delay=max(default.max_delay, interval),
-            max_eta_delay=max(default.max_eta_delay, interval),
-        )
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
         if connection.redis_url is not None:
             limiter = _shared_limiter(connection, key)
             pacing["rate_limits"] = await stack.enter_async_context(limiter)
-        client = KnockClient(
-            api_key=key,
-            base_url=connection.base_url,
-            branch=connection.branch,
-            allow_insecure_http=connection.allow_insecure_http,
-            poll=poll,
-            **pacing,
-        )
+        client = KnockClient(api_key=key, **connection.client, **pacing)
         yield await stack.enter_async_context(client)
 
 
