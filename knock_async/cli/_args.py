@@ -1,9 +1,8 @@
 """The command line's grammar: ``argparse`` parsers, value types and the exit codes.
 
-Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
-without the ``cli`` extra installed. The ``emulator`` command's options are the emulator's own
-(``knock_async.testing._options``), shared with ``python -m knock_async.testing``; nor does it
-import the emulator (``aiohttp.web``), which only ``emulator`` and ``demo`` start.
+No ``rich``, no network, no emulator (``aiohttp.web``): ``--help`` and usage errors work
+without the ``cli`` extra. The ``emulator`` command's options are the emulator's own
+(``knock_async.testing._options``), shared with ``python -m knock_async.testing``.
 """
 
 from __future__ import annotations
@@ -77,8 +76,9 @@ def aware_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
+        example = "e.g. 2024-01-31T00:00:00Z"
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+            f"{text!r} is not an ISO 8601 date-time ({example})"
         ) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise argparse.ArgumentTypeError(
@@ -106,10 +106,6 @@ def channel_id(text: str) -> str:
         return parse_channel_id(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a channel id (a UUID)") from None
-
-
-def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
-    return [member.value for member in enum_type]
 
 
 # -- the parsers ----------------------------------------------------------------------------
@@ -187,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         **_EPILOG,
     )
-    actions = _choices(BulkAction)
+    actions = [action.value for action in BulkAction]
     bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
     ids = "channel ids (UUIDs)"
     bulk.add_argument("channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help=ids)
@@ -199,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--delivery-status", DeliveryStatus, None),
         ("--engagement-status", EngagementStatus, None),
     ):
-        filters.add_argument(flag, choices=_choices(kind), help=what)
+        filters.add_argument(flag, choices=[member.value for member in kind], help=what)
     tenant = filters.add_mutually_exclusive_group()
     for flag, value, what in (("--has-tenant", True, "with"), ("--no-tenant", False, "without")):
         tenant.add_argument(flag, dest="has_tenant", action="store_const", const=value,

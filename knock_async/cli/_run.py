@@ -13,7 +13,7 @@ import time
 import traceback
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._client import KnockClient
 from .._fanout import FanOut, FanOutEvent, FanOutSummary, Outcome
@@ -23,9 +23,6 @@ from ._display import make_display
 from ._outcome import Report, error_lines, name
 from ._plan import Connection, read_text
 from ._wrap import for_people, terminal_width
-
-if TYPE_CHECKING:
-    from ..redis import RedisRateLimiter
 
 __all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
 
@@ -101,30 +98,19 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
         if connection.redis_url is not None:
-            limiter = _shared_limiter(connection, key)
-            pacing["rate_limits"] = await stack.enter_async_context(limiter)
+            from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
+
+            # Under a hash of the base URL and the key: every run on one environment shares
+            # the budget, and Redis never sees the key.
+            prefix = environment_key_prefix(key, base_url=connection.base_url)
+            limiter = RedisRateLimiter.from_url(connection.redis_url, key_prefix=prefix)
+            pacing["rate_limits"] = await stack.enter_async_context(contextlib.aclosing(limiter))
+            try:
+                await limiter.check()
+            except RedisLimiterError as exc:  # a Redis that does not answer: nothing was sent
+                raise UsageError(f"{connection.redis_source}: {exc}") from None
         client = KnockClient(api_key=key, **connection.client, **pacing)
         yield await stack.enter_async_context(client)
-
-
-@contextlib.asynccontextmanager
-async def _shared_limiter(connection: Connection, key: str) -> AsyncIterator[RedisRateLimiter]:
-    """The Redis limiter of the run's Knock environment, checked: a Redis that does not answer
-    is a usage error before anything is sent."""
-    from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
-
-    assert connection.redis_url is not None
-    # Under a hash of the base URL and the key: every run on one environment shares the budget,
-    # and Redis never sees the key.
-    prefix = environment_key_prefix(key, base_url=connection.base_url)
-    async with contextlib.aclosing(
-        RedisRateLimiter.from_url(connection.redis_url, key_prefix=prefix)
-    ) as limiter:
-        try:
-            await limiter.check()
-        except RedisLimiterError as exc:
-            raise UsageError(f"{connection.redis_source}: {exc}") from None
-        yield limiter
 
 
 # -- a run -----------------------------------------------------------------------------------

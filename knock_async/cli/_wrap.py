@@ -1,9 +1,6 @@
-"""Text for a terminal of a known width: prose wrapped between words, and shell commands kept
-copyable (continued with `` \\`` between words, never cut inside an id or an option).
-
-Stdlib only; a terminal that wraps a long line by itself cuts it mid-word (``--archi`` /
-``ved``), mid-id, anywhere.
-"""
+"""Text for a terminal of a known width, stdlib only: prose wrapped between words, and shell
+commands kept copyable (continued with `` \\`` between words, never cut inside an id or an
+option), where a terminal wrapping a long line by itself would cut it anywhere."""
 
 from __future__ import annotations
 
@@ -13,20 +10,17 @@ from typing import TextIO
 
 __all__ = ["command_lines", "for_people", "prose", "terminal_width"]
 
+_GLUE = "\x00"  # holds a `quoted command` together while wrapping
+
 
 def terminal_width(stream: TextIO) -> int | None:
     """The width of the terminal ``stream`` writes to; ``None`` if it is not a terminal (a pipe,
     a file, a log: no width, so one line stays one line)."""
     try:
-        if not stream.isatty():
-            return None
-        columns = os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
     except (AttributeError, OSError, ValueError):
         return None
-    return columns if columns > 0 else None  # a pseudo-terminal whose size was never set
-
-
-_GLUE = "\x00"  # holds a `quoted command` together while wrapping
+    return columns if columns > 0 else None  # 0: a pseudo-terminal whose size was never set
 
 
 def prose(text: str, width: int | None) -> str:
@@ -38,11 +32,7 @@ def prose(text: str, width: int | None) -> str:
     parts = text.split("`")
     glued = "`".join(p.replace(" ", _GLUE) if i % 2 else p for i, p in enumerate(parts))
     lines = textwrap.wrap(
-        glued,
-        width,
-        subsequent_indent="  ",
-        break_long_words=False,
-        break_on_hyphens=False,
+        glued, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
     )
     return "\n".join(lines).replace(_GLUE, " ")
 
@@ -54,18 +44,17 @@ def command_lines(command: str, width: int | None) -> list[str]:
     if width is None or len(command) <= width:
         return [command]
     indent = command[: len(command) - len(command.lstrip(" "))]
-    words = command.split()
+    first, *words = command.split()
     lines: list[str] = []
-    line = indent + words[0]
-    for index, word in enumerate(words[1:], start=1):
-        room = width if index == len(words) - 1 else width - 2  # for the " \"
+    line = indent + first
+    for index, word in enumerate(words, start=1):
+        room = width if index == len(words) else width - 2  # for the " \"
         if len(line) + 1 + len(word) <= room:
             line += " " + word
         else:
             lines.append(line + " \\")
             line = indent + "    " + word
-    lines.append(line)
-    return lines
+    return [*lines, line]
 
 
 def for_people(line: str, width: int | None) -> list[str]:
