@@ -120,21 +120,15 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
         for index, (channel, size) in enumerate(zip(channels, sizes, strict=True)):
             emu.add_messages(channel, size, seed=index)
         cutoff = (emu.clock.now() - timedelta(days=7)).replace(microsecond=0)
-        filters: dict[str, Any] = {
-            "engagement_status": "read",
-            "archived": "exclude",
-            "older_than": cutoff,
-        }
+        filters: dict[str, Any] = {"engagement_status": "read", "archived": "exclude"}
+        filters["older_than"] = cutoff
         # What the store says before: the messages the update should archive, and the rest.
         expected, archived_before = {}, {}
         for channel in channels:
             messages = emu.messages(channel)
-            expected[channel] = {
-                m.id
-                for m in messages
-                if m.read_at is not None and m.archived_at is None and m.inserted_at < cutoff
-            }
             archived_before[channel] = {m.id for m in messages if m.archived_at is not None}
+            read = {m.id for m in messages if m.read_at is not None and m.inserted_at < cutoff}
+            expected[channel] = read - archived_before[channel]
         stamp = filters_json(filters)["older_than"]
         intro = [
             f"Knock emulator running in-process at {emu.base_url} (a generated sk_demo_ key).",

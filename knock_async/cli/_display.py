@@ -21,16 +21,8 @@ from rich.text import Text
 
 from .._fanout import ChannelResult, FanOutEvent, FanOutTotals, Outcome
 from .._models import BulkOperation
-from ._outcome import (
-    Report,
-    duration_seconds,
-    key_of,
-    name,
-    plural,
-    progress_json,
-    report_json,
-    result_of,
-)
+from . import _outcome as out
+from ._outcome import Report, key_of, name, result_of
 from ._wrap import for_people, prose
 
 __all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
@@ -133,10 +125,10 @@ class JsonDisplay(_Lines):
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
-        self._write(progress_json(event, time.monotonic() - self._started))
+        self._write(out.progress_json(event, time.monotonic() - self._started))
 
     def summary(self, report: Report) -> None:
-        self._write(report_json(report))
+        self._write(out.report_json(report))
 
 
 class PlainDisplay(_Lines):
@@ -164,7 +156,7 @@ class PlainDisplay(_Lines):
             elif op is not None and event.channel_id is not None:  # else in the summary line
                 fields.update(updated=op.success_count, errors=op.error_count)
                 if ended != "timeout":
-                    fields["duration"] = format_duration(duration_seconds(op))
+                    fields["duration"] = format_duration(out.duration_seconds(op))
         self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
         if event.totals.channels > 1 and ended is not None:
             self._print(_total_line(event.totals))
@@ -201,7 +193,7 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
         console.print()
         console.print(_numbers(console, report, results))
         if more := len(report.results) - len(results):
-            console.print(f"  … and {plural(more, 'more channel')}")
+            console.print(f"  … and {out.plural(more, 'more channel')}")
         console.print()
         ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
         for result in results:
@@ -245,7 +237,7 @@ def _number_table(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
             *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
-            format_duration(duration_seconds(op)),
+            format_duration(out.duration_seconds(op)),
             *(count(extra.get(field, "")) for field, _ in report.columns),
         )
     return table
@@ -258,23 +250,23 @@ def _summary_line(report: Report) -> str:
     code = f"(exit {int(report.code)})"
     if not report.by_channel:  # status: the one operation
         result = report.results[0]
-        op, took = result.operation, duration_seconds(result.operation)
+        op, took = result.operation, out.duration_seconds(result.operation)
         if op is None:
             return f"{report.outcome}: operation {key_of(result)} {code}"
         return (
-            f"{report.outcome}: operation {op.id}: {plural(op.success_count, 'row')} updated, "
-            f"{plural(op.error_count, 'error')}"
+            f"{report.outcome}: operation {op.id}: {out.plural(op.success_count, 'row')} updated, "
+            f"{out.plural(op.error_count, 'error')}"
             + ("" if took is None else f", in {format_duration(took)}")
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
     timeouts = report.count(Outcome.TIMED_OUT)
     return (
-        f"{report.outcome}: {what}{plural(len(report.results), 'channel')}: "
+        f"{report.outcome}: {what}{out.plural(len(report.results), 'channel')}: "
         f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
         f"{report.count(Outcome.ERROR)} errored"
         + (f", {timeouts} timed out" if timeouts else "")
-        + f"; {plural(report.summary.totals.processed_rows, 'row')} processed in "
+        + f"; {out.plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
 
