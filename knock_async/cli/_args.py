@@ -68,9 +68,7 @@ class _RefuseKeyOnCommandLine(argparse.Action):
         )
 
 
-# -- value types (argparse reports their ValueError/ArgumentTypeError naming the option) --------
-
-
+# Value types: argparse reports their ValueError/ArgumentTypeError naming the option.
 def aware_datetime(text: str) -> datetime:
     """ISO 8601 with an offset (``Z`` or ``+02:00``); a naive date-time is refused."""
     try:
@@ -106,9 +104,6 @@ def channel_id(text: str) -> str:
         return parse_channel_id(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a channel id (a UUID)") from None
-
-
-# -- the parsers ----------------------------------------------------------------------------
 
 
 def _common(*, connects: bool, output: bool = True) -> _Parser:

@@ -98,9 +98,6 @@ def say(console: Console, line: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-# -- lines: NDJSON and plain -----------------------------------------------------------------
-
-
 class _Lines(Display):
     """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
 
@@ -178,9 +175,6 @@ def _total_line(totals: FanOutTotals) -> str:
         f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
         f"{_percent(totals.fraction)}{rate}"
     )
-
-
-# -- the summary, for plain lines and rich alike ---------------------------------------------
 
 
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
@@ -269,9 +263,6 @@ def _summary_line(report: Report) -> str:
         + f"; {out.plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
-
-
-# -- rich ------------------------------------------------------------------------------------
 
 
 def _bar(done: int = 0, total: int | None = None, rate: float | None = None,

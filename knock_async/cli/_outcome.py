@@ -119,12 +119,6 @@ class Report:
     def count(self, outcome: Outcome) -> int:
         return sum(r.outcome is outcome for r in self.results)
 
-    def latest(self, result: ChannelResult) -> Progress | None:
-        return None if result.operation_id is None else self.progress.get(result.operation_id)
-
-
-# -- NDJSON ----------------------------------------------------------------------------------
-
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
@@ -173,7 +167,8 @@ def progress_json(event: FanOutEvent, elapsed: float) -> dict[str, Any]:
 
 def report_json(report: Report) -> dict[str, Any]:
     operations = [
-        operation_json(r, report.latest(r)) | dict(report.values.get(key_of(r), {}))
+        operation_json(r, report.progress.get(r.operation_id or ""))
+        | dict(report.values.get(key_of(r), {}))
         for r in report.results
     ]
     verified = {} if report.verified is None else {"verified": report.verified}

@@ -27,9 +27,6 @@ from ._wrap import for_people, terminal_width
 __all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
 
 
-# -- secrets and logs ------------------------------------------------------------------------
-
-
 class Redactor(logging.Filter):
     """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``: the
     library never logs the key; this is the belt to its braces."""
@@ -71,9 +68,6 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
         logger.setLevel(level)
 
 
-# -- the key and the client ------------------------------------------------------------------
-
-
 def load_api_key(connection: Connection) -> str:
     """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
     path = connection.api_key_file
@@ -111,9 +105,6 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
                 raise UsageError(f"{connection.redis_source}: {exc}") from None
         client = KnockClient(api_key=key, **connection.client, **pacing)
         yield await stack.enter_async_context(client)
-
-
-# -- a run -----------------------------------------------------------------------------------
 
 
 class Run:
