@@ -48,15 +48,15 @@ def confirm_delete(plan: BulkPlan) -> None:
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
     """``update_many`` over one channel or many, followed to the end (or, with --no-wait, until
     every channel has its operation or its error), once ``confirm_delete`` has let it."""
-    connection = plan.connection
+    channels, action, connection = plan.channels, plan.action, plan.connection
     run = Run("bulk-update", plan.json, redactor, debug=debug, base_url=connection.base_url)
+    header = start_header("bulk-update", action, channels, plan.filters, wait=plan.wait)
     async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
-            plan.channels, plan.action, concurrency=plan.concurrency, **plan.deadlines,
-            **plan.filters,
-        )  # fmt: skip
+            channels, action, concurrency=plan.concurrency, **plan.deadlines, **plan.filters
+        )
         until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
-        await run.follow(fanout, plan.header, rows=plan.channels, until=until)
+        await run.follow(fanout, header, rows=channels, until=until)
     return run.finish(plan.action, stopped=None if plan.wait else "submitted")
 
 
@@ -108,12 +108,10 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
     redactor.secrets.add(key)
     rate, count = args.rows_per_second, args.channels
-    # About ten progress steps a second.
-    batch = max(1, round(rate / 10))
-    emulator = KnockEmulator(
+    batch = max(1, round(rate / 10))  # about ten progress steps a second
+    async with KnockEmulator(
         api_keys=[key], rows_per_second=rate, batch_size=batch, queue_delay=0.2, seed=7
-    )
-    async with emulator as emu:
+    ) as emu:
         channels = [emu.add_channel("in_app_feed") for _ in range(count)]
         # From ``messages / channels`` up to ``messages``: the channels finish one by one.
         sizes = [max(1, round(args.messages * (n + 1) / count)) for n in range(count)]
@@ -164,23 +162,21 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
             }
 
     verified = not run.interrupted and all(v["check"] == "ok" for v in values.values())
-    matched = sum(len(ids) for ids in expected.values())
-    notes = [
+    matched, failed = sum(len(ids) for ids in expected.values()), None
+    notes: tuple[str, ...] = (
         f"Check against the emulator's store: OK. All {matched:,} matching messages are "
         "archived, and no other message changed.",
         f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
         "against it.",
-    ]
-    failed = None
+    )
     if run.interrupted:
-        notes = ["Interrupted: the check against the emulator's store was not made."]
+        notes = ("Interrupted: the check against the emulator's store was not made.",)
     elif not verified:  # a mismatch fails the demo (exit 1, or 3 for an error)
         failed = "error" if summary.outcome is Outcome.ERROR else "failed"
-        notes = [
+        notes = (
             "Check against the emulator's store: MISMATCH (see the check column, and "
-            "other_changes in --json output); please report it with the output of `--debug`."
-        ]
+            "other_changes in --json output); please report it with the output of `--debug`.",
+        )
     return run.finish(
-        "archive", outcome=failed, columns=_CHECK, values=values, notes=tuple(notes),
-        verified=verified,
-    )  # fmt: skip
+        "archive", outcome=failed, columns=_CHECK, values=values, notes=notes, verified=verified
+    )

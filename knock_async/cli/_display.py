@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import ChannelResult, FanOutEvent, FanOutTotals, Outcome
+from .._fanout import ChannelResult, FanOutEvent, Outcome
 from .._models import BulkOperation
 from . import _outcome as out
 from ._outcome import Report, key_of, name, result_of
@@ -155,8 +155,15 @@ class PlainDisplay(_Lines):
                 if ended != "timeout":
                     fields["duration"] = format_duration(out.duration_seconds(op))
         self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
-        if event.totals.channels > 1 and ended is not None:
-            self._print(_total_line(event.totals))
+        totals = event.totals
+        if totals.channels > 1 and ended is not None:
+            rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
+            self._print(
+                f"total     finished={totals.finished}/{totals.channels} "
+                f"completed={totals.completed} failed={totals.failed} errored={totals.errored} "
+                f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
+                f"{_percent(totals.fraction)}{rate}"
+            )
 
     def summary(self, report: Report) -> None:
         # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
@@ -165,16 +172,6 @@ class PlainDisplay(_Lines):
         print_summary(Console(file=buffer, width=10_000, color_system=None), report)
         for line in buffer.getvalue().splitlines():
             self._print(line.rstrip())
-
-
-def _total_line(totals: FanOutTotals) -> str:
-    rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
-    return (
-        f"total     finished={totals.finished}/{totals.channels} completed={totals.completed} "
-        f"failed={totals.failed} errored={totals.errored} "
-        f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
-        f"{_percent(totals.fraction)}{rate}"
-    )
 
 
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:

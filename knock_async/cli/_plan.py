@@ -105,11 +105,6 @@ class BulkPlan:
     json: bool
     stdin_is_data: bool  # stdin holds channels or the key: no typed confirmation
 
-    @property
-    def header(self) -> dict[str, Any]:
-        """The NDJSON ``start`` object's fields."""
-        return start_header("bulk-update", self.action, self.channels, self.filters, wait=self.wait)
-
 
 @attrs.frozen(kw_only=True)
 class StatusPlan:
