@@ -1,9 +1,6 @@
-"""``knock-async``: the command line front end (``pip install 'knock-async[cli]'``).
-
-``main(argv)`` runs one command and returns the exit code. The grammar is stdlib ``argparse``;
-``rich`` (the ``cli`` extra) is imported only once a command runs, so a missing extra gives a
-one-line hint instead of a traceback, and ``import knock_async`` never loads it.
-"""
+"""``knock-async`` (``pip install 'knock-async[cli]'``): ``main(argv)`` runs one command and
+returns the exit code. ``rich`` (the ``cli`` extra) is imported only once a command runs, so a
+missing extra gives a one-line hint, and ``import knock_async`` never loads it."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The command line's grammar: ``argparse`` parsers, value types and the exit codes.
-
-No ``rich``, no network, no emulator (``aiohttp.web``): ``--help`` and usage errors work
-without the ``cli`` extra. The ``emulator`` command's options are the emulator's own
-(``knock_async.testing._options``), shared with ``python -m knock_async.testing``.
-"""
+"""The command line's grammar: ``argparse`` parsers, value types and the exit codes. No
+``rich``, network or emulator: ``--help`` and usage errors work without the ``cli`` extra. The
+``emulator`` command's options are the emulator's own, as ``python -m knock_async.testing``'s."""
 
 from __future__ import annotations
 

@@ -51,12 +51,8 @@ def exit_code(outcome: str) -> ExitCode:
 def result_of(event: FanOutEvent) -> ChannelResult:
     """Where ``event`` leaves its operation, as the library's result (status, outcome)."""
     op = None if event.progress is None else event.progress.operation
-    return ChannelResult(
-        channel_id=event.channel_id,
-        operation=op,
-        error=event.error,
-        operation_id=event.operation_id,
-    )
+    channel, operation_id, error = event.channel_id, event.operation_id, event.error
+    return ChannelResult(channel_id=channel, operation=op, error=error, operation_id=operation_id)
 
 
 def plural(count: int, noun: str) -> str:
@@ -77,9 +73,8 @@ def key_of(result: ChannelResult) -> str:
 
 @attrs.frozen(kw_only=True)
 class Report:
-    """The end of a run, as the summary shows it (a table, or the last NDJSON object):
-    the library's summary, the latest snapshot of each operation (by id) and the run's
-    outcome (a key of ``EXIT_CODES``)."""
+    """The end of a run as the summary shows it: the library's summary, the latest snapshot
+    of each operation (by id) and the run's outcome (a key of ``EXIT_CODES``)."""
 
     command: str
     action: str | None

@@ -1,8 +1,5 @@
-"""Arguments into a frozen plan: what a command will do, checked before anything is sent.
-
-Stdlib and attrs only (no ``rich``, no network), like ``_args``: reading ``--channels-file``
-and checking the filters and the base URL happen here, so every usage error comes first.
-"""
+"""Arguments into a frozen plan: what a command will do, checked (``--channels-file`` read,
+the base URL checked) before anything is sent. Stdlib and attrs only, like ``_args``."""
 
 from __future__ import annotations
 
@@ -158,11 +155,8 @@ def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def restricts(filters: Mapping[str, Any]) -> bool:
-    """Whether the filters select fewer than every message of a channel.
-
-    ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
-    everything, so alone they do not count: ``delete`` with only those still deletes every message.
-    """
+    """Whether the filters select fewer than every message of a channel: ``--archived include``
+    and an empty ``--trigger-data`` (``'{}'``, however spaced) alone do not."""
     # trigger_data was checked as a JSON object when parsed (``--trigger-data``).
     return any(
         not (name == "archived" and value == "include")
@@ -198,7 +192,7 @@ def read_channels(args: argparse.Namespace) -> list[str]:
                 raise UsageError(f"--channels-file {path}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
-    for channel, count in collections.Counter(channels).items():
-        if count > 1:
-            raise UsageError(f"channel {channel} is listed twice (it would be updated twice)")
+    twice = [channel for channel, count in collections.Counter(channels).items() if count > 1]
+    if twice:
+        raise UsageError(f"channel {twice[0]} is listed twice (it would be updated twice)")
     return channels

@@ -108,9 +108,8 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
 
 
 class Run:
-    """One command's run: a library stream shown by the display as it comes, with Ctrl-C
-    handled; ``finish`` prints the end (summary, errors, how to resume) from the stream's
-    summary."""
+    """One command's run: a library stream shown by the display as it comes, Ctrl-C handled;
+    ``finish`` prints the end (summary, errors, how to resume) from the stream's summary."""
 
     def __init__(
         self, command: str, json: bool, redactor: Redactor, *, debug: bool, base_url: str
@@ -173,28 +172,21 @@ class Run:
         self.summary = stream.summary()
         return self.summary
 
-    def finish(
-        self,
-        action: str | None,
-        *,
-        outcome: str | None = None,
-        stopped: str | None = None,
-        **details: Any,
-    ) -> int:
+    def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
         """Print the summary (stdout), then errors and how to resume (stderr); the exit code.
-        The outcome is the library's (the worst of the operations') unless given; ``stopped``
-        names it for a run stopped on purpose before the end with nothing worse than running
-        operations. ``details`` are the demo's ``Report`` fields."""
+        The outcome is the library's (the worst of the operations'), or ``outcome`` when that
+        is no worse than running operations (a run stopped on purpose before the end, the
+        demo's failed check). ``details`` are the demo's ``Report`` fields."""
         summary = self.summary
         assert summary is not None
         if self.interrupted:
             outcome = "interrupted"
-        elif outcome is None and stopped is not None and summary.outcome in _NOT_WORSE:
-            outcome = stopped
+        elif outcome is None or summary.outcome not in _NOT_WORSE:
+            outcome = name(summary.outcome) or "completed"
         report = Report(
             command=self.command,
             action=action,
-            outcome=outcome or name(summary.outcome) or "completed",
+            outcome=outcome,
             summary=summary,
             progress=self.progress,
             elapsed=time.monotonic() - self._started,
