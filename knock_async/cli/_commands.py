@@ -39,8 +39,7 @@ def confirm_delete(plan: BulkPlan) -> None:
         )
     # Wrapped between words: a terminal would cut the channel id at its edge.
     prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
-    sys.stderr.write(prompt + " ")
-    sys.stderr.flush()
+    print(prompt, end=" ", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip() != "delete":
         raise UsageError("not confirmed; nothing was sent")
 

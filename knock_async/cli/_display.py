@@ -38,11 +38,8 @@ class Display(Protocol):
     ``update`` per event, ``stop`` (the end of the live part; idempotent) and ``summary``."""
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None: ...
-
     def update(self, event: FanOutEvent) -> None: ...
-
     def stop(self) -> None: ...
-
     def summary(self, report: Report) -> None: ...
 
 
@@ -138,8 +135,8 @@ class PlainDisplay(_Lines):
     def update(self, event: FanOutEvent) -> None:
         result, progress = result_of(event), event.progress
         op, ended = result.operation, name(result.outcome)
-        names = {"channel": event.channel_id, "operation": event.operation_id}
-        fields: dict[str, object] = {k: v for k, v in names.items() if v is not None}
+        ids = {"channel": event.channel_id, "operation": event.operation_id}
+        fields: dict[str, object] = {k: v for k, v in ids.items() if v is not None}
         if ended == "error":
             # The error itself is one line on stderr, said once (with what to do about it).
             fields["status"] = "error"
@@ -333,22 +330,18 @@ class RichDisplay(Display):
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
             label = key[:8] if event.channel_id else f"operation {key[:8]}"
             self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
-        task = self._tasks.get(key)
-        if task is not None and progress is None:  # an error before any operation
-            self._set(task, None, _bar(status=_status(result)))
-        elif task is not None and progress is not None:
-            op = progress.operation
-            rows = (op.processed_rows, op.estimated_total_rows)
-            fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(result))
-            self._set(task, progress.fraction, fields)
-        if (
-            task is not None
-            and totals.channels > self.MAX_ROWS
-            and result.outcome is Outcome.COMPLETED
-        ):
-            # Make room for channels still running; the summary lists this one.
-            self._progress.update(task, visible=False)
-            del self._tasks[key]
+        if (task := self._tasks.get(key)) is not None:
+            if progress is None:  # an error before any operation
+                self._set(task, None, _bar(status=_status(result)))
+            else:
+                op = progress.operation
+                rows = (op.processed_rows, op.estimated_total_rows)
+                fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(result))
+                self._set(task, progress.fraction, fields)
+            if totals.channels > self.MAX_ROWS and result.outcome is Outcome.COMPLETED:
+                # Make room for channels still running; the summary lists this one.
+                self._progress.update(task, visible=False)
+                del self._tasks[key]
         if self._total is not None:
             done = f"{totals.finished}/{totals.channels} done"
             rows = (totals.processed_rows, totals.estimated_total_rows)

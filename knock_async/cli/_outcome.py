@@ -182,20 +182,13 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def error_json(error: KnockError) -> dict[str, Any]:
-    return {
-        "name": type(error).__name__,
-        "status": error.status,
-        "code": error.code,
-        "message": one_line(error.message),
-        "request_id": error.request_id,
-    }
+    return {"name": type(error).__name__, "status": error.status, "code": error.code,
+            "message": one_line(error.message), "request_id": error.request_id}  # fmt: skip
 
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
-
-# -- errors ----------------------------------------------------------------------------------
 
 # What to do about an error, in the command line's words: the first entry it is an instance of.
 _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (

@@ -116,29 +116,24 @@ class StatusPlan:
 
 def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
     """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
-    deadlines = {} if args.timeout is None else {"timeout": args.timeout}
+    common: dict[str, Any] = {"json": args.json}
+    common["deadlines"] = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)
         except ValueError:
             raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        return StatusPlan(connection=Connection.from_args(args), operation_id=args.operation_id,
-                          watch=args.watch, deadlines=deadlines, json=args.json)  # fmt: skip
-    channels = read_channels(args)
+        common["connection"] = Connection.from_args(args)
+        return StatusPlan(operation_id=args.operation_id, watch=args.watch, **common)
+    channels = read_channels(args)  # first: the arguments' own mistakes come first
     given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
     filters = {name: value for name, value in given if value is not None}
+    common["connection"] = Connection.from_args(args)
     return BulkPlan(
-        connection=Connection.from_args(args),
-        action=args.action,
-        channels=tuple(channels),
-        filters=filters,
-        wait=not args.no_wait,
-        deadlines=deadlines,
-        concurrency=args.concurrency,
-        yes=args.yes,
-        json=args.json,
-        stdin_is_data="-" in (args.channels_file, args.api_key_file),
-    )
+        action=args.action, channels=tuple(channels), filters=filters, wait=not args.no_wait,
+        concurrency=args.concurrency, yes=args.yes,
+        stdin_is_data="-" in (args.channels_file, args.api_key_file), **common,
+    )  # fmt: skip
 
 
 def start_header(

@@ -12,14 +12,14 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from .._client import KnockClient
 from .._fanout import FanOut, FanOutEvent, FanOutSummary, Outcome
 from .._progress import Progress
 from ._args import PROG, UsageError
-from ._display import make_display
+from ._display import Lines, make_display
 from ._outcome import Report, error_lines, name
 from ._plan import Connection, read_text
 from ._wrap import for_people, terminal_width
@@ -123,14 +123,9 @@ class Run:
         self._started = time.monotonic()
 
     async def follow(
-        self,
-        stream: FanOut,
-        header: dict[str, Any],
-        *,
-        intro: Sequence[str] = (),
-        rows: Sequence[str] = (),
+        self, stream: FanOut, header: dict[str, Any], *, intro: Lines = (), rows: Lines = (),
         until: Callable[[FanOutEvent], bool] | None = None,
-    ) -> FanOutSummary:
+    ) -> FanOutSummary:  # fmt: skip
         """Start the display, then show the stream's events until they end, Ctrl-C
         (``interrupted``) or an event for which ``until`` holds; the stream's summary."""
         task = asyncio.current_task()
