@@ -11,14 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
+from .. import _models as models
 from .._follow import DEFAULT_STALL_TIMEOUT, PollPolicy
-from .._models import (
-    ArchivedFilter,
-    BulkAction,
-    BulkUpdateMessagesForChannelRequest,
-    DeliveryStatus,
-    EngagementStatus,
-)
 from .._requests import DEFAULT_BASE_URL, parse_channel_id
 from .._version import __version__
 from ..testing._options import DESCRIPTION, add_arguments, int_range, positive
@@ -35,7 +29,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
     USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent
     API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
-    TIMEOUT = 4  # the --timeout deadline passed before an operation finished
+    TIMEOUT = 4  # --timeout passed before an operation finished, or it stood still too long
     INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
 
 
@@ -86,13 +80,10 @@ def aware_datetime(text: str) -> datetime:
 def json_object(text: str) -> str:
     """A JSON object the library accepts as ``trigger_data``, kept as its text."""
     try:
-        BulkUpdateMessagesForChannelRequest(trigger_data=text)
+        models.BulkUpdateMessagesForChannelRequest(trigger_data=text)
     except ValueError as exc:  # "trigger_data must be ...": argparse names the option
         raise argparse.ArgumentTypeError(str(exc).removeprefix("trigger_data ")) from None
     return text
-
-
-seconds = positive("number of seconds")
 
 
 def channel_id(text: str) -> str:
@@ -132,6 +123,7 @@ def _common(*, connects: bool, output: bool = True) -> _Parser:
 
 def _following(group: argparse._ArgumentGroup) -> None:
     """How long to follow, and how often to poll: the library's defaults unless given."""
+    seconds = positive("number of seconds")
     group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
         "operation not finished this long after it started (default: none; one that does not "
         f"change for {DEFAULT_STALL_TIMEOUT:g}s is given up)")  # fmt: skip
@@ -175,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         **_EPILOG,
     )
-    actions = [action.value for action in BulkAction]
+    actions = [action.value for action in models.BulkAction]
     bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
     ids = "channel ids (UUIDs)"
     bulk.add_argument("channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help=ids)
@@ -183,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "file ('-': stdin), whitespace-separated, # comments")  # fmt: skip
     filters = bulk.add_argument_group("filters (all optional; combined with AND)")
     for flag, kind, what in (
-        ("--archived", ArchivedFilter, "how archived messages are treated"),
-        ("--delivery-status", DeliveryStatus, None),
-        ("--engagement-status", EngagementStatus, None),
+        ("--archived", models.ArchivedFilter, "how archived messages are treated"),
+        ("--delivery-status", models.DeliveryStatus, None),
+        ("--engagement-status", models.EngagementStatus, None),
     ):
         filters.add_argument(flag, choices=[member.value for member in kind], help=what)
     tenant = filters.add_mutually_exclusive_group()

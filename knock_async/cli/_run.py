@@ -187,7 +187,6 @@ class Run:
             elapsed=time.monotonic() - self._started,
             **details,
         )
-        self.display.stop()
         self.display.summary(report)
         sys.stdout.flush()
         if self._debug:

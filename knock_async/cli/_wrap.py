@@ -14,8 +14,7 @@ _GLUE = "\x00"  # holds a `quoted command` together while wrapping
 
 
 def terminal_width(stream: TextIO) -> int | None:
-    """The width of the terminal ``stream`` writes to; ``None`` if it is not a terminal (a pipe,
-    a file, a log: no width, so one line stays one line)."""
+    """The width of the terminal ``stream`` writes to; ``None`` for a pipe, a file, a log."""
     try:
         columns = os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
     except (AttributeError, OSError, ValueError):
@@ -24,9 +23,8 @@ def terminal_width(stream: TextIO) -> int | None:
 
 
 def prose(text: str, width: int | None) -> str:
-    """``text`` wrapped to ``width`` between words (a word, id or option is never split, nor a
-    `command in backquotes`), its continuation lines indented by two spaces; unchanged when
-    ``width`` is ``None``."""
+    """``text`` wrapped to ``width`` (if any) between words, never inside a word, an id or a
+    `command in backquotes`; its continuation lines indented by two spaces."""
     if width is None or len(text) <= width:
         return text
     parts = text.split("`")
@@ -38,9 +36,8 @@ def prose(text: str, width: int | None) -> str:
 
 
 def command_lines(command: str, width: int | None) -> list[str]:
-    """A shell command (its leading spaces kept as its indent) in lines of at most ``width``
-    where its words allow, each but the last ending in `` \\``, so that it still runs when
-    copied whole; one line when ``width`` is ``None`` or it fits."""
+    """A shell command (its leading spaces kept) in lines of at most ``width`` where its words
+    allow, each but the last ending in `` \\``, so that it still runs when copied whole."""
     if width is None or len(command) <= width:
         return [command]
     indent = command[: len(command) - len(command.lstrip(" "))]
