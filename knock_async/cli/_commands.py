@@ -65,16 +65,13 @@ async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     connection, operation_id = plan.connection, plan.operation_id
     run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
+    # A look is the stream's first event, from one GET sent at once with no error ridden out,
+    # stopped there before any other request starts.
+    options = plan.deadlines if plan.watch else {"policy": _LOOK}
     async with make_client(connection, redactor) as client:
-        if plan.watch:
-            stream = client.bulk_operations.follow_many([operation_id], **plan.deadlines)
-            await run.follow(stream, header)
-            return run.finish(None)
-        # A look: the stream's first event, from one GET sent at once, with no error ridden
-        # out; stopped there, before any other request starts.
-        stream = client.bulk_operations.follow_many([operation_id], policy=_LOOK)
-        summary = await run.follow(stream, header, until=lambda _: True)
-    # Not a wait: a running operation is fine (its status names the outcome); failed is exit 1.
+        stream = client.bulk_operations.follow_many([operation_id], **options)
+        summary = await run.follow(stream, header, until=None if plan.watch else lambda _: True)
+    # A look is not a wait: a running operation is fine (its status names the outcome).
     operation = summary.results[0].operation
     return run.finish(None, outcome=None if operation is None else operation.status.value)
 
@@ -98,10 +95,9 @@ _CHECK = (("matched", "matched"), ("archived_in_store", "in store"), ("check", "
 
 
 async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> int:
-    """``knock-async demo``, no Knock account needed: seeds the emulator's in-app feed
-    channels with realistic messages, archives the read ones older than a week on all of them
-    at once (``update_many``) with live progress, then checks every channel against the
-    emulator's store: each message that matched is archived now, and no other changed."""
+    """``knock-async demo``, no account needed: seeds the emulator's channels, archives the
+    read messages older than a week on all at once (``update_many``) with live progress, then
+    checks the emulator's store: each message that matched is archived now, no other changed."""
     from ..testing import KnockEmulator
 
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed

@@ -45,24 +45,18 @@ class Display(Protocol):
 
 def abbreviate(value: float | None) -> str:
     """A count in at most about six characters: ``950``, ``12.3k``, ``4.5M``, ``1.0e+22``."""
-    if value is None:
-        return "?"
-    if value < 1000:
-        return f"{value:.0f}"
+    if value is None or value < 1000:
+        return "?" if value is None else f"{value:.0f}"
     for unit in "kMBT":
         value /= 1000
-        if value < 99.95:
-            return f"{value:.1f}{unit}"
         if value < 999.5:
-            return f"{value:.0f}{unit}"
+            return f"{value:.1f}{unit}" if value < 99.95 else f"{value:.0f}{unit}"
     return f"{value * 1e12:.1e}"
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
+    if seconds is None or seconds < 60:
+        return "-" if seconds is None else f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
@@ -198,8 +192,8 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
 
 
 def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
-    """The table of numbers, exact: with thousands separators if they fit the console's width,
-    else without, else with one space between columns (the counts are what it reports)."""
+    """The numbers, exact: with thousands separators if they fit, else without, else with one
+    space between columns."""
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
     for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
         table = _number_table(report, results, separator, padding)

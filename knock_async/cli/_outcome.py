@@ -201,7 +201,10 @@ _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] 
         errors.PermissionDeniedError,
         "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
     ),
-    (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
+    (
+        NotFoundError,
+        "check the {what} id and that it belongs to this environment (and --branch)",
+    ),
     ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters given"),
     (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
     (
