@@ -80,8 +80,7 @@ _LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
 def emulator(args: argparse.Namespace) -> int:
-    """``knock-async emulator``: the emulator's front door, shared with ``python -m
-    knock_async.testing``, serving until Ctrl-C."""
+    """The emulator's front door (``python -m knock_async.testing``'s), until Ctrl-C."""
     from ..testing._frontdoor import serve_from_args
 
     if (problem := serve_from_args(args)) is not None:

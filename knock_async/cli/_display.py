@@ -20,7 +20,6 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from .._fanout import ChannelResult, FanOutEvent, Outcome
-from .._models import BulkOperation
 from . import _outcome as out
 from ._outcome import Report, key_of, name, result_of
 from ._wrap import for_people, prose
@@ -79,10 +78,6 @@ def _status(result: ChannelResult) -> str:
     return name(result.outcome) or ("pending" if op is None else op.status.value)
 
 
-def _rows(op: BulkOperation | None) -> str:
-    return "0/?" if op is None else f"{op.processed_rows}/{op.estimated_total_rows}"
-
-
 def say(console: Console, line: str) -> None:
     """A line for people at the console's width (``for_people``)."""
     for text in for_people(line, console.width):
@@ -136,7 +131,8 @@ class PlainDisplay(_Lines):
             fields["status"] = "error"
         else:
             fraction = None if progress is None else progress.fraction
-            fields.update(status=_status(result), rows=_rows(op) + _percent(fraction))
+            rows = "0/?" if op is None else f"{op.processed_rows}/{op.estimated_total_rows}"
+            fields.update(status=_status(result), rows=rows + _percent(fraction))
             if ended is None and progress is not None:
                 if progress.rows_per_second is not None:
                     fields["rate"] = f"{progress.rows_per_second:.0f}/s"

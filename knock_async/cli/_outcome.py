@@ -1,7 +1,6 @@
-"""What the library's results mean on the command line: the one table from outcome to exit
-code, the NDJSON fields and the stderr lines. Pure: no ``rich``, no I/O. A run ends in the
-library's ``FanOutSummary``; an event is shown as the result it leaves (``result_of``), so
-every status and outcome shown is the library's."""
+"""What the library's results mean on the command line, pure (no ``rich``, no I/O): the table
+from outcome to exit code, the NDJSON fields, the stderr lines. An event is shown as the result
+it leaves (``result_of``): every status and outcome shown is the library's."""
 
 from __future__ import annotations
 

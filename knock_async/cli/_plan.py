@@ -30,11 +30,10 @@ def _setting(value: str | None, option: str, variable: str) -> tuple[str | None,
 
 @attrs.frozen(kw_only=True)
 class Connection:
-    """Where requests go and how the key is found (the key itself is read only when sending):
-    ``client`` holds the ``KnockClient`` options but the key and the rate limits."""
+    """Where requests go and how the key is found."""
 
-    api_key_file: str | None
-    client: Mapping[str, Any]
+    api_key_file: str | None  # the key itself is read only when sending
+    client: Mapping[str, Any]  # the KnockClient options but the key and the rate limits
     # A Redis shared by every run on this Knock environment (None: pace this run alone), and
     # where it came from, for messages (--redis-url or KNOCK_REDIS_URL).
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
