@@ -11,9 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
-from .._fanout import (
-    Outcome,
-)
+from .._fanout import Outcome
 from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
 from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header

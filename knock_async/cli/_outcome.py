@@ -200,10 +200,7 @@ _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] 
         errors.PermissionDeniedError,
         "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
     ),
-    (
-        NotFoundError,
-        "check the {what} id and that it belongs to this environment (and --branch)",
-    ),
+    (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
     ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters given"),
     (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
     (
@@ -226,11 +223,9 @@ def hint(error: KnockError, *, what: str, base_url: str) -> str:
 
 
 def _rows(op: BulkOperation | None) -> str:
-    return (
-        "0/? rows"
-        if op is None
-        else f"{op.processed_rows:,}/{plural(op.estimated_total_rows, 'row')}"
-    )
+    if op is None:
+        return "0/? rows"
+    return f"{op.processed_rows:,}/{plural(op.estimated_total_rows, 'row')}"
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
