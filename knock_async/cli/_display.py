@@ -164,16 +164,16 @@ class PlainDisplay(_Lines):
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
     """The summary: per channel a row of exact numbers under its id's first 8 characters, then
     the full ids (both never fit 80 columns beside the numbers), then one line for the run."""
-    if report.by_channel:
+    if report.what == "channel" or len(report.results) > 1:
         results = list(report.results)
         if limit is not None and len(results) > limit:  # the channels not completed first
             results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
         console.print()
         console.print(_numbers(console, report, results))
         if more := len(report.results) - len(results):
-            console.print(f"  … and {out.plural(more, 'more channel')}")
+            console.print(f"  … and {out.plural(more, f'more {report.what}')}")
         console.print()
-        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
+        ids = Table(report.what, "operation", box=None, header_style="bold", pad_edge=False)
         for result in results:
             ids.add_row(key_of(result), result.operation_id or "-")
         console.print(ids)
@@ -204,7 +204,7 @@ def _number_table(
     def count(value: object) -> str:
         return format(value, separator or "d") if isinstance(value, int) else str(value)
 
-    headers = ["channel", "status", "rows", "updated", "errors", "time"]
+    headers = [report.what, "status", "rows", "updated", "errors", "time"]
     table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
     for index, header in enumerate(headers + [header for _, header in report.columns]):
         table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
@@ -226,7 +226,7 @@ _COUNTS = ("processed_rows", "success_count", "error_count")
 
 def _summary_line(report: Report) -> str:
     code = f"(exit {int(report.code)})"
-    if not report.by_channel:  # status: the one operation
+    if report.what == "operation" and len(report.results) == 1:  # status: the one operation
         result = report.results[0]
         op, took = result.operation, out.duration_seconds(result.operation)
         if op is None:
@@ -240,7 +240,7 @@ def _summary_line(report: Report) -> str:
     what = f"{report.action} on " if report.action else ""
     timeouts = report.count(Outcome.TIMED_OUT)
     return (
-        f"{report.outcome}: {what}{out.plural(len(report.results), 'channel')}: "
+        f"{report.outcome}: {what}{out.plural(len(report.results), report.what)}: "
         f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
         f"{report.count(Outcome.ERROR)} errored"
         + (f", {timeouts} timed out" if timeouts else "")

@@ -92,8 +92,9 @@ class Report:
         return self.summary.results
 
     @property
-    def by_channel(self) -> bool:
-        return any(r.channel_id is not None for r in self.results)
+    def what(self) -> str:
+        """What each result is shown as: a channel (bulk-update, the demo), else an operation."""
+        return "channel" if any(r.channel_id is not None for r in self.results) else "operation"
 
     @property
     def code(self) -> ExitCode:
@@ -231,12 +232,12 @@ def _rows(op: BulkOperation | None) -> str:
 def error_lines(report: Report, *, base_url: str) -> list[str]:
     """The stderr lines: one per failed or timed-out operation, one per distinct error
     (grouped by kind, status and code), then what an interruption left behind."""
-    what = "channel" if report.by_channel else "operation"
+    what = report.what
     lines: list[str] = []
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
     for result in report.results:
         outcome, op, error = result.outcome, result.operation, result.error
-        where = f"channel {result.channel_id}: " if report.by_channel else ""
+        where = f"channel {result.channel_id}: " if what == "channel" else ""
         if outcome is Outcome.FAILED and op is not None:
             lines.append(
                 f"{PROG}: failed: {where}operation {op.id} failed after {_rows(op)} "
