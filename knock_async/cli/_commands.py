@@ -63,8 +63,8 @@ async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
     connection, operation_id = plan.connection, plan.operation_id
     run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    # A look is the stream's first event, from one GET sent at once with no error ridden out,
-    # stopped there before any other request starts.
+    # A look is the stream's first event, from one GET sent at once with no error ridden out;
+    # stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
     options = plan.deadlines if plan.watch else {"policy": _LOOK}
     async with make_client(connection, redactor) as client:
         stream = client.bulk_operations.follow_many([operation_id], **options)
