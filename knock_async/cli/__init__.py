@@ -1,9 +1,6 @@
-"""``knock-async``: the command line front end (``pip install 'knock-async[cli]'``).
-
-``main(argv)`` runs one command and returns the exit code. The argument grammar is stdlib
-``argparse``; ``rich`` (the ``cli`` extra) is imported only once a command runs, so a missing
-extra gives a one-line hint instead of a traceback, and ``import knock_async`` never loads it.
-"""
+"""``knock-async`` (``pip install 'knock-async[cli]'``): ``main(argv)`` runs one command and
+returns the exit code. ``rich`` (the ``cli`` extra) is imported only once a command runs, so a
+missing extra gives a one-line hint, and ``import knock_async`` never loads it."""
 
 from __future__ import annotations
 
@@ -28,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from . import _commands, _plan, _run  # the first modules that need rich
     except ImportError as exc:
-        if not (exc.name == "rich" or (exc.name or "").startswith("rich.")):
+        if not (exc.name or "").split(".")[0] == "rich":
             raise
         _say(f"{PROG}: the command line needs the 'cli' extra: pip install 'knock-async[cli]'")
         return int(ExitCode.USAGE)
@@ -37,17 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _run.logging_to_stderr(debug=debug, redactor=redactor):
             if args.command == "emulator":
                 return _commands.emulator(args)
+            if args.command == "demo":
+                return asyncio.run(_commands.demo(args, redactor, debug=debug))
             plan = _plan.plan(args)
-            if isinstance(plan, _plan.BulkPlan):
-                # Asked before the event loop runs, where a Ctrl-C at the question ends the
-                # command at once (asyncio.run would only cancel it at its next await).
-                _commands.confirm_delete(plan)
-                return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
             if isinstance(plan, _plan.StatusPlan):
                 return asyncio.run(_commands.status(plan, redactor, debug=debug))
-            from . import _demo  # starts the emulator: only the demo pays for aiohttp.web
-
-            return asyncio.run(_demo.demo(plan, redactor, debug=debug))
+            # Asked before the event loop runs, where a Ctrl-C at the question ends the
+            # command at once (asyncio.run would only cancel it at its next await).
+            _commands.confirm_delete(plan)
+            return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)
@@ -61,14 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.FAILED)
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
         if debug:
-            _run.print_traceback(exc, redactor)
-        message = " ".join(str(exc).split())
-        _say(
-            redactor.text(
-                f"{PROG}: internal error: {type(exc).__name__}: {message}; rerun with --debug "
-                "and report it"
-            )
-        )
+            redactor.traceback(exc)
+        message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        _say(redactor.text(f"{PROG}: internal error: {message}; rerun with --debug and report it"))
         return int(ExitCode.FAILED)
 
 

@@ -1,28 +1,19 @@
-"""The command line's grammar: ``argparse`` parsers, value types and the exit codes.
-
-Nothing here imports ``rich`` or touches the network, so ``--help`` and usage errors work even
-without the ``cli`` extra installed. The ``emulator`` command's options are the emulator's own
-(``knock_async.testing._options``), shared with ``python -m knock_async.testing``; nor does it
-import the emulator (``aiohttp.web``), which only ``emulator`` and ``demo`` start.
-"""
+"""The command line's grammar: ``argparse`` parsers, value types and the exit codes. No
+``rich``, network or emulator: ``--help`` and usage errors work without the ``cli`` extra. The
+``emulator`` command's options are the emulator's own, as ``python -m knock_async.testing``'s."""
 
 from __future__ import annotations
 
 import argparse
 import enum
 import textwrap
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
-from .._models import (
-    ArchivedFilter,
-    BulkAction,
-    BulkUpdateMessagesForChannelRequest,
-    DeliveryStatus,
-    EngagementStatus,
-)
+from .. import _models as models
+from .._follow import DEFAULT_STALL_TIMEOUT, PollPolicy
+from .._requests import DEFAULT_BASE_URL, parse_channel_id
 from .._version import __version__
 from ..testing._options import DESCRIPTION, add_arguments, int_range, positive
 
@@ -38,7 +29,7 @@ class ExitCode(enum.IntEnum):
     FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
     USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent
     API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
-    TIMEOUT = 4  # the --timeout deadline passed before an operation finished
+    TIMEOUT = 4  # --timeout passed before an operation finished, or it stood still too long
     INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
 
 
@@ -68,16 +59,15 @@ class _RefuseKeyOnCommandLine(argparse.Action):
         )
 
 
-# -- value types (argparse reports their ValueError/ArgumentTypeError naming the option) --------
-
-
+# Value types: argparse reports their ValueError/ArgumentTypeError naming the option.
 def aware_datetime(text: str) -> datetime:
     """ISO 8601 with an offset (``Z`` or ``+02:00``); a naive date-time is refused."""
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
+        example = "e.g. 2024-01-31T00:00:00Z"
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+            f"{text!r} is not an ISO 8601 date-time ({example})"
         ) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise argparse.ArgumentTypeError(
@@ -90,98 +80,56 @@ def aware_datetime(text: str) -> datetime:
 def json_object(text: str) -> str:
     """A JSON object the library accepts as ``trigger_data``, kept as its text."""
     try:
-        BulkUpdateMessagesForChannelRequest(trigger_data=text)
+        models.BulkUpdateMessagesForChannelRequest(trigger_data=text)
     except ValueError as exc:  # "trigger_data must be ...": argparse names the option
         raise argparse.ArgumentTypeError(str(exc).removeprefix("trigger_data ")) from None
     return text
 
 
-seconds = positive("number of seconds")
-
-
 def channel_id(text: str) -> str:
-    """A channel id in canonical UUID form (it becomes part of a URL path)."""
+    """A channel id as the library takes it (a UUID, in canonical form)."""
     try:
-        return str(uuid.UUID(text))
+        return parse_channel_id(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a channel id (a UUID)") from None
-
-
-def _choices(enum_type: type[enum.StrEnum]) -> list[str]:
-    return [member.value for member in enum_type]
-
-
-# -- the parsers ----------------------------------------------------------------------------
 
 
 def _common(*, connects: bool, output: bool = True) -> _Parser:
     """Options every command takes (after its name, too: ``bulk-update ... --debug``)."""
     parent = _Parser(add_help=False)
-    parent.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show tracebacks and the request log (the API key is never shown)",
-    )
+    add = parent.add_argument
+    debug = "show tracebacks and the request log (the API key is never shown)"
+    add("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     if output:
-        parent.add_argument(
-            "--json",
-            action="store_true",
-            help="print one JSON object per line (NDJSON): each progress snapshot, then a summary",
-        )
-    if connects:
-        _connection(parent.add_argument_group("connection"))
+        what = "print one JSON object per line (NDJSON): each progress snapshot, then a summary"
+        add("--json", action="store_true", help=what)
+    if not connects:
+        return parent
+    # Where requests go and with which key: every connection option is here.
+    add = parent.add_argument_group("connection").add_argument
+    add("--api-key-file", metavar="PATH", help="read the API key from this file ('-': stdin); "
+        "default: $KNOCK_API_KEY")  # fmt: skip
+    add("--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+    add("--base-url", metavar="URL", help="Knock's API origin; default: $KNOCK_BASE_URL or "
+        f"{DEFAULT_BASE_URL}")  # fmt: skip
+    add("--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH")
+    add("--allow-insecure-http", action="store_true", help="allow an http:// --base-url on a "
+        "non-loopback host (the key crosses in clear)")  # fmt: skip
+    add("--redis-url", metavar="URL", help="share Knock's rate limit with every run using this "
+        "Redis (redis://, rediss:// or unix://; needs the 'redis' extra); default: "
+        "$KNOCK_REDIS_URL, which keeps a password out of the process list")  # fmt: skip
     return parent
 
 
-def _connection(group: argparse._ArgumentGroup) -> None:
-    """Where requests go and with which key: every connection option is here."""
-    group.add_argument(
-        "--api-key-file",
-        metavar="PATH",
-        help="read the API key from this file ('-': stdin); default: $KNOCK_API_KEY",
-    )
-    group.add_argument(
-        "--api-key", nargs="?", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS
-    )
-    group.add_argument(
-        "--base-url",
-        metavar="URL",
-        help="Knock's API origin; default: $KNOCK_BASE_URL or https://api.knock.app",
-    )
-    group.add_argument(
-        "--branch", metavar="NAME", help="Knock branch (X-Knock-Branch); default: $KNOCK_BRANCH"
-    )
-    group.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="allow an http:// --base-url on a non-loopback host (the key crosses in clear)",
-    )
-    group.add_argument(
-        "--redis-url",
-        metavar="URL",
-        help="share Knock's rate limit with every run using this Redis (redis://, rediss:// or "
-        "unix://; needs the 'redis' extra); default: $KNOCK_REDIS_URL, which keeps a password "
-        "out of the process list",
-    )
-
-
 def _following(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "--timeout",
-        type=seconds,
-        default=3600.0,
-        metavar="SECONDS",
-        help="give up following after this long (default: 3600)",
-    )
-    group.add_argument(
-        "--poll-interval",
-        type=seconds,
-        default=None,
-        metavar="SECONDS",
-        help="first and shortest wait between polls (default: 1; the waits then follow the "
-        "operation's predicted end)",
-    )
+    """How long to follow, and how often to poll: the library's defaults unless given."""
+    seconds = positive("number of seconds")
+    group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
+        "operation not finished this long after it started (default: none; one that does not "
+        f"change for {DEFAULT_STALL_TIMEOUT:g}s is given up)")  # fmt: skip
+    group.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="first and "
+        f"shortest wait between polls (default: {PollPolicy().initial_delay:g}; the waits then "
+        "follow the operation's predicted end)")  # fmt: skip
 
 
 _EXIT_CODES = """\
@@ -190,120 +138,84 @@ exit codes:
   1    an operation ended failed
   2    usage error (nothing was sent)
   3    API or authentication error (401, 403, 404 channel, 422, network)
-  4    --timeout passed before an operation finished (it goes on server-side)
+  4    --timeout passed before an operation finished, or it stood still (it goes on)
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side
 With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
 """
+_EPILOG: dict[str, Any] = {
+    "epilog": _EXIT_CODES,
+    "formatter_class": argparse.RawDescriptionHelpFormatter,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Bulk-update the status of Knock channel messages and follow the operations.",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    about = "Bulk-update the status of Knock channel messages and follow the operations."
+    parser = _Parser(prog=PROG, description=about, **_EPILOG)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    connected = _common(connects=True)
 
-    # bulk-update ----------------------------------------------------------------------------
     bulk = commands.add_parser(
         "bulk-update",
-        parents=[_common(connects=True)],
+        parents=[connected],
         help="update the status of a channel's messages (many channels at once)",
         description=textwrap.fill(
             "Start a bulk status update on each channel, then follow the operations to the end "
             "with a live progress display. Filters combine with AND. Ctrl-C stops following "
             "(the operations go on server-side) and prints how to resume."
         ),
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **_EPILOG,
     )
-    bulk.add_argument(
-        "action",
-        metavar="ACTION",
-        choices=_choices(BulkAction),
-        help=", ".join(_choices(BulkAction)),
-    )
-    bulk.add_argument(
-        "channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help="channel ids (UUIDs)"
-    )
-    bulk.add_argument(
-        "--channels-file",
-        metavar="PATH",
-        help="read more channel ids from this file ('-': stdin), whitespace-separated, # comments",
-    )
+    actions = [action.value for action in models.BulkAction]
+    bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
+    ids = "channel ids (UUIDs)"
+    bulk.add_argument("channel_ids", metavar="CHANNEL_ID", nargs="*", type=channel_id, help=ids)
+    bulk.add_argument("--channels-file", metavar="PATH", help="read more channel ids from this "
+        "file ('-': stdin), whitespace-separated, # comments")  # fmt: skip
     filters = bulk.add_argument_group("filters (all optional; combined with AND)")
     for flag, kind, what in (
-        ("--archived", ArchivedFilter, "how archived messages are treated"),
-        ("--delivery-status", DeliveryStatus, None),
-        ("--engagement-status", EngagementStatus, None),
+        ("--archived", models.ArchivedFilter, "how archived messages are treated"),
+        ("--delivery-status", models.DeliveryStatus, None),
+        ("--engagement-status", models.EngagementStatus, None),
     ):
-        filters.add_argument(flag, choices=_choices(kind), help=what)
+        filters.add_argument(flag, choices=[member.value for member in kind], help=what)
     tenant = filters.add_mutually_exclusive_group()
     for flag, value, what in (("--has-tenant", True, "with"), ("--no-tenant", False, "without")):
-        tenant.add_argument(
-            flag,
-            dest="has_tenant",
-            action="store_const",
-            const=value,
-            help=f"only messages {what} a tenant",
-        )
+        tenant.add_argument(flag, dest="has_tenant", action="store_const", const=value,
+                            help=f"only messages {what} a tenant")  # fmt: skip
     for flag, when in (("--newer-than", "after"), ("--older-than", "before")):
-        filters.add_argument(
-            flag,
-            type=aware_datetime,
-            metavar="DATETIME",
-            help=f"inserted {when} (ISO 8601 with offset)",
-        )
+        filters.add_argument(flag, type=aware_datetime, metavar="DATETIME",
+                             help=f"inserted {when} (ISO 8601 with offset)")  # fmt: skip
     for flag, dest, metavar in (
         ("--recipient-id", "recipient_ids", "ID"),
         ("--tenant", "tenants", "TENANT"),
         ("--workflow", "workflows", "KEY"),
     ):
         filters.add_argument(flag, dest=dest, action="append", metavar=metavar, help="repeatable")
-    filters.add_argument(
-        "--trigger-data",
-        type=json_object,
-        metavar="JSON",
-        help="JSON object matched against the trigger data's scalar keys",
-    )
+    matched = "JSON object matched against the trigger data's scalar keys"
+    filters.add_argument("--trigger-data", type=json_object, metavar="JSON", help=matched)
     run = bulk.add_argument_group("running")
-    run.add_argument(
-        "--no-wait", action="store_true", help="submit, print the operation ids and exit"
-    )
+    no_wait = "submit, print the operation ids and exit"
+    run.add_argument("--no-wait", action="store_true", help=no_wait)
     _following(run)
-    run.add_argument(
-        "--concurrency",
-        type=int_range(1, 100),
-        default=10,
-        metavar="N",
-        help="requests in flight with many channels (default: 10)",
-    )
-    run.add_argument(
-        "-y",
-        "--yes",
-        action="store_true",
-        help="confirm `delete` with no filter (deletes every message)",
-    )
+    run.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
+                     help="requests in flight with many channels (default: 10)")  # fmt: skip
+    delete = "confirm `delete` with no filter (deletes every message)"
+    run.add_argument("-y", "--yes", action="store_true", help=delete)
 
-    # status ---------------------------------------------------------------------------------
     status = commands.add_parser(
         "status",
-        parents=[_common(connects=True)],
+        parents=[connected],
         help="show a bulk operation, or follow it with --watch",
         description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **_EPILOG,
     )
     status.add_argument("operation_id", metavar="OPERATION_ID")
-    status.add_argument(
-        "-w", "--watch", action="store_true", help="follow until completed or failed"
-    )
+    watch = "follow until completed or failed"
+    status.add_argument("-w", "--watch", action="store_true", help=watch)
     _following(status.add_argument_group("with --watch"))
 
-    # emulator -------------------------------------------------------------------------------
     emulator = commands.add_parser(
         "emulator",
         parents=[_common(connects=False, output=False)],
@@ -312,7 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(emulator)
 
-    # demo -----------------------------------------------------------------------------------
     demo = commands.add_parser(
         "demo",
         parents=[_common(connects=False)],
@@ -329,13 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--messages", int_range(1, 200_000), 5000, "N", "messages on the largest channel"),
         ("--rows-per-second", positive("number"), 200.0, "R", speed),
     ):
-        demo.add_argument(
-            flag,
-            type=parse,
-            default=default,
-            metavar=metavar,
-            help=f"{what} (default: {default:g})",
-        )
+        demo.add_argument(flag, type=parse, default=default, metavar=metavar,
+                          help=f"{what} (default: {default:g})")  # fmt: skip
     return parser
 
 

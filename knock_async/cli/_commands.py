@@ -1,27 +1,24 @@
-"""The commands ``bulk-update`` and ``status``, each a stream of the library's events
-(``update_many``'s, or the poller's as ``FanOutEvent``) shown by a display; and ``emulator``."""
+"""The commands: ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
+``follow_many``'s) shown by a display; ``demo``, the same against the embedded emulator; and
+``emulator``. Only ``demo`` and ``emulator`` import the emulator (``aiohttp.web``)."""
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import timedelta
+from typing import Any
 
 from .._client import KnockClient
-from .._errors import KnockError
-from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
-from .._progress import Progress, observe
+from .._fanout import Outcome
+from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
-from ._outcome import outcome as ended
-from ._outcome import overall
-from ._plan import BulkPlan, StatusPlan, restricts
+from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header
 from ._run import Redactor, Run, make_client
 from ._wrap import prose, terminal_width
 
-__all__ = ["bulk_update", "confirm_delete", "emulator", "status"]
-
-Kind = FanOutEventKind
+__all__ = ["bulk_update", "confirm_delete", "demo", "emulator", "status"]
 
 
 def confirm_delete(plan: BulkPlan) -> None:
@@ -40,113 +37,138 @@ def confirm_delete(plan: BulkPlan) -> None:
         )
     # Wrapped between words: a terminal would cut the channel id at its edge.
     prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
-    sys.stderr.write(prompt + " ")
-    sys.stderr.flush()
+    print(prompt, end=" ", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip() != "delete":
         raise UsageError("not confirmed; nothing was sent")
 
 
 async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``update_many`` over one channel or many, followed to the end (or to submission), once
-    ``confirm_delete`` has let it."""
-    keys, connection = list(plan.channels), plan.connection
-    run = Run(
-        "bulk-update",
-        keys,
-        json=plan.json,
-        debug=debug,
-        redactor=redactor,
-        base_url=connection.base_url,
-    )
+    """``update_many`` over one channel or many, followed to the end (or, with --no-wait, until
+    every channel has its operation or its error), once ``confirm_delete`` has let it."""
+    channels, action, connection = plan.channels, plan.action, plan.connection
+    run = Run("bulk-update", plan.json, redactor, debug=debug, base_url=connection.base_url)
+    header = start_header("bulk-update", action, channels, plan.filters, wait=plan.wait)
     async with make_client(connection, redactor) as client:
         fanout = client.channels.bulk.update_many(
-            keys, plan.action, concurrency=plan.concurrency, timeout=plan.timeout, **plan.filters
+            channels, action, concurrency=plan.concurrency, **plan.deadlines, **plan.filters
         )
-        async with fanout:
-            await run.follow(fanout, plan.header, until_submitted=not plan.wait)
-    outcome = None
-    if not plan.wait and not run.interrupted:
-        # Not followed to the end: every update submitted is a success; a refusal is not.
-        worst = overall(ended(event) for event in run.latest.values())
-        outcome = "submitted" if worst == "completed" else worst
-    return run.finish(plan.action, outcome=outcome)
+        until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
+        await run.follow(fanout, header, rows=channels, until=until)
+    return run.finish(plan.action, outcome=None if plan.wait else "submitted")
 
 
 async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
-    """One ``get`` (a look), or the poller to the end with ``--watch``."""
-    operation_id, connection = plan.operation_id, plan.connection
-    run = Run(
-        "status",
-        [operation_id],
-        json=plan.json,
-        debug=debug,
-        redactor=redactor,
-        base_url=connection.base_url,
-    )
+    """One GET (a look: the operation as it stands, no wait, no deadline), or ``follow_many``
+    to the end with ``--watch``."""
+    connection, operation_id = plan.connection, plan.operation_id
+    run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
     header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
+    # A look is the stream's first event, from one GET sent at once with no error ridden out;
+    # stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
+    options = plan.deadlines if plan.watch else {"policy": _LOOK}
     async with make_client(connection, redactor) as client:
-        events = _watch(client, plan) if plan.watch else _look(client, operation_id)
-        await run.follow(events, header)
-    event = run.latest.get(operation_id)
-    if plan.watch or event is None or event.progress is None:
-        return run.finish(None)
-    # A look, not a wait: a running operation is fine; a failed one is still exit 1.
-    return run.finish(None, outcome=event.progress.status.value)
+        stream = client.bulk_operations.follow_many([operation_id], **options)
+        summary = await run.follow(stream, header, until=None if plan.watch else lambda _: True)
+    # A look is not a wait: a running operation is fine (its status names the outcome).
+    operation = summary.results[0].operation
+    return run.finish(None, outcome=None if operation is None else operation.status.value)
+
+
+_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
 def emulator(args: argparse.Namespace) -> int:
-    """``knock-async emulator``: the emulator's front door, shared with ``python -m
-    knock_async.testing``, serving until Ctrl-C."""
-    from ..testing._frontdoor import serve_from_args  # aiohttp.web: only when it runs
+    """The emulator's front door (``python -m knock_async.testing``'s), until Ctrl-C."""
+    from ..testing._frontdoor import serve_from_args
 
-    problem = serve_from_args(args)
-    if problem is not None:
+    if (problem := serve_from_args(args)) is not None:
         raise UsageError(problem)
     return int(ExitCode.OK)
 
 
-def _event(
-    operation_id: str, progress: Progress | None, error: KnockError | None = None
-) -> FanOutEvent:
-    """One operation's news as a ``FanOutEvent`` (of a fan-out of one)."""
-    op = None if progress is None else progress.operation
-    kind = Kind.PROGRESS
-    if error is not None:
-        kind = Kind.ERROR
-    elif op is not None and op.is_terminal:
-        kind = Kind(op.status.value)  # completed or failed
-    ended = kind is not Kind.PROGRESS
-    rows = 0 if op is None else op.processed_rows
-    totals = FanOutTotals(
-        channels=1,
-        submitted=int(op is not None),
-        completed=int(kind is Kind.COMPLETED),
-        failed=int(kind is Kind.FAILED),
-        errored=int(kind is Kind.ERROR),
-        processed_rows=rows,
-        # Over (even by an error): no more rows are coming, as in the library's own totals.
-        estimated_total_rows=rows if op is None or ended else max(op.estimated_total_rows, rows),
-        rows_per_second=None if progress is None else progress.rows_per_second,
-        eta=None if progress is None or ended else progress.eta,
+# Polls a little more often than the library's default: the demo lasts seconds.
+DEMO_POLL = PollPolicy(initial_delay=0.25, multiplier=1.25, max_delay=0.5)
+_CHECK = (("matched", "matched"), ("archived_in_store", "in store"), ("check", "check"))
+
+
+async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> int:
+    """``knock-async demo``, no account needed: seeds the emulator's channels, archives the
+    read messages older than a week on all at once (``update_many``) with live progress, then
+    checks the emulator's store: each message that matched is archived now, no other changed."""
+    from ..testing import KnockEmulator
+
+    key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
+    redactor.secrets.add(key)
+    rate, count = args.rows_per_second, args.channels
+    batch = max(1, round(rate / 10))  # about ten progress steps a second
+    async with KnockEmulator(
+        api_keys=[key], rows_per_second=rate, batch_size=batch, queue_delay=0.2, seed=7
+    ) as emu:
+        channels = [emu.add_channel("in_app_feed") for _ in range(count)]
+        # From ``messages / channels`` up to ``messages``: the channels finish one by one.
+        sizes = [max(1, round(args.messages * (n + 1) / count)) for n in range(count)]
+        for index, (channel, size) in enumerate(zip(channels, sizes, strict=True)):
+            emu.add_messages(channel, size, seed=index)
+        cutoff = (emu.clock.now() - timedelta(days=7)).replace(microsecond=0)
+        filters: dict[str, Any] = {"engagement_status": "read", "archived": "exclude"}
+        filters["older_than"] = cutoff
+        # What the store says before: the messages the update should archive, and the rest.
+        expected, archived_before = {}, {}
+        for channel in channels:
+            messages = emu.messages(channel)
+            archived_before[channel] = {m.id for m in messages if m.archived_at is not None}
+            read = {m.id for m in messages if m.read_at is not None and m.inserted_at < cutoff}
+            expected[channel] = read - archived_before[channel]
+        stamp = filters_json(filters)["older_than"]
+        intro = [
+            f"Knock emulator running in-process at {emu.base_url} (a generated sk_demo_ key).",
+            f"Seeded {count} in-app feed channels with {sum(sizes):,} messages "
+            f"({', '.join(f'{n:,}' for n in sizes)}).",
+            f"Archiving the read messages older than {stamp} on every channel, as",
+            f"  {PROG} bulk-update archive CHANNEL_ID... --engagement-status read "
+            f"--archived exclude --older-than {stamp}",
+            f"would (emulated processing: {rate:,.0f} rows/s per operation).",
+        ]
+        more = {"wait": True, "base_url": emu.base_url}
+        header = start_header("demo", "archive", channels, filters, **more)
+        run = Run("demo", args.json, redactor, debug=debug, base_url=emu.base_url)
+        async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
+            fanout = client.channels.bulk.update_many(channels, "archive", timeout=120.0, **filters)
+            summary = await run.follow(fanout, header, intro=intro, rows=channels)
+
+        # The check: compare what the API reported with what the store holds now.
+        values: dict[str, dict[str, Any]] = {}
+        for result in summary.results:
+            channel, op = str(result.channel_id), result.operation
+            wanted = expected[channel]
+            archived_now = {m.id for m in emu.messages(channel) if m.archived_at is not None}
+            archived = len(wanted & archived_now)
+            collateral = len(archived_now ^ (archived_before[channel] | wanted))
+            ok = result.outcome is Outcome.COMPLETED and collateral == 0
+            ok = ok and op is not None and op.success_count == len(wanted) == archived
+            values[channel] = {
+                "matched": len(wanted),
+                "archived_in_store": archived,
+                "other_changes": collateral,  # 0 when ok: in the --json output only
+                "check": "-" if run.interrupted else "ok" if ok else "MISMATCH",
+            }
+
+    verified = not run.interrupted and all(v["check"] == "ok" for v in values.values())
+    matched, failed = sum(len(ids) for ids in expected.values()), None
+    notes: tuple[str, ...] = (
+        f"Check against the emulator's store: OK. All {matched:,} matching messages are "
+        "archived, and no other message changed.",
+        f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
+        "against it.",
     )
-    return FanOutEvent(
-        kind=kind, channel_id=operation_id, progress=progress, error=error, totals=totals
+    if run.interrupted:
+        notes = ("Interrupted: the check against the emulator's store was not made.",)
+    elif not verified:  # a mismatch fails the demo (exit 1, unless its run ended worse)
+        failed = "failed"
+        notes = (
+            "Check against the emulator's store: MISMATCH (see the check column, and "
+            "other_changes in --json output); please report it with the output of `--debug`.",
+        )
+    return run.finish(
+        "archive", outcome=failed, columns=_CHECK, values=values, notes=notes, verified=verified
     )
-
-
-async def _look(client: KnockClient, operation_id: str) -> AsyncIterator[FanOutEvent]:
-    try:
-        operation = await client.bulk_operations.get(operation_id)
-    except KnockError as exc:
-        yield _event(operation_id, None, exc)
-        return
-    yield _event(operation_id, observe(operation, datetime.now(UTC)))
-
-
-async def _watch(client: KnockClient, plan: StatusPlan) -> AsyncIterator[FanOutEvent]:
-    poller = client.bulk_operations.poll(plan.operation_id, timeout=plan.timeout)
-    try:
-        async for progress in poller:
-            yield _event(plan.operation_id, progress)
-    except KnockError as exc:  # the poll's end: an API error, the network, the deadline
-        yield _event(plan.operation_id, poller.last_progress, exc)

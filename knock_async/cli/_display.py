@@ -1,7 +1,5 @@
 """Rendering the library's events: a ``rich`` live display on a terminal, plain lines
-otherwise, NDJSON with ``--json``. All three take the same calls: ``start`` (``header`` is the
-NDJSON ``start`` object, ``intro`` lines for people), ``update`` per ``FanOutEvent``, ``stop``
-(the end of the live part; idempotent) and ``summary`` (a ``Report``)."""
+otherwise, NDJSON with ``--json``: three ``Display``s, one chosen per run (``make_display``)."""
 
 from __future__ import annotations
 
@@ -10,9 +8,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.constrain import Constrain
@@ -21,78 +19,63 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import FanOutEvent, FanOutEventKind
-from .._models import BulkOperation
-from ._outcome import (
-    Report,
-    duration_seconds,
-    operation_of,
-    outcome,
-    plural,
-    progress_json,
-    report_json,
-)
+from .._fanout import ChannelResult, FanOutEvent, Outcome
+from . import _outcome as out
+from ._outcome import Report, key_of, name, result_of
 from ._wrap import for_people, prose
 
-__all__ = ["JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
+__all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate", "make_display"]
 
-Kind = FanOutEventKind
-_STYLE = {
-    "pending": "dim",
-    "queued": "yellow",
-    "processing": "cyan",
-    "completed": "green",
-    "failed": "bold red",
-    "error": "bold red",
-    "timeout": "bold yellow",
-}
+Lines = Sequence[str]
+_STYLE = {"pending": "dim", "queued": "yellow", "processing": "cyan", "completed": "green"}
+_STYLE |= {"failed": "bold red", "error": "bold red", "timeout": "bold yellow"}
+
+
+class Display(Protocol):
+    """What every renderer takes: ``start`` (``header`` is the NDJSON ``start`` object,
+    ``intro`` lines for people, ``rows`` the keys to show before their first event),
+    ``update`` per event, ``stop`` (the end of the live part; idempotent) and ``summary``."""
+
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None: ...
+    def update(self, event: FanOutEvent) -> None: ...
+    def stop(self) -> None: ...
+    def summary(self, report: Report) -> None: ...
 
 
 def abbreviate(value: float | None) -> str:
     """A count in at most about six characters: ``950``, ``12.3k``, ``4.5M``, ``1.0e+22``."""
-    if value is None:
-        return "?"
-    if value < 1000:
-        return f"{value:.0f}"
+    if value is None or value < 1000:
+        return "?" if value is None else f"{value:.0f}"
     for unit in "kMBT":
         value /= 1000
-        if value < 99.95:
-            return f"{value:.1f}{unit}"
         if value < 999.5:
-            return f"{value:.0f}{unit}"
+            return f"{value:.1f}{unit}" if value < 99.95 else f"{value:.0f}{unit}"
     return f"{value * 1e12:.1e}"
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
+    if seconds is None or seconds < 60:
+        return "-" if seconds is None else f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def format_eta(eta: timedelta | None) -> str:
-    if eta is None:
-        return "?"
-    return format_duration(eta.total_seconds()) if eta.total_seconds() >= 1 else "<1s"
+    seconds = None if eta is None else eta.total_seconds()
+    return "?" if seconds is None else format_duration(seconds) if seconds >= 1 else "<1s"
 
 
 def _percent(fraction: float | None) -> str:
     return "" if fraction is None else f" ({fraction:.0%})"
 
 
-def _status(event: FanOutEvent | None) -> str:
-    """The status shown for one key: its outcome once ended, else the API's status."""
-    ended, op = outcome(event), operation_of(event)
-    if ended == "error" and event is not None and event.error is not None:
-        return f"error {event.error.status or ''}".strip()
-    return ended or ("pending" if op is None else op.status.value)
-
-
-def _rows(op: BulkOperation | None) -> str:
-    return "0/?" if op is None else f"{op.processed_rows}/{op.estimated_total_rows}"
+def _status(result: ChannelResult) -> str:
+    """The status shown for an operation: its outcome once ended, else the API's status."""
+    op, error = result.operation, result.error
+    if result.outcome is Outcome.ERROR and error is not None:
+        return f"error {error.status or ''}".strip()
+    return name(result.outcome) or ("pending" if op is None else op.status.value)
 
 
 def say(console: Console, line: str) -> None:
@@ -101,22 +84,18 @@ def say(console: Console, line: str) -> None:
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-# -- lines: NDJSON and plain -----------------------------------------------------------------
+class _Lines(Display):
+    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live."""
 
+    def __init__(self, out: TextIO) -> None:
+        self._out, self._started = out, time.monotonic()
 
-class _Lines:
-    """A display that writes whole lines to a stream (a pipe, a file, a log): nothing live.
-    ``channels``: its keys are channel ids (else the operation id ``status`` follows)."""
-
-    def __init__(self, out: TextIO, *, channels: bool) -> None:
-        self._out, self._channels, self._started = out, channels, time.monotonic()
-
-    def _print(self, line: str = "") -> None:
+    def _print(self, line: str) -> None:
         self._out.write(line + "\n")
         self._out.flush()
 
     def stop(self) -> None:
-        pass
+        return None
 
 
 class JsonDisplay(_Lines):
@@ -125,46 +104,46 @@ class JsonDisplay(_Lines):
     def _write(self, record: dict[str, Any]) -> None:
         self._print(json.dumps(record, separators=(",", ":")))
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         self._write({"type": "start", **header})
 
     def update(self, event: FanOutEvent) -> None:
-        elapsed = time.monotonic() - self._started
-        self._write(progress_json(event, elapsed, channels=self._channels))
+        self._write(out.progress_json(event, time.monotonic() - self._started))
 
     def summary(self, report: Report) -> None:
-        self._write(report_json(report))
+        self._write(out.report_json(report))
 
 
 class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             self._print(line)
 
     def update(self, event: FanOutEvent) -> None:
-        op, ended, progress = operation_of(event), outcome(event), event.progress
-        fields: dict[str, object] = {"channel": event.channel_id} if self._channels else {}
-        if op is not None or not self._channels:  # status: the key is the operation id
-            fields["operation"] = event.channel_id if op is None else op.id
-        if ended == "error" and event.error is not None:
+        result, progress = result_of(event), event.progress
+        op, ended = result.operation, name(result.outcome)
+        ids = {"channel": event.channel_id, "operation": event.operation_id}
+        fields: dict[str, object] = {k: v for k, v in ids.items() if v is not None}
+        if ended == "error":
             # The error itself is one line on stderr, said once (with what to do about it).
             fields["status"] = "error"
         else:
             fraction = None if progress is None else progress.fraction
-            fields.update(status=_status(event), rows=_rows(op) + _percent(fraction))
+            rows = "0/?" if op is None else f"{op.processed_rows}/{op.estimated_total_rows}"
+            fields.update(status=_status(result), rows=rows + _percent(fraction))
             if ended is None and progress is not None:
                 if progress.rows_per_second is not None:
                     fields["rate"] = f"{progress.rows_per_second:.0f}/s"
                 fields["eta"] = format_eta(progress.eta)
-            elif op is not None and self._channels:  # status: in the summary line
+            elif op is not None and event.channel_id is not None:  # else in the summary line
                 fields.update(updated=op.success_count, errors=op.error_count)
                 if ended != "timeout":
-                    fields["duration"] = format_duration(duration_seconds(op))
+                    fields["duration"] = format_duration(out.duration_seconds(op))
         self._print(" ".join([f"{event.kind.value:<9}", *(f"{k}={v}" for k, v in fields.items())]))
         totals = event.totals
-        if totals.channels > 1 and event.kind in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+        if totals.channels > 1 and ended is not None:
             rate = "" if totals.rows_per_second is None else f" rate={totals.rows_per_second:.0f}/s"
             self._print(
                 f"total     finished={totals.finished}/{totals.channels} "
@@ -182,25 +161,21 @@ class PlainDisplay(_Lines):
             self._print(line.rstrip())
 
 
-# -- the summary, for plain lines and rich alike ---------------------------------------------
-
-
 def print_summary(console: Console, report: Report, *, limit: int | None = None) -> None:
     """The summary: per channel a row of exact numbers under its id's first 8 characters, then
     the full ids (both never fit 80 columns beside the numbers), then one line for the run."""
-    if report.channels:
-        keys = list(report.keys)
-        if limit is not None and len(keys) > limit:  # the channels not completed first
-            keys = sorted(keys, key=lambda k: outcome(report.latest.get(k)) == "completed")
-            keys = keys[:limit]
+    if report.what == "channel" or len(report.results) > 1:
+        results = list(report.results)
+        if limit is not None and len(results) > limit:  # the channels not completed first
+            results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
         console.print()
-        console.print(_numbers(console, report, keys))
-        if len(keys) < len(report.keys):
-            console.print(f"  … and {plural(len(report.keys) - len(keys), 'more channel')}")
+        console.print(_numbers(console, report, results))
+        if more := len(report.results) - len(results):
+            console.print(f"  … and {out.plural(more, f'more {report.what}')}")
         console.print()
-        ids = Table("channel", "operation", box=None, header_style="bold", pad_edge=False)
-        for key in keys:
-            ids.add_row(key, report.operation_id(key) or "-")
+        ids = Table(report.what, "operation", box=None, header_style="bold", pad_edge=False)
+        for result in results:
+            ids.add_row(key_of(result), result.operation_id or "-")
         console.print(ids)
     style = "bold green" if report.code == 0 else "bold red"
     console.print(Text(prose(_summary_line(report), console.width), style=style), soft_wrap=True)
@@ -212,38 +187,36 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             say(console, f"  {command}")
 
 
-def _numbers(console: Console, report: Report, keys: list[str]) -> Table:
-    """The table of numbers, exact: with thousands separators if they fit the console's width,
-    else without, else with one space between columns (the counts are what it reports)."""
-    layouts = ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0)))
+def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
+    """The numbers, exact: with thousands separators if they fit, else without, else with one
+    space between columns."""
     unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in layouts:
-        table = _number_table(report, keys, separator, padding)
+    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
+        table = _number_table(report, results, separator, padding)
         if console.measure(table, options=unbounded).maximum <= console.width:
             break
     return table
 
 
 def _number_table(
-    report: Report, keys: list[str], separator: str, padding: PaddingDimensions
+    report: Report, results: list[ChannelResult], separator: str, padding: PaddingDimensions
 ) -> Table:
     def count(value: object) -> str:
         return format(value, separator or "d") if isinstance(value, int) else str(value)
 
-    headers = ["channel", "status", "rows", "updated", "errors", "time"]
+    headers = [report.what, "status", "rows", "updated", "errors", "time"]
     table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
     for index, header in enumerate(headers + [header for _, header in report.columns]):
         table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
-    for key in keys:
-        event = report.latest.get(key)
-        op = operation_of(event)
-        status, extra = _status(event), report.values.get(key, {})
+    for result in results:
+        op, key = result.operation, key_of(result)
+        status, extra = _status(result), report.values.get(key, {})
         table.add_row(
             key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else getattr(op, name)) for name in _COUNTS),
-            format_duration(duration_seconds(op)),
-            *(count(extra.get(name, "")) for name, _ in report.columns),
+            *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
+            format_duration(out.duration_seconds(op)),
+            *(count(extra.get(field, "")) for field, _ in report.columns),
         )
     return table
 
@@ -253,39 +226,31 @@ _COUNTS = ("processed_rows", "success_count", "error_count")
 
 def _summary_line(report: Report) -> str:
     code = f"(exit {int(report.code)})"
-    if not report.channels:  # status: the one operation
-        op = operation_of(report.latest.get(report.keys[0]))
+    if report.what == "operation" and len(report.results) == 1:  # status: the one operation
+        result = report.results[0]
+        op, took = result.operation, out.duration_seconds(result.operation)
         if op is None:
-            return f"{report.outcome}: operation {report.keys[0]} {code}"
-        took = duration_seconds(op)
+            return f"{report.outcome}: operation {key_of(result)} {code}"
         return (
-            f"{report.outcome}: operation {op.id}: {plural(op.success_count, 'row')} updated, "
-            f"{plural(op.error_count, 'error')}"
+            f"{report.outcome}: operation {op.id}: {out.plural(op.success_count, 'row')} updated, "
+            f"{out.plural(op.error_count, 'error')}"
             + ("" if took is None else f", in {format_duration(took)}")
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
-    timeouts = report.count("timeout")
+    timeouts = report.count(Outcome.TIMED_OUT)
     return (
-        f"{report.outcome}: {what}{plural(len(report.keys), 'channel')}: "
-        f"{report.count('completed')} completed, {report.count('failed')} failed, "
-        f"{report.count('error')} errored"
+        f"{report.outcome}: {what}{out.plural(len(report.results), report.what)}: "
+        f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
+        f"{report.count(Outcome.ERROR)} errored"
         + (f", {timeouts} timed out" if timeouts else "")
-        + f"; {plural(report.totals.processed_rows, 'row')} processed in "
+        + f"; {out.plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
 
 
-# -- rich ------------------------------------------------------------------------------------
-
-
-def _bar(
-    done: int = 0,
-    total: int | None = None,
-    rate: float | None = None,
-    eta: timedelta | None = None,
-    status: str = "pending",
-) -> dict[str, Any]:
+def _bar(done: int = 0, total: int | None = None, rate: float | None = None,
+         eta: timedelta | None = None, status: str = "pending") -> dict[str, Any]:  # fmt: skip
     """The fields of one bar, numbers abbreviated (``12.3k/50.0k  1.2k/s``)."""
     return {
         "rows": f"{abbreviate(done)}/{abbreviate(total)}",
@@ -295,17 +260,7 @@ def _bar(
     }
 
 
-_FIELDS = (
-    ("rows", "progress.download"),
-    ("rate", "progress.data.speed"),
-    ("eta", "progress.remaining"),
-    ("status", ""),
-)
-
-
-def _text(template: str, style: str = "") -> TextColumn:
-    """Text never wrapped: each bar stays on one line."""
-    return TextColumn(template, style=style, table_column=Column(no_wrap=True))
+_FIELDS = (("rows", "download"), ("rate", "data.speed"), ("eta", "remaining"), ("status", ""))
 
 
 class _Bars(Progress):
@@ -324,20 +279,22 @@ class _Narrower:
         yield Constrain(self._renderable, width=max(20, options.max_width - 3))
 
 
-class RichDisplay:
+class RichDisplay(Display):
     """A live progress bar per operation (up to ``MAX_ROWS`` at once) and, with many
     channels, an overall bar on top; a summary table at the end."""
 
     MAX_ROWS = 12
 
-    def __init__(self, console: Console, *, channels: bool) -> None:
+    def __init__(self, console: Console) -> None:
+        def text(template: str, style: str = "") -> TextColumn:  # never wrapped: one line each
+            return TextColumn(template, style=style, table_column=Column(no_wrap=True))
+
         self.console = console
-        self._channels = channels
         self._progress = _Bars(
-            _text("{task.description}"),
+            text("{task.description}"),
             BarColumn(bar_width=None),
-            _text("{task.percentage:>3.0f}%"),
-            *(_text(f"{{task.fields[{name}]}}", style) for name, style in _FIELDS),
+            text("{task.percentage:>3.0f}%"),
+            *(text(f"{{task.fields[{f}]}}", s and f"progress.{s}") for f, s in _FIELDS),
             console=console,
             refresh_per_second=10,
             expand=True,
@@ -346,46 +303,39 @@ class RichDisplay:
         self._total: TaskID | None = None
         self._live = False
 
-    def start(self, keys: list[str], header: dict[str, Any], intro: Iterable[str] = ()) -> None:
+    def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             say(self.console, line)
-        if len(keys) > 1:
-            label = f"all {len(keys)} channels"
+        if len(rows) > 1:
+            label = f"all {len(rows)} channels"
             self._total = self._progress.add_task(label, total=None, **_bar(status=""))
-        for key in keys[: self.MAX_ROWS]:
-            self._show(key)
+        for key in rows[: self.MAX_ROWS]:
+            self._tasks[key] = self._progress.add_task(key[:8], total=None, **_bar())
         self._progress.start()
         self._live = True
 
-    def _show(self, key: str) -> None:
-        label = key[:8] if self._channels else f"operation {key[:8]}"
-        self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
-
     def update(self, event: FanOutEvent) -> None:
-        key, progress, totals = event.channel_id or "", event.progress, event.totals
+        result, progress, totals = result_of(event), event.progress, event.totals
+        key = key_of(result)
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
-            self._show(key)
-        task = self._tasks.get(key)
-        if task is not None and progress is None:  # an error before any operation
-            self._set(task, None, _bar(status=_status(event)))
-        elif task is not None and progress is not None:
-            op = progress.operation
-            rows = (op.processed_rows, op.estimated_total_rows)
-            fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(event))
-            self._set(task, progress.fraction, fields)
-        if task is not None and totals.channels > self.MAX_ROWS and outcome(event) == "completed":
-            # Make room for channels still running; the summary lists this one.
-            self._progress.update(task, visible=False)
-            del self._tasks[key]
+            label = key[:8] if event.channel_id else f"operation {key[:8]}"
+            self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
+        if (task := self._tasks.get(key)) is not None:
+            if progress is None:  # an error before any operation
+                self._set(task, None, _bar(status=_status(result)))
+            else:
+                op = progress.operation
+                rows = (op.processed_rows, op.estimated_total_rows)
+                fields = _bar(*rows, progress.rows_per_second, progress.eta, _status(result))
+                self._set(task, progress.fraction, fields)
+            if totals.channels > self.MAX_ROWS and result.outcome is Outcome.COMPLETED:
+                # Make room for channels still running; the summary lists this one.
+                self._progress.update(task, visible=False)
+                del self._tasks[key]
         if self._total is not None:
             done = f"{totals.finished}/{totals.channels} done"
-            fields = _bar(
-                totals.processed_rows,
-                totals.estimated_total_rows,
-                totals.rows_per_second,
-                totals.eta,
-                done,
-            )
+            rows = (totals.processed_rows, totals.estimated_total_rows)
+            fields = _bar(*rows, totals.rows_per_second, totals.eta, done)
             self._set(self._total, totals.fraction, fields)
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
@@ -401,16 +351,13 @@ class RichDisplay:
         print_summary(self.console, report, limit=30)
 
 
-def make_display(*, json_lines: bool, channels: bool) -> JsonDisplay | PlainDisplay | RichDisplay:
-    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise.
-    ``channels``: the keys are channel ids (else the operation ``status`` follows)."""
+def make_display(*, json_lines: bool) -> Display:
+    """NDJSON with ``--json``; a live display on a terminal; plain lines otherwise."""
     out = sys.stdout
     if json_lines:
-        return JsonDisplay(out, channels=channels)
+        return JsonDisplay(out)
     try:
         terminal = out.isatty() and os.environ.get("TERM", "") != "dumb"
     except ValueError:  # closed
         terminal = False
-    if terminal:
-        return RichDisplay(Console(file=out, force_terminal=True), channels=channels)
-    return PlainDisplay(out, channels=channels)
+    return RichDisplay(Console(file=out, force_terminal=True)) if terminal else PlainDisplay(out)

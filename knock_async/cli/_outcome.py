@@ -1,77 +1,57 @@
-"""What the library's events mean on the command line: each operation's outcome, the one table
-from outcome to exit code, the NDJSON fields and the one-line errors. Pure: no ``rich``, no I/O.
-
-A run's state is the latest ``FanOutEvent`` per key (a channel id, or the operation id that
-``status`` follows) and the latest ``event.totals``; everything shown is derived from those.
-"""
+"""What the library's results mean on the command line, pure (no ``rich``, no I/O): the table
+from outcome to exit code, the NDJSON fields, the stderr lines. An event is shown as the result
+it leaves (``result_of``): every status and outcome shown is the library's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from .. import _errors as errors
-from .._errors import KnockError, NotFoundError, PollTimeoutError
-from .._fanout import FanOutEvent, FanOutEventKind, FanOutTotals
+from .._errors import KnockError, NotFoundError
+from .._fanout import ChannelResult, FanOutEvent, FanOutSummary, FanOutTotals, Outcome
+from .._follow import DEFAULT_STALL_TIMEOUT
 from .._models import BulkOperation
+from .._progress import Progress
 from ._args import PROG, ExitCode
 
-__all__ = ["NO_TOTALS", "Report", "error_lines", "exit_code", "outcome", "overall", "plural"]
+__all__ = ["Report", "error_lines", "exit_code", "name", "result_of"]
 
-Kind = FanOutEventKind
-
-# The one table from outcome to exit code. The overall outcome of many operations is the first
-# of ``_WORST_FIRST`` that any of them has; ``status`` without --watch reports the API's status.
+# The one table from outcome to exit code: the library's outcomes by their command-line names,
+# and how a run can stop before its operations end. A name it does not know (a status Knock
+# may add, seen by ``status`` without --watch) is a failure, not a success.
 EXIT_CODES: Mapping[str, ExitCode] = {
-    "error": ExitCode.API_ERROR,
-    "failed": ExitCode.FAILED,
-    "timeout": ExitCode.TIMEOUT,
-    "completed": ExitCode.OK,
-    "submitted": ExitCode.OK,
-    "queued": ExitCode.OK,
+    Outcome.COMPLETED: ExitCode.OK,
+    Outcome.FAILED: ExitCode.FAILED,
+    Outcome.ERROR: ExitCode.API_ERROR,
+    "timeout": ExitCode.TIMEOUT,  # Outcome.TIMED_OUT
+    "submitted": ExitCode.OK,  # --no-wait
+    "queued": ExitCode.OK,  # status without --watch: the API's status
     "processing": ExitCode.OK,
     "interrupted": ExitCode.INTERRUPTED,
 }
-_WORST_FIRST = ("error", "failed", "timeout", "completed")
-NO_TOTALS = FanOutTotals(
-    channels=0,
-    submitted=0,
-    completed=0,
-    failed=0,
-    errored=0,
-    processed_rows=0,
-    estimated_total_rows=0,
-    rows_per_second=None,
-    eta=None,
-)
+_NOT_ENDED = (Outcome.PENDING, Outcome.RUNNING)
 
 
-def outcome(event: FanOutEvent | None) -> str | None:
-    """How the operation ended: completed, failed, error, timeout; ``None`` while running."""
-    if event is None or event.kind not in (Kind.COMPLETED, Kind.FAILED, Kind.ERROR):
+def name(outcome: Outcome) -> str | None:
+    """The command line's name for an outcome (``timeout``); ``None`` while not ended."""
+    if outcome in _NOT_ENDED:
         return None
-    if event.kind is Kind.ERROR:
-        return "timeout" if isinstance(event.error, PollTimeoutError) else "error"
-    return event.kind.value
+    return "timeout" if outcome is Outcome.TIMED_OUT else outcome.value
 
 
-def overall(outcomes: Iterable[str | None]) -> str:
-    """The worst of several outcomes (``error`` over ``failed`` over ``timeout``)."""
-    present = set(outcomes)
-    return next((name for name in _WORST_FIRST if name in present), "completed")
+def exit_code(outcome: str) -> ExitCode:
+    return EXIT_CODES.get(outcome, ExitCode.FAILED)
 
 
-def exit_code(name: str) -> ExitCode:
-    """The exit code of an outcome; one the table does not know (a status Knock added) is a
-    failure, not a success."""
-    return EXIT_CODES.get(name, ExitCode.FAILED)
-
-
-def resume_command(operation_id: str) -> str:
-    return f"{PROG} status {operation_id} --watch"
+def result_of(event: FanOutEvent) -> ChannelResult:
+    """Where ``event`` leaves its operation, as the library's result (status, outcome)."""
+    op = None if event.progress is None else event.progress.operation
+    channel, operation_id, error = event.channel_id, event.operation_id, event.error
+    return ChannelResult(channel_id=channel, operation=op, error=error, operation_id=operation_id)
 
 
 def plural(count: int, noun: str) -> str:
@@ -79,89 +59,75 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
-def operation_of(event: FanOutEvent | None) -> BulkOperation | None:
-    return None if event is None or event.progress is None else event.progress.operation
-
-
-def duration_seconds(operation: BulkOperation | None) -> float | None:
+def duration_seconds(op: BulkOperation | None) -> float | None:
     """From the operation's creation to its end, by the server's timestamps."""
-    end = None if operation is None else operation.completed_at or operation.failed_at
-    if operation is None or end is None:
-        return None
-    return max(0.0, (end - operation.inserted_at).total_seconds())
+    end = None if op is None else op.completed_at or op.failed_at
+    return None if op is None or end is None else max(0.0, (end - op.inserted_at).total_seconds())
+
+
+def key_of(result: ChannelResult) -> str:
+    """What a result is shown under: its channel, else its operation."""
+    return result.channel_id or result.operation_id or "?"
 
 
 @attrs.frozen(kw_only=True)
 class Report:
-    """The end of a run, as the summary shows it (a table, or the last NDJSON object). Its keys
-    are channel ids, except for ``status``: the operation id it follows."""
+    """The end of a run as the summary shows it: the library's summary, the latest snapshot
+    of each operation (by id) and the run's outcome (a key of ``EXIT_CODES``)."""
 
     command: str
     action: str | None
     outcome: str
-    keys: tuple[str, ...]
-    latest: Mapping[str, FanOutEvent]
-    totals: FanOutTotals
+    summary: FanOutSummary
+    progress: Mapping[str, Progress] = attrs.field(factory=dict)
     elapsed: float
-    # The demo's store check: extra columns per key ((json name, header)), its notes and result.
+    # The demo's store check: extra columns per channel ((json name, header)), notes, result.
     columns: tuple[tuple[str, str], ...] = ()
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
     verified: bool | None = None
 
     @property
-    def channels(self) -> bool:
-        return self.command != "status"
+    def results(self) -> tuple[ChannelResult, ...]:
+        return self.summary.results
+
+    @property
+    def what(self) -> str:
+        """What each result is shown as: a channel (bulk-update, the demo), else an operation."""
+        return "channel" if any(r.channel_id is not None for r in self.results) else "operation"
 
     @property
     def code(self) -> ExitCode:
         return exit_code(self.outcome)
 
-    def operation_id(self, key: str) -> str | None:
-        operation = operation_of(self.latest.get(key))
-        if operation is not None:
-            return operation.id
-        return None if self.channels else key  # status: the key is the operation id
-
     @property
     def resume(self) -> list[str]:
         """A ``status --watch`` command for each operation not seen to its end (none for the
         demo: its emulator, and its operations, end with its process)."""
+        unended = (*_NOT_ENDED, Outcome.TIMED_OUT)
+        return [
+            f"{PROG} status {r.operation_id} --watch"
+            for r in self.results
+            if self.command != "demo" and r.operation_id is not None and r.outcome in unended
+        ]
 
-        if self.command == "demo":
-            return []
-        commands = []
-        for key in self.keys:
-            event = self.latest.get(key)
-            op, ended, operation_id = operation_of(event), outcome(event), self.operation_id(key)
-            running = op is not None and not op.is_terminal
-            unseen = op is None and ended is None
-            if operation_id is not None and ended != "error" and (running or unseen):
-                commands.append(resume_command(operation_id))
-        return commands
-
-    def count(self, name: str) -> int:
-        return sum(outcome(self.latest.get(key)) == name for key in self.keys)
-
-
-# -- NDJSON ----------------------------------------------------------------------------------
+    def count(self, outcome: Outcome) -> int:
+        return sum(r.outcome is outcome for r in self.results)
 
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def operation_json(key: str, event: FanOutEvent | None, *, channels: bool) -> dict[str, Any]:
+def operation_json(result: ChannelResult, progress: Progress | None) -> dict[str, Any]:
     """An operation's stable NDJSON fields (documented in the README)."""
-    progress, error = (None, None) if event is None else (event.progress, event.error)
-    op, ended = operation_of(event), outcome(event)
-    status = op.status.value if op is not None else "error" if ended == "error" else "pending"
+    op, error = result.operation, result.error
     eta = None if progress is None or progress.eta is None else progress.eta.total_seconds()
     return {
-        "channel_id": key if channels else None,
-        "operation_id": op.id if op is not None else None if channels else key,
-        "status": status,
-        "outcome": ended,
+        "channel_id": result.channel_id,
+        "operation_id": result.operation_id,
+        "status": op.status.value if op else "pending" if error is None else "error",
+        "outcome": name(result.outcome),
         "processed_rows": 0 if op is None else op.processed_rows,
         "estimated_total_rows": None if op is None else op.estimated_total_rows,
         "success_count": 0 if op is None else op.success_count,
@@ -184,21 +150,21 @@ def totals_json(totals: FanOutTotals, elapsed: float) -> dict[str, Any]:
     }
 
 
-def progress_json(event: FanOutEvent, elapsed: float, *, channels: bool) -> dict[str, Any]:
+def progress_json(event: FanOutEvent, elapsed: float) -> dict[str, Any]:
     return {
         "type": "progress",
         "event": event.kind.value,
         "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        **operation_json(event.channel_id or "", event, channels=channels),
+        **operation_json(result_of(event), event.progress),
         "totals": totals_json(event.totals, elapsed),
     }
 
 
 def report_json(report: Report) -> dict[str, Any]:
     operations = [
-        operation_json(key, report.latest.get(key), channels=report.channels)
-        | dict(report.values.get(key, {}))
-        for key in report.keys
+        operation_json(r, report.progress.get(r.operation_id or ""))
+        | dict(report.values.get(key_of(r), {}))
+        for r in report.results
     ]
     verified = {} if report.verified is None else {"verified": report.verified}
     return {
@@ -208,7 +174,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "outcome": report.outcome,
         "exit_code": int(report.code),
         "duration_seconds": round(report.elapsed, 3),
-        "totals": totals_json(report.totals, report.elapsed),
+        "totals": totals_json(report.summary.totals, report.elapsed),
         "operations": operations,
         "resume": report.resume,
         **verified,
@@ -216,20 +182,13 @@ def report_json(report: Report) -> dict[str, Any]:
 
 
 def error_json(error: KnockError) -> dict[str, Any]:
-    return {
-        "name": type(error).__name__,
-        "status": error.status,
-        "code": error.code,
-        "message": one_line(error.message),
-        "request_id": error.request_id,
-    }
+    return {"name": type(error).__name__, "status": error.status, "code": error.code,
+            "message": one_line(error.message), "request_id": error.request_id}  # fmt: skip
 
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
-
-# -- errors ----------------------------------------------------------------------------------
 
 # What to do about an error, in the command line's words: the first entry it is an instance of.
 _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
@@ -271,38 +230,57 @@ def _rows(op: BulkOperation | None) -> str:
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
-    """One stderr line per failed or timed-out operation, and per distinct error (grouped by
-    kind, status and code)."""
-    what = "channel" if report.channels else "operation"
+    """The stderr lines: one per failed or timed-out operation, one per distinct error
+    (grouped by kind, status and code), then what an interruption left behind."""
+    what = report.what
     lines: list[str] = []
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
-    for key in report.keys:
-        event = report.latest.get(key)
-        ended, op = outcome(event), operation_of(event)
-        where = f"{what} {key}: " if report.channels else ""
-        if ended == "failed" and op is not None:
+    for result in report.results:
+        outcome, op, error = result.outcome, result.operation, result.error
+        where = f"channel {result.channel_id}: " if what == "channel" else ""
+        if outcome is Outcome.FAILED and op is not None:
             lines.append(
                 f"{PROG}: failed: {where}operation {op.id} failed after {_rows(op)} "
                 f"({op.success_count:,} updated, {plural(op.error_count, 'error')}); the rows "
                 "before the failure stay updated, and running the same command again retries "
                 "the rest"
             )
-        elif ended == "timeout":
-            operation_id = report.operation_id(key) or "?"
+        elif outcome is Outcome.TIMED_OUT:
+            operation_id = result.operation_id or "?"
             status = "never seen" if op is None else f"last seen {op.status.value}"
             lines.append(
                 f"{PROG}: timeout: {where}operation {operation_id} did not finish within "
-                f"--timeout ({status}, {_rows(op)}); it goes on server-side: follow it with "
-                f"`{resume_command(operation_id)}`"
+                f"--timeout or change for {DEFAULT_STALL_TIMEOUT:g}s ({status}, {_rows(op)}); "
+                f"it goes on server-side: follow it with `{PROG} status {operation_id} --watch`"
             )
-        elif ended == "error" and event is not None and event.error is not None:
-            error = event.error
+        elif outcome is Outcome.ERROR and error is not None:
             group = (type(error).__name__, error.status, error.code)
-            groups.setdefault(group, (error, []))[1].append(key)
+            groups.setdefault(group, (error, []))[1].append(key_of(result))
     for first, keys in groups.values():
         subject = f"{what} {keys[0]}"
         if len(keys) > 1:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
         advice = hint(first, what=what, base_url=base_url)
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
+    return lines + (_interrupted(report) if report.outcome == "interrupted" else [])
+
+
+def _interrupted(report: Report) -> list[str]:
+    """What Ctrl-C left behind: each resume command on its own (indented) line."""
+    if report.command == "demo":  # its emulator, and its operations, end with it
+        return [f"{PROG}: interrupted"]
+    lines = [
+        f"{PROG}: interrupted: stopped following; operations already started go on "
+        "server-side (Ctrl-C does not cancel them)."
+    ]
+    if report.resume:
+        lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
+    # Channels with no operation and no error: never sent, or no answer yet.
+    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
+    if unsent:
+        more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
+        lines.append(
+            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or interrupted "
+            f"while sending, so an update may have started): {' '.join(unsent[:10])}{more}"
+        )
     return lines

@@ -1,8 +1,5 @@
-"""Arguments into a frozen plan: what a command will do, checked before anything is sent.
-
-Stdlib and attrs only (no ``rich``, no network), like ``_args``: reading ``--channels-file``
-and checking the filters and the base URL happen here, so every usage error comes first.
-"""
+"""Arguments into a frozen plan: what a command will do, checked (``--channels-file`` read,
+the base URL checked) before anything is sent. Stdlib and attrs only, like ``_args``."""
 
 from __future__ import annotations
 
@@ -16,16 +13,14 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-from yarl import URL
 
 from .._convert import format_datetime
+from .._follow import PollPolicy
 from .._models import BulkActionValue, BulkFilters
-from .._requests import DEFAULT_BASE_URL, _is_loopback, parse_base_url, parse_operation_id
+from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 
-__all__ = ["BulkPlan", "Connection", "DemoPlan", "StatusPlan", "plan"]
-
-_FILTERS = tuple(BulkFilters.__annotations__)
+__all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
 
 
 def _setting(value: str | None, option: str, variable: str) -> tuple[str | None, str]:
@@ -35,33 +30,35 @@ def _setting(value: str | None, option: str, variable: str) -> tuple[str | None,
 
 @attrs.frozen(kw_only=True)
 class Connection:
-    """Where requests go and how the key is found (the key itself is read only when sending)."""
+    """Where requests go and how the key is found."""
 
-    api_key_file: str | None
-    base_url: str
-    branch: str | None
-    allow_insecure_http: bool
-    poll_interval: float | None  # None: the client's default schedule
+    api_key_file: str | None  # the key itself is read only when sending
+    client: Mapping[str, Any]  # the KnockClient options but the key and the rate limits
     # A Redis shared by every run on this Knock environment (None: pace this run alone), and
     # where it came from, for messages (--redis-url or KNOCK_REDIS_URL).
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_source: str = "--redis-url"
 
+    @property
+    def base_url(self) -> str:
+        return str(self.client["base_url"])
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
         """The connection the options (else the ``KNOCK_*`` variables) name, checked."""
         base_url, source = _setting(args.base_url, "--base-url", "KNOCK_BASE_URL")
-        url = URL(base_url or DEFAULT_BASE_URL)
-        if url.scheme == "http" and not (args.allow_insecure_http or _is_loopback(url.host)):
-            raise UsageError(
-                f"{source} {url.origin()}: http:// is only allowed for loopback hosts "
-                "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
-                "clear text; use https://, or pass --allow-insecure-http if you really mean it"
-            )
-        try:  # the library's other checks; their messages never hold the key (there is none yet)
-            checked = parse_base_url(url, allow_insecure_http=True)
+        try:  # the library's checks; their messages never hold the key (there is none yet)
+            checked = parse_base_url(base_url or DEFAULT_BASE_URL, allow_insecure_http=True)
         except ValueError as exc:
             raise UsageError(f"{source}: {exc}") from None
+        try:  # the library's one loopback rule, said in the command line's terms
+            parse_base_url(checked, allow_insecure_http=args.allow_insecure_http)
+        except ValueError:
+            raise UsageError(
+                f"{source} {checked.origin()}: http:// is only allowed for loopback hosts "
+                "(localhost, 127.0.0.1, ::1), since the API key would cross the network in "
+                "clear text; use https://, or pass --allow-insecure-http if you really mean it"
+            ) from None
         redis_url, redis_source = _setting(args.redis_url, "--redis-url", "KNOCK_REDIS_URL")
         if redis_url is not None:
             try:  # redis-py is an extra: imported only by runs that share a limit
@@ -70,15 +67,23 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        return cls(
-            api_key_file=args.api_key_file,
-            base_url=str(checked),  # the environment's one spelling, as the library's
-            branch=_setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
-            allow_insecure_http=args.allow_insecure_http,
-            poll_interval=args.poll_interval,
-            redis_url=redis_url,
-            redis_source=redis_source,
-        )
+        interval, poll = args.poll_interval, None
+        if interval is not None:  # else the library's default policy
+            default = PollPolicy()
+            poll = attrs.evolve(
+                default,
+                initial_delay=interval,
+                max_delay=max(default.max_delay, interval),
+                max_eta_delay=max(default.max_eta_delay, interval),
+            )
+        client = {
+            "base_url": str(checked),  # the environment's one spelling, as the library's
+            "branch": _setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
+            "allow_insecure_http": args.allow_insecure_http,
+            "poll": poll,
+        }
+        return cls(api_key_file=args.api_key_file, client=client, redis_url=redis_url,
+                   redis_source=redis_source)  # fmt: skip
 
 
 @attrs.frozen(kw_only=True)
@@ -90,16 +95,11 @@ class BulkPlan:
     channels: tuple[str, ...]
     filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
     wait: bool
-    timeout: float
+    deadlines: Mapping[str, Any]  # --timeout as the library's keyword (else its default)
     concurrency: int
     yes: bool
     json: bool
     stdin_is_data: bool  # stdin holds channels or the key: no typed confirmation
-
-    @property
-    def header(self) -> dict[str, Any]:
-        """The NDJSON ``start`` object's fields."""
-        return start_header("bulk-update", self.action, self.channels, self.filters, wait=self.wait)
 
 
 @attrs.frozen(kw_only=True)
@@ -109,55 +109,30 @@ class StatusPlan:
     connection: Connection
     operation_id: str
     watch: bool
-    timeout: float
+    deadlines: Mapping[str, Any]
     json: bool
 
 
-@attrs.frozen(kw_only=True)
-class DemoPlan:
-    """``demo``: the size and speed of the emulated run."""
-
-    channels: int
-    messages: int
-    rows_per_second: float
-    json: bool
-
-
-def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan | DemoPlan:
-    """The plan for ``args`` (``emulator`` has none: the emulator's front door takes it)."""
-    if args.command == "demo":
-        return DemoPlan(
-            channels=args.channels,
-            messages=args.messages,
-            rows_per_second=args.rows_per_second,
-            json=args.json,
-        )
+def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
+    """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
+    common: dict[str, Any] = {"json": args.json}
+    common["deadlines"] = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)
         except ValueError:
             raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        return StatusPlan(
-            connection=Connection.from_args(args),
-            operation_id=args.operation_id,
-            watch=args.watch,
-            timeout=args.timeout,
-            json=args.json,
-        )
-    channels = read_channels(args)
-    filters = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
+        common["connection"] = Connection.from_args(args)
+        return StatusPlan(operation_id=args.operation_id, watch=args.watch, **common)
+    channels = read_channels(args)  # first: the arguments' own mistakes come first
+    given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
+    filters = {name: value for name, value in given if value is not None}
+    common["connection"] = Connection.from_args(args)
     return BulkPlan(
-        connection=Connection.from_args(args),
-        action=args.action,
-        channels=tuple(channels),
-        filters=filters,
-        wait=not args.no_wait,
-        timeout=args.timeout,
-        concurrency=args.concurrency,
-        yes=args.yes,
-        json=args.json,
-        stdin_is_data="-" in (args.channels_file, args.api_key_file),
-    )
+        action=args.action, channels=tuple(channels), filters=filters, wait=not args.no_wait,
+        concurrency=args.concurrency, yes=args.yes,
+        stdin_is_data="-" in (args.channels_file, args.api_key_file), **common,
+    )  # fmt: skip
 
 
 def start_header(
@@ -174,19 +149,14 @@ def filters_json(filters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def restricts(filters: Mapping[str, Any]) -> bool:
-    """Whether the filters select fewer than every message of a channel.
-
-    ``--archived include`` and an empty ``--trigger-data`` (``'{}'``, however spaced) match
-    everything, so alone they do not count: ``delete`` with only those still deletes every message.
-    """
-    for name, value in filters.items():
-        if name == "archived" and value == "include":
-            continue
-        # Checked as a JSON object when parsed (``--trigger-data``) or by the caller.
-        if name == "trigger_data" and json.loads(value) == {}:
-            continue
-        return True
-    return False
+    """Whether the filters select fewer than every message of a channel: ``--archived include``
+    and an empty ``--trigger-data`` (``'{}'``, however spaced) alone do not."""
+    # trigger_data was checked as a JSON object when parsed (``--trigger-data``).
+    return any(
+        not (name == "archived" and value == "include")
+        and not (name == "trigger_data" and json.loads(value) == {})
+        for name, value in filters.items()
+    )
 
 
 def read_text(option: str, path: str, *, first_line: bool = False) -> str:
@@ -216,7 +186,7 @@ def read_channels(args: argparse.Namespace) -> list[str]:
                 raise UsageError(f"--channels-file {path}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
-    for channel, count in collections.Counter(channels).items():
-        if count > 1:
-            raise UsageError(f"channel {channel} is listed twice (it would be updated twice)")
+    twice = [channel for channel, count in collections.Counter(channels).items() if count > 1]
+    if twice:
+        raise UsageError(f"channel {twice[0]} is listed twice (it would be updated twice)")
     return channels

@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from knock_async import BulkOperation
+from knock_async import BulkOperation, FanOutEvent, FanOutSummary
 from knock_async.cli import main
+from knock_async.cli._outcome import Report, result_of
 from knock_async.testing import KnockEmulator, Message
 
 T = TypeVar("T")
@@ -282,3 +283,13 @@ def in_process(
     capsys.readouterr()
     ran = Cli(monkeypatch)(*argv, env=cli_env(base_url, key=key), input=stdin)
     return ran.returncode, ran.stdout, ran.stderr
+
+
+def report_of(latest: list[FanOutEvent], **fields: Any) -> Report:
+    """The ``Report`` a run ends with when ``latest`` are its operations' last events (the
+    results the library's summary would hold), the totals those of the last one."""
+    results = tuple(result_of(event) for event in latest)
+    progress = {e.operation_id: e.progress for e in latest if e.operation_id and e.progress}
+    summary = FanOutSummary(results=results, totals=latest[-1].totals)
+    fields.setdefault("elapsed", 1.0)
+    return Report(summary=summary, progress=progress, **fields)

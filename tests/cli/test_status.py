@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
+from knock_async import PollPolicy
+from knock_async._follow import DEFAULT_STALL_TIMEOUT
 from knock_async.cli import _commands, _plan
 from knock_async.cli._args import parse_args
 from knock_async.cli._run import Redactor
@@ -198,3 +201,57 @@ def test_an_id_that_cannot_name_an_operation_is_a_usage_error(
     assert code == 2
     assert err.splitlines() == [f"knock-async: error: {operation_id!r} is not a bulk operation id"]
     assert out == ""
+
+
+def test_a_look_sends_one_get_even_when_it_fails(emulator: EmulatorThread, cli: Cli) -> None:
+    """A look is the first event of `follow_many` from one GET with no error ridden out: a
+    503 is reported at once (exit 3, Knock's advice to retry later), after exactly one request
+    (the client's retries, or the poller's error budget, would have sent more)."""
+    channel = emulator.channel(30)
+    emulator.stick_next_operation(channel, after_rows=10)
+    operation_id = emulator.start_operation(channel)
+    path = f"/v1/bulk_operations/{operation_id}"
+    emulator.call(lambda emu: emu.faults.add("GET", path, status=503, times=5))
+    before = emulator.request_count()
+    result = cli("status", operation_id, "--json", env=cli_env(emulator.base_url))
+    assert result.returncode == 3, result.stderr
+    assert emulator.request_count() - before == 1
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["operations"][0]["error"]["status"] == 503
+    assert "retry later" in result.stderr
+
+
+def test_status_watch_reports_through_follow_many(emulator: EmulatorThread, cli: Cli) -> None:
+    """--watch --json is follow_many's stream: every progress object names the operation (no
+    channel: status knows only the id) and carries the stream's totals for one operation, and
+    the summary's totals and operation are the library's summary."""
+    channel = emulator.channel(300)
+    operation_id = emulator.start_operation(channel, "unread")
+    result = cli("status", operation_id, "--watch", "--json", *FAST, env=cli_env(emulator.base_url))
+    assert result.returncode == 0, result.stderr
+    start, *progress, summary = (json.loads(line) for line in result.stdout.splitlines())
+    assert start["watch"] is True
+    assert progress[-1]["event"] == "completed"
+    for record in progress:
+        assert (record["operation_id"], record["channel_id"]) == (operation_id, None)
+        assert record["totals"]["channels"] == record["totals"]["submitted"] == 1
+    assert summary["totals"]["completed"] == 1
+    assert summary["totals"]["processed_rows"] == emulator.operation(operation_id).processed_rows
+    (operation,) = summary["operations"]
+    assert (operation["operation_id"], operation["outcome"]) == (operation_id, "completed")
+    assert summary["resume"] == []
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "x", "--watch"], ["bulk-update", "read", str(uuid.uuid4())]]
+)
+def test_deadlines_and_polls_default_to_the_librarys(command: list[str], cli: Cli) -> None:
+    """Without --timeout the CLI leaves the library's deadlines (no total limit, the stall
+    deadline), and `--help` says so with the library's numbers, as it does for --poll-interval."""
+    plan = _plan.plan(parse_args(command))
+    assert plan.deadlines == {}  # update_many / follow_many get no timeout=: their default
+    assert plan.connection.client["poll"] is None  # the client's default PollPolicy
+    result = cli(command[0], "--help", env=cli_env())
+    text = " ".join(result.stdout.split())
+    assert f"change for {DEFAULT_STALL_TIMEOUT:g}s is given up" in text
+    assert f"(default: {PollPolicy().initial_delay:g}; the waits" in text

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pyte
 import pytest
 from rich.console import Console
@@ -30,7 +31,7 @@ from knock_async.cli._display import PlainDisplay, RichDisplay, abbreviate
 from knock_async.cli._outcome import Report
 from knock_async.cli._wrap import command_lines, prose, terminal_width
 from tests._support import operation
-from tests.cli._clitools import EmulatorThread, cli_env, stop
+from tests.cli._clitools import EmulatorThread, cli_env, report_of, stop
 
 AT = datetime(2025, 1, 1, tzinfo=UTC)
 WIDTHS = [80, 120]
@@ -69,7 +70,14 @@ def _event(
         rows_per_second=3 * processed / 10,
         eta=timedelta(seconds=30),
     )
-    return FanOutEvent(kind=kind, channel_id=channel, progress=progress, error=error, totals=totals)
+    return FanOutEvent(
+        kind=kind,
+        channel_id=channel,
+        operation_id=operation_id,
+        progress=progress,
+        error=error,
+        totals=totals,
+    )
 
 
 def _ids(count: int) -> tuple[list[str], list[str]]:
@@ -86,8 +94,8 @@ def test_each_progress_bar_is_one_line_with_abbreviated_numbers(width: int) -> N
     short of the last column, with rows as `12.3k/50.0k` and the rate as `1.2k/s`."""
     channels, operations = _ids(3)
     console = _console(width)
-    display = RichDisplay(console, channels=True)
-    display.start(channels, {})
+    display = RichDisplay(console)
+    display.start({}, (), channels)
     for channel, operation_id in zip(channels, operations, strict=True):
         display.update(_event(channel, operation_id))
     display.stop()
@@ -105,19 +113,12 @@ def test_each_progress_bar_is_one_line_with_abbreviated_numbers(width: int) -> N
 
 def _completed(channels: list[str], operations: list[str], **fields: Any) -> Report:
     """A run where every channel's operation completed 1,032 rows in 4 s."""
-    latest = {
-        c: _event(c, o, kind=FanOutEventKind.COMPLETED, processed=1032, estimate=1032,
-                  status="completed", completed_at="2024-05-22T12:00:04Z")
+    latest = [
+        _event(c, o, kind=FanOutEventKind.COMPLETED, processed=1032, estimate=1032,
+               status="completed", completed_at="2024-05-22T12:00:04Z")
         for c, o in zip(channels, operations, strict=True)
-    }  # fmt: skip
-    return Report(
-        outcome="completed",
-        keys=tuple(channels),
-        latest=latest,
-        totals=latest[channels[-1]].totals,
-        elapsed=4.2,
-        **fields,
-    )
+    ]  # fmt: skip
+    return report_of(latest, outcome="completed", elapsed=4.2, **fields)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -127,7 +128,7 @@ def test_the_summary_shows_full_operation_ids(width: int) -> None:
     channels, operations = _ids(3)
     report = _completed(channels, operations, command="bulk-update", action="read")
     console = _console(width)
-    RichDisplay(console, channels=True).summary(report)
+    RichDisplay(console).summary(report)
     screen = console.export_text().splitlines()
     for channel, operation_id in zip(channels, operations, strict=True):
         assert any(channel in line and operation_id in line for line in screen)
@@ -148,7 +149,7 @@ def test_the_demo_table_keeps_its_check_column(width: int) -> None:
         values={c: {"matched": 1032, "archived_in_store": 1032, "check": "ok"} for c in channels},
     )
     console = _console(width)
-    RichDisplay(console, channels=True).summary(report)
+    RichDisplay(console).summary(report)
     screen = console.export_text().splitlines()
     header = next(line for line in screen if line.startswith("channel ") and "check" in line)
     assert header.split() == [
@@ -169,25 +170,23 @@ def test_the_summary_counts_are_exact_and_fit(width: int, check: str, rows: int)
     they fit: 6- and 7-digit counts fit beside the demo's check column at 80 columns too."""
     channels, operations = _ids(4)
     errors = rows // 3
-    latest = {
-        c: _event(c, o, kind=FanOutEventKind.COMPLETED, processed=rows, estimate=rows,
-                  status="completed", success_count=rows - errors, error_count=errors,
-                  completed_at="2024-05-22T12:00:04Z")
+    latest = [
+        _event(c, o, kind=FanOutEventKind.COMPLETED, processed=rows, estimate=rows,
+               status="completed", success_count=rows - errors, error_count=errors,
+               completed_at="2024-05-22T12:00:04Z")
         for c, o in zip(channels, operations, strict=True)
-    }  # fmt: skip
-    report = Report(
+    ]  # fmt: skip
+    report = report_of(
+        latest,
         command="demo",
         action="archive",
         outcome="completed",
-        keys=tuple(channels),
-        latest=latest,
-        totals=latest[channels[-1]].totals,
         elapsed=4.2,
         columns=(("matched", "matched"), ("archived_in_store", "in store"), ("check", "check")),
         values={c: {"matched": rows, "archived_in_store": rows, "check": check} for c in channels},
     )
     console = _console(width)
-    RichDisplay(console, channels=True).summary(report)
+    RichDisplay(console).summary(report)
     screen = console.export_text().splitlines()
     assert all(len(line) <= width for line in screen)
     table = [line.split() for line in screen if line.endswith(f" {check}")]
@@ -232,8 +231,8 @@ def test_prose_wraps_between_words_and_commands_stay_copyable(width: int) -> Non
     channels, operations = _ids(2)
     report = _completed(channels, operations, command="demo", action="archive", notes=NOTES)
     console = _console(width)
-    display = RichDisplay(console, channels=True)
-    display.start(channels, {}, INTRO)
+    display = RichDisplay(console)
+    display.start({}, INTRO, channels)
     display.stop()
     display.summary(report)
     # (the bars, redrawn in place on a terminal, are recorded one frame after another)
@@ -304,7 +303,7 @@ def test_abbreviated_numbers() -> None:
 
 def _plain(report: Report) -> list[str]:
     out = io.StringIO()
-    PlainDisplay(out, channels=report.channels).summary(report)
+    PlainDisplay(out).summary(report)
     return out.getvalue().splitlines()
 
 
@@ -314,15 +313,9 @@ def test_counts_are_grammatical_and_a_timeout_is_not_an_error() -> None:
     one = _event(channel, operation_id, kind=FanOutEventKind.COMPLETED, processed=1,
                  estimate=1, status="completed", error_count=1,
                  completed_at="2024-05-22T12:00:04Z")  # fmt: skip
-    status = Report(
-        command="status",
-        action=None,
-        outcome="completed",
-        keys=(operation_id,),
-        latest={operation_id: one},
-        totals=one.totals,
-        elapsed=1.0,
-    )
+    # status follows an operation by its id: no channel
+    status = report_of([attrs.evolve(one, channel_id=None)], command="status", action=None,
+                       outcome="completed")  # fmt: skip
     assert _plain(status) == [
         f"completed: operation {operation_id}: 1 row updated, 1 error, in 4.0s (exit 0)"
     ]
@@ -333,15 +326,7 @@ def test_counts_are_grammatical_and_a_timeout_is_not_an_error() -> None:
         processed=1,
         error=PollTimeoutError("late", progress=None, operation_id=operation_id),
     )
-    timeout = Report(
-        command="bulk-update",
-        action="read",
-        outcome="timeout",
-        keys=(channel,),
-        latest={channel: late},
-        totals=late.totals,
-        elapsed=1.0,
-    )
+    timeout = report_of([late], command="bulk-update", action="read", outcome="timeout")
     assert _plain(timeout)[-1] == (
         "timeout: read on 1 channel: 0 completed, 0 failed, 0 errored, 1 timed out; "
         "3 rows processed in 1.0s (exit 4)"
