@@ -159,14 +159,17 @@ def test_the_first_bad_line_of_several_is_named(tmp_path: Path) -> None:
         ("[1]", "users[0] must be a mapping or a UserRecord, got list"),
         ('"u1"', "users[0] must be a mapping or a UserRecord, got str"),
         ('{"id": ""}', "users[0].id must be a non-empty id, got ''"),
-        ('{"id": "u1",}', "invalid JSON (Expecting property name enclosed in double quotes, "
-         "column 13)"),
+        ('{"id": "u1",}', "invalid JSON ({stdlib})"),  # the message differs by Python version
         ('{"id": NaN}', "invalid JSON (NaN is not JSON)"),
     ],
 )  # fmt: skip
 def test_what_is_wrong_with_a_line(tmp_path: Path, line: str, reason: str) -> None:
     """Not an object, an empty id, invalid JSON (with its column) and NaN (which Python's
     JSON reads but Knock refuses) are each named after the line's number."""
+    if "{stdlib}" in reason:
+        with pytest.raises(json.JSONDecodeError) as stdlib:
+            json.loads(line)
+        reason = reason.format(stdlib=f"{stdlib.value.msg}, column {stdlib.value.colno}")
     error = refusal(write(tmp_path, "u.ndjson", '{"id": "ok"}\n' + line + "\n"))
     assert (error.line, error.reason) == (2, reason.replace("[0]", "[1]"))
 
