@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Asked before the event loop runs, where a Ctrl-C at the question ends the
             # command at once (asyncio.run would only cancel it at its next await).
             _commands.confirm_delete(plan)
-            return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
+            return asyncio.run(_commands.fan_out(plan, redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)

@@ -121,8 +121,9 @@ def _common(*, connects: bool, output: bool = True) -> _Parser:
     return parent
 
 
-def _following(group: argparse._ArgumentGroup) -> None:
-    """How long to follow, and how often to poll: the library's defaults unless given."""
+def _following(group: argparse._ArgumentGroup, *, concurrency: bool = False) -> None:
+    """How long to follow, how often to poll, and (``concurrency``) how many requests at once:
+    the library's defaults unless given."""
     seconds = positive("number of seconds")
     group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
         "operation not finished this long after it started (default: none; one that does not "
@@ -130,17 +131,30 @@ def _following(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="first and "
         f"shortest wait between polls (default: {PollPolicy().initial_delay:g}; the waits then "
         "follow the operation's predicted end)")  # fmt: skip
+    if concurrency:
+        group.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
+                           help="requests in flight at once (default: 10)")  # fmt: skip
 
 
 _EXIT_CODES = """\
 exit codes:
   0    every operation completed (also with error_count > 0: see the summary)
   1    an operation ended failed
-  2    usage error (nothing was sent)
+  2    usage error: nothing was sent (but `bulk --file -`: a bad line on stdin stops
+       the run there, and the summary shows what was sent before it)
   3    API or authentication error (401, 403, 404 channel, 422, network)
   4    --timeout passed before an operation finished, or it stood still (it goes on)
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side
-With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
+With many operations the worst outcome decides, in this order: 3, 1, 4, 0.
+"""
+_MIGRATION = """\
+example: a migration, end to end (a file is checked whole before anything is sent)
+  knock-async bulk users.identify --file users.csv       # header: id,name,email
+  knock-async bulk objects.set --collection projects --file projects.ndjson
+  knock-async bulk objects.add_subscriptions --collection projects --file subs.ndjson
+      # subs.ndjson: {"id": "p1", "recipients": ["u1", "u2"]}
+  cut -d, -f1 leavers.csv | knock-async bulk users.delete --file - --format csv --json
+Ctrl-C stops following (operations go on): `knock-async status ID --watch` resumes each.
 """
 _EPILOG: dict[str, Any] = {
     "epilog": _EXIT_CODES,
@@ -198,11 +212,33 @@ def build_parser() -> argparse.ArgumentParser:
     run = bulk.add_argument_group("running")
     no_wait = "submit, print the operation ids and exit"
     run.add_argument("--no-wait", action="store_true", help=no_wait)
-    _following(run)
-    run.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
-                     help="requests in flight with many channels (default: 10)")  # fmt: skip
+    _following(run, concurrency=True)
     delete = "confirm `delete` with no filter (deletes every message)"
     run.add_argument("-y", "--yes", action="store_true", help=delete)
+
+    from ._items_file import HELP, OPERATIONS  # its errors are UsageErrors, defined above
+
+    items = commands.add_parser(
+        "bulk",
+        parents=[connected],
+        help="run another Knock bulk operation (users, objects, tenants, ...) over a file",
+        description=textwrap.fill(
+            "Send the items of --file to OPERATION in requests of up to 1,000, paced at Knock's "
+            "rate limit for it, and follow every operation to the end with a live progress "
+            "display. A file is checked whole before anything is sent; from stdin, a bad line "
+            "stops the run there. Ctrl-C stops following (operations go on server-side)."
+        ),
+        epilog=f"{HELP}\n{_MIGRATION}\n{_EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    items.add_argument("operation", metavar="OPERATION", choices=list(OPERATIONS),
+                       help=", ".join(OPERATIONS))  # fmt: skip
+    items.add_argument("--file", required=True, metavar="PATH", help="NDJSON or CSV ('-': stdin)")
+    items.add_argument("--format", choices=["csv", "ndjson"], help="default: from the extension")
+    items.add_argument("--collection", metavar="NAME", help="the objects' collection (objects.*)")
+    items.add_argument("--preferences", type=json_object, metavar="JSON",
+                       help="the preference set to write (users.set_preferences)")  # fmt: skip
+    _following(items.add_argument_group("running"), concurrency=True)
 
     status = commands.add_parser(
         "status",

@@ -1,6 +1,6 @@
-"""The commands: ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
-``follow_many``'s) shown by a display; ``demo``, the same against the embedded emulator; and
-``emulator``. Only ``demo`` and ``emulator`` import the emulator (``aiohttp.web``)."""
+"""The commands: ``bulk-update``, ``bulk`` and ``status``, each a library stream
+(``update_many``'s, an ``_all`` method's, ``follow_many``'s) shown by a display; ``demo``, the
+same against the embedded emulator; and ``emulator``, which with it imports ``aiohttp.web``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from .._client import KnockClient
 from .._fanout import Outcome
 from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
+from ._items_file import BadLineError
 from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header
 from ._run import Redactor, Run, make_client
 from ._wrap import prose, terminal_width
 
-__all__ = ["bulk_update", "confirm_delete", "demo", "emulator", "status"]
+__all__ = ["confirm_delete", "demo", "emulator", "fan_out", "status"]
 
 
 def confirm_delete(plan: BulkPlan) -> None:
@@ -26,7 +27,7 @@ def confirm_delete(plan: BulkPlan) -> None:
     confirmation on a terminal, else a usage error."""
     if plan.action != "delete" or restricts(plan.filters) or plan.yes:
         return
-    channels = plan.channels
+    channels = plan.rows
     what = f"{len(channels)} channels" if len(channels) > 1 else f"channel {channels[0]}"
     warning = f"`delete` with no filter deletes EVERY message in {what}"
     interactive = sys.stdin.isatty() and sys.stderr.isatty() and not plan.stdin_is_data
@@ -42,18 +43,19 @@ def confirm_delete(plan: BulkPlan) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
-async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``update_many`` over one channel or many, followed to the end (or, with --no-wait, until
-    every channel has its operation or its error), once ``confirm_delete`` has let it."""
-    channels, action, connection = plan.channels, plan.action, plan.connection
-    run = Run("bulk-update", plan.json, redactor, debug=debug, base_url=connection.base_url)
-    header = start_header("bulk-update", action, channels, plan.filters, wait=plan.wait)
-    async with make_client(connection, redactor) as client:
-        fanout = client.channels.bulk.update_many(
-            channels, action, concurrency=plan.concurrency, **plan.deadlines, **plan.filters
-        )
-        until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
-        await run.follow(fanout, header, rows=channels, until=until)
+async def fan_out(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
+    """``bulk-update`` (``update_many``) or ``bulk`` (an ``_all`` method): the plan's fan-out
+    followed to the end (with --no-wait, until every channel has its operation or its error),
+    once ``confirm_delete`` has let it. A bad line on stdin stops it there (exit 2)."""
+    run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
+    until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
+    async with make_client(plan.connection, redactor) as client:
+        try:
+            await run.follow(
+                plan.start(client, **plan.options), plan.header, rows=plan.rows, until=until
+            )
+        except BadLineError as exc:  # what was sent before it goes on: the summary says
+            return run.finish(plan.action, outcome="bad_line", stopped=str(exc))
     return run.finish(plan.action, outcome=None if plan.wait else "submitted")
 
 

@@ -212,7 +212,7 @@ def _number_table(
         op, key = result.operation, key_of(result)
         status, extra = _status(result), report.values.get(key, {})
         table.add_row(
-            key[:8],
+            key if result.items else key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
             *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
             format_duration(out.duration_seconds(op)),
@@ -300,15 +300,14 @@ class RichDisplay(Display):
             expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
-        self._total: TaskID | None = None
+        self._total = TaskID(-1)
         self._live = False
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             say(self.console, line)
-        if len(rows) > 1:
-            label = f"all {len(rows)} channels"
-            self._total = self._progress.add_task(label, total=None, **_bar(status=""))
+        # On top, shown once there are several channels (or chunks: their count grows as read).
+        self._total = self._progress.add_task("", total=None, visible=False, **_bar(status=""))
         for key in rows[: self.MAX_ROWS]:
             self._tasks[key] = self._progress.add_task(key[:8], total=None, **_bar())
         self._progress.start()
@@ -332,10 +331,12 @@ class RichDisplay(Display):
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
                 del self._tasks[key]
-        if self._total is not None:
+        if totals.channels > 1:
             done = f"{totals.finished}/{totals.channels} done"
             rows = (totals.processed_rows, totals.estimated_total_rows)
             fields = _bar(*rows, totals.rows_per_second, totals.eta, done)
+            noun = "channels" if event.channel_id else "operations"
+            fields |= {"description": f"all {totals.channels} {noun}", "visible": True}
             self._set(self._total, totals.fraction, fields)
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:

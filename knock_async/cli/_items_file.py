@@ -1,7 +1,6 @@
 """``knock-async bulk``'s input: its ten operations (the library's endpoint rows) and the items
 of ``--file``, read lazily, each through the library's own check, so that a bad one raises
-``BadLineError`` (exit 2) naming its line before any line after it is read. Formats: ``HELP``.
-"""
+``BadLineError`` (exit 2) naming its line before any line after it is read. Formats: ``HELP``."""
 
 from __future__ import annotations
 
@@ -20,16 +19,14 @@ from .._endpoints import ENDPOINTS, Endpoint
 from .._items import check_id
 from ._args import UsageError
 
-__all__ = ["FORMATS", "HELP", "OPERATIONS", "BadLineError", "Operation", "check", "read_items"]
+__all__ = ["HELP", "OPERATIONS", "BadLineError", "CheckedFile", "Operation", "read_items"]
 
 FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
 HELP = """\
---file formats (by extension, or --format; '-' is stdin and needs --format):
-  NDJSON (.ndjson, .jsonl)  one item a line, blank lines skipped: a JSON object, or for an
-                            id list a JSON string or a bare id (the trimmed line)
-  CSV (.csv)                a header row; an id list reads its 'id' column; otherwise each
-                            row is an object of its non-empty cells, as text (a cell starting
-                            with { or [ is JSON: recipients, nested data)
+--file: NDJSON (.ndjson, .jsonl) or CSV (.csv), else --format; '-' is stdin (needs --format).
+  NDJSON: an item a line (blank lines skipped): a JSON object, or for ids a JSON string or
+  the bare id. CSV: a header row; ids are its 'id' column, otherwise each row is an object
+  of its non-empty cells, as text (a cell starting with { or [ is JSON: recipients, ...).
 """
 
 
@@ -127,8 +124,16 @@ def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
         file = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:  # missing, a directory, not readable: one line, exit 2
         raise UsageError(f"cannot read --file {path}: {exc.strerror}") from None
+
+    def text() -> Iterator[str]:
+        for number, raw in enumerate(file, start=1):
+            try:  # a BOM (Excel's CSV) starts the file, not its first id
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise BadLineError(where, number, "not UTF-8 text") from None
+
     try:
-        for index, (number, item) in enumerate(parse(_decoded(file, where), where, op.ids)):
+        for index, (number, item) in enumerate(parse(text(), where, op.ids)):
             try:  # the library's message, and the line
                 yield op.row.check(f"{op.row.items}[{index}]", item)
             except (TypeError, ValueError) as exc:
@@ -138,15 +143,23 @@ def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
             file.close()
 
 
-def _decoded(file: Iterable[bytes], where: str) -> Iterator[str]:
-    for number, raw in enumerate(file, start=1):
-        try:  # a BOM (Excel's CSV) starts the file, not its first id
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise BadLineError(where, number, "not UTF-8 text") from None
-
-
 def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:
-    """Read a real file once, checking every line: its number of items, or the first
-    ``BadLineError``. (The run reads it again to send; stdin cannot be read twice.)"""
+    """A real file read once, every line checked: its items, or the first ``BadLineError``."""
     return sum(1 for _ in read_items(path, operation, fmt=fmt))
+
+
+@attrs.frozen
+class CheckedFile:
+    """A real file's ``count`` items (``check``ed whole): sized, so that the run's totals count
+    the chunks not sent yet; each iteration reads the file again, as stdin cannot be."""
+
+    path: str
+    operation: Operation
+    fmt: str | None
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[object]:
+        return read_items(self.path, self.operation, fmt=self.fmt)

@@ -32,6 +32,7 @@ EXIT_CODES: Mapping[str, ExitCode] = {
     "queued": ExitCode.OK,  # status without --watch: the API's status
     "processing": ExitCode.OK,
     "interrupted": ExitCode.INTERRUPTED,
+    "bad_line": ExitCode.USAGE,  # bulk from stdin: stopped at a bad line
 }
 _NOT_ENDED = (Outcome.PENDING, Outcome.RUNNING)
 
@@ -66,7 +67,10 @@ def duration_seconds(op: BulkOperation | None) -> float | None:
 
 
 def key_of(result: ChannelResult) -> str:
-    """What a result is shown under: its channel, else its operation."""
+    """What a result is shown under: its channel, the items its chunk carried (``0-999``, the
+    input's indices), else its operation."""
+    if result.items is not None:
+        return f"{result.items.start}-{result.items.stop - 1}"
     return result.channel_id or result.operation_id or "?"
 
 
@@ -86,6 +90,7 @@ class Report:
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
     verified: bool | None = None
+    stopped: str | None = None  # the bad line that stopped a bulk run
 
     @property
     def results(self) -> tuple[ChannelResult, ...]:
@@ -93,8 +98,11 @@ class Report:
 
     @property
     def what(self) -> str:
-        """What each result is shown as: a channel (bulk-update, the demo), else an operation."""
-        return "channel" if any(r.channel_id is not None for r in self.results) else "operation"
+        """What each result is shown as: a channel (bulk-update, the demo), a chunk of items
+        (bulk), else an operation (status)."""
+        if any(r.channel_id is not None for r in self.results):
+            return "channel"
+        return "chunk" if any(r.items is not None for r in self.results) else "operation"
 
     @property
     def code(self) -> ExitCode:
@@ -163,6 +171,12 @@ def progress_json(event: FanOutEvent, elapsed: float) -> dict[str, Any]:
 def report_json(report: Report) -> dict[str, Any]:
     operations = [
         operation_json(r, report.progress.get(r.operation_id or ""))
+        | ({} if r.items is None else {"items": [r.items.start, r.items.stop]})
+        | {
+            "error_items": [
+                attrs.asdict(e) for e in (r.operation.error_items if r.operation else ())
+            ]
+        }
         | dict(report.values.get(key_of(r), {}))
         for r in report.results
     ]
@@ -202,7 +216,7 @@ _HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] 
         "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
     ),
     (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
-    ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters given"),
+    ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters or items given"),
     (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
     (
         errors.InternalServerError,
@@ -262,17 +276,25 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
         advice = hint(first, what=what, base_url=base_url)
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
-    return lines + (_interrupted(report) if report.outcome == "interrupted" else [])
+    return lines + (_stopped(report) if report.outcome in ("interrupted", "bad_line") else [])
 
 
-def _interrupted(report: Report) -> list[str]:
-    """What Ctrl-C left behind: each resume command on its own (indented) line."""
+def _stopped(report: Report) -> list[str]:
+    """What Ctrl-C or a bad line left behind: each resume command on its own (indented) line."""
     if report.command == "demo":  # its emulator, and its operations, end with it
         return [f"{PROG}: interrupted"]
     lines = [
         f"{PROG}: interrupted: stopped following; operations already started go on "
         "server-side (Ctrl-C does not cancel them)."
     ]
+    if report.stopped is not None:
+        sent = [r for r in report.results if r.operation_id is not None]
+        count = sum(len(r.items or ()) for r in sent)
+        told = "nothing was sent" if not sent else (
+            f"items 0-{count - 1} were sent ({plural(len(sent), 'operation')}, going on "
+            f"server-side), nothing from item {count} on"
+        )  # fmt: skip
+        lines = [f"{PROG}: error: {report.stopped}; {told}"]
     if report.resume:
         lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
     # Channels with no operation and no error: never sent, or no answer yet.

@@ -1,24 +1,29 @@
 """Arguments into a frozen plan: what a command will do, checked (``--channels-file`` read,
-the base URL checked) before anything is sent. Stdlib and attrs only, like ``_args``."""
+a ``--file`` read whole, the base URL checked) before anything is sent. No ``rich``."""
 
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
+from yarl import URL
 
 from .._convert import format_datetime
+from .._endpoints import endpoint_url
+from .._fanout import FanOut
 from .._follow import PollPolicy
-from .._models import BulkActionValue, BulkFilters
+from .._models import BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
+from ._items_file import OPERATIONS, CheckedFile, check, read_items
 
 __all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
 
@@ -88,18 +93,22 @@ class Connection:
 
 @attrs.frozen(kw_only=True)
 class BulkPlan:
-    """``bulk-update``: which action on which channels, with which filters, followed how."""
+    """``bulk-update`` or ``bulk``: a library fan-out (``start(client, **options)``) followed
+    to the end, shown under ``header`` (the NDJSON ``start`` object), ``rows`` from the start."""
 
     connection: Connection
-    action: BulkActionValue  # argparse's choices are the BulkAction values
-    channels: tuple[str, ...]
-    filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
-    wait: bool
-    deadlines: Mapping[str, Any]  # --timeout as the library's keyword (else its default)
-    concurrency: int
-    yes: bool
+    command: str
+    action: str  # bulk-update's ACTION (a BulkAction value), bulk's OPERATION
+    start: Callable[..., FanOut]
+    options: Mapping[str, Any]  # the library's keywords: --concurrency, --timeout, filters
+    header: Mapping[str, Any]
+    rows: tuple[str, ...] = ()  # bulk-update's channels
+    wait: bool = True
     json: bool
-    stdin_is_data: bool  # stdin holds channels or the key: no typed confirmation
+    # bulk-update's: whether a delete needs confirming
+    filters: Mapping[str, Any] = attrs.field(factory=dict)
+    yes: bool = False
+    stdin_is_data: bool = False  # stdin holds channels or the key: no typed confirmation
 
 
 @attrs.frozen(kw_only=True)
@@ -114,24 +123,59 @@ class StatusPlan:
 
 
 def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
-    """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
-    common: dict[str, Any] = {"json": args.json}
-    common["deadlines"] = {} if args.timeout is None else {"timeout": args.timeout}
+    """The plan for ``bulk-update``, ``bulk`` or ``status`` (the demo and the emulator need
+    none)."""
+    deadlines = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
             parse_operation_id(args.operation_id)
         except ValueError:
             raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        common["connection"] = Connection.from_args(args)
-        return StatusPlan(operation_id=args.operation_id, watch=args.watch, **common)
+        return StatusPlan(
+            operation_id=args.operation_id, watch=args.watch, deadlines=deadlines,
+            json=args.json, connection=Connection.from_args(args),
+        )  # fmt: skip
+    options = {"concurrency": args.concurrency, **deadlines}
+    if args.command == "bulk":
+        return _items_plan(args, options)
     channels = read_channels(args)  # first: the arguments' own mistakes come first
     given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
     filters = {name: value for name, value in given if value is not None}
-    common["connection"] = Connection.from_args(args)
     return BulkPlan(
-        action=args.action, channels=tuple(channels), filters=filters, wait=not args.no_wait,
-        concurrency=args.concurrency, yes=args.yes,
-        stdin_is_data="-" in (args.channels_file, args.api_key_file), **common,
+        connection=Connection.from_args(args), command="bulk-update", action=args.action,
+        start=lambda knock, **more: knock.channels.bulk.update_many(channels, args.action, **more),
+        options={**options, **filters},
+        header=start_header("bulk-update", args.action, channels, filters, wait=not args.no_wait),
+        rows=tuple(channels), wait=not args.no_wait, json=args.json, filters=filters,
+        yes=args.yes, stdin_is_data="-" in (args.channels_file, args.api_key_file),
+    )  # fmt: skip
+
+
+def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> BulkPlan:
+    """``bulk``: the operation's own options checked, and a real file read whole, before
+    anything is sent (stdin is read as it is sent: a bad line stops the run there)."""
+    name, path, op = args.operation, args.file, OPERATIONS[args.operation]
+    for option, needed in (("collection", op.collection), ("preferences", op.extra)):
+        if (getattr(args, option) is None) == bool(needed):
+            raise UsageError(f"{name} {'needs' if needed else 'takes no'} --{option}")
+    if path == "-" == args.api_key_file:
+        raise UsageError("--api-key-file and --file cannot both read stdin")
+    connection = Connection.from_args(args)
+    try:  # the library's check of a collection name (one path segment)
+        op.collection and endpoint_url(op.row, URL(connection.base_url), args.collection)
+    except ValueError as exc:
+        raise UsageError(f"--collection: {exc}") from None
+    header: dict[str, Any] = {"command": "bulk", "operation": name, "file": path, "items": None}
+    header |= {"collection": args.collection} if op.collection else {}
+    items: Iterable[object] = read_items(path, op, fmt=args.format)  # stdin's: as they come
+    if path != "-":  # a real file: checked whole now, read again to send
+        header["items"] = count = check(path, op, fmt=args.format)
+        items = CheckedFile(path, op, args.format, count)
+    extra = json.loads(args.preferences) if op.extra else None
+    return BulkPlan(
+        connection=connection, command="bulk", action=name, header=header, json=args.json,
+        start=functools.partial(op.start, items=items, collection=args.collection, extra=extra),
+        options=options,
     )  # fmt: skip
 
 

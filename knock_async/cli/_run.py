@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from .._client import KnockClient
@@ -123,7 +123,7 @@ class Run:
         self._started = time.monotonic()
 
     async def follow(
-        self, stream: FanOut, header: dict[str, Any], *, intro: Lines = (), rows: Lines = (),
+        self, stream: FanOut, header: Mapping[str, Any], *, intro: Lines = (), rows: Lines = (),
         until: Callable[[FanOutEvent], bool] | None = None,
     ) -> FanOutSummary:  # fmt: skip
         """Start the display, then show the stream's events until they end, Ctrl-C
@@ -164,7 +164,7 @@ class Run:
             # no more requests, and every POST already sent is in the summary.
             await stream.aclose()
             self.display.stop()
-        self.summary = stream.summary()
+            self.summary = stream.summary()  # also when the stream raised: what it had sent
         return self.summary
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
