@@ -37,8 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "demo":
                 return asyncio.run(_commands.demo(args, redactor, debug=debug))
             plan = _plan.plan(args)
-            if isinstance(plan, _plan.StatusPlan):
-                return asyncio.run(_commands.status(plan, redactor, debug=debug))
             # Asked before the event loop runs, where a Ctrl-C at the question ends the
             # command at once (asyncio.run would only cancel it at its next await).
             _commands.confirm_delete(plan)

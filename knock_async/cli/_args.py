@@ -156,30 +156,29 @@ example: a migration, end to end (a file is checked whole before anything is sen
   cut -d, -f1 leavers.csv | knock-async bulk users.delete --file - --format csv --json
 Ctrl-C stops following (operations go on): `knock-async status ID --watch` resumes each.
 """
-_EPILOG: dict[str, Any] = {
-    "epilog": _EXIT_CODES,
-    "formatter_class": argparse.RawDescriptionHelpFormatter,
-}
+_RAW = argparse.RawDescriptionHelpFormatter  # the epilogs' tables as written
 
 
 def build_parser() -> argparse.ArgumentParser:
-    about = "Bulk-update the status of Knock channel messages and follow the operations."
-    parser = _Parser(prog=PROG, description=about, **_EPILOG)
+    about = "Run Knock's bulk operations and follow them to the end."
+    parser = _Parser(prog=PROG, description=about, epilog=_EXIT_CODES, formatter_class=_RAW)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     connected = _common(connects=True)
 
-    bulk = commands.add_parser(
+    def command(name: str, about: str, text: str, **more: Any) -> argparse.ArgumentParser:
+        """A command: ``about`` in the list of commands, ``text`` wrapped atop its --help, and
+        unless told otherwise the connection options and the exit codes."""
+        more = {"parents": [connected], "epilog": _EXIT_CODES, "formatter_class": _RAW, **more}
+        return commands.add_parser(name, help=about, description=textwrap.fill(text), **more)
+
+    bulk = command(
         "bulk-update",
-        parents=[connected],
-        help="update the status of a channel's messages (many channels at once)",
-        description=textwrap.fill(
-            "Start a bulk status update on each channel, then follow the operations to the end "
-            "with a live progress display. Filters combine with AND. Ctrl-C stops following "
-            "(the operations go on server-side) and prints how to resume."
-        ),
-        **_EPILOG,
+        "update the status of a channel's messages (many channels at once)",
+        "Start a bulk status update on each channel, then follow the operations to the end "
+        "with a live progress display. Filters combine with AND. Ctrl-C stops following "
+        "(the operations go on server-side) and prints how to resume.",
     )
     actions = [action.value for action in models.BulkAction]
     bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
@@ -218,18 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ._items_file import HELP, OPERATIONS  # its errors are UsageErrors, defined above
 
-    items = commands.add_parser(
+    items = command(
         "bulk",
-        parents=[connected],
-        help="run another Knock bulk operation (users, objects, tenants, ...) over a file",
-        description=textwrap.fill(
-            "Send the items of --file to OPERATION in requests of up to 1,000, paced at Knock's "
-            "rate limit for it, and follow every operation to the end with a live progress "
-            "display. A file is checked whole before anything is sent; from stdin, a bad line "
-            "stops the run there. Ctrl-C stops following (operations go on server-side)."
-        ),
+        "run another Knock bulk operation (users, objects, tenants, ...) over a file",
+        "Send the items of --file to OPERATION in requests of up to 1,000, paced at Knock's "
+        "rate limit for it, and follow every operation to the end with a live progress "
+        "display. A file is checked whole before anything is sent; from stdin, a bad line "
+        "stops the run there. Ctrl-C stops following (operations go on server-side).",
         epilog=f"{HELP}\n{_MIGRATION}\n{_EXIT_CODES}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     items.add_argument("operation", metavar="OPERATION", choices=list(OPERATIONS),
                        help=", ".join(OPERATIONS))  # fmt: skip
@@ -240,35 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the preference set to write (users.set_preferences)")  # fmt: skip
     _following(items.add_argument_group("running"), concurrency=True)
 
-    status = commands.add_parser(
+    status = command(
         "status",
-        parents=[connected],
-        help="show a bulk operation, or follow it with --watch",
-        description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
-        **_EPILOG,
+        "show a bulk operation, or follow it with --watch",
+        "Show a bulk operation as it stands now, or follow it to the end with --watch.",
     )
     status.add_argument("operation_id", metavar="OPERATION_ID")
     watch = "follow until completed or failed"
     status.add_argument("-w", "--watch", action="store_true", help=watch)
     _following(status.add_argument_group("with --watch"))
 
-    emulator = commands.add_parser(
-        "emulator",
-        parents=[_common(connects=False, output=False)],
-        help="serve the embedded Knock emulator on loopback until Ctrl-C",
-        description=DESCRIPTION,
-    )
-    add_arguments(emulator)
-
-    demo = commands.add_parser(
+    serve = "serve the embedded Knock emulator on loopback until Ctrl-C"
+    local = _common(connects=False, output=False)
+    add_arguments(command("emulator", serve, DESCRIPTION, parents=[local], epilog=None))
+    demo = command(
         "demo",
+        "run a bulk update over several channels against the embedded emulator",
+        "Start the Knock emulator in-process, seed realistic messages on several channels, "
+        "archive the read ones older than a week on all of them with live progress, and "
+        "check the result against the emulator's store. Needs no Knock account.",
         parents=[_common(connects=False)],
-        help="run a bulk update over several channels against the embedded emulator",
-        description=(
-            "Start the Knock emulator in-process, seed realistic messages on several channels, "
-            "archive the read ones older than a week on all of them with live progress, and "
-            "check the result against the emulator's store. Needs no Knock account."
-        ),
+        epilog=None,
     )
     speed = "emulated processing speed per operation"
     for flag, parse, default, metavar, what in (

@@ -15,14 +15,14 @@ from .._fanout import Outcome
 from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
 from ._items_file import BadLineError
-from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header
+from ._plan import Plan, filters_json, restricts, start_header
 from ._run import Redactor, Run, make_client
 from ._wrap import prose, terminal_width
 
-__all__ = ["confirm_delete", "demo", "emulator", "fan_out", "status"]
+__all__ = ["confirm_delete", "demo", "emulator", "fan_out"]
 
 
-def confirm_delete(plan: BulkPlan) -> None:
+def confirm_delete(plan: Plan) -> None:
     """``delete`` with no restricting filter deletes every message: ``--yes`` or a typed
     confirmation on a terminal, else a usage error."""
     if plan.action != "delete" or restricts(plan.filters) or plan.yes:
@@ -43,40 +43,18 @@ def confirm_delete(plan: BulkPlan) -> None:
         raise UsageError("not confirmed; nothing was sent")
 
 
-async def fan_out(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``bulk-update`` (``update_many``) or ``bulk`` (an ``_all`` method): the plan's fan-out
-    followed to the end (with --no-wait, until every channel has its operation or its error),
+async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
+    """``bulk-update`` (``update_many``), ``bulk`` (an ``_all`` method) or ``status``
+    (``follow_many``): the plan's fan-out followed until it ends (or the plan's ``until``),
     once ``confirm_delete`` has let it. A bad line on stdin stops it there (exit 2)."""
     run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
-    until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
     async with make_client(plan.connection, redactor) as client:
+        stream = plan.start(client, **plan.options)
         try:
-            await run.follow(
-                plan.start(client, **plan.options), plan.header, rows=plan.rows, until=until
-            )
+            summary = await run.follow(stream, plan.header, rows=plan.rows, until=plan.until)
         except BadLineError as exc:  # what was sent before it goes on: the summary says
             return run.finish(plan.action, outcome="bad_line", stopped=str(exc))
-    return run.finish(plan.action, outcome=None if plan.wait else "submitted")
-
-
-async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
-    """One GET (a look: the operation as it stands, no wait, no deadline), or ``follow_many``
-    to the end with ``--watch``."""
-    connection, operation_id = plan.connection, plan.operation_id
-    run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
-    header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    # A look is the stream's first event, from one GET sent at once with no error ridden out;
-    # stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
-    options = plan.deadlines if plan.watch else {"policy": _LOOK}
-    async with make_client(connection, redactor) as client:
-        stream = client.bulk_operations.follow_many([operation_id], **options)
-        summary = await run.follow(stream, header, until=None if plan.watch else lambda _: True)
-    # A look is not a wait: a running operation is fine (its status names the outcome).
-    operation = summary.results[0].operation
-    return run.finish(None, outcome=None if operation is None else operation.status.value)
-
-
-_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
+    return run.finish(plan.action, outcome=plan.early and plan.early(summary))
 
 
 def emulator(args: argparse.Namespace) -> int:

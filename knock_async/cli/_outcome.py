@@ -4,13 +4,13 @@ it leaves (``result_of``): every status and outcome shown is the library's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
-from .. import _errors as errors
 from .._errors import KnockError, NotFoundError
 from .._fanout import ChannelResult, FanOutEvent, FanOutSummary, FanOutTotals, Outcome
 from .._follow import DEFAULT_STALL_TIMEOUT
@@ -204,28 +204,22 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# What to do about an error, in the command line's words: the first entry it is an instance of.
-_HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
-    (
-        errors.AuthenticationError,
-        "check the API key in KNOCK_API_KEY or --api-key-file: it must be a secret (sk_...) key "
-        "of this Knock environment",
-    ),
-    (
-        errors.PermissionDeniedError,
-        "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
-    ),
-    (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
-    ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters or items given"),
-    (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
-    (
-        errors.InternalServerError,
-        "Knock had a problem: retry later, quoting the request_id to support",
-    ),
-    (errors.APIConnectionError, "check the network and --base-url (now {base_url})"),
-    (errors.ResponseValidationError, "the response broke the API contract; rerun with --debug"),
-    (errors.APIError, "see Knock's message"),
-)
+# What to do about an error, in the command line's words, under the most specific of its
+# classes that has an entry (a line starting with spaces continues the one above).
+_HINT_LINES = """\
+AuthenticationError: check the API key in KNOCK_API_KEY or --api-key-file: it must be a
+  secret (sk_...) key of this Knock environment
+PermissionDeniedError: use a secret (sk_...) key: public pk_ keys cannot run bulk updates
+NotFoundError: check the {what} id and that it belongs to this environment (and --branch)
+UnprocessableEntityError: check the filters or items given
+BadRequestError: check the filters or items given
+RateLimitError: Knock's rate limit was hit: wait and retry, or lower --concurrency
+InternalServerError: Knock had a problem: retry later, quoting the request_id to support
+APIConnectionError: check the network and --base-url (now {base_url})
+APIResponseValidationError: the response broke the API contract; rerun with --debug
+APIError: see Knock's message
+"""
+_HINTS = dict(line.split(": ", 1) for line in re.sub(r"\n +", " ", _HINT_LINES).splitlines())
 
 
 def hint(error: KnockError, *, what: str, base_url: str) -> str:
@@ -233,7 +227,8 @@ def hint(error: KnockError, *, what: str, base_url: str) -> str:
     URL points at something else."""
     if isinstance(error, NotFoundError) and error.code is None and error.type is None:
         return f"this is not Knock's API at {base_url}: check --base-url (or KNOCK_BASE_URL)"
-    text = next((t for kind, t in _HINTS if isinstance(error, kind)), "rerun with --debug")
+    kinds = [kind.__name__ for kind in type(error).__mro__ if kind.__name__ in _HINTS]
+    text = _HINTS[kinds[0]] if kinds else "rerun with --debug"
     return text.format(what=what, base_url=base_url)
 
 

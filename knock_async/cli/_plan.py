@@ -18,14 +18,14 @@ from yarl import URL
 
 from .._convert import format_datetime
 from .._endpoints import endpoint_url
-from .._fanout import FanOut
+from .._fanout import FanOut, FanOutEvent, FanOutSummary
 from .._follow import PollPolicy
 from .._models import BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import UsageError, channel_id
 from ._items_file import OPERATIONS, CheckedFile, check, read_items
 
-__all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
+__all__ = ["Connection", "Plan", "plan"]
 
 
 def _setting(value: str | None, option: str, variable: str) -> tuple[str | None, str]:
@@ -92,48 +92,54 @@ class Connection:
 
 
 @attrs.frozen(kw_only=True)
-class BulkPlan:
-    """``bulk-update`` or ``bulk``: a library fan-out (``start(client, **options)``) followed
-    to the end, shown under ``header`` (the NDJSON ``start`` object), ``rows`` from the start."""
+class Plan:
+    """``bulk-update``, ``bulk`` or ``status``: a library fan-out (``start(client, **options)``)
+    shown under ``header`` (the NDJSON ``start`` object), ``rows`` from the start, followed to
+    the end or until an event for which ``until`` holds (the run's outcome is then ``early``'s
+    name for its summary: ``submitted`` for --no-wait, a looked-at operation's status)."""
 
     connection: Connection
     command: str
-    action: str  # bulk-update's ACTION (a BulkAction value), bulk's OPERATION
+    action: str | None  # bulk-update's ACTION (a BulkAction value), bulk's OPERATION
     start: Callable[..., FanOut]
     options: Mapping[str, Any]  # the library's keywords: --concurrency, --timeout, filters
     header: Mapping[str, Any]
-    rows: tuple[str, ...] = ()  # bulk-update's channels
-    wait: bool = True
     json: bool
+    rows: tuple[str, ...] = ()  # bulk-update's channels
+    until: Callable[[FanOutEvent], bool] | None = None
+    early: Callable[[FanOutSummary], str | None] | None = None
     # bulk-update's: whether a delete needs confirming
     filters: Mapping[str, Any] = attrs.field(factory=dict)
     yes: bool = False
     stdin_is_data: bool = False  # stdin holds channels or the key: no typed confirmation
 
 
-@attrs.frozen(kw_only=True)
-class StatusPlan:
-    """``status``: which operation, looked at once or watched."""
-
-    connection: Connection
-    operation_id: str
-    watch: bool
-    deadlines: Mapping[str, Any]
-    json: bool
+# A look: the stream's first event, from one GET sent at once with no error ridden out;
+# stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
+_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
-def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
+def _looked(summary: FanOutSummary) -> str | None:
+    """A look is not a wait: a running operation is fine (its status names the outcome)."""
+    operation = summary.results[0].operation
+    return None if operation is None else operation.status.value
+
+
+def plan(args: argparse.Namespace) -> Plan:
     """The plan for ``bulk-update``, ``bulk`` or ``status`` (the demo and the emulator need
-    none)."""
+    none), checked."""
     deadlines = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
-            parse_operation_id(args.operation_id)
+            parse_operation_id(ident := args.operation_id)
         except ValueError:
-            raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        return StatusPlan(
-            operation_id=args.operation_id, watch=args.watch, deadlines=deadlines,
-            json=args.json, connection=Connection.from_args(args),
+            raise UsageError(f"{ident!r} is not a bulk operation id") from None
+        return Plan(
+            connection=Connection.from_args(args), command="status", action=None, json=args.json,
+            start=lambda knock, **more: knock.bulk_operations.follow_many([ident], **more),
+            options=deadlines if args.watch else {"policy": _LOOK},
+            until=None if args.watch else lambda _: True, early=None if args.watch else _looked,
+            header={"command": "status", "operation_id": ident, "watch": args.watch},
         )  # fmt: skip
     options = {"concurrency": args.concurrency, **deadlines}
     if args.command == "bulk":
@@ -141,17 +147,18 @@ def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
     channels = read_channels(args)  # first: the arguments' own mistakes come first
     given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
     filters = {name: value for name, value in given if value is not None}
-    return BulkPlan(
+    return Plan(
         connection=Connection.from_args(args), command="bulk-update", action=args.action,
         start=lambda knock, **more: knock.channels.bulk.update_many(channels, args.action, **more),
-        options={**options, **filters},
+        options={**options, **filters}, rows=tuple(channels), json=args.json, filters=filters,
         header=start_header("bulk-update", args.action, channels, filters, wait=not args.no_wait),
-        rows=tuple(channels), wait=not args.no_wait, json=args.json, filters=filters,
-        yes=args.yes, stdin_is_data="-" in (args.channels_file, args.api_key_file),
+        until=(lambda event: event.totals.unsubmitted == 0) if args.no_wait else None,
+        early=(lambda _: "submitted") if args.no_wait else None, yes=args.yes,
+        stdin_is_data="-" in (args.channels_file, args.api_key_file),
     )  # fmt: skip
 
 
-def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> BulkPlan:
+def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
     """``bulk``: the operation's own options checked, and a real file read whole, before
     anything is sent (stdin is read as it is sent: a bad line stops the run there)."""
     name, path, op = args.operation, args.file, OPERATIONS[args.operation]
@@ -172,7 +179,7 @@ def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> BulkPlan:
         header["items"] = count = check(path, op, fmt=args.format)
         items = CheckedFile(path, op, args.format, count)
     extra = json.loads(args.preferences) if op.extra else None
-    return BulkPlan(
+    return Plan(
         connection=connection, command="bulk", action=name, header=header, json=args.json,
         start=functools.partial(op.start, items=items, collection=args.collection, extra=extra),
         options=options,
