@@ -27,7 +27,8 @@ class ExitCode(enum.IntEnum):
 
     OK = 0  # every operation completed (or was submitted, with --no-wait)
     FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
-    USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent
+    USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent (or a bad
+    # line on bulk's stdin stopped the run there)
     API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
     TIMEOUT = 4  # --timeout passed before an operation finished, or it stood still too long
     INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
@@ -38,11 +39,8 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """``argparse`` without prefix matching: ``--api-key`` must never mean ``--api-key-file``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
+    """``argparse`` saying a usage error in one line. (Each parser is made without prefix
+    matching: ``--api-key`` must never mean ``--api-key-file``.)"""
 
     def error(self, message: str) -> NoReturn:
         """One line, not the whole usage block: what is wrong, and where to look."""
@@ -65,10 +63,8 @@ def aware_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        example = "e.g. 2024-01-31T00:00:00Z"
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date-time ({example})"
-        ) from None
+        message = f"{text!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+        raise argparse.ArgumentTypeError(message) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} has no UTC offset; add one, e.g. {value.isoformat()}Z or "
@@ -156,12 +152,13 @@ example: a migration, end to end (a file is checked whole before anything is sen
   cut -d, -f1 leavers.csv | knock-async bulk users.delete --file - --format csv --json
 Ctrl-C stops following (operations go on): `knock-async status ID --watch` resumes each.
 """
-_RAW = argparse.RawDescriptionHelpFormatter  # the epilogs' tables as written
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
     about = "Run Knock's bulk operations and follow them to the end."
-    parser = _Parser(prog=PROG, description=about, epilog=_EXIT_CODES, formatter_class=_RAW)
+    plain: dict[str, Any] = {"allow_abbrev": False, "formatter_class": _RAW}  # tables as written
+    parser = _Parser(prog=PROG, description=about, epilog=_EXIT_CODES, **plain)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -170,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, about: str, text: str, **more: Any) -> argparse.ArgumentParser:
         """A command: ``about`` in the list of commands, ``text`` wrapped atop its --help, and
         unless told otherwise the connection options and the exit codes."""
-        more = {"parents": [connected], "epilog": _EXIT_CODES, "formatter_class": _RAW, **more}
+        more = {"parents": [connected], "epilog": _EXIT_CODES, **plain, **more}
         return commands.add_parser(name, help=about, description=textwrap.fill(text), **more)
 
     bulk = command(

@@ -168,8 +168,15 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
         results = list(report.results)
         if limit is not None and len(results) > limit:  # the channels not completed first
             results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
+        # The numbers, exact: with thousands separators if they fit, else without, else with
+        # one space between columns (a measure is clamped to the width: hence unbounded).
+        unbounded = console.options.update_width(10_000)
+        for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
+            numbers = _number_table(report, results, separator, padding)
+            if console.measure(numbers, options=unbounded).maximum <= console.width:
+                break
         console.print()
-        console.print(_numbers(console, report, results))
+        console.print(numbers)
         if more := len(report.results) - len(results):
             console.print(f"  … and {out.plural(more, f'more {report.what}')}")
         console.print()
@@ -185,17 +192,6 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
         console.print("follow with:")
         for command in report.resume:
             say(console, f"  {command}")
-
-
-def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
-    """The numbers, exact: with thousands separators if they fit, else without, else with one
-    space between columns."""
-    unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
-        table = _number_table(report, results, separator, padding)
-        if console.measure(table, options=unbounded).maximum <= console.width:
-            break
-    return table
 
 
 def _number_table(

@@ -151,15 +151,13 @@ def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:
 @attrs.frozen
 class CheckedFile:
     """A real file's ``count`` items (``check``ed whole): sized, so that the run's totals count
-    the chunks not sent yet; each iteration reads the file again, as stdin cannot be."""
+    the chunks not sent yet; each iteration ``read``s the file again, as stdin cannot be."""
 
-    path: str
-    operation: Operation
-    fmt: str | None
+    read: Callable[[], Iterator[object]]
     count: int
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[object]:
-        return read_items(self.path, self.operation, fmt=self.fmt)
+        return self.read()

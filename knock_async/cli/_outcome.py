@@ -240,7 +240,7 @@ def _rows(op: BulkOperation | None) -> str:
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
     """The stderr lines: one per failed or timed-out operation, one per distinct error
-    (grouped by kind, status and code), then what an interruption left behind."""
+    (grouped by kind, status and code), then what an interruption or a bad line left behind."""
     what = report.what
     lines: list[str] = []
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
@@ -271,25 +271,19 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
         advice = hint(first, what=what, base_url=base_url)
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
-    return lines + (_stopped(report) if report.outcome in ("interrupted", "bad_line") else [])
-
-
-def _stopped(report: Report) -> list[str]:
-    """What Ctrl-C or a bad line left behind: each resume command on its own (indented) line."""
+    # What Ctrl-C or a bad line left behind: each resume command on its own (indented) line.
+    if report.outcome not in ("interrupted", "bad_line"):
+        return lines
     if report.command == "demo":  # its emulator, and its operations, end with it
-        return [f"{PROG}: interrupted"]
-    lines = [
+        return [*lines, f"{PROG}: interrupted"]
+    lines.append(
         f"{PROG}: interrupted: stopped following; operations already started go on "
         "server-side (Ctrl-C does not cancel them)."
-    ]
-    if report.stopped is not None:
-        sent = [r for r in report.results if r.operation_id is not None]
-        count = sum(len(r.items or ()) for r in sent)
-        told = "nothing was sent" if not sent else (
-            f"items 0-{count - 1} were sent ({plural(len(sent), 'operation')}, going on "
-            f"server-side), nothing from item {count} on"
-        )  # fmt: skip
-        lines = [f"{PROG}: error: {report.stopped}; {told}"]
+    )
+    if report.stopped is not None:  # a bad line: the chunks before it were sent, in order
+        sent = sum(len(r.items or ()) for r in report.results if r.operation_id is not None)
+        went = f"items 0-{sent - 1} went in operations that go on server-side; " if sent else ""
+        lines[-1] = f"{PROG}: error: {report.stopped}; {went}nothing from item {sent} on was sent"
     if report.resume:
         lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
     # Channels with no operation and no error: never sent, or no answer yet.

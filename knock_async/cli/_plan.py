@@ -72,15 +72,12 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        interval, poll = args.poll_interval, None
+        poll, interval, default = None, args.poll_interval, PollPolicy()
         if interval is not None:  # else the library's default policy
-            default = PollPolicy()
-            poll = attrs.evolve(
-                default,
-                initial_delay=interval,
-                max_delay=max(default.max_delay, interval),
-                max_eta_delay=max(default.max_eta_delay, interval),
-            )
+            longest = {
+                f: max(getattr(default, f), interval) for f in ("max_delay", "max_eta_delay")
+            }
+            poll = attrs.evolve(default, initial_delay=interval, **longest)
         client = {
             "base_url": str(checked),  # the environment's one spelling, as the library's
             "branch": _setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
@@ -177,7 +174,7 @@ def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
     items: Iterable[object] = read_items(path, op, fmt=args.format)  # stdin's: as they come
     if path != "-":  # a real file: checked whole now, read again to send
         header["items"] = count = check(path, op, fmt=args.format)
-        items = CheckedFile(path, op, args.format, count)
+        items = CheckedFile(functools.partial(read_items, path, op, fmt=args.format), count)
     extra = json.loads(args.preferences) if op.extra else None
     return Plan(
         connection=connection, command="bulk", action=name, header=header, json=args.json,

@@ -68,26 +68,19 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def load_api_key(connection: Connection) -> str:
-    """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
-    path = connection.api_key_file
-    if path is None:
-        key = os.environ.get("KNOCK_API_KEY", "").strip()
-        if not key:
+@contextlib.asynccontextmanager
+async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
+    """A client for ``connection``, its key loaded from ``--api-key-file`` (``-``: stdin) or
+    ``KNOCK_API_KEY`` (known to ``redactor``, never echoed), pacing on the Redis limiter shared
+    by every run on the environment if there is one (closed after)."""
+    if (path := connection.api_key_file) is None:
+        if not (key := os.environ.get("KNOCK_API_KEY", "").strip()):
             raise UsageError(
                 "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
                 "(a key is never taken on the command line, where `ps` shows it)"
             )
     elif not (key := read_text("--api-key-file", path, first_line=True).strip()):
         raise UsageError(f"--api-key-file {path} is empty")
-    return key
-
-
-@contextlib.asynccontextmanager
-async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
-    """A client for ``connection``, its key loaded (and known to ``redactor``), pacing on the
-    Redis limiter shared by every run on the environment if there is one (closed after)."""
-    key = load_api_key(connection)
     redactor.secrets.add(key)
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}

@@ -258,8 +258,8 @@ def test_stdin_stops_at_a_bad_line_saying_what_was_sent(paced: EmulatorThread, f
     resume = f"knock-async status {operation['operation_id']} --watch"
     assert summary["resume"] == [resume]
     assert result.stderr.splitlines() == [
-        "knock-async: error: stdin, line 1502: users[1500] has no id; items 0-999 were sent "
-        "(1 operation, going on server-side), nothing from item 1000 on",
+        "knock-async: error: stdin, line 1502: users[1500] has no id; items 0-999 went in "
+        "operations that go on server-side; nothing from item 1000 on was sent",
         "Resume following with:",
         f"  {resume}",
     ]
