@@ -36,11 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _commands.emulator(args)
             if args.command == "demo":
                 return asyncio.run(_commands.demo(args, redactor, debug=debug))
-            plan = _plan.plan(args)
-            # Asked before the event loop runs, where a Ctrl-C at the question ends the
-            # command at once (asyncio.run would only cancel it at its next await).
-            _commands.confirm_delete(plan)
-            return asyncio.run(_commands.fan_out(plan, redactor, debug=debug))
+            # Planned (a delete confirmed) before the event loop runs, where a Ctrl-C at the
+            # question ends the command at once (asyncio.run would cancel it at an await).
+            return asyncio.run(_commands.fan_out(_plan.plan(args), redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)

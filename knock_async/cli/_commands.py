@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -15,38 +14,16 @@ from .._fanout import Outcome
 from .._follow import PollPolicy
 from ._args import PROG, ExitCode, UsageError
 from ._items_file import BadLineError
-from ._plan import Plan, filters_json, restricts, start_header
+from ._plan import Plan, filters_json, start_header
 from ._run import Redactor, Run, make_client
-from ._wrap import prose, terminal_width
 
-__all__ = ["confirm_delete", "demo", "emulator", "fan_out"]
-
-
-def confirm_delete(plan: Plan) -> None:
-    """``delete`` with no restricting filter deletes every message: ``--yes`` or a typed
-    confirmation on a terminal, else a usage error."""
-    if plan.action != "delete" or restricts(plan.filters) or plan.yes:
-        return
-    channels = plan.rows
-    what = f"{len(channels)} channels" if len(channels) > 1 else f"channel {channels[0]}"
-    warning = f"`delete` with no filter deletes EVERY message in {what}"
-    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not plan.stdin_is_data
-    if not interactive or plan.json:
-        raise UsageError(
-            f"{warning}; nothing was sent. Pass --yes to confirm, or add a filter "
-            "(e.g. --older-than 2024-01-01T00:00:00Z)"
-        )
-    # Wrapped between words: a terminal would cut the channel id at its edge.
-    prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
-    print(prompt, end=" ", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip() != "delete":
-        raise UsageError("not confirmed; nothing was sent")
+__all__ = ["demo", "emulator", "fan_out"]
 
 
 async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
     """``bulk-update`` (``update_many``), ``bulk`` (an ``_all`` method) or ``status``
-    (``follow_many``): the plan's fan-out followed until it ends (or the plan's ``until``),
-    once ``confirm_delete`` has let it. A bad line on stdin stops it there (exit 2)."""
+    (``follow_many``): the plan's fan-out followed until it ends (or the plan's ``until``). A
+    bad line on stdin stops it there (exit 2)."""
     run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
     async with make_client(plan.connection, redactor) as client:
         stream = plan.start(client, **plan.options)

@@ -172,11 +172,7 @@ def report_json(report: Report) -> dict[str, Any]:
     operations = [
         operation_json(r, report.progress.get(r.operation_id or ""))
         | ({} if r.items is None else {"items": [r.items.start, r.items.stop]})
-        | {
-            "error_items": [
-                attrs.asdict(e) for e in (r.operation.error_items if r.operation else ())
-            ]
-        }
+        | {"error_items": [attrs.asdict(e) for e in getattr(r.operation, "error_items", ())]}
         | dict(report.values.get(key_of(r), {}))
         for r in report.results
     ]

@@ -22,8 +22,9 @@ from .._fanout import FanOut, FanOutEvent, FanOutSummary
 from .._follow import PollPolicy
 from .._models import BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
-from ._args import UsageError, channel_id
+from ._args import PROG, UsageError, channel_id
 from ._items_file import OPERATIONS, CheckedFile, check, read_items
+from ._wrap import prose, terminal_width
 
 __all__ = ["Connection", "Plan", "plan"]
 
@@ -105,10 +106,6 @@ class Plan:
     rows: tuple[str, ...] = ()  # bulk-update's channels
     until: Callable[[FanOutEvent], bool] | None = None
     early: Callable[[FanOutSummary], str | None] | None = None
-    # bulk-update's: whether a delete needs confirming
-    filters: Mapping[str, Any] = attrs.field(factory=dict)
-    yes: bool = False
-    stdin_is_data: bool = False  # stdin holds channels or the key: no typed confirmation
 
 
 # A look: the stream's first event, from one GET sent at once with no error ridden out;
@@ -144,14 +141,16 @@ def plan(args: argparse.Namespace) -> Plan:
     channels = read_channels(args)  # first: the arguments' own mistakes come first
     given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
     filters = {name: value for name, value in given if value is not None}
+    connection = Connection.from_args(args)
+    if args.action == "delete" and not restricts(filters) and not args.yes:
+        _confirm_delete(channels, args)
     return Plan(
-        connection=Connection.from_args(args), command="bulk-update", action=args.action,
+        connection=connection, command="bulk-update", action=args.action,
         start=lambda knock, **more: knock.channels.bulk.update_many(channels, args.action, **more),
-        options={**options, **filters}, rows=tuple(channels), json=args.json, filters=filters,
+        options={**options, **filters}, rows=tuple(channels), json=args.json,
         header=start_header("bulk-update", args.action, channels, filters, wait=not args.no_wait),
         until=(lambda event: event.totals.unsubmitted == 0) if args.no_wait else None,
-        early=(lambda _: "submitted") if args.no_wait else None, yes=args.yes,
-        stdin_is_data="-" in (args.channels_file, args.api_key_file),
+        early=(lambda _: "submitted") if args.no_wait else None,
     )  # fmt: skip
 
 
@@ -181,6 +180,24 @@ def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
         start=functools.partial(op.start, items=items, collection=args.collection, extra=extra),
         options=options,
     )  # fmt: skip
+
+
+def _confirm_delete(channels: Sequence[str], args: argparse.Namespace) -> None:
+    """``delete`` with no restricting filter deletes every message: ``--yes`` or a typed
+    confirmation on a terminal (unless stdin holds channels or the key), else a usage error."""
+    what = f"{len(channels)} channels" if len(channels) > 1 else f"channel {channels[0]}"
+    warning = f"`delete` with no filter deletes EVERY message in {what}"
+    stdin_is_data = "-" in (args.channels_file, args.api_key_file)
+    if not (sys.stdin.isatty() and sys.stderr.isatty()) or stdin_is_data or args.json:
+        raise UsageError(
+            f"{warning}; nothing was sent. Pass --yes to confirm, or add a filter "
+            "(e.g. --older-than 2024-01-01T00:00:00Z)"
+        )
+    # Wrapped between words: a terminal would cut the channel id at its edge.
+    prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
+    print(prompt, end=" ", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip() != "delete":
+        raise UsageError("not confirmed; nothing was sent")
 
 
 def start_header(
