@@ -86,8 +86,9 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
             f"--archived exclude --older-than {stamp}",
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
-        more = {"wait": True, "base_url": emu.base_url}
-        header = start_header("demo", "archive", channels, filters, **more)
+        header = start_header(
+            "demo", "archive", channels, filters, wait=True, base_url=emu.base_url
+        )
         run = Run("demo", args.json, redactor, debug=debug, base_url=emu.base_url)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
             fanout = client.channels.bulk.update_many(channels, "archive", timeout=120.0, **filters)

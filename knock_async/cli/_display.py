@@ -297,7 +297,6 @@ class RichDisplay(Display):
         )
         self._tasks: dict[str, TaskID] = {}
         self._total = TaskID(-1)
-        self._live = False
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
@@ -307,7 +306,6 @@ class RichDisplay(Display):
         for key in rows[: self.MAX_ROWS]:
             self._tasks[key] = self._progress.add_task(key[:8], total=None, **_bar())
         self._progress.start()
-        self._live = True
 
     def update(self, event: FanOutEvent) -> None:
         result, progress, totals = result_of(event), event.progress, event.totals
@@ -340,9 +338,7 @@ class RichDisplay(Display):
         self._progress.update(task, total=total, completed=done, **fields)
 
     def stop(self) -> None:
-        if self._live:
-            self._live = False
-            self._progress.stop()
+        self._progress.stop()  # rich's own stop does nothing once stopped, or if never started
 
     def summary(self, report: Report) -> None:
         print_summary(self.console, report, limit=30)

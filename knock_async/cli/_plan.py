@@ -136,6 +136,9 @@ def plan(args: argparse.Namespace) -> Plan:
             header={"command": "status", "operation_id": ident, "watch": args.watch},
         )  # fmt: skip
     options = {"concurrency": args.concurrency, **deadlines}
+    for option in ("--channels-file", "--file"):  # stdin is the key's or the data's
+        if getattr(args, option[2:].replace("-", "_"), None) == "-" == args.api_key_file:
+            raise UsageError(f"--api-key-file and {option} cannot both read stdin")
     if args.command == "bulk":
         return _items_plan(args, options)
     channels = read_channels(args)  # first: the arguments' own mistakes come first
@@ -161,8 +164,6 @@ def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
     for option, needed in (("collection", op.collection), ("preferences", op.extra)):
         if (getattr(args, option) is None) == bool(needed):
             raise UsageError(f"{name} {'needs' if needed else 'takes no'} --{option}")
-    if path == "-" == args.api_key_file:
-        raise UsageError("--api-key-file and --file cannot both read stdin")
     connection = Connection.from_args(args)
     try:  # the library's check of a collection name (one path segment)
         op.collection and endpoint_url(op.row, URL(connection.base_url), args.collection)
@@ -240,8 +241,6 @@ def read_channels(args: argparse.Namespace) -> list[str]:
     """Channel ids from the arguments, then ``--channels-file``; each once, in order."""
     channels: list[str] = list(args.channel_ids)
     path = args.channels_file
-    if path == "-" and args.api_key_file == "-":
-        raise UsageError("--api-key-file and --channels-file cannot both read stdin")
     lines = [] if path is None else read_text("--channels-file", path).splitlines()
     for number, line in enumerate(lines, start=1):
         for token in line.split("#", 1)[0].split():
@@ -251,7 +250,6 @@ def read_channels(args: argparse.Namespace) -> list[str]:
                 raise UsageError(f"--channels-file {path}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
-    twice = [channel for channel, count in collections.Counter(channels).items() if count > 1]
-    if twice:
+    if twice := [channel for channel, n in collections.Counter(channels).items() if n > 1]:
         raise UsageError(f"channel {twice[0]} is listed twice (it would be updated twice)")
     return channels

@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -386,3 +388,35 @@ def test_help_shows_the_operations_formats_and_a_migration(cli: Cli) -> None:
     assert "knock-async bulk objects.add_subscriptions --collection projects" in text
     assert "`knock-async status ID --watch` resumes each" in text
     assert "a bad line on stdin stops" in text
+
+
+README = Path(__file__).parents[2] / "README.md"
+_VARIES = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d+\.\ds\b")
+
+
+def test_the_readmes_migration_prints_what_it_shows(
+    paced: EmulatorThread, fast: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's migration example, run as written (the files made by its `printf` lines,
+    stdin piped in): each command exits 0 and prints the lines shown, ids and times aside."""
+    block = next(
+        b for b in re.findall(r"```console\n(.*?)```", README.read_text(), flags=re.DOTALL)
+        if "knock-async bulk users.identify" in b
+    )  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    commands = re.findall(r"^\$ (.*)\n((?:[^$].*\n)*)", block, flags=re.MULTILINE)
+    ran = 0
+    for command, shown in commands:
+        if command.startswith("export "):  # the test's own environment stands for it
+            continue
+        producer, _, command = command.rpartition(" | ")
+        if not command.startswith("knock-async "):  # printf > FILE
+            subprocess.run(["bash", "-c", command], check=True)
+            continue
+        piped = subprocess.run(["bash", "-c", producer], check=True, capture_output=True, text=True)
+        args = shlex.split(command)[1:]
+        result = fast(*args, env=cli_env(paced.base_url), input=piped.stdout if producer else None)
+        assert result.returncode == 0, result.stderr
+        assert _VARIES.sub("*", result.stdout) == _VARIES.sub("*", shown), command
+        ran += 1
+    assert ran == 4
