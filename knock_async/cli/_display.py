@@ -3,6 +3,7 @@ otherwise, NDJSON with ``--json``: three ``Display``s, one chosen per run (``mak
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
@@ -210,14 +211,11 @@ def _number_table(
         table.add_row(
             key if result.items else key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
+            *(count(getattr(op, field, 0)) for field in out.COUNTS),
             format_duration(out.duration_seconds(op)),
             *(count(extra.get(field, "")) for field, _ in report.columns),
         )
     return table
-
-
-_COUNTS = ("processed_rows", "success_count", "error_count")
 
 
 def _summary_line(report: Report) -> str:
@@ -234,12 +232,12 @@ def _summary_line(report: Report) -> str:
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
-    timeouts = report.count(Outcome.TIMED_OUT)
+    ended = collections.Counter(result.outcome for result in report.results)
     return (
         f"{report.outcome}: {what}{out.plural(len(report.results), report.what)}: "
-        f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
-        f"{report.count(Outcome.ERROR)} errored"
-        + (f", {timeouts} timed out" if timeouts else "")
+        f"{ended[Outcome.COMPLETED]} completed, {ended[Outcome.FAILED]} failed, "
+        f"{ended[Outcome.ERROR]} errored"
+        + (f", {ended[Outcome.TIMED_OUT]} timed out" if ended[Outcome.TIMED_OUT] else "")
         + f"; {out.plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )

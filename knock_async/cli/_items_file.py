@@ -4,7 +4,9 @@ of ``--file``, read lazily, each through the library's own check, so that a bad 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import os
 import sys
@@ -121,26 +123,20 @@ def read_items(path: str, operation: Operation, *, fmt: str | None = None) -> It
 def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
     where, parse = ("stdin" if path == "-" else path), (_csv if fmt == "csv" else _ndjson)
     try:
-        file = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        file = contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:  # missing, a directory, not readable: one line, exit 2
         raise UsageError(f"cannot read --file {path}: {exc.strerror}") from None
-
-    def text() -> Iterator[str]:
-        for number, raw in enumerate(file, start=1):
-            try:  # a BOM (Excel's CSV) starts the file, not its first id
-                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise BadLineError(where, number, "not UTF-8 text") from None
-
-    try:
-        for index, (number, item) in enumerate(parse(text(), where, op.ids)):
-            try:  # the library's message, and the line
-                yield op.row.check(f"{op.row.items}[{index}]", item)
-            except (TypeError, ValueError) as exc:
-                raise BadLineError(where, number, str(exc)) from None
-    finally:
-        if path != "-":
-            file.close()
+    read = itertools.count(1)  # lines read: the one that is not UTF-8 is the last
+    with file as lines:  # a BOM (Excel's CSV) starts the file, not its first id
+        text = (raw.decode("utf-8-sig" if next(read) == 1 else "utf-8") for raw in lines)
+        try:
+            for index, (number, item) in enumerate(parse(text, where, op.ids)):
+                try:  # the library's message, and the line
+                    yield op.row.check(f"{op.row.items}[{index}]", item)
+                except (TypeError, ValueError) as exc:
+                    raise BadLineError(where, number, str(exc)) from None
+        except UnicodeDecodeError:
+            raise BadLineError(where, next(read) - 1, "not UTF-8 text") from None
 
 
 def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:

@@ -119,8 +119,8 @@ class Report:
             if self.command != "demo" and r.operation_id is not None and r.outcome in unended
         ]
 
-    def count(self, outcome: Outcome) -> int:
-        return sum(r.outcome is outcome for r in self.results)
+
+COUNTS = ("processed_rows", "success_count", "error_count")  # an operation's, exact
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -136,10 +136,8 @@ def operation_json(result: ChannelResult, progress: Progress | None) -> dict[str
         "operation_id": result.operation_id,
         "status": op.status.value if op else "pending" if error is None else "error",
         "outcome": name(result.outcome),
-        "processed_rows": 0 if op is None else op.processed_rows,
+        **{field: getattr(op, field, 0) for field in COUNTS},  # 0 before the operation exists
         "estimated_total_rows": None if op is None else op.estimated_total_rows,
-        "success_count": 0 if op is None else op.success_count,
-        "error_count": 0 if op is None else op.error_count,
         "fraction": None if progress is None else _round(progress.fraction, 4),
         "rows_per_second": None if progress is None else _round(progress.rows_per_second, 1),
         "eta_seconds": _round(eta, 1),
