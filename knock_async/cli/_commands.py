@@ -1,6 +1,6 @@
 """The commands: ``bulk-update``, ``bulk`` and ``status``, each a library stream
-(``update_many``'s, an ``_all`` method's, ``follow_many``'s) shown by a display; ``demo``, the
-same against the embedded emulator; and ``emulator``, which with it imports ``aiohttp.web``."""
+(``update_many``'s, an ``_all`` method's, ``follow_many``'s) shown by a display; and ``demo``,
+the same against the embedded emulator (which imports ``aiohttp.web``, only then)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 from .._client import KnockClient
 from .._fanout import Outcome
 from .._follow import PollPolicy
-from ._args import PROG, ExitCode, UsageError
+from ._args import PROG
 from ._items_file import BadLineError
 from ._plan import Plan, filters_json, start_header
 from ._run import Redactor, Run, make_client
 
-__all__ = ["demo", "emulator", "fan_out"]
+__all__ = ["demo", "fan_out"]
 
 
 async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
@@ -32,15 +32,6 @@ async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
         except BadLineError as exc:  # what was sent before it goes on: the summary says
             return run.finish(plan.action, outcome="bad_line", stopped=str(exc))
     return run.finish(plan.action, outcome=plan.early and plan.early(summary))
-
-
-def emulator(args: argparse.Namespace) -> int:
-    """The emulator's front door (``python -m knock_async.testing``'s), until Ctrl-C."""
-    from ..testing._frontdoor import serve_from_args
-
-    if (problem := serve_from_args(args)) is not None:
-        raise UsageError(problem)
-    return int(ExitCode.OK)
 
 
 # Polls a little more often than the library's default: the demo lasts seconds.

@@ -34,13 +34,11 @@ HELP = """\
 
 @attrs.frozen
 class Operation:
-    """An ``OPERATION``: its endpoint's row, ``knock.<family>.bulk``, whether it takes
-    ``--collection``, whether its items are ids, and the argument it needs besides."""
+    """An ``OPERATION``: its endpoint's row (``users.bulk.identify``: ``knock.users.bulk``),
+    whether it takes ``--collection``, and the argument it needs besides."""
 
     row: Endpoint
-    family: str
     collection: bool
-    ids: bool
     extra: str | None
 
     def start(
@@ -48,7 +46,7 @@ class Operation:
         extra: object = None, **options: Unpack[FollowOptions],
     ) -> FanOut:  # fmt: skip
         """The library's ``_all`` stream (``row.all_method``) over ``items``."""
-        bulk = getattr(knock, self.family).bulk
+        bulk = getattr(knock, self.row.name.partition(".")[0]).bulk
         method: Callable[..., FanOut] = getattr(bulk, self.row.all_method)
         arguments = {self.row.items: items, **({self.extra: extra} if self.extra else {})}
         return method(*[collection][: self.collection], **arguments, **options)
@@ -57,11 +55,9 @@ class Operation:
 # Knock's names are the rows' without ".bulk"; the table does not list a body field besides.
 _EXTRA = {"users.bulk.set_preferences": "preferences"}
 OPERATIONS = {
-    r.name.replace(".bulk.", "."): Operation(
-        r, r.name.partition(".")[0], "{collection}" in r.route, r.check is check_id,
-        _EXTRA.get(r.name),
-    ) for r in ENDPOINTS.values()
-}  # fmt: skip
+    r.name.replace(".bulk.", "."): Operation(r, "{collection}" in r.route, _EXTRA.get(r.name))
+    for r in ENDPOINTS.values()
+}
 
 
 class BadLineError(UsageError):
@@ -130,7 +126,7 @@ def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
     with file as lines:  # a BOM (Excel's CSV) starts the file, not its first id
         text = (raw.decode("utf-8-sig" if next(read) == 1 else "utf-8") for raw in lines)
         try:
-            for index, (number, item) in enumerate(parse(text, where, op.ids)):
+            for index, (number, item) in enumerate(parse(text, where, op.row.check is check_id)):
                 try:  # the library's message, and the line
                     yield op.row.check(f"{op.row.items}[{index}]", item)
                 except (TypeError, ValueError) as exc:
