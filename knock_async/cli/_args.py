@@ -27,8 +27,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0  # every operation completed (or was submitted, with --no-wait)
     FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
-    USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent (or a bad
-    # line on bulk's stdin stopped the run there)
+    USAGE = 2  # bad arguments or file, no key, not confirmed: nothing was sent (see bulk's -)
     API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
     TIMEOUT = 4  # --timeout passed before an operation finished, or it stood still too long
     INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
@@ -136,8 +135,7 @@ _EXIT_CODES = """\
 exit codes:
   0    every operation completed (also with error_count > 0: see the summary)
   1    an operation ended failed
-  2    usage error: nothing was sent (but `bulk --file -`: a bad line on stdin stops
-       the run there, and the summary shows what was sent before it)
+  2    usage error: nothing was sent (bulk --file -: a bad line stops the run there)
   3    API or authentication error (401, 403, 404 channel, 422, network)
   4    --timeout passed before an operation finished, or it stood still (it goes on)
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side

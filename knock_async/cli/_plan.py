@@ -91,10 +91,9 @@ class Connection:
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    """``bulk-update``, ``bulk`` or ``status``: a library fan-out (``start(client, **options)``)
-    shown under ``header`` (the NDJSON ``start`` object), ``rows`` from the start, followed to
-    the end or until an event for which ``until`` holds (the run's outcome is then ``early``'s
-    name for its summary: ``submitted`` for --no-wait, a looked-at operation's status)."""
+    """``bulk-update``, ``bulk`` or ``status``: a library fan-out, ``start(client, **options)``,
+    shown under ``header`` (the NDJSON ``start``) with ``rows`` from the start, followed to the
+    end or to an event for which ``until`` holds (then ``early`` names the outcome)."""
 
     connection: Connection
     command: str

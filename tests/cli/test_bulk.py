@@ -387,7 +387,7 @@ def test_help_shows_the_operations_formats_and_a_migration(cli: Cli) -> None:
     assert "NDJSON (.ndjson, .jsonl) or CSV (.csv)" in text
     assert "knock-async bulk objects.add_subscriptions --collection projects" in text
     assert "`knock-async status ID --watch` resumes each" in text
-    assert "a bad line on stdin stops" in text
+    assert "bulk --file -: a bad line stops the run there" in text
 
 
 README = Path(__file__).parents[2] / "README.md"
