@@ -21,9 +21,8 @@ __all__ = ["demo", "fan_out"]
 
 
 async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
-    """``bulk-update`` (``update_many``), ``bulk`` (an ``_all`` method) or ``status``
-    (``follow_many``): the plan's fan-out followed until it ends (or the plan's ``until``). A
-    bad line on stdin stops it there (exit 2)."""
+    """``bulk-update``, ``bulk`` or ``status``: the plan's fan-out followed until it ends (or
+    the plan's ``until``); a bad line on stdin stops it there (exit 2)."""
     run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
     async with make_client(plan.connection, redactor) as client:
         stream = plan.start(client, **plan.options)

@@ -30,6 +30,7 @@ __all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate"
 Lines = Sequence[str]
 _STYLE = {"pending": "dim", "queued": "yellow", "processing": "cyan", "completed": "green"}
 _STYLE |= {"failed": "bold red", "error": "bold red", "timeout": "bold yellow"}
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one NDJSON line
 
 
 class Display(Protocol):
@@ -92,8 +93,7 @@ class _Lines(Display):
         self._out, self._started = out, time.monotonic()
 
     def _print(self, line: str) -> None:
-        self._out.write(line + "\n")
-        self._out.flush()
+        print(line, file=self._out, flush=True)
 
     def stop(self) -> None:
         return None
@@ -102,17 +102,14 @@ class _Lines(Display):
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self._print(json.dumps(record, separators=(",", ":")))
-
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
-        self._write({"type": "start", **header})
+        self._print(_compact({"type": "start", **header}))
 
     def update(self, event: FanOutEvent) -> None:
-        self._write(out.progress_json(event, time.monotonic() - self._started))
+        self._print(_compact(out.progress_json(event, time.monotonic() - self._started)))
 
     def summary(self, report: Report) -> None:
-        self._write(out.report_json(report))
+        self._print(_compact(out.report_json(report)))
 
 
 class PlainDisplay(_Lines):

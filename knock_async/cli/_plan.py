@@ -119,8 +119,7 @@ def _looked(summary: FanOutSummary) -> str | None:
 
 
 def plan(args: argparse.Namespace) -> Plan:
-    """The plan for ``bulk-update``, ``bulk`` or ``status`` (the demo and the emulator need
-    none), checked."""
+    """The checked plan for ``bulk-update``, ``bulk`` or ``status`` (not the demo's)."""
     deadlines = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
