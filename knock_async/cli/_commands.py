@@ -21,8 +21,7 @@ __all__ = ["demo", "fan_out"]
 
 
 async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
-    """``bulk-update``, ``bulk`` or ``status``: the plan's fan-out followed until it ends (or
-    the plan's ``until``); a bad line on stdin stops it there (exit 2)."""
+    """The plan's fan-out followed to its end (or ``until``); a bad line on stdin stops it."""
     run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
     async with make_client(plan.connection, redactor) as client:
         stream = plan.start(client, **plan.options)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol, TextIO
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, RenderableType
 from rich.constrain import Constrain
 from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -258,16 +258,9 @@ class _Bars(Progress):
     """Rich's progress display kept 3 columns short of the terminal's width: a Ctrl-C echoed as
     ``^C`` after the last line then wraps nothing, so the redraw stays in place."""
 
-    def get_renderable(self) -> RenderableType:
-        return _Narrower(super().get_renderable())
-
-
-class _Narrower:
-    def __init__(self, renderable: RenderableType) -> None:
-        self._renderable = renderable
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Constrain(self._renderable, width=max(20, options.max_width - 3))
+    def get_renderable(self) -> RenderableType:  # at each refresh (and once before ``live``)
+        width = self.live.console.width if hasattr(self, "live") else 80
+        return Constrain(super().get_renderable(), width=max(20, width - 3))
 
 
 class RichDisplay(Display):

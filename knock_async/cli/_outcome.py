@@ -98,8 +98,7 @@ class Report:
 
     @property
     def what(self) -> str:
-        """What each result is shown as: a channel (bulk-update, the demo), a chunk of items
-        (bulk), else an operation (status)."""
+        """What each result is shown as: a channel, a chunk of items (bulk), else an operation."""
         if any(r.channel_id is not None for r in self.results):
             return "channel"
         return "chunk" if any(r.items is not None for r in self.results) else "operation"

@@ -108,14 +108,9 @@ class Plan:
 
 
 # A look: the stream's first event, from one GET sent at once with no error ridden out;
-# stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
+# stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent. A
+# look is not a wait: a running operation is fine (its status names the outcome).
 _LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
-
-
-def _looked(summary: FanOutSummary) -> str | None:
-    """A look is not a wait: a running operation is fine (its status names the outcome)."""
-    operation = summary.results[0].operation
-    return None if operation is None else operation.status.value
 
 
 def plan(args: argparse.Namespace) -> Plan:
@@ -130,7 +125,8 @@ def plan(args: argparse.Namespace) -> Plan:
             connection=Connection.from_args(args), command="status", action=None, json=args.json,
             start=lambda knock, **more: knock.bulk_operations.follow_many([ident], **more),
             options=deadlines if args.watch else {"policy": _LOOK},
-            until=None if args.watch else lambda _: True, early=None if args.watch else _looked,
+            until=None if args.watch else lambda _: True,
+            early=None if args.watch else lambda s: getattr(s.results[0].operation, "status", None),
             header={"command": "status", "operation_id": ident, "watch": args.watch},
         )  # fmt: skip
     options = {"concurrency": args.concurrency, **deadlines}
