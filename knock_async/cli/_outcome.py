@@ -279,12 +279,12 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
         lines[-1] = f"{PROG}: error: {report.stopped}; {went}nothing from item {sent} on was sent"
     if report.resume:
         lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
-    # Channels with no operation and no error: never sent, or no answer yet.
-    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
+    # Channels (or chunks read) with no operation and no error: never sent, or no answer yet.
+    unsent = [key_of(r) for r in report.results if r.status == "pending" and not r.operation_id]
     if unsent:
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
         lines.append(
-            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or interrupted "
+            f"{plural(len(unsent), report.what)} got no operation id (not sent, or interrupted "
             f"while sending, so an update may have started): {' '.join(unsent[:10])}{more}"
         )
     return lines

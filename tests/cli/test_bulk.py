@@ -334,7 +334,8 @@ def test_ctrl_c_prints_how_to_resume_each_operation(
     paced: EmulatorThread, fast: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Ctrl-C once the first chunk is submitted: exit 130, nothing more is sent, and stderr
-    gives `knock-async status ID --watch` for the operation, which goes on server-side."""
+    gives `knock-async status ID --watch` for the operation, which goes on server-side, and
+    names the chunk read but not sent."""
     update = PlainDisplay.update
 
     def interrupt_once_submitted(self: PlainDisplay, event: Any) -> None:
@@ -350,7 +351,10 @@ def test_ctrl_c_prints_how_to_resume_each_operation(
     operation_id = result.stdout.split("operation=", 1)[1].split()[0]
     lines = result.stderr.splitlines()
     assert lines[0].startswith("knock-async: interrupted: stopped following;")
-    assert lines[1:] == ["Resume following with:", f"  knock-async status {operation_id} --watch"]
+    assert lines[1:3] == ["Resume following with:", f"  knock-async status {operation_id} --watch"]
+    # The next chunk, if it was read and waiting for its turn, was not sent: it is named.
+    assert all(line.startswith("1 chunk got no operation id") for line in lines[3:])
+    assert all(line.endswith(": 1000-1999") for line in lines[3:])
     assert posts(paced) - before == 1
 
 
