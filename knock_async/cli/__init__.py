@@ -32,17 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     redactor, debug = _run.Redactor(), args.debug
     try:
         with _run.logging_to_stderr(debug=debug, redactor=redactor):
-            if args.command == "emulator":
-                return _commands.emulator(args)
+            if args.command == "emulator":  # python -m knock_async.testing's front door
+                from ..testing._frontdoor import serve_from_args
+
+                if (problem := serve_from_args(args)) is None:
+                    return int(ExitCode.OK)
+                _say(f"{PROG}: error: {problem}")  # e.g. a port that cannot be bound
+                return int(ExitCode.USAGE)
             if args.command == "demo":
                 return asyncio.run(_commands.demo(args, redactor, debug=debug))
-            plan = _plan.plan(args)
-            if isinstance(plan, _plan.StatusPlan):
-                return asyncio.run(_commands.status(plan, redactor, debug=debug))
-            # Asked before the event loop runs, where a Ctrl-C at the question ends the
-            # command at once (asyncio.run would only cancel it at its next await).
-            _commands.confirm_delete(plan)
-            return asyncio.run(_commands.bulk_update(plan, redactor, debug=debug))
+            # Planned (a delete confirmed) before the event loop runs, where a Ctrl-C at the
+            # question ends the command at once (asyncio.run would cancel it at an await).
+            return asyncio.run(_commands.fan_out(_plan.plan(args), redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))
         return int(ExitCode.USAGE)

@@ -27,7 +27,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0  # every operation completed (or was submitted, with --no-wait)
     FAILED = 1  # an operation ended ``failed`` (or the demo's check did not hold)
-    USAGE = 2  # bad arguments, missing key, refused confirmation: nothing was sent
+    USAGE = 2  # bad arguments or file, no key, not confirmed: nothing was sent (see bulk's -)
     API_ERROR = 3  # Knock refused a request (401, 403, 404, 422, ...) or could not be reached
     TIMEOUT = 4  # --timeout passed before an operation finished, or it stood still too long
     INTERRUPTED = 130  # Ctrl-C: polling stopped, operations go on server-side
@@ -38,11 +38,8 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """``argparse`` without prefix matching: ``--api-key`` must never mean ``--api-key-file``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
+    """``argparse`` saying a usage error in one line. (Each parser is made without prefix
+    matching: ``--api-key`` must never mean ``--api-key-file``.)"""
 
     def error(self, message: str) -> NoReturn:
         """One line, not the whole usage block: what is wrong, and where to look."""
@@ -65,10 +62,8 @@ def aware_datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        example = "e.g. 2024-01-31T00:00:00Z"
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 date-time ({example})"
-        ) from None
+        message = f"{text!r} is not an ISO 8601 date-time (e.g. 2024-01-31T00:00:00Z)"
+        raise argparse.ArgumentTypeError(message) from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise argparse.ArgumentTypeError(
             f"{text!r} has no UTC offset; add one, e.g. {value.isoformat()}Z or "
@@ -121,8 +116,9 @@ def _common(*, connects: bool, output: bool = True) -> _Parser:
     return parent
 
 
-def _following(group: argparse._ArgumentGroup) -> None:
-    """How long to follow, and how often to poll: the library's defaults unless given."""
+def _following(group: argparse._ArgumentGroup, *, concurrency: bool = False) -> None:
+    """How long to follow, how often to poll, and (``concurrency``) how many requests at once:
+    the library's defaults unless given."""
     seconds = positive("number of seconds")
     group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
         "operation not finished this long after it started (default: none; one that does not "
@@ -130,42 +126,54 @@ def _following(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="first and "
         f"shortest wait between polls (default: {PollPolicy().initial_delay:g}; the waits then "
         "follow the operation's predicted end)")  # fmt: skip
+    if concurrency:
+        group.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
+                           help="requests in flight at once (default: 10)")  # fmt: skip
 
 
 _EXIT_CODES = """\
 exit codes:
   0    every operation completed (also with error_count > 0: see the summary)
   1    an operation ended failed
-  2    usage error (nothing was sent)
+  2    usage error: nothing was sent (bulk --file -: a bad line stops the run there)
   3    API or authentication error (401, 403, 404 channel, 422, network)
   4    --timeout passed before an operation finished, or it stood still (it goes on)
   130  interrupted (Ctrl-C): polling stopped, operations go on server-side
-With many channels the worst outcome decides, in this order: 3, 1, 4, 0.
+With many operations the worst outcome decides, in this order: 3, 1, 4, 0.
 """
-_EPILOG: dict[str, Any] = {
-    "epilog": _EXIT_CODES,
-    "formatter_class": argparse.RawDescriptionHelpFormatter,
-}
+_MIGRATION = """\
+example: a migration, end to end (a file is checked whole before anything is sent)
+  knock-async bulk users.identify --file users.csv       # header: id,name,email
+  knock-async bulk objects.set --collection projects --file projects.ndjson
+  knock-async bulk objects.add_subscriptions --collection projects --file subs.ndjson
+      # subs.ndjson: {"id": "p1", "recipients": ["u1", "u2"]}
+  cut -d, -f1 leavers.csv | knock-async bulk users.delete --file - --format csv --json
+Ctrl-C stops following (operations go on): `knock-async status ID --watch` resumes each.
+"""
+_RAW = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    about = "Bulk-update the status of Knock channel messages and follow the operations."
-    parser = _Parser(prog=PROG, description=about, **_EPILOG)
+    about = "Run Knock's bulk operations and follow them to the end."
+    plain: dict[str, Any] = {"allow_abbrev": False, "formatter_class": _RAW}  # tables as written
+    parser = _Parser(prog=PROG, description=about, epilog=_EXIT_CODES, **plain)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     connected = _common(connects=True)
 
-    bulk = commands.add_parser(
+    def command(name: str, about: str, text: str, **more: Any) -> argparse.ArgumentParser:
+        """A command: ``about`` in the list of commands, ``text`` wrapped atop its --help, and
+        unless told otherwise the connection options and the exit codes."""
+        more = {"parents": [connected], "epilog": _EXIT_CODES, **plain, **more}
+        return commands.add_parser(name, help=about, description=textwrap.fill(text), **more)
+
+    bulk = command(
         "bulk-update",
-        parents=[connected],
-        help="update the status of a channel's messages (many channels at once)",
-        description=textwrap.fill(
-            "Start a bulk status update on each channel, then follow the operations to the end "
-            "with a live progress display. Filters combine with AND. Ctrl-C stops following "
-            "(the operations go on server-side) and prints how to resume."
-        ),
-        **_EPILOG,
+        "update the status of a channel's messages (many channels at once)",
+        "Start a bulk status update on each channel, then follow the operations to the end "
+        "with a live progress display. Filters combine with AND. Ctrl-C stops following "
+        "(the operations go on server-side) and prints how to resume.",
     )
     actions = [action.value for action in models.BulkAction]
     bulk.add_argument("action", metavar="ACTION", choices=actions, help=", ".join(actions))
@@ -198,41 +206,51 @@ def build_parser() -> argparse.ArgumentParser:
     run = bulk.add_argument_group("running")
     no_wait = "submit, print the operation ids and exit"
     run.add_argument("--no-wait", action="store_true", help=no_wait)
-    _following(run)
-    run.add_argument("--concurrency", type=int_range(1, 100), default=10, metavar="N",
-                     help="requests in flight with many channels (default: 10)")  # fmt: skip
+    _following(run, concurrency=True)
     delete = "confirm `delete` with no filter (deletes every message)"
     run.add_argument("-y", "--yes", action="store_true", help=delete)
 
-    status = commands.add_parser(
+    from ._items_file import HELP, OPERATIONS  # its errors are UsageErrors, defined above
+
+    items = command(
+        "bulk",
+        "run another Knock bulk operation (users, objects, tenants, ...) over a file",
+        "Send the items of --file to OPERATION in requests of up to 1,000, paced at Knock's "
+        "rate limit for it, and follow every operation to the end with a live progress "
+        "display. A file is checked whole before anything is sent; from stdin, a bad line "
+        "stops the run there. Ctrl-C stops following (operations go on server-side).",
+        epilog=f"{HELP}\n{_MIGRATION}\n{_EXIT_CODES}",
+    )
+    items.add_argument("operation", metavar="OPERATION", choices=list(OPERATIONS),
+                       help=", ".join(OPERATIONS))  # fmt: skip
+    items.add_argument("--file", required=True, metavar="PATH", help="NDJSON or CSV ('-': stdin)")
+    items.add_argument("--format", choices=["csv", "ndjson"], help="default: from the extension")
+    items.add_argument("--collection", metavar="NAME", help="the objects' collection (objects.*)")
+    items.add_argument("--preferences", type=json_object, metavar="JSON",
+                       help="the preference set to write (users.set_preferences)")  # fmt: skip
+    _following(items.add_argument_group("running"), concurrency=True)
+
+    status = command(
         "status",
-        parents=[connected],
-        help="show a bulk operation, or follow it with --watch",
-        description="Show a bulk operation as it stands now, or follow it to the end with --watch.",
-        **_EPILOG,
+        "show a bulk operation, or follow it with --watch",
+        "Show a bulk operation as it stands now, or follow it to the end with --watch.",
     )
     status.add_argument("operation_id", metavar="OPERATION_ID")
     watch = "follow until completed or failed"
     status.add_argument("-w", "--watch", action="store_true", help=watch)
     _following(status.add_argument_group("with --watch"))
 
-    emulator = commands.add_parser(
-        "emulator",
-        parents=[_common(connects=False, output=False)],
-        help="serve the embedded Knock emulator on loopback until Ctrl-C",
-        description=DESCRIPTION,
-    )
-    add_arguments(emulator)
-
-    demo = commands.add_parser(
+    serve = "serve the embedded Knock emulator on loopback until Ctrl-C"
+    local = _common(connects=False, output=False)
+    add_arguments(command("emulator", serve, DESCRIPTION, parents=[local], epilog=None))
+    demo = command(
         "demo",
+        "run a bulk update over several channels against the embedded emulator",
+        "Start the Knock emulator in-process, seed realistic messages on several channels, "
+        "archive the read ones older than a week on all of them with live progress, and "
+        "check the result against the emulator's store. Needs no Knock account.",
         parents=[_common(connects=False)],
-        help="run a bulk update over several channels against the embedded emulator",
-        description=(
-            "Start the Knock emulator in-process, seed realistic messages on several channels, "
-            "archive the read ones older than a week on all of them with live progress, and "
-            "check the result against the emulator's store. Needs no Knock account."
-        ),
+        epilog=None,
     )
     speed = "emulated processing speed per operation"
     for flag, parse, default, metavar, what in (

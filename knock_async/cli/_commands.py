@@ -1,89 +1,35 @@
-"""The commands: ``bulk-update`` and ``status``, each a library stream (``update_many``'s,
-``follow_many``'s) shown by a display; ``demo``, the same against the embedded emulator; and
-``emulator``. Only ``demo`` and ``emulator`` import the emulator (``aiohttp.web``)."""
+"""The commands: ``bulk-update``, ``bulk`` and ``status``, each a library stream
+(``update_many``'s, an ``_all`` method's, ``follow_many``'s) shown by a display; and ``demo``,
+the same against the embedded emulator (which imports ``aiohttp.web``, only then)."""
 
 from __future__ import annotations
 
 import argparse
 import secrets
-import sys
 from datetime import timedelta
 from typing import Any
 
 from .._client import KnockClient
 from .._fanout import Outcome
 from .._follow import PollPolicy
-from ._args import PROG, ExitCode, UsageError
-from ._plan import BulkPlan, StatusPlan, filters_json, restricts, start_header
+from ._args import PROG
+from ._items_file import BadLineError
+from ._plan import Plan, filters_json, start_header
 from ._run import Redactor, Run, make_client
-from ._wrap import prose, terminal_width
 
-__all__ = ["bulk_update", "confirm_delete", "demo", "emulator", "status"]
-
-
-def confirm_delete(plan: BulkPlan) -> None:
-    """``delete`` with no restricting filter deletes every message: ``--yes`` or a typed
-    confirmation on a terminal, else a usage error."""
-    if plan.action != "delete" or restricts(plan.filters) or plan.yes:
-        return
-    channels = plan.channels
-    what = f"{len(channels)} channels" if len(channels) > 1 else f"channel {channels[0]}"
-    warning = f"`delete` with no filter deletes EVERY message in {what}"
-    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not plan.stdin_is_data
-    if not interactive or plan.json:
-        raise UsageError(
-            f"{warning}; nothing was sent. Pass --yes to confirm, or add a filter "
-            "(e.g. --older-than 2024-01-01T00:00:00Z)"
-        )
-    # Wrapped between words: a terminal would cut the channel id at its edge.
-    prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
-    print(prompt, end=" ", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip() != "delete":
-        raise UsageError("not confirmed; nothing was sent")
+__all__ = ["demo", "fan_out"]
 
 
-async def bulk_update(plan: BulkPlan, redactor: Redactor, *, debug: bool) -> int:
-    """``update_many`` over one channel or many, followed to the end (or, with --no-wait, until
-    every channel has its operation or its error), once ``confirm_delete`` has let it."""
-    channels, action, connection = plan.channels, plan.action, plan.connection
-    run = Run("bulk-update", plan.json, redactor, debug=debug, base_url=connection.base_url)
-    header = start_header("bulk-update", action, channels, plan.filters, wait=plan.wait)
-    async with make_client(connection, redactor) as client:
-        fanout = client.channels.bulk.update_many(
-            channels, action, concurrency=plan.concurrency, **plan.deadlines, **plan.filters
-        )
-        until = None if plan.wait else lambda event: event.totals.unsubmitted == 0
-        await run.follow(fanout, header, rows=channels, until=until)
-    return run.finish(plan.action, outcome=None if plan.wait else "submitted")
-
-
-async def status(plan: StatusPlan, redactor: Redactor, *, debug: bool) -> int:
-    """One GET (a look: the operation as it stands, no wait, no deadline), or ``follow_many``
-    to the end with ``--watch``."""
-    connection, operation_id = plan.connection, plan.operation_id
-    run = Run("status", plan.json, redactor, debug=debug, base_url=connection.base_url)
-    header = {"command": "status", "operation_id": operation_id, "watch": plan.watch}
-    # A look is the stream's first event, from one GET sent at once with no error ridden out;
-    # stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent.
-    options = plan.deadlines if plan.watch else {"policy": _LOOK}
-    async with make_client(connection, redactor) as client:
-        stream = client.bulk_operations.follow_many([operation_id], **options)
-        summary = await run.follow(stream, header, until=None if plan.watch else lambda _: True)
-    # A look is not a wait: a running operation is fine (its status names the outcome).
-    operation = summary.results[0].operation
-    return run.finish(None, outcome=None if operation is None else operation.status.value)
-
-
-_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
-
-
-def emulator(args: argparse.Namespace) -> int:
-    """The emulator's front door (``python -m knock_async.testing``'s), until Ctrl-C."""
-    from ..testing._frontdoor import serve_from_args
-
-    if (problem := serve_from_args(args)) is not None:
-        raise UsageError(problem)
-    return int(ExitCode.OK)
+async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
+    """The plan's fan-out followed to its end (or ``until``); a bad line on stdin stops it."""
+    run = Run(plan.command, plan.json, redactor, debug=debug, base_url=plan.connection.base_url)
+    async with make_client(plan.connection, redactor) as client:
+        stream = plan.start(client, **plan.options)
+        try:
+            summary = await run.follow(stream, plan.header, rows=plan.rows, until=plan.until)
+        except BadLineError as exc:  # what was sent before it goes on: the summary says
+            return run.finish(plan.action, outcome="bad_line", stopped=str(exc))
+    return run.finish(plan.action, outcome=plan.early and plan.early(summary))
 
 
 # Polls a little more often than the library's default: the demo lasts seconds.
@@ -129,8 +75,9 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
             f"--archived exclude --older-than {stamp}",
             f"would (emulated processing: {rate:,.0f} rows/s per operation).",
         ]
-        more = {"wait": True, "base_url": emu.base_url}
-        header = start_header("demo", "archive", channels, filters, **more)
+        header = start_header(
+            "demo", "archive", channels, filters, wait=True, base_url=emu.base_url
+        )
         run = Run("demo", args.json, redactor, debug=debug, base_url=emu.base_url)
         async with KnockClient(api_key=key, base_url=emu.base_url, poll=DEMO_POLL) as client:
             fanout = client.channels.bulk.update_many(channels, "archive", timeout=120.0, **filters)

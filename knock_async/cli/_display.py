@@ -3,6 +3,7 @@ otherwise, NDJSON with ``--json``: three ``Display``s, one chosen per run (``mak
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol, TextIO
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, RenderableType
 from rich.constrain import Constrain
 from rich.padding import PaddingDimensions
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -29,6 +30,7 @@ __all__ = ["Display", "JsonDisplay", "PlainDisplay", "RichDisplay", "abbreviate"
 Lines = Sequence[str]
 _STYLE = {"pending": "dim", "queued": "yellow", "processing": "cyan", "completed": "green"}
 _STYLE |= {"failed": "bold red", "error": "bold red", "timeout": "bold yellow"}
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # one NDJSON line
 
 
 class Display(Protocol):
@@ -91,8 +93,7 @@ class _Lines(Display):
         self._out, self._started = out, time.monotonic()
 
     def _print(self, line: str) -> None:
-        self._out.write(line + "\n")
-        self._out.flush()
+        print(line, file=self._out, flush=True)
 
     def stop(self) -> None:
         return None
@@ -101,17 +102,14 @@ class _Lines(Display):
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
 
-    def _write(self, record: dict[str, Any]) -> None:
-        self._print(json.dumps(record, separators=(",", ":")))
-
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
-        self._write({"type": "start", **header})
+        self._print(_compact({"type": "start", **header}))
 
     def update(self, event: FanOutEvent) -> None:
-        self._write(out.progress_json(event, time.monotonic() - self._started))
+        self._print(_compact(out.progress_json(event, time.monotonic() - self._started)))
 
     def summary(self, report: Report) -> None:
-        self._write(out.report_json(report))
+        self._print(_compact(out.report_json(report)))
 
 
 class PlainDisplay(_Lines):
@@ -168,8 +166,15 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
         results = list(report.results)
         if limit is not None and len(results) > limit:  # the channels not completed first
             results = sorted(results, key=lambda r: r.outcome is Outcome.COMPLETED)[:limit]
+        # The numbers, exact: with thousands separators if they fit, else without, else with
+        # one space between columns (a measure is clamped to the width: hence unbounded).
+        unbounded = console.options.update_width(10_000)
+        for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
+            numbers = _number_table(report, results, separator, padding)
+            if console.measure(numbers, options=unbounded).maximum <= console.width:
+                break
         console.print()
-        console.print(_numbers(console, report, results))
+        console.print(numbers)
         if more := len(report.results) - len(results):
             console.print(f"  … and {out.plural(more, f'more {report.what}')}")
         console.print()
@@ -187,17 +192,6 @@ def print_summary(console: Console, report: Report, *, limit: int | None = None)
             say(console, f"  {command}")
 
 
-def _numbers(console: Console, report: Report, results: list[ChannelResult]) -> Table:
-    """The numbers, exact: with thousands separators if they fit, else without, else with one
-    space between columns."""
-    unbounded = console.options.update_width(10_000)  # a measure is clamped to the width
-    for separator, padding in ((",", (0, 1)), ("", (0, 1)), ("", (0, 1, 0, 0))):
-        table = _number_table(report, results, separator, padding)
-        if console.measure(table, options=unbounded).maximum <= console.width:
-            break
-    return table
-
-
 def _number_table(
     report: Report, results: list[ChannelResult], separator: str, padding: PaddingDimensions
 ) -> Table:
@@ -212,16 +206,13 @@ def _number_table(
         op, key = result.operation, key_of(result)
         status, extra = _status(result), report.values.get(key, {})
         table.add_row(
-            key[:8],
+            key if result.items else key[:8],
             Text(status, style=_STYLE.get(status.split(" ")[0], "")),
-            *(count(0 if op is None else getattr(op, field)) for field in _COUNTS),
+            *(count(getattr(op, field, 0)) for field in out.COUNTS),
             format_duration(out.duration_seconds(op)),
             *(count(extra.get(field, "")) for field, _ in report.columns),
         )
     return table
-
-
-_COUNTS = ("processed_rows", "success_count", "error_count")
 
 
 def _summary_line(report: Report) -> str:
@@ -238,12 +229,12 @@ def _summary_line(report: Report) -> str:
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
-    timeouts = report.count(Outcome.TIMED_OUT)
+    ended = collections.Counter(result.outcome for result in report.results)
     return (
         f"{report.outcome}: {what}{out.plural(len(report.results), report.what)}: "
-        f"{report.count(Outcome.COMPLETED)} completed, {report.count(Outcome.FAILED)} failed, "
-        f"{report.count(Outcome.ERROR)} errored"
-        + (f", {timeouts} timed out" if timeouts else "")
+        f"{ended[Outcome.COMPLETED]} completed, {ended[Outcome.FAILED]} failed, "
+        f"{ended[Outcome.ERROR]} errored"
+        + (f", {ended[Outcome.TIMED_OUT]} timed out" if ended[Outcome.TIMED_OUT] else "")
         + f"; {out.plural(report.summary.totals.processed_rows, 'row')} processed in "
         f"{format_duration(report.elapsed)} {code}"
     )
@@ -267,16 +258,9 @@ class _Bars(Progress):
     """Rich's progress display kept 3 columns short of the terminal's width: a Ctrl-C echoed as
     ``^C`` after the last line then wraps nothing, so the redraw stays in place."""
 
-    def get_renderable(self) -> RenderableType:
-        return _Narrower(super().get_renderable())
-
-
-class _Narrower:
-    def __init__(self, renderable: RenderableType) -> None:
-        self._renderable = renderable
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield Constrain(self._renderable, width=max(20, options.max_width - 3))
+    def get_renderable(self) -> RenderableType:  # at each refresh (and once before ``live``)
+        width = self.live.console.width if hasattr(self, "live") else 80
+        return Constrain(super().get_renderable(), width=max(20, width - 3))
 
 
 class RichDisplay(Display):
@@ -300,19 +284,16 @@ class RichDisplay(Display):
             expand=True,
         )
         self._tasks: dict[str, TaskID] = {}
-        self._total: TaskID | None = None
-        self._live = False
+        self._total = TaskID(-1)
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
         for line in intro:
             say(self.console, line)
-        if len(rows) > 1:
-            label = f"all {len(rows)} channels"
-            self._total = self._progress.add_task(label, total=None, **_bar(status=""))
+        # On top, shown once there are several channels (or chunks: their count grows as read).
+        self._total = self._progress.add_task("", total=None, visible=False, **_bar(status=""))
         for key in rows[: self.MAX_ROWS]:
             self._tasks[key] = self._progress.add_task(key[:8], total=None, **_bar())
         self._progress.start()
-        self._live = True
 
     def update(self, event: FanOutEvent) -> None:
         result, progress, totals = result_of(event), event.progress, event.totals
@@ -332,10 +313,12 @@ class RichDisplay(Display):
                 # Make room for channels still running; the summary lists this one.
                 self._progress.update(task, visible=False)
                 del self._tasks[key]
-        if self._total is not None:
+        if totals.channels > 1:
             done = f"{totals.finished}/{totals.channels} done"
             rows = (totals.processed_rows, totals.estimated_total_rows)
             fields = _bar(*rows, totals.rows_per_second, totals.eta, done)
+            noun = "channels" if event.channel_id else "operations"
+            fields |= {"description": f"all {totals.channels} {noun}", "visible": True}
             self._set(self._total, totals.fraction, fields)
 
     def _set(self, task: TaskID, fraction: float | None, fields: dict[str, Any]) -> None:
@@ -343,9 +326,7 @@ class RichDisplay(Display):
         self._progress.update(task, total=total, completed=done, **fields)
 
     def stop(self) -> None:
-        if self._live:
-            self._live = False
-            self._progress.stop()
+        self._progress.stop()  # rich's own stop does nothing once stopped, or if never started
 
     def summary(self, report: Report) -> None:
         print_summary(self.console, report, limit=30)

@@ -1,11 +1,12 @@
 """``knock-async bulk``'s input: its ten operations (the library's endpoint rows) and the items
 of ``--file``, read lazily, each through the library's own check, so that a bad one raises
-``BadLineError`` (exit 2) naming its line before any line after it is read. Formats: ``HELP``.
-"""
+``BadLineError`` (exit 2) naming its line before any line after it is read. Formats: ``HELP``."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import os
 import sys
@@ -20,28 +21,24 @@ from .._endpoints import ENDPOINTS, Endpoint
 from .._items import check_id
 from ._args import UsageError
 
-__all__ = ["FORMATS", "HELP", "OPERATIONS", "BadLineError", "Operation", "check", "read_items"]
+__all__ = ["HELP", "OPERATIONS", "BadLineError", "CheckedFile", "Operation", "read_items"]
 
 FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
 HELP = """\
---file formats (by extension, or --format; '-' is stdin and needs --format):
-  NDJSON (.ndjson, .jsonl)  one item a line, blank lines skipped: a JSON object, or for an
-                            id list a JSON string or a bare id (the trimmed line)
-  CSV (.csv)                a header row; an id list reads its 'id' column; otherwise each
-                            row is an object of its non-empty cells, as text (a cell starting
-                            with { or [ is JSON: recipients, nested data)
+--file: NDJSON (.ndjson, .jsonl) or CSV (.csv), else --format; '-' is stdin (needs --format).
+  NDJSON: an item a line (blank lines skipped): a JSON object, or for ids a JSON string or
+  the bare id. CSV: a header row; ids are its 'id' column, otherwise each row is an object
+  of its non-empty cells, as text (a cell starting with { or [ is JSON: recipients, ...).
 """
 
 
 @attrs.frozen
 class Operation:
-    """An ``OPERATION``: its endpoint's row, ``knock.<family>.bulk``, whether it takes
-    ``--collection``, whether its items are ids, and the argument it needs besides."""
+    """An ``OPERATION``: its endpoint's row (``users.bulk.identify``: ``knock.users.bulk``),
+    whether it takes ``--collection``, and the argument it needs besides."""
 
     row: Endpoint
-    family: str
     collection: bool
-    ids: bool
     extra: str | None
 
     def start(
@@ -49,7 +46,7 @@ class Operation:
         extra: object = None, **options: Unpack[FollowOptions],
     ) -> FanOut:  # fmt: skip
         """The library's ``_all`` stream (``row.all_method``) over ``items``."""
-        bulk = getattr(knock, self.family).bulk
+        bulk = getattr(knock, self.row.name.partition(".")[0]).bulk
         method: Callable[..., FanOut] = getattr(bulk, self.row.all_method)
         arguments = {self.row.items: items, **({self.extra: extra} if self.extra else {})}
         return method(*[collection][: self.collection], **arguments, **options)
@@ -58,11 +55,9 @@ class Operation:
 # Knock's names are the rows' without ".bulk"; the table does not list a body field besides.
 _EXTRA = {"users.bulk.set_preferences": "preferences"}
 OPERATIONS = {
-    r.name.replace(".bulk.", "."): Operation(
-        r, r.name.partition(".")[0], "{collection}" in r.route, r.check is check_id,
-        _EXTRA.get(r.name),
-    ) for r in ENDPOINTS.values()
-}  # fmt: skip
+    r.name.replace(".bulk.", "."): Operation(r, "{collection}" in r.route, _EXTRA.get(r.name))
+    for r in ENDPOINTS.values()
+}
 
 
 class BadLineError(UsageError):
@@ -124,29 +119,37 @@ def read_items(path: str, operation: Operation, *, fmt: str | None = None) -> It
 def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
     where, parse = ("stdin" if path == "-" else path), (_csv if fmt == "csv" else _ndjson)
     try:
-        file = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        file = contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")  # noqa: SIM115
     except OSError as exc:  # missing, a directory, not readable: one line, exit 2
         raise UsageError(f"cannot read --file {path}: {exc.strerror}") from None
-    try:
-        for index, (number, item) in enumerate(parse(_decoded(file, where), where, op.ids)):
-            try:  # the library's message, and the line
-                yield op.row.check(f"{op.row.items}[{index}]", item)
-            except (TypeError, ValueError) as exc:
-                raise BadLineError(where, number, str(exc)) from None
-    finally:
-        if path != "-":
-            file.close()
-
-
-def _decoded(file: Iterable[bytes], where: str) -> Iterator[str]:
-    for number, raw in enumerate(file, start=1):
-        try:  # a BOM (Excel's CSV) starts the file, not its first id
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+    read = itertools.count(1)  # lines read: the one that is not UTF-8 is the last
+    with file as lines:  # a BOM (Excel's CSV) starts the file, not its first id
+        text = (raw.decode("utf-8-sig" if next(read) == 1 else "utf-8") for raw in lines)
+        try:
+            for index, (number, item) in enumerate(parse(text, where, op.row.check is check_id)):
+                try:  # the library's message, and the line
+                    yield op.row.check(f"{op.row.items}[{index}]", item)
+                except (TypeError, ValueError) as exc:
+                    raise BadLineError(where, number, str(exc)) from None
         except UnicodeDecodeError:
-            raise BadLineError(where, number, "not UTF-8 text") from None
+            raise BadLineError(where, next(read) - 1, "not UTF-8 text") from None
 
 
 def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:
-    """Read a real file once, checking every line: its number of items, or the first
-    ``BadLineError``. (The run reads it again to send; stdin cannot be read twice.)"""
+    """A real file read once, every line checked: its items, or the first ``BadLineError``."""
     return sum(1 for _ in read_items(path, operation, fmt=fmt))
+
+
+@attrs.frozen
+class CheckedFile:
+    """A real file's ``count`` items (``check``ed whole): sized, so that the run's totals count
+    the chunks not sent yet; each iteration ``read``s the file again, as stdin cannot be."""
+
+    read: Callable[[], Iterator[object]]
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[object]:
+        return self.read()

@@ -4,13 +4,13 @@ it leaves (``result_of``): every status and outcome shown is the library's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
-from .. import _errors as errors
 from .._errors import KnockError, NotFoundError
 from .._fanout import ChannelResult, FanOutEvent, FanOutSummary, FanOutTotals, Outcome
 from .._follow import DEFAULT_STALL_TIMEOUT
@@ -32,6 +32,7 @@ EXIT_CODES: Mapping[str, ExitCode] = {
     "queued": ExitCode.OK,  # status without --watch: the API's status
     "processing": ExitCode.OK,
     "interrupted": ExitCode.INTERRUPTED,
+    "bad_line": ExitCode.USAGE,  # bulk from stdin: stopped at a bad line
 }
 _NOT_ENDED = (Outcome.PENDING, Outcome.RUNNING)
 
@@ -66,7 +67,10 @@ def duration_seconds(op: BulkOperation | None) -> float | None:
 
 
 def key_of(result: ChannelResult) -> str:
-    """What a result is shown under: its channel, else its operation."""
+    """What a result is shown under: its channel, the items its chunk carried (``0-999``, the
+    input's indices), else its operation."""
+    if result.items is not None:
+        return f"{result.items.start}-{result.items.stop - 1}"
     return result.channel_id or result.operation_id or "?"
 
 
@@ -86,6 +90,7 @@ class Report:
     values: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     notes: tuple[str, ...] = ()
     verified: bool | None = None
+    stopped: str | None = None  # the bad line that stopped a bulk run
 
     @property
     def results(self) -> tuple[ChannelResult, ...]:
@@ -93,8 +98,10 @@ class Report:
 
     @property
     def what(self) -> str:
-        """What each result is shown as: a channel (bulk-update, the demo), else an operation."""
-        return "channel" if any(r.channel_id is not None for r in self.results) else "operation"
+        """What each result is shown as: a channel, a chunk of items (bulk), else an operation."""
+        if any(r.channel_id is not None for r in self.results):
+            return "channel"
+        return "chunk" if any(r.items is not None for r in self.results) else "operation"
 
     @property
     def code(self) -> ExitCode:
@@ -111,8 +118,8 @@ class Report:
             if self.command != "demo" and r.operation_id is not None and r.outcome in unended
         ]
 
-    def count(self, outcome: Outcome) -> int:
-        return sum(r.outcome is outcome for r in self.results)
+
+COUNTS = ("processed_rows", "success_count", "error_count")  # an operation's, exact
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -128,10 +135,8 @@ def operation_json(result: ChannelResult, progress: Progress | None) -> dict[str
         "operation_id": result.operation_id,
         "status": op.status.value if op else "pending" if error is None else "error",
         "outcome": name(result.outcome),
-        "processed_rows": 0 if op is None else op.processed_rows,
+        **{field: getattr(op, field, 0) for field in COUNTS},  # 0 before the operation exists
         "estimated_total_rows": None if op is None else op.estimated_total_rows,
-        "success_count": 0 if op is None else op.success_count,
-        "error_count": 0 if op is None else op.error_count,
         "fraction": None if progress is None else _round(progress.fraction, 4),
         "rows_per_second": None if progress is None else _round(progress.rows_per_second, 1),
         "eta_seconds": _round(eta, 1),
@@ -163,6 +168,8 @@ def progress_json(event: FanOutEvent, elapsed: float) -> dict[str, Any]:
 def report_json(report: Report) -> dict[str, Any]:
     operations = [
         operation_json(r, report.progress.get(r.operation_id or ""))
+        | ({} if r.items is None else {"items": [r.items.start, r.items.stop]})
+        | {"error_items": [attrs.asdict(e) for e in getattr(r.operation, "error_items", ())]}
         | dict(report.values.get(key_of(r), {}))
         for r in report.results
     ]
@@ -190,28 +197,22 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# What to do about an error, in the command line's words: the first entry it is an instance of.
-_HINTS: tuple[tuple[type[KnockError] | tuple[type[KnockError], ...], str], ...] = (
-    (
-        errors.AuthenticationError,
-        "check the API key in KNOCK_API_KEY or --api-key-file: it must be a secret (sk_...) key "
-        "of this Knock environment",
-    ),
-    (
-        errors.PermissionDeniedError,
-        "use a secret (sk_...) key: public pk_ keys cannot run bulk updates",
-    ),
-    (NotFoundError, "check the {what} id and that it belongs to this environment (and --branch)"),
-    ((errors.UnprocessableEntityError, errors.BadRequestError), "check the filters given"),
-    (errors.RateLimitError, "Knock's rate limit was hit: wait and retry, or lower --concurrency"),
-    (
-        errors.InternalServerError,
-        "Knock had a problem: retry later, quoting the request_id to support",
-    ),
-    (errors.APIConnectionError, "check the network and --base-url (now {base_url})"),
-    (errors.ResponseValidationError, "the response broke the API contract; rerun with --debug"),
-    (errors.APIError, "see Knock's message"),
-)
+# What to do about an error, in the command line's words, under the most specific of its
+# classes that has an entry (a line starting with spaces continues the one above).
+_HINT_LINES = """\
+AuthenticationError: check the API key in KNOCK_API_KEY or --api-key-file: it must be a
+  secret (sk_...) key of this Knock environment
+PermissionDeniedError: use a secret (sk_...) key: public pk_ keys cannot run bulk updates
+NotFoundError: check the {what} id and that it belongs to this environment (and --branch)
+UnprocessableEntityError: check the filters or items given
+BadRequestError: check the filters or items given
+RateLimitError: Knock's rate limit was hit: wait and retry, or lower --concurrency
+InternalServerError: Knock had a problem: retry later, quoting the request_id to support
+APIConnectionError: check the network and --base-url (now {base_url})
+APIResponseValidationError: the response broke the API contract; rerun with --debug
+APIError: see Knock's message
+"""
+_HINTS = dict(line.split(": ", 1) for line in re.sub(r"\n +", " ", _HINT_LINES).splitlines())
 
 
 def hint(error: KnockError, *, what: str, base_url: str) -> str:
@@ -219,7 +220,8 @@ def hint(error: KnockError, *, what: str, base_url: str) -> str:
     URL points at something else."""
     if isinstance(error, NotFoundError) and error.code is None and error.type is None:
         return f"this is not Knock's API at {base_url}: check --base-url (or KNOCK_BASE_URL)"
-    text = next((t for kind, t in _HINTS if isinstance(error, kind)), "rerun with --debug")
+    kinds = [kind.__name__ for kind in type(error).__mro__ if kind.__name__ in _HINTS]
+    text = _HINTS[kinds[0]] if kinds else "rerun with --debug"
     return text.format(what=what, base_url=base_url)
 
 
@@ -231,7 +233,7 @@ def _rows(op: BulkOperation | None) -> str:
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
     """The stderr lines: one per failed or timed-out operation, one per distinct error
-    (grouped by kind, status and code), then what an interruption left behind."""
+    (grouped by kind, status and code), then what an interruption or a bad line left behind."""
     what = report.what
     lines: list[str] = []
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
@@ -262,25 +264,27 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             subject = f"{len(keys)} {what}s ({keys[0]} and {len(keys) - 1} more)"
         advice = hint(first, what=what, base_url=base_url)
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
-    return lines + (_interrupted(report) if report.outcome == "interrupted" else [])
-
-
-def _interrupted(report: Report) -> list[str]:
-    """What Ctrl-C left behind: each resume command on its own (indented) line."""
+    # What Ctrl-C or a bad line left behind: each resume command on its own (indented) line.
+    if report.outcome not in ("interrupted", "bad_line"):
+        return lines
     if report.command == "demo":  # its emulator, and its operations, end with it
-        return [f"{PROG}: interrupted"]
-    lines = [
+        return [*lines, f"{PROG}: interrupted"]
+    lines.append(
         f"{PROG}: interrupted: stopped following; operations already started go on "
         "server-side (Ctrl-C does not cancel them)."
-    ]
+    )
+    if report.stopped is not None:  # a bad line: the chunks before it were sent, in order
+        sent = sum(len(r.items or ()) for r in report.results if r.operation_id is not None)
+        went = f"items 0-{sent - 1} went in operations that go on server-side; " if sent else ""
+        lines[-1] = f"{PROG}: error: {report.stopped}; {went}nothing from item {sent} on was sent"
     if report.resume:
         lines += ["Resume following with:", *(f"  {command}" for command in report.resume)]
-    # Channels with no operation and no error: never sent, or no answer yet.
-    unsent = [r.channel_id for r in report.results if r.channel_id and r.status == "pending"]
+    # Channels (or chunks read) with no operation and no error: never sent, or no answer yet.
+    unsent = [key_of(r) for r in report.results if r.status == "pending" and not r.operation_id]
     if unsent:
         more = f" and {len(unsent) - 10} more" if len(unsent) > 10 else ""
         lines.append(
-            f"{plural(len(unsent), 'channel')} got no operation id (not sent, or interrupted "
+            f"{plural(len(unsent), report.what)} got no operation id (not sent, or interrupted "
             f"while sending, so an update may have started): {' '.join(unsent[:10])}{more}"
         )
     return lines

@@ -1,26 +1,32 @@
 """Arguments into a frozen plan: what a command will do, checked (``--channels-file`` read,
-the base URL checked) before anything is sent. Stdlib and attrs only, like ``_args``."""
+a ``--file`` read whole, the base URL checked) before anything is sent. No ``rich``."""
 
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
+from yarl import URL
 
 from .._convert import format_datetime
+from .._endpoints import endpoint_url
+from .._fanout import FanOut, FanOutEvent, FanOutSummary
 from .._follow import PollPolicy
-from .._models import BulkActionValue, BulkFilters
+from .._models import BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
-from ._args import UsageError, channel_id
+from ._args import PROG, UsageError, channel_id
+from ._items_file import OPERATIONS, CheckedFile, check, read_items
+from ._wrap import prose, terminal_width
 
-__all__ = ["BulkPlan", "Connection", "StatusPlan", "plan"]
+__all__ = ["Connection", "Plan", "plan"]
 
 
 def _setting(value: str | None, option: str, variable: str) -> tuple[str | None, str]:
@@ -67,15 +73,12 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        interval, poll = args.poll_interval, None
+        poll, interval, default = None, args.poll_interval, PollPolicy()
         if interval is not None:  # else the library's default policy
-            default = PollPolicy()
-            poll = attrs.evolve(
-                default,
-                initial_delay=interval,
-                max_delay=max(default.max_delay, interval),
-                max_eta_delay=max(default.max_eta_delay, interval),
-            )
+            longest = {
+                f: max(getattr(default, f), interval) for f in ("max_delay", "max_eta_delay")
+            }
+            poll = attrs.evolve(default, initial_delay=interval, **longest)
         client = {
             "base_url": str(checked),  # the environment's one spelling, as the library's
             "branch": _setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
@@ -87,52 +90,109 @@ class Connection:
 
 
 @attrs.frozen(kw_only=True)
-class BulkPlan:
-    """``bulk-update``: which action on which channels, with which filters, followed how."""
+class Plan:
+    """``bulk-update``, ``bulk`` or ``status``: a library fan-out, ``start(client, **options)``,
+    shown under ``header`` (the NDJSON ``start``) with ``rows`` from the start, followed to the
+    end or to an event for which ``until`` holds (then ``early`` names the outcome)."""
 
     connection: Connection
-    action: BulkActionValue  # argparse's choices are the BulkAction values
-    channels: tuple[str, ...]
-    filters: Mapping[str, Any]  # ``update_many`` keywords (``BulkFilters``)
-    wait: bool
-    deadlines: Mapping[str, Any]  # --timeout as the library's keyword (else its default)
-    concurrency: int
-    yes: bool
+    command: str
+    action: str | None  # bulk-update's ACTION (a BulkAction value), bulk's OPERATION
+    start: Callable[..., FanOut]
+    options: Mapping[str, Any]  # the library's keywords: --concurrency, --timeout, filters
+    header: Mapping[str, Any]
     json: bool
-    stdin_is_data: bool  # stdin holds channels or the key: no typed confirmation
+    rows: tuple[str, ...] = ()  # bulk-update's channels
+    until: Callable[[FanOutEvent], bool] | None = None
+    early: Callable[[FanOutSummary], str | None] | None = None
 
 
-@attrs.frozen(kw_only=True)
-class StatusPlan:
-    """``status``: which operation, looked at once or watched."""
-
-    connection: Connection
-    operation_id: str
-    watch: bool
-    deadlines: Mapping[str, Any]
-    json: bool
+# A look: the stream's first event, from one GET sent at once with no error ridden out;
+# stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent. A
+# look is not a wait: a running operation is fine (its status names the outcome).
+_LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
-def plan(args: argparse.Namespace) -> BulkPlan | StatusPlan:
-    """The plan for ``bulk-update`` or ``status`` (the demo and the emulator need none)."""
-    common: dict[str, Any] = {"json": args.json}
-    common["deadlines"] = {} if args.timeout is None else {"timeout": args.timeout}
+def plan(args: argparse.Namespace) -> Plan:
+    """The checked plan for ``bulk-update``, ``bulk`` or ``status`` (not the demo's)."""
+    deadlines = {} if args.timeout is None else {"timeout": args.timeout}
     if args.command == "status":
         try:  # the rule the library's requests hold it to
-            parse_operation_id(args.operation_id)
+            parse_operation_id(ident := args.operation_id)
         except ValueError:
-            raise UsageError(f"{args.operation_id!r} is not a bulk operation id") from None
-        common["connection"] = Connection.from_args(args)
-        return StatusPlan(operation_id=args.operation_id, watch=args.watch, **common)
+            raise UsageError(f"{ident!r} is not a bulk operation id") from None
+        return Plan(
+            connection=Connection.from_args(args), command="status", action=None, json=args.json,
+            start=lambda knock, **more: knock.bulk_operations.follow_many([ident], **more),
+            options=deadlines if args.watch else {"policy": _LOOK},
+            until=None if args.watch else lambda _: True,
+            early=None if args.watch else lambda s: getattr(s.results[0].operation, "status", None),
+            header={"command": "status", "operation_id": ident, "watch": args.watch},
+        )  # fmt: skip
+    options = {"concurrency": args.concurrency, **deadlines}
+    for option in ("--channels-file", "--file"):  # stdin is the key's or the data's
+        if getattr(args, option[2:].replace("-", "_"), None) == "-" == args.api_key_file:
+            raise UsageError(f"--api-key-file and {option} cannot both read stdin")
+    if args.command == "bulk":
+        return _items_plan(args, options)
     channels = read_channels(args)  # first: the arguments' own mistakes come first
     given = ((f, getattr(args, f)) for f in BulkFilters.__annotations__)
     filters = {name: value for name, value in given if value is not None}
-    common["connection"] = Connection.from_args(args)
-    return BulkPlan(
-        action=args.action, channels=tuple(channels), filters=filters, wait=not args.no_wait,
-        concurrency=args.concurrency, yes=args.yes,
-        stdin_is_data="-" in (args.channels_file, args.api_key_file), **common,
+    connection = Connection.from_args(args)
+    if args.action == "delete" and not restricts(filters) and not args.yes:
+        _confirm_delete(channels, args)
+    return Plan(
+        connection=connection, command="bulk-update", action=args.action,
+        start=lambda knock, **more: knock.channels.bulk.update_many(channels, args.action, **more),
+        options={**options, **filters}, rows=tuple(channels), json=args.json,
+        header=start_header("bulk-update", args.action, channels, filters, wait=not args.no_wait),
+        until=(lambda event: event.totals.unsubmitted == 0) if args.no_wait else None,
+        early=(lambda _: "submitted") if args.no_wait else None,
     )  # fmt: skip
+
+
+def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
+    """``bulk``: the operation's own options checked, and a real file read whole, before
+    anything is sent (stdin is read as it is sent: a bad line stops the run there)."""
+    name, path, op = args.operation, args.file, OPERATIONS[args.operation]
+    for option, needed in (("collection", op.collection), ("preferences", op.extra)):
+        if (getattr(args, option) is None) == bool(needed):
+            raise UsageError(f"{name} {'needs' if needed else 'takes no'} --{option}")
+    connection = Connection.from_args(args)
+    try:  # the library's check of a collection name (one path segment)
+        op.collection and endpoint_url(op.row, URL(connection.base_url), args.collection)
+    except ValueError as exc:
+        raise UsageError(f"--collection: {exc}") from None
+    header: dict[str, Any] = {"command": "bulk", "operation": name, "file": path, "items": None}
+    header |= {"collection": args.collection} if op.collection else {}
+    items: Iterable[object] = read_items(path, op, fmt=args.format)  # stdin's: as they come
+    if path != "-":  # a real file: checked whole now, read again to send
+        header["items"] = count = check(path, op, fmt=args.format)
+        items = CheckedFile(functools.partial(read_items, path, op, fmt=args.format), count)
+    extra = json.loads(args.preferences) if op.extra else None
+    return Plan(
+        connection=connection, command="bulk", action=name, header=header, json=args.json,
+        start=functools.partial(op.start, items=items, collection=args.collection, extra=extra),
+        options=options,
+    )  # fmt: skip
+
+
+def _confirm_delete(channels: Sequence[str], args: argparse.Namespace) -> None:
+    """``delete`` with no restricting filter deletes every message: ``--yes`` or a typed
+    confirmation on a terminal (unless stdin holds channels or the key), else a usage error."""
+    what = f"{len(channels)} channels" if len(channels) > 1 else f"channel {channels[0]}"
+    warning = f"`delete` with no filter deletes EVERY message in {what}"
+    stdin_is_data = "-" in (args.channels_file, args.api_key_file)
+    if not (sys.stdin.isatty() and sys.stderr.isatty()) or stdin_is_data or args.json:
+        raise UsageError(
+            f"{warning}; nothing was sent. Pass --yes to confirm, or add a filter "
+            "(e.g. --older-than 2024-01-01T00:00:00Z)"
+        )
+    # Wrapped between words: a terminal would cut the channel id at its edge.
+    prompt = prose(f"{PROG}: {warning}. Type 'delete' to confirm:", terminal_width(sys.stderr))
+    print(prompt, end=" ", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip() != "delete":
+        raise UsageError("not confirmed; nothing was sent")
 
 
 def start_header(
@@ -175,8 +235,6 @@ def read_channels(args: argparse.Namespace) -> list[str]:
     """Channel ids from the arguments, then ``--channels-file``; each once, in order."""
     channels: list[str] = list(args.channel_ids)
     path = args.channels_file
-    if path == "-" and args.api_key_file == "-":
-        raise UsageError("--api-key-file and --channels-file cannot both read stdin")
     lines = [] if path is None else read_text("--channels-file", path).splitlines()
     for number, line in enumerate(lines, start=1):
         for token in line.split("#", 1)[0].split():
@@ -186,7 +244,6 @@ def read_channels(args: argparse.Namespace) -> list[str]:
                 raise UsageError(f"--channels-file {path}, line {number}: {exc}") from None
     if not channels:
         raise UsageError("no channel: give CHANNEL_ID arguments or --channels-file PATH")
-    twice = [channel for channel, count in collections.Counter(channels).items() if count > 1]
-    if twice:
+    if twice := [channel for channel, n in collections.Counter(channels).items() if n > 1]:
         raise UsageError(f"channel {twice[0]} is listed twice (it would be updated twice)")
     return channels

@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from .._client import KnockClient
@@ -68,26 +68,19 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def load_api_key(connection: Connection) -> str:
-    """From ``--api-key-file`` (``-``: stdin) or ``KNOCK_API_KEY``, stripped. Never echoed."""
-    path = connection.api_key_file
-    if path is None:
-        key = os.environ.get("KNOCK_API_KEY", "").strip()
-        if not key:
+@contextlib.asynccontextmanager
+async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
+    """A client for ``connection``, its key loaded from ``--api-key-file`` (``-``: stdin) or
+    ``KNOCK_API_KEY`` (known to ``redactor``, never echoed), pacing on the Redis limiter shared
+    by every run on the environment if there is one (closed after)."""
+    if (path := connection.api_key_file) is None:
+        if not (key := os.environ.get("KNOCK_API_KEY", "").strip()):
             raise UsageError(
                 "no API key: set KNOCK_API_KEY or pass --api-key-file PATH "
                 "(a key is never taken on the command line, where `ps` shows it)"
             )
     elif not (key := read_text("--api-key-file", path, first_line=True).strip()):
         raise UsageError(f"--api-key-file {path} is empty")
-    return key
-
-
-@contextlib.asynccontextmanager
-async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
-    """A client for ``connection``, its key loaded (and known to ``redactor``), pacing on the
-    Redis limiter shared by every run on the environment if there is one (closed after)."""
-    key = load_api_key(connection)
     redactor.secrets.add(key)
     async with contextlib.AsyncExitStack() as stack:
         pacing: dict[str, Any] = {}
@@ -123,7 +116,7 @@ class Run:
         self._started = time.monotonic()
 
     async def follow(
-        self, stream: FanOut, header: dict[str, Any], *, intro: Lines = (), rows: Lines = (),
+        self, stream: FanOut, header: Mapping[str, Any], *, intro: Lines = (), rows: Lines = (),
         until: Callable[[FanOutEvent], bool] | None = None,
     ) -> FanOutSummary:  # fmt: skip
         """Start the display, then show the stream's events until they end, Ctrl-C
@@ -164,7 +157,7 @@ class Run:
             # no more requests, and every POST already sent is in the summary.
             await stream.aclose()
             self.display.stop()
-        self.summary = stream.summary()
+            self.summary = stream.summary()  # also when the stream raised: what it had sent
         return self.summary
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:

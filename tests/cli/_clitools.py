@@ -203,7 +203,8 @@ class Cli:
                     patch.setenv(name, env[name])
                 else:
                     patch.delenv(name, raising=False)
-            patch.setattr(sys, "stdin", io.StringIO(input or ""))
+            # Bytes underneath, as a real stdin: `bulk --file -` reads sys.stdin.buffer.
+            patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO((input or "").encode())))
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 code = main(list(args))

@@ -48,16 +48,16 @@ def refusal(path: str, operation: Any = IDENTIFY, **options: Any) -> BadLineErro
 
 
 def test_the_ten_operations_and_how_each_is_called() -> None:
-    """The table holds exactly issue 25's ten names; each names its library row, takes
-    ``--collection`` exactly for objects, has id items exactly when the argument is a list of
-    ids (``*_ids``), and only ``users.set_preferences`` needs an extra argument."""
+    """The table holds exactly issue 25's ten names; each names its library row (the family's
+    ``knock.<family>.bulk``), takes ``--collection`` exactly for objects, has id items exactly
+    when the argument is a list of ids (``*_ids``), and only ``users.set_preferences`` needs an
+    extra argument."""
     assert sorted(OPERATIONS) == sorted(TEN)
     for name, operation in OPERATIONS.items():
         family, _, verb = name.partition(".")
         assert operation.row.name == f"{family}.bulk.{verb}"
-        assert operation.family == family
         assert operation.collection == (family == "objects")
-        assert operation.ids == operation.row.items.endswith("_ids")
+        assert (operation.row.check is check_id) == operation.row.items.endswith("_ids")
         assert operation.extra == ("preferences" if name == "users.set_preferences" else None)
 
 

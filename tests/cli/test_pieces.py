@@ -157,7 +157,8 @@ def test_identical_errors_on_many_channels_are_one_line() -> None:
     assert lines[0].startswith("knock-async: timeout: channel c9: operation op9")
     assert lines[0].endswith("`knock-async status op9 --watch`")
     assert lines[1].startswith("knock-async: error: 3 channels (c0 and 2 more): HTTP 404")
-    assert (report.count(Outcome.ERROR), report.count(Outcome.TIMED_OUT)) == (3, 1)
+    ended = [result.outcome for result in report.results]
+    assert (ended.count(Outcome.ERROR), ended.count(Outcome.TIMED_OUT)) == (3, 1)
     assert report.resume == ["knock-async status op9 --watch"]
 
 
