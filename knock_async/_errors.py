@@ -258,7 +258,20 @@ class BulkOperationFailedError(_PollError):
 
 
 class PollTimeoutError(_PollError, TimeoutError):
-    """The poll's total deadline passed before the operation finished.
+    """The poll's total deadline passed before the operation finished, or the operation did
+    not change for ``stall_timeout`` seconds (then ``stalled_for`` is that limit; ``None``
+    when the total deadline ended it).
 
     The operation goes on server-side; ``poll(err.operation_id)`` resumes following it.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        progress: Progress | None,
+        operation_id: str,
+        stalled_for: float | None = None,
+    ) -> None:
+        super().__init__(message, progress=progress, operation_id=operation_id)
+        self.stalled_for = stalled_for

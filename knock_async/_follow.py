@@ -562,15 +562,18 @@ class Follow:
         state = f"last seen {self.last.status.value}" if self.last else "never seen"
         timeout, stall = self._limits.timeout, self._limits.stall_timeout
         since = self._since or 0.0
-        if stall is not None and (timeout is None or self._changed_at + stall < since + timeout):
-            what = f"stalled: no change for {stall}s"
-        else:
-            what = f"did not finish within {timeout}s"
+        stalled = stall is not None and (
+            timeout is None or self._changed_at + stall < since + timeout
+        )
+        what = (
+            f"stalled: no change for {stall}s" if stalled else f"did not finish within {timeout}s"
+        )
         return PollTimeoutError(
             f"{self.label} {what} ({state}); it goes on "
             f"server-side: poll({self.operation_id!r}) resumes",
             progress=self.last,
             operation_id=self.operation_id,
+            stalled_for=stall if stalled else None,
         )
 
     def failure_error(self) -> BulkOperationFailedError | None:

@@ -187,6 +187,7 @@ def test_deadline_clamps_the_wait_and_then_gives_up_with_a_timeout() -> None:
     assert error.progress is not None
     assert error.progress.operation == RUNNING
     assert "did not finish within 10.0s (last seen processing)" in str(error)
+    assert error.stalled_for is None  # the total deadline, not a stall
     # Resuming past the deadline gives up again, at once.
     assert isinstance(follow.resume(T0 + 11, rng=rng), GiveUp)
 

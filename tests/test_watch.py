@@ -232,6 +232,7 @@ async def test_a_stuck_operation_stalls_within_the_stall_timeout() -> None:
     assert caught.value.progress is not None
     assert caught.value.progress.operation.processed_rows == 200
     assert caught.value.operation_id == op.id
+    assert caught.value.stalled_for == 120
     # The last change was seen at most one poll after it happened; the stall ends at 120 s.
     assert 120 - 1e-6 <= ended_at - changed_at <= 121
 

@@ -121,8 +121,8 @@ def _following(group: argparse._ArgumentGroup, *, concurrency: bool = False) -> 
     the library's defaults unless given."""
     seconds = positive("number of seconds")
     group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
-        "operation not finished this long after it started (default: none; one that does not "
-        f"change for {DEFAULT_STALL_TIMEOUT:g}s is given up)")  # fmt: skip
+        "operation not finished this long after following starts (default: none; one that "
+        f"does not change for {DEFAULT_STALL_TIMEOUT:g}s is given up)")  # fmt: skip
     group.add_argument("--poll-interval", type=seconds, metavar="SECONDS", help="first and "
         f"shortest wait between polls (default: {PollPolicy().initial_delay:g}; the waits then "
         "follow the operation's predicted end)")  # fmt: skip

@@ -13,7 +13,6 @@ import attrs
 
 from .._errors import KnockError, NotFoundError
 from .._fanout import ChannelResult, FanOutEvent, FanOutSummary, FanOutTotals, Outcome
-from .._follow import DEFAULT_STALL_TIMEOUT
 from .._models import BulkOperation
 from .._progress import Progress
 from ._args import PROG, ExitCode
@@ -234,8 +233,7 @@ def _rows(op: BulkOperation | None) -> str:
 def error_lines(report: Report, *, base_url: str) -> list[str]:
     """The stderr lines: one per failed or timed-out operation, one per distinct error
     (grouped by kind, status and code), then what an interruption or a bad line left behind."""
-    what = report.what
-    lines: list[str] = []
+    what, lines = report.what, list[str]()
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
     for result in report.results:
         outcome, op, error = result.outcome, result.operation, result.error
@@ -250,10 +248,12 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
         elif outcome is Outcome.TIMED_OUT:
             operation_id = result.operation_id or "?"
             status = "never seen" if op is None else f"last seen {op.status.value}"
+            stall = getattr(error, "stalled_for", None)  # None: --timeout ended it
+            limit = f"change for {stall:g}s" if stall else "finish within --timeout"
             lines.append(
-                f"{PROG}: timeout: {where}operation {operation_id} did not finish within "
-                f"--timeout or change for {DEFAULT_STALL_TIMEOUT:g}s ({status}, {_rows(op)}); "
-                f"it goes on server-side: follow it with `{PROG} status {operation_id} --watch`"
+                f"{PROG}: timeout: {where}operation {operation_id} did not {limit} ({status}, "
+                f"{_rows(op)}); it goes on server-side: follow it with `{PROG} status "
+                f"{operation_id} --watch`"
             )
         elif outcome is Outcome.ERROR and error is not None:
             group = (type(error).__name__, error.status, error.code)

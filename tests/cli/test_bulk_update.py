@@ -373,6 +373,7 @@ def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread, 
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"knock-async: timeout: channel {channel}: operation {operation_id}")
     assert f"knock-async status {operation_id} --watch" in line
+    assert "did not finish within --timeout (last seen" in line  # not the stall limit's words
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
