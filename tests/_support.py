@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import selectors
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -247,3 +248,13 @@ class LoopClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+def require_tool(missing: str | None, tests: str) -> None:
+    """Skip a test whose outside tool (redis-server, Prism) is ``missing`` (the reason), but
+    fail it under CI (``CI=true``), where a skip would hide that ``tests`` never ran."""
+    if missing is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run the {tests} tests, but {missing}", pytrace=False)
+    pytest.skip(missing)

@@ -8,7 +8,6 @@ Without Prism the tests here are skipped with the command that installs it, exce
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from aiohttp.web import Application
 
 import knock_async as ka
+from tests._support import require_tool
 from tests.prism._prism import PrismMock, Recorder, prism_missing
 from tests.prism._spec import prism_ready
 
@@ -28,12 +28,7 @@ CHANNELS_SPEC = SPECS / "knock-channels.openapi.yaml"
 
 
 def _require_prism() -> None:
-    missing = prism_missing()
-    if missing is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the Prism tests, but {missing}", pytrace=False)
-    pytest.skip(missing)
+    require_tool(prism_missing(), "Prism")
 
 
 def _mock(spec: Path, tmp: Path) -> Iterator[PrismMock]:

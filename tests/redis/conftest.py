@@ -6,21 +6,16 @@ Without ``redis-server`` the tests here are skipped with the package to install,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests._support import require_tool
 from tests.redis._server import RedisServer, redis_server_missing
 
 
 def _require_redis_server() -> None:
-    missing = redis_server_missing()
-    if missing is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must run the Redis tests, but {missing}", pytrace=False)
-    pytest.skip(missing)
+    require_tool(redis_server_missing(), "Redis")
 
 
 @pytest.fixture(scope="session")
