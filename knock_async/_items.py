@@ -7,7 +7,7 @@ item's place (``users[3]``) and what is wrong with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -207,11 +207,53 @@ def check_schedule(where: str, item: object) -> object:
         raise ValueError(f"{where} has no recipient")
     fields["recipient"] = _recipient(f"{where}.recipient", fields["recipient"], reference=False)
     for name in ("scheduled_at", "ending_at"):
-        value = fields.get(name)
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError(f"{where}.{name} is a naive datetime: give it a timezone")
-            fields[name] = value.isoformat()
-    if "repeats" in fields and isinstance(fields["repeats"], tuple):
-        fields["repeats"] = [dict(rule) for rule in fields["repeats"]]
+        if fields.get(name) is not None:
+            fields[name] = _aware_time(f"{where}.{name}", fields[name])
+    if fields.get("repeats") is not None:
+        fields["repeats"] = _repeats(f"{where}.repeats", fields["repeats"])
     return fields
+
+
+def _aware_time(where: str, value: object) -> str:
+    """An aware datetime, or an ISO 8601 string with an offset (the spec's ``date-time``):
+    Knock would read a time without one in a zone nobody chose."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{where} must be an ISO 8601 date-time, got {value!r}") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{where} has no UTC offset: give one, as in {value}Z")
+        return value
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"{where} must be a datetime or an ISO 8601 string, got {type(value).__name__}"
+        )
+    if value.tzinfo is None:
+        raise ValueError(f"{where} is a naive datetime: give it a timezone")
+    return value.isoformat()
+
+
+REPEAT_FREQUENCIES = ("daily", "weekly", "monthly", "hourly")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _repeats(where: str, value: object) -> list[dict[str, Any]]:
+    """Repeat rules: each a mapping whose ``frequency`` and ``days`` are the spec's words."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{where} must be a list of repeat rules, got {type(value).__name__}")
+    rules = []
+    for index, rule in enumerate(value):
+        here = f"{where}[{index}]"
+        if not isinstance(rule, Mapping):
+            raise TypeError(f"{here} must be a mapping, got {type(rule).__name__}")
+        if rule.get("frequency") not in REPEAT_FREQUENCIES:
+            got = rule.get("frequency")
+            raise ValueError(
+                f"{here}.frequency must be one of {', '.join(REPEAT_FREQUENCIES)}, got {got!r}"
+            )
+        days = rule.get("days")
+        if days is not None and (not isinstance(days, list | tuple) or set(days) - set(WEEKDAYS)):
+            raise ValueError(f"{here}.days must be a list of {', '.join(WEEKDAYS)}, got {days!r}")
+        rules.append(dict(rule))
+    return rules

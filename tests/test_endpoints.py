@@ -157,3 +157,38 @@ def test_a_nan_in_an_item_is_refused_before_sending() -> None:
     request sent with ``NaN`` in it."""
     with pytest.raises(ValueError, match="cannot be sent as JSON: Out of range float"):
         build(ENDPOINTS["users.bulk.identify"], BASE, {}, [{"id": "u", "score": float("nan")}])
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"scheduled_at": "2026-01-01T09:00:00"}, ValueError, r"scheduled_at has no UTC offset"),
+        ({"ending_at": "not a date"}, ValueError, r"ending_at must be an ISO 8601 date-time"),
+        ({"scheduled_at": 1767258000}, TypeError, r"scheduled_at must be a datetime or an ISO"),
+        ({"repeats": [{"frequency": "fortnightly"}]}, ValueError, r"repeats\[0\]\.frequency"),
+        (
+            {"repeats": [{"frequency": "weekly", "days": ["monday"]}]},
+            ValueError,
+            r"repeats\[0\]\.days must",
+        ),
+        ({"repeats": [{"days": ["mon"]}]}, ValueError, r"repeats\[0\]\.frequency must be"),
+        ({"repeats": {"frequency": "daily"}}, TypeError, r"repeats must be a list"),
+    ],
+)
+def test_schedule_times_and_repeats_are_checked_before_sending(
+    change: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """A schedule's time given as a string needs an offset (the spec's ``date-time``), and
+    its repeat rules the spec's frequencies and weekdays: refused naming the field."""
+    item = {"workflow": "w", "recipient": "u", **change}
+    with pytest.raises(error, match=r"schedules\[0\]\." + message):
+        build(ENDPOINTS["schedules.bulk.create"], BASE, {}, [item])
+
+
+def test_schedule_times_with_an_offset_and_known_repeats_go_out_as_given() -> None:
+    """An aware ISO 8601 string (``Z`` or an offset) is sent as written; rules pass through."""
+    rules = [{"frequency": "weekly", "days": ["mon", "fri"], "hours": 9}]
+    item = {"workflow": "w", "recipient": "u", "scheduled_at": "2026-01-01T09:00:00Z",
+            "ending_at": "2026-06-01T09:00:00+02:00", "repeats": rules}  # fmt: skip
+    sent = json.loads(build(ENDPOINTS["schedules.bulk.create"], BASE, {}, [item]).body or b"")
+    assert sent["schedules"][0] == item

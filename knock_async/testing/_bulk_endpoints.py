@@ -3,8 +3,9 @@
 The emulator reads these facts from here, not from the client (it must not import client
 code). Each row: the route template, where its items are (a body field, or the query string
 for ``tenants/bulk/delete``), how the body is checked against the spec
-(``spec/knock-bulk-operations.openapi.yaml``: required fields and JSON types; a failure is
-422 ``invalid_params`` with the ``errors`` list), Knock's operation name, how the items become
+(``spec/knock-bulk-operations.openapi.yaml``: required fields, JSON types, a schedule's
+date-times and its repeat rules' enums; a failure is 422 ``invalid_params`` with the
+``errors`` list), Knock's operation name, how the items become
 rows (one row per item; subscriptions one per object and recipient pair) and how one row is
 applied to the ``RecordStore`` when its batch comes.
 
@@ -125,13 +126,45 @@ def _schedule(where: str, item: object, problems: Problems) -> None:
             _recipient(f"{where}.{name}", item[name], problems, reference=False)
     if item.get("tenant") is not None:
         _tenant(f"{where}.tenant", item["tenant"], problems)
+    for name in ("scheduled_at", "ending_at"):
+        if item.get(name) is not None:
+            _date_time(f"{where}.{name}", item[name], problems)
     repeats = item.get("repeats")
     if repeats is not None:
         if not isinstance(repeats, list):
             problems.append((f"{where}.repeats", f"{where}.repeats must be an array"))
         else:
             for i, rule in enumerate(repeats):
-                _with_id(f"{where}.repeats[{i}]", rule, problems, need=("frequency",))
+                _repeat_rule(f"{where}.repeats[{i}]", rule, problems)
+
+
+def _date_time(where: str, value: object, problems: Problems) -> None:
+    """The spec's ``format: date-time`` (RFC 3339): a date, a time and an offset."""
+    try:
+        aware = isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        aware = False
+    if not aware:
+        problems.append((where, f"{where} must be a date-time with an offset, got {value!r}"))
+
+
+_FREQUENCIES = ("daily", "weekly", "monthly", "hourly")
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _repeat_rule(where: str, rule: object, problems: Problems) -> None:
+    """ScheduleRepeatRule: ``frequency`` (required) and ``days`` from the spec's enums."""
+    _with_id(where, rule, problems, need=("frequency",))
+    if not isinstance(rule, dict):
+        return
+    if isinstance(rule.get("frequency"), str) and rule["frequency"] not in _FREQUENCIES:
+        got = rule["frequency"]
+        problems.append(
+            (f"{where}.frequency", f"{where}.frequency must be one of {_FREQUENCIES}, got {got!r}")
+        )
+    days = rule.get("days")
+    if days is not None and (not isinstance(days, list) or set(map(str, days)) - set(_DAYS)):
+        problems.append((f"{where}.days", f"{where}.days must be an array of {_DAYS}"))
 
 
 def _user(where: str, item: object, problems: Problems) -> None:

@@ -444,7 +444,8 @@ def test_rate_limits_have_the_tier_one_rate() -> None:
 async def test_emulator_refuses_bodies_the_spec_refuses(
     emu: KnockEmulator, http: aiohttp.ClientSession
 ) -> None:
-    """A body without its list, an item without its required field, a wrong type: 422
+    """A body without its list, an item without its required field, a wrong type, a
+    schedule time without an offset, a repeat rule outside the spec's enums: 422
     ``invalid_params`` with an ``errors`` entry naming the field."""
     cases = [
         ("/v1/users/bulk/identify", {}, "users"),
@@ -456,6 +457,15 @@ async def test_emulator_refuses_bodies_the_spec_refuses(
         ("/v1/schedules/bulk/create", {"schedules": [{"recipient": "u"}]},
          "schedules[0].workflow"),
         ("/v1/tenants/bulk/set", {"tenants": "acme"}, "tenants"),
+        ("/v1/schedules/bulk/create", {"schedules": [
+            {"workflow": "w", "recipient": "u", "scheduled_at": "2026-01-01T09:00:00"}]},
+         "schedules[0].scheduled_at"),  # format: date-time has an offset
+        ("/v1/schedules/bulk/create", {"schedules": [
+            {"workflow": "w", "recipient": "u", "repeats": [{"frequency": "fortnightly"}]}]},
+         "schedules[0].repeats[0].frequency"),
+        ("/v1/schedules/bulk/create", {"schedules": [{"workflow": "w", "recipient": "u",
+            "repeats": [{"frequency": "weekly", "days": ["monday"]}]}]},
+         "schedules[0].repeats[0].days"),
     ]  # fmt: skip
     for path, body, field in cases:
         async with http.post(emu.base_url + path, json=body, headers=AUTH) as response:
