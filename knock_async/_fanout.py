@@ -115,7 +115,8 @@ class FanOutTotals:
     the first such snapshot, so rows done before following began are not this run's progress
     (``None``, as is ``eta``, until some row was done while watched). ``eta`` is the later of
     the rows left at that rate and the time to submit the unsent channels at the rate
-    limiter's POST rate.
+    limiter's POST rate. ``submitted + unsubmitted`` plus the channels that ``errored``
+    before an operation existed is ``channels``, also after the fan-out was stopped.
     """
 
     channels: int
@@ -366,7 +367,7 @@ class FanOut:
         self._keys = source.keys if source is not None else [f.operation_id for f, _ in self._fresh]
         self._context = {f.operation_id: f.channel_id for f, _ in self._fresh}
         self._key_of: dict[Follow, str] = {}
-        self._posting = 0  # requests taken from the source, not answered yet
+        self._posting = 0  # requests taken from the source, not answered (or cancelled)
         self._refused: BaseException | None = None
         self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
@@ -668,8 +669,9 @@ class FanOut:
                 error = _unexpected(
                     f"{'channel ' if self._items_of(key) is None else ''}{key}", exc
                 )
-            finally:
-                self._posting -= 1
+            # Not on a cancellation (the fan-out stopping): a POST cancelled before it was
+            # answered started nothing known, and its channel stays in ``unsubmitted``.
+            self._posting -= 1
         finally:
             self._sending.discard(task)
             self._submitting -= 1
