@@ -10,7 +10,10 @@ The totals cover the whole run. Channels not submitted yet count in ``fraction``
 average estimate of the operations seen so far (until there are any, the fraction is the share
 of channels finished), and ``eta`` is the later of two: the rows left (those estimated for
 the unsent channels included) at the rate so far, and the time the client's rate limiter needs
-to submit the unsent channels at its POST rate.
+to submit the unsent channels at its POST rate. The rate counts only rows processed while this
+run watched: an operation this run started counts from 0 at the run's start; one it follows
+(``follow_many``) from its rows in the first snapshot this run saw of it, the time measured
+from the first such snapshot.
 """
 
 from __future__ import annotations
@@ -105,9 +108,15 @@ class FanOutTotals:
     ``processed_rows`` and ``estimated_total_rows`` add up the operations seen so far;
     ``unsubmitted`` channels are not submitted yet, and ``estimated_unsubmitted_rows`` is
     their share at the average estimate of the operations seen (0 until there are any).
-    ``fraction`` counts both. ``rows_per_second`` is rows processed since the fan-out started
-    over the time taken; ``eta`` is the later of the rows left at that rate and the time to
-    submit the unsent channels at the rate limiter's POST rate.
+    ``fraction`` counts both. ``rows_per_second`` is the rows processed while this run
+    watched over the time it watched: for operations it started (``update_many``, the
+    ``_all`` methods), all their rows since the run started; for operations it follows
+    (``follow_many``), the rows each did after the first snapshot this run saw of it, since
+    the first such snapshot, so rows done before following began are not this run's progress
+    (``None``, as is ``eta``, until some row was done while watched). ``eta`` is the later of
+    the rows left at that rate and the time to submit the unsent channels at the rate
+    limiter's POST rate. ``submitted + unsubmitted`` plus the channels that ``errored``
+    before an operation existed is ``channels``, also after the fan-out was stopped.
     """
 
     channels: int
@@ -268,7 +277,8 @@ def run_totals(
     elapsed: float | None,
     post_per_second: float | None,
 ) -> FanOutTotals:
-    """The totals of a whole run (see the module's docstring for how they are made)."""
+    """The totals of a whole run (see the module's docstring for how they are made);
+    ``elapsed`` is the time the rows' rate is measured over (``None``: not begun)."""
     seen = len(rows)
     unsent_rows = round(rows.estimated * unsubmitted / seen) if seen else 0
     finished = counts[FanOutEventKind.COMPLETED] + counts[FanOutEventKind.FAILED]
@@ -277,7 +287,11 @@ def run_totals(
     eta: timedelta | None = None
     if elapsed is not None:
         rate, eta = pace(
-            rows.processed, rows.estimated + unsent_rows, elapsed, running=finished < channels
+            rows.processed,
+            rows.estimated + unsent_rows,
+            elapsed,
+            running=finished < channels,
+            before=rows.before,
         )
         if rate is not None and unsubmitted and post_per_second:
             # The unsent channels cannot all start sooner than the limiter lets them.
@@ -353,7 +367,7 @@ class FanOut:
         self._keys = source.keys if source is not None else [f.operation_id for f, _ in self._fresh]
         self._context = {f.operation_id: f.channel_id for f, _ in self._fresh}
         self._key_of: dict[Follow, str] = {}
-        self._posting = 0  # requests taken from the source, not answered yet
+        self._posting = 0  # requests taken from the source, not answered (or cancelled)
         self._refused: BaseException | None = None
         self._due: list[tuple[float, int, Follow]] = []
         self._order = itertools.count()
@@ -367,7 +381,10 @@ class FanOut:
         self._events: deque[FanOutEvent] = deque()
         self._last_event: FanOutEvent | None = None
         self._results: dict[str, ChannelResult] = {}
-        self._rows = RowTally()
+        # Operations a follow_many is given ran before it: their rows count from the first
+        # snapshot seen (``_watched_from``), not as this run's progress.
+        self._rows = RowTally(baseline=not self._by_channel)
+        self._watched_from: float | None = None
         self._counts = dict.fromkeys(FanOutEventKind, 0)
         self._started: tuple[float, datetime] | None = None
         self._iterator: AsyncGenerator[FanOutEvent, None] | None = None
@@ -411,7 +428,7 @@ class FanOut:
     @property
     def totals(self) -> FanOutTotals:
         """The running totals across the whole run so far."""
-        started = self._started
+        watched = self._watched_from
         counts = self._counts
         submitted = counts[FanOutEventKind.SUBMITTED]
         if not self._by_channel:
@@ -423,7 +440,7 @@ class FanOut:
             submitted=submitted,
             unsubmitted=untaken + self._posting,
             rows=self._rows,
-            elapsed=None if started is None else self._clock() - started[0],
+            elapsed=None if watched is None else self._clock() - watched,
             post_per_second=self._post_rate,
         )
 
@@ -460,6 +477,8 @@ class FanOut:
     async def _run(self) -> AsyncGenerator[FanOutEvent, None]:
         if self._started is None:
             self._started = (self._clock(), datetime.now(UTC))
+            if self._by_channel:  # the run starts its operations: their rows count from here
+                self._watched_from = self._started[0]
         self._begin_fresh()
         silence = self._limits.max_silence
         quiet_since = self._clock()
@@ -577,6 +596,8 @@ class FanOut:
         self._counts[kind] += 1
         finished = kind in _FINISHED_KINDS
         if progress is not None:
+            if self._watched_from is None:
+                self._watched_from = self._clock()
             self._seen[key] = progress.operation
             self._rows.update(key, progress.operation, over=finished)
         if finished:
@@ -648,8 +669,9 @@ class FanOut:
                 error = _unexpected(
                     f"{'channel ' if self._items_of(key) is None else ''}{key}", exc
                 )
-            finally:
-                self._posting -= 1
+            # Not on a cancellation (the fan-out stopping): a POST cancelled before it was
+            # answered started nothing known, and its channel stays in ``unsubmitted``.
+            self._posting -= 1
         finally:
             self._sending.discard(task)
             self._submitting -= 1

@@ -136,13 +136,15 @@ def observe(
 
 
 def pace(
-    done: int, total: int, elapsed: float, *, running: bool
+    done: int, total: int, elapsed: float, *, running: bool, before: int = 0
 ) -> tuple[float | None, timedelta | None]:
-    """``(rows_per_second, eta)`` for ``done`` of ``total`` rows in ``elapsed`` seconds; the
-    ETA only while something is ``running``. ``None`` where nothing allows an estimate."""
-    if not elapsed > 0 or done <= 0:
+    """``(rows_per_second, eta)`` for ``done`` of ``total`` rows, ``before`` of them done
+    before the ``elapsed`` seconds measured; the ETA only while something is ``running``.
+    ``None`` where nothing allows an estimate (no row done in the time measured)."""
+    gained = done - before
+    if not elapsed > 0 or gained <= 0:
         return None, None
-    rate = done / elapsed
+    rate = gained / elapsed
     remaining = total - done
     return rate, seconds(remaining / rate) if running and remaining > 0 else None
 
@@ -151,18 +153,25 @@ class RowTally:
     """Rows across many operations, for one set of totals: each key's latest rows done and
     estimated, and their sums. Each operation counts ``0 <= processed <= estimate`` whatever
     its snapshot says, so the sums give a fraction in ``[0, 1]``; one that is over (ended, or
-    stopped by an error) has no more rows coming: its estimate is what it processed."""
+    stopped by an error) has no more rows coming: its estimate is what it processed.
 
-    __slots__ = ("_rows", "estimated", "processed")
+    ``before`` is the rows done before they were watched: with ``baseline`` (operations
+    another run started), each operation's rows in its first snapshot; without (operations
+    this run started, from nothing), 0. ``processed - before`` is the rows done while watched.
+    """
+
+    __slots__ = ("_baseline", "_rows", "before", "estimated", "processed")
 
     def __len__(self) -> int:
         """How many operations are counted."""
         return len(self._rows)
 
-    def __init__(self) -> None:
+    def __init__(self, *, baseline: bool = False) -> None:
         self._rows: dict[str, tuple[int, int]] = {}
+        self._baseline = baseline
         self.processed = 0
         self.estimated = 0
+        self.before = 0
 
     def update(self, key: str, operation: BulkOperation, *, over: bool) -> None:
         """Count ``operation``'s latest snapshot for ``key`` instead of its previous one."""
@@ -170,7 +179,11 @@ class RowTally:
         estimate = processed
         if not (over or operation.is_terminal):
             estimate = max(processed, operation.estimated_total_rows)
-        before_processed, before_estimate = self._rows.get(key, (0, 0))
+        before = self._rows.get(key)
+        if before is None:
+            before = (0, 0)
+            if self._baseline:
+                self.before += processed
         self._rows[key] = (processed, estimate)
-        self.processed += processed - before_processed
-        self.estimated += estimate - before_estimate
+        self.processed += processed - before[0]
+        self.estimated += estimate - before[1]

@@ -129,6 +129,23 @@ async def test_a_sized_input_counts_its_unsent_chunks(emu: KnockEmulator, fast: 
         await fan.aclose()
 
 
+async def test_chunks_cancelled_in_the_limiter_stay_unsubmitted(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """Closed after the first of five chunks is submitted, while the next waits in the rate
+    limiter (never sent): the summary's totals still count all five, four unsubmitted."""
+    async with client(emu, fast) as knock:
+        fan = knock.users.bulk.delete_all(user_ids=[f"u{i}" for i in range(5000)])
+        async for _ in fan:
+            await fast.sleep(0.3)  # the next chunk is read and waits its turn (1 POST/s)
+            break
+        await fan.aclose()
+        summary = await fan
+    totals = summary.totals
+    assert (totals.channels, totals.submitted, totals.unsubmitted) == (5, 1, 4), totals
+    assert len(starts(emu)) == 1
+
+
 async def test_an_item_without_id_mid_stream_is_refused_before_its_chunk(
     emu: KnockEmulator, fast: FastClock
 ) -> None:

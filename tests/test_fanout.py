@@ -216,6 +216,25 @@ async def test_aclose_from_another_task(emu: KnockEmulator, fast: FastClock) -> 
     assert len([r for r in summary.results if r.status == "pending"]) > 0
 
 
+async def test_totals_after_aclose_count_every_channel(emu: KnockEmulator, fast: FastClock) -> None:
+    """Closed while POSTs wait in the rate limiter (never sent), the summary's totals still
+    cover every channel: submitted + unsubmitted + errored == channels, and the unsubmitted
+    are the channels the summary calls pending."""
+    ids = channels(emu, 20)
+    async with client(emu, fast) as knock:
+        fan = knock.channels.bulk.update_many(ids, "seen", concurrency=10)
+        async for event in fan:
+            if event.totals.submitted == 3:
+                break
+        await fan.aclose()
+        summary = await fan
+    totals = summary.totals
+    assert totals.channels == 20
+    assert totals.submitted + totals.unsubmitted + totals.errored == 20, totals
+    assert totals.unsubmitted == len(summary.by_status("pending")) > 0
+    assert totals.submitted == len(emu.operations())
+
+
 async def test_totals_finish_at_100_percent_when_a_channel_errors(
     emu: KnockEmulator, fast: FastClock
 ) -> None:

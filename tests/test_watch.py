@@ -104,17 +104,19 @@ def test_before_any_estimate_the_fraction_counts_channels() -> None:
     st.lists(st.tuples(st.integers(-10, 10**6), st.integers(-10, 10**6)), max_size=5),
     st.integers(0, 50),
     st.integers(0, 5),
+    st.booleans(),
 )
 def test_whole_run_fraction_stays_in_range(
-    snapshots: list[tuple[int, int]], unsent: int, finished: int
+    snapshots: list[tuple[int, int]], unsent: int, finished: int, baseline: bool
 ) -> None:
-    """Whatever the operations report, the whole run's fraction is in [0, 1]."""
-    rows = RowTally()
+    """Whatever the operations report (a key seen again may go backwards), the whole run's
+    fraction is in [0, 1] and its rate and ETA non-negative, with baselines or without."""
+    rows = RowTally(baseline=baseline)
     for index, (done, estimate) in enumerate(snapshots):
         snapshot = operation(
             status="processing", processed_rows=done, estimated_total_rows=estimate
         )
-        rows.update(str(index), snapshot, over=False)
+        rows.update(str(index % 3), snapshot, over=False)
     counts = dict.fromkeys(FanOutEventKind, 0)
     counts[FanOutEventKind.COMPLETED] = min(finished, len(snapshots))
     channels = len(snapshots) + unsent
@@ -125,7 +127,107 @@ def test_whole_run_fraction_stays_in_range(
     fraction = totals.fraction
     assert fraction is not None
     assert 0.0 <= fraction <= 1.0
+    assert totals.rows_per_second is None or totals.rows_per_second > 0
     assert totals.eta is None or totals.eta >= timedelta(0)
+
+
+async def _follow_later(
+    rows: int, after: float, *, fetched: bool = False
+) -> tuple[list[ka.FanOutEvent], ka.FanOutSummary]:
+    """``follow_many``'s events and summary over an operation of ``rows`` rows (at 1,000
+    rows/s) started ``after`` seconds before following began, given by its id or, with
+    ``fetched``, as fetched then."""
+    clock = ManualClock()
+    async with KnockEmulator(clock=clock, rows_per_second=1_000.0, batch_size=100) as emu:
+        channel_id = _channel(emu, rows)
+        async with emu.client() as knock:
+            op = await knock.channels.bulk.update_message_status(channel_id, "read")
+            clock.advance(after)
+            target = await knock.bulk_operations.get(op.id) if fetched else op.id
+            fan = knock.bulk_operations.follow_many([target])
+            return [e async for e in fan], await fan
+
+
+async def test_follow_many_rate_counts_only_rows_done_while_watching() -> None:
+    """Following an operation already 4,000 rows into 20,000 (at 1,000 rows/s): the first
+    event's totals have no rate and no ETA (nothing was watched yet), later ones the
+    operation's own rate and ETA, not the rows done before following over the time since."""
+    events, _ = await _follow_later(20_000, 4.0)
+    first = events[0]
+    assert first.progress is not None
+    assert first.progress.operation.processed_rows >= 3_000
+    assert (first.totals.rows_per_second, first.totals.eta) == (None, None)
+    running = [e for e in events[1:] if e.kind is ka.FanOutEventKind.PROGRESS]
+    assert running, "the operation reports progress on the way"
+    for event in running:
+        assert event.progress is not None
+        own_rate, own_eta = event.progress.rows_per_second, event.progress.eta
+        assert own_rate is not None
+        assert own_eta is not None
+        assert event.totals.rows_per_second == pytest.approx(own_rate, rel=1e-6)
+        assert event.totals.eta is not None
+        assert event.totals.eta.total_seconds() == pytest.approx(own_eta.total_seconds(), rel=1e-6)
+    last = events[-1]
+    assert last.kind is ka.FanOutEventKind.COMPLETED
+    assert last.totals.rows_per_second == pytest.approx(1_000.0, rel=0.1)
+
+
+@pytest.mark.parametrize("fetched", [False, True])
+async def test_follow_many_of_a_finished_operation_has_no_rate(fetched: bool) -> None:
+    """A completed operation followed afterwards (by id, or as fetched) did nothing while
+    watched: no rate, no ETA (not its whole row count over the time the follow took)."""
+    _, summary = await _follow_later(2_000, 10.0, fetched=fetched)
+    assert summary.outcome is ka.Outcome.COMPLETED
+    assert summary.totals.processed_rows == 2_000
+    assert (summary.totals.rows_per_second, summary.totals.eta) == (None, None)
+
+
+def test_rows_seen_before_watching_are_not_this_runs_rate() -> None:
+    """With baselines (operations the run did not start), the rate counts only the rows each
+    operation did after its first snapshot; the fraction and rows left count them all."""
+    rows = RowTally(baseline=True)
+    rows.update(
+        "a", operation(status="processing", processed_rows=400, estimated_total_rows=1000),
+        over=False,
+    )  # fmt: skip
+    counts = dict.fromkeys(FanOutEventKind, 0)
+
+    def totals(elapsed: float) -> ka.FanOutTotals:
+        return run_totals(
+            counts, channels=2, submitted=2, unsubmitted=0, rows=rows, elapsed=elapsed,
+            post_per_second=None,
+        )  # fmt: skip
+
+    assert (totals(0.0).rows_per_second, totals(0.0).eta) == (None, None)
+    assert (totals(5.0).rows_per_second, totals(5.0).eta) == (None, None)
+    rows.update(
+        "b", operation(status="processing", processed_rows=100, estimated_total_rows=1000),
+        over=False,
+    )  # fmt: skip
+    rows.update(
+        "a", operation(status="processing", processed_rows=600, estimated_total_rows=1000),
+        over=False,
+    )  # fmt: skip
+    later = totals(2.0)
+    assert later.processed_rows == 700
+    assert later.fraction == pytest.approx(700 / 2000)
+    assert later.rows_per_second == pytest.approx(200 / 2.0)
+    assert later.eta == timedelta(seconds=1300 / 100)
+
+
+def test_operations_the_run_started_count_from_zero() -> None:
+    """Without baselines (update_many, the _all methods) every row processed is this run's."""
+    rows = RowTally()
+    rows.update(
+        "a", operation(status="processing", processed_rows=400, estimated_total_rows=1000),
+        over=False,
+    )  # fmt: skip
+    totals = run_totals(
+        dict.fromkeys(FanOutEventKind, 0), channels=1, submitted=1, unsubmitted=0, rows=rows,
+        elapsed=2.0, post_per_second=None,
+    )  # fmt: skip
+    assert totals.rows_per_second == 200.0
+    assert totals.eta == timedelta(seconds=3)
 
 
 def test_post_rate_is_the_limiters() -> None:
