@@ -117,6 +117,8 @@ class FanOutTotals:
     the rows left at that rate and the time to submit the unsent channels at the rate
     limiter's POST rate. ``submitted + unsubmitted`` plus the channels that ``errored``
     before an operation existed is ``channels``, also after the fan-out was stopped.
+    ``timed_out`` counts the follows that gave up at a deadline or a stall (``PollTimeoutError``:
+    the operation goes on); ``errored`` the other errors.
     """
 
     channels: int
@@ -130,11 +132,12 @@ class FanOutTotals:
     eta: timedelta | None
     unsubmitted: int = 0
     estimated_unsubmitted_rows: int = 0
+    timed_out: int = 0
 
     @property
     def finished(self) -> int:
-        """Channels that reached an end: completed, failed or errored."""
-        return self.completed + self.failed + self.errored
+        """Channels that reached an end: completed, failed, errored or timed out."""
+        return self.completed + self.failed + self.errored + self.timed_out
 
     @property
     def fraction(self) -> float | None:
@@ -276,9 +279,11 @@ def run_totals(
     rows: RowTally,
     elapsed: float | None,
     post_per_second: float | None,
+    timed_out: int = 0,
 ) -> FanOutTotals:
     """The totals of a whole run (see the module's docstring for how they are made);
-    ``elapsed`` is the time the rows' rate is measured over (``None``: not begun)."""
+    ``elapsed`` is the time the rows' rate is measured over (``None``: not begun);
+    ``timed_out`` of the ``counts``' errors were timeouts."""
     seen = len(rows)
     unsent_rows = round(rows.estimated * unsubmitted / seen) if seen else 0
     finished = counts[FanOutEventKind.COMPLETED] + counts[FanOutEventKind.FAILED]
@@ -303,13 +308,14 @@ def run_totals(
         submitted=submitted,
         completed=counts[FanOutEventKind.COMPLETED],
         failed=counts[FanOutEventKind.FAILED],
-        errored=counts[FanOutEventKind.ERROR],
+        errored=counts[FanOutEventKind.ERROR] - timed_out,
         processed_rows=rows.processed,
         estimated_total_rows=rows.estimated,
         rows_per_second=rate,
         eta=eta,
         unsubmitted=unsubmitted,
         estimated_unsubmitted_rows=unsent_rows,
+        timed_out=timed_out,
     )
 
 
@@ -386,6 +392,7 @@ class FanOut:
         self._rows = RowTally(baseline=not self._by_channel)
         self._watched_from: float | None = None
         self._counts = dict.fromkeys(FanOutEventKind, 0)
+        self._timed_out = 0  # of the ERROR events
         self._started: tuple[float, datetime] | None = None
         self._iterator: AsyncGenerator[FanOutEvent, None] | None = None
         self._closed = False
@@ -442,6 +449,7 @@ class FanOut:
             rows=self._rows,
             elapsed=None if watched is None else self._clock() - watched,
             post_per_second=self._post_rate,
+            timed_out=self._timed_out,
         )
 
     def summary(self) -> FanOutSummary:
@@ -594,6 +602,7 @@ class FanOut:
         # Every progress here comes from the operation's follow, which stamped it with the
         # channel and the action: each handle taken from this event or its result names them.
         self._counts[kind] += 1
+        self._timed_out += isinstance(error, PollTimeoutError)
         finished = kind in _FINISHED_KINDS
         if progress is not None:
             if self._watched_from is None:

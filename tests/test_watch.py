@@ -386,7 +386,8 @@ async def test_follow_many_over_an_operation_an_id_and_a_handle() -> None:
 
 async def test_follow_many_reports_each_outcome() -> None:
     """A failed operation, an unknown id and a stalled one each get their outcome, the
-    others complete; the summary's outcome is the worst (error)."""
+    others complete; the summary's outcome is the worst (error); the totals count the
+    stalled one as timed out, apart from the error."""
     clock = ManualClock()
     async with KnockEmulator(clock=clock, rows_per_second=100.0, batch_size=10) as emu:
         ids = [_channel(emu, 100) for _ in range(3)]
@@ -406,6 +407,9 @@ async def test_follow_many_reports_each_outcome() -> None:
     assert isinstance(summary.results[3].error, ka.NotFoundError)
     assert summary.results[3].operation_id == missing
     assert summary.outcome is ka.Outcome.ERROR
+    totals = summary.totals  # the stalled one is timed out, not errored
+    assert (totals.completed, totals.failed, totals.timed_out, totals.errored) == (1, 1, 1, 1)
+    assert totals.finished == 4
 
 
 def test_follow_many_checks_its_targets_first() -> None:

@@ -54,6 +54,7 @@ TOTALS_FIELDS = {
     "completed",
     "failed",
     "errored",
+    "timed_out",
     "processed_rows",
     "estimated_total_rows",
     "unsubmitted",
@@ -369,6 +370,7 @@ def test_poll_timeout_exits_4_with_the_resume_command(emulator: EmulatorThread, 
     summary = summary_of(result.stdout)
     operation_id = summary["operations"][0]["operation_id"]
     assert summary["outcome"] == "timeout"
+    assert (summary["totals"]["timed_out"], summary["totals"]["errored"]) == (1, 0)
     assert summary["resume"] == [f"knock-async status {operation_id} --watch"]
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"knock-async: timeout: channel {channel}: operation {operation_id}")
