@@ -18,7 +18,8 @@ __all__ = ["CHANNEL_TYPES", "DESCRIPTION", "add_arguments", "int_range", "positi
 # The values of ``knock_async.testing.ChannelType`` (a test keeps the two equal).
 CHANNEL_TYPES = ("in_app_feed", "email", "sms", "push", "chat")
 DESCRIPTION = (
-    "Serve the Knock emulator (channel bulk updates, bulk operations; no Knock account needed) "
+    "Serve the Knock emulator (its eleven bulk endpoints: channel updates, users, objects, "
+    "subscriptions, tenants, schedules; bulk operations; no Knock account needed) "
     "and print its base URL, its seeded channel ids and which keys it accepts. Ctrl-C stops it "
     "(exit 0)."
 )

@@ -54,6 +54,7 @@ def banner(
         *first, last = (c.id for c in channels[:3])
         lines = [f"  {command} bulk-update read \\", *(f"      {i} \\" for i in first)]
         print("\n".join([*lines, f"      {last} --engagement-status unread"]), file=out)
+    print(f"  {command} bulk users.identify --file users.ndjson  # any bulk operation", file=out)
     print("Ctrl-C to stop.", file=out, flush=True)
 
 
