@@ -391,6 +391,7 @@ class FanOut:
         # snapshot seen (``_watched_from``), not as this run's progress.
         self._rows = RowTally(baseline=not self._by_channel)
         self._watched_from: float | None = None
+        self._giving = False
         self._counts = dict.fromkeys(FanOutEventKind, 0)
         self._timed_out = 0  # of the ERROR events
         self._started: tuple[float, datetime] | None = None
@@ -526,9 +527,11 @@ class FanOut:
     def _begin_fresh(self) -> None:
         """Start following the operations a ``follow_many`` was given."""
         fresh, self._fresh = self._fresh, []
+        self._giving = True  # the snapshots given, of unknown age: not timed from
         for follow, initial in fresh:
             decision = follow.begin(self._clock(), self._wall(), initial, rng=self._rng)
             self._carry_out(follow, decision)
+        self._giving = False
 
     def _launch(self) -> None:
         now = self._clock()
@@ -605,10 +608,10 @@ class FanOut:
         self._timed_out += isinstance(error, PollTimeoutError)
         finished = kind in _FINISHED_KINDS
         if progress is not None:
-            if self._watched_from is None:
+            if self._watched_from is None and not self._giving:
                 self._watched_from = self._clock()
             self._seen[key] = progress.operation
-            self._rows.update(key, progress.operation, over=finished)
+            self._rows.update(key, progress.operation, over=finished, given=self._giving)
         if finished:
             operation = progress.operation if progress is not None else None
             self._results[key] = ChannelResult(

@@ -158,9 +158,11 @@ class RowTally:
     ``before`` is the rows done before they were watched: with ``baseline`` (operations
     another run started), each operation's rows in its first snapshot; without (operations
     this run started, from nothing), 0. ``processed - before`` is the rows done while watched.
+    A snapshot the run was ``given`` (not fetched: of unknown age) counts in the sums, but the
+    operation's first fetched snapshot is its baseline.
     """
 
-    __slots__ = ("_baseline", "_rows", "before", "estimated", "processed")
+    __slots__ = ("_baseline", "_given", "_rows", "before", "estimated", "processed")
 
     def __len__(self) -> int:
         """How many operations are counted."""
@@ -169,12 +171,16 @@ class RowTally:
     def __init__(self, *, baseline: bool = False) -> None:
         self._rows: dict[str, tuple[int, int]] = {}
         self._baseline = baseline
+        self._given: set[str] = set()
         self.processed = 0
         self.estimated = 0
         self.before = 0
 
-    def update(self, key: str, operation: BulkOperation, *, over: bool) -> None:
-        """Count ``operation``'s latest snapshot for ``key`` instead of its previous one."""
+    def update(
+        self, key: str, operation: BulkOperation, *, over: bool, given: bool = False
+    ) -> None:
+        """Count ``operation``'s latest snapshot for ``key`` instead of its previous one
+        (``given``: handed to the run, not fetched by it)."""
         processed = max(0, operation.processed_rows)
         estimate = processed
         if not (over or operation.is_terminal):
@@ -184,6 +190,11 @@ class RowTally:
             before = (0, 0)
             if self._baseline:
                 self.before += processed
+                if given:
+                    self._given.add(key)
+        elif key in self._given and not given:
+            self._given.discard(key)
+            self.before += processed - before[0]  # what it did before this fetch is not timed
         self._rows[key] = (processed, estimate)
         self.processed += processed - before[0]
         self.estimated += estimate - before[1]

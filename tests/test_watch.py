@@ -132,18 +132,22 @@ def test_whole_run_fraction_stays_in_range(
 
 
 async def _follow_later(
-    rows: int, after: float, *, fetched: bool = False
+    rows: int, after: float, *, fetched: bool = False, started: bool = False, age: float = 0.0
 ) -> tuple[list[ka.FanOutEvent], ka.FanOutSummary]:
     """``follow_many``'s events and summary over an operation of ``rows`` rows (at 1,000
     rows/s) started ``after`` seconds before following began, given by its id or, with
-    ``fetched``, as fetched then."""
+    ``fetched``, as fetched ``age`` seconds before, or with ``started``, as its starter
+    returned it."""
     clock = ManualClock()
     async with KnockEmulator(clock=clock, rows_per_second=1_000.0, batch_size=100) as emu:
         channel_id = _channel(emu, rows)
         async with emu.client() as knock:
             op = await knock.channels.bulk.update_message_status(channel_id, "read")
             clock.advance(after)
-            target = await knock.bulk_operations.get(op.id) if fetched else op.id
+            target: ka.BulkOperation | str = op if started else op.id
+            if fetched:
+                target = await knock.bulk_operations.get(op.id)
+                clock.advance(age)
             fan = knock.bulk_operations.follow_many([target])
             return [e async for e in fan], await fan
 
@@ -170,6 +174,22 @@ async def test_follow_many_rate_counts_only_rows_done_while_watching() -> None:
     last = events[-1]
     assert last.kind is ka.FanOutEventKind.COMPLETED
     assert last.totals.rows_per_second == pytest.approx(1_000.0, rel=0.1)
+
+
+@pytest.mark.parametrize("fetched", [False, True])
+async def test_follow_many_of_a_given_snapshot_times_from_its_first_fetch(fetched: bool) -> None:
+    """An operation given as a snapshot of unknown age (as its starter returned it, 0 rows,
+    followed 4 s later; or as fetched 3 s before following): the rows done before this run's
+    first GET are not divided by the time since, so the totals' rate is the operation's
+    1,000 rows/s, not several times that, and the ETA is not short."""
+    events, summary = await _follow_later(
+        20_000, 4.0, fetched=fetched, started=not fetched, age=3.0
+    )
+    assert summary.outcome is ka.Outcome.COMPLETED
+    assert (events[0].totals.rows_per_second, events[0].totals.eta) == (None, None)
+    rates = [e.totals.rows_per_second for e in events[1:] if e.totals.rows_per_second]
+    assert rates, "a rate once rows were done while watched"
+    assert all(rate == pytest.approx(1_000.0, rel=0.15) for rate in rates), rates
 
 
 @pytest.mark.parametrize("fetched", [False, True])
