@@ -162,7 +162,8 @@ class ChunkSource:
         key = f"{row.items}[{first}:{first + len(checked)}]"
         self._ranges[key] = range(first, first + len(checked))
         self.keys.append(key)
-        return key, assemble(row, self._url, self._headers, checked, extra=self._extra)
+        request = assemble(row, self._url, self._headers, checked, extra=self._extra, first=first)
+        return key, request
 
 
 _NOTHING = object()

@@ -147,12 +147,24 @@ def _default(value: object) -> object:
     raise TypeError(f"a value of type {type(value).__name__} cannot be sent as JSON")
 
 
-def encode_items(body: Mapping[str, object]) -> bytes:
-    """A request body as compact JSON (datetimes as ISO 8601)."""
+def encode_items(body: Mapping[str, object], *, first: int = 0) -> bytes:
+    """A request body as compact JSON (datetimes as ISO 8601); its list's first item is item
+    ``first`` of the whole input."""
     try:
         return json.dumps(body, separators=(",", ":"), default=_default, allow_nan=False).encode()
-    except ValueError as exc:  # a NaN, a cycle: say so before sending
-        raise ValueError(f"the request body cannot be sent as JSON: {exc}") from None
+    except ValueError as exc:  # a NaN, a cycle: say so, naming the item, before sending
+        raise ValueError(f"{_culprit(body, first)} cannot be sent as JSON: {exc}") from None
+
+
+def _culprit(body: Mapping[str, object], first: int) -> str:
+    """Where in ``body`` JSON fails (only on that error path): ``users[737]``, or the body."""
+    for field, value in body.items():
+        for index, item in enumerate(value if isinstance(value, list) else [value]):
+            try:
+                json.dumps(item, default=_default, allow_nan=False)
+            except ValueError:
+                return f"{field}[{first + index}]" if isinstance(value, list) else field
+    return "the request body"
 
 
 def build(
@@ -206,12 +218,14 @@ def assemble(
     checked: list[object],
     *,
     extra: Mapping[str, object] | None = None,
+    first: int = 0,
 ) -> Request:
-    """The request for items already checked (the query string or the JSON body)."""
+    """The request for items already checked (the query string or the JSON body); ``first``
+    is the first item's index in the whole input, for an error's message."""
     if row.in_query:
         query = "&".join(query_item(row, value) for value in checked)
         return row.request_class(URL(f"{url}?{query}", encoded=True), headers, None)
     body: dict[str, object] = {row.items: checked}
     if extra:
         body.update(extra)
-    return row.request_class(url, headers, encode_items(body))
+    return row.request_class(url, headers, encode_items(body, first=first))

@@ -7,6 +7,7 @@ item's place (``users[3]``) and what is wrong with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -214,32 +215,47 @@ def check_schedule(where: str, item: object) -> object:
     return fields
 
 
+# RFC 3339's date-time, which the spec's ``format: date-time`` means (and Knock's validator
+# checks): ISO 8601's other forms (basic, week dates, hours only) are refused there.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
 def _aware_time(where: str, value: object) -> str:
-    """An aware datetime, or an ISO 8601 string with an offset (the spec's ``date-time``):
+    """An aware datetime, or an RFC 3339 string (the spec's ``date-time``, an offset always):
     Knock would read a time without one in a zone nobody chose."""
     if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{where} must be an ISO 8601 date-time, got {value!r}") from None
-        if parsed.tzinfo is None:
-            raise ValueError(f"{where} has no UTC offset: give one, as in {value}Z")
-        return value
+        if _RFC3339.fullmatch(value) and _in_range(value):
+            return value
+        raise ValueError(
+            f"{where} must be an RFC 3339 date-time with a UTC offset, such as "
+            f"2026-01-05T09:00:00Z or 2026-01-05T09:00:00+01:00, got {value!r}"
+        )
     if not isinstance(value, datetime):
         raise TypeError(
             f"{where} must be a datetime or an ISO 8601 string, got {type(value).__name__}"
         )
-    if value.tzinfo is None:
+    if value.utcoffset() is None:
         raise ValueError(f"{where} is a naive datetime: give it a timezone")
     return value.isoformat()
 
 
+def _in_range(value: str) -> bool:
+    """Whether an RFC 3339 string's fields are in range (no month 13, no hour 25)."""
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:
+        return False
+    return True
+
+
 REPEAT_FREQUENCIES = ("daily", "weekly", "monthly", "hourly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_REPEAT_NUMBERS = ("interval", "day_of_month", "hours", "minutes")
 
 
 def _repeats(where: str, value: object) -> list[dict[str, Any]]:
-    """Repeat rules: each a mapping whose ``frequency`` and ``days`` are the spec's words."""
+    """Repeat rules: each a mapping whose ``frequency`` and ``days`` are the spec's words and
+    whose numbers (``interval``, ``day_of_month``, ``hours``, ``minutes``) are integers."""
     if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise TypeError(f"{where} must be a list of repeat rules, got {type(value).__name__}")
     rules = []
@@ -253,7 +269,13 @@ def _repeats(where: str, value: object) -> list[dict[str, Any]]:
                 f"{here}.frequency must be one of {', '.join(REPEAT_FREQUENCIES)}, got {got!r}"
             )
         days = rule.get("days")
-        if days is not None and (not isinstance(days, list | tuple) or set(days) - set(WEEKDAYS)):
+        if days is not None and (
+            not isinstance(days, list | tuple) or not all(d in WEEKDAYS for d in days)
+        ):
             raise ValueError(f"{here}.days must be a list of {', '.join(WEEKDAYS)}, got {days!r}")
+        for name in _REPEAT_NUMBERS:
+            number = rule.get(name)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+                raise TypeError(f"{here}.{name} must be an integer, got {number!r}")
         rules.append(dict(rule))
     return rules

@@ -176,6 +176,19 @@ async def test_a_bad_first_item_sends_nothing(emu: KnockEmulator, fast: FastCloc
     assert starts(emu) == []
 
 
+async def test_a_nan_is_named_by_its_index_in_the_whole_input(
+    emu: KnockEmulator, fast: FastClock
+) -> None:
+    """An item that cannot be JSON (a NaN) in the second chunk is named by its index in the
+    whole input, not in its chunk; its chunk is not sent."""
+    users: list[dict[str, object]] = [{"id": f"u{i}"} for i in range(1500)]
+    users[1200]["score"] = float("nan")
+    async with client(emu, fast) as knock:
+        with pytest.raises(ValueError, match=r"^users\[1200\] cannot be sent as JSON"):
+            await knock.users.bulk.identify_all(users=users)
+    assert len(starts(emu)) == 1
+
+
 async def test_input_and_options_are_checked_before_anything_is_sent(
     emu: KnockEmulator, fast: FastClock
 ) -> None:

@@ -4,6 +4,7 @@ emulator's own table, and the pure request building: bodies, query strings, refu
 from __future__ import annotations
 
 import json
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -153,17 +154,50 @@ def test_a_record_of_the_wrong_kind_is_a_type_error() -> None:
 
 
 def test_a_nan_in_an_item_is_refused_before_sending() -> None:
-    """JSON has no NaN (Knock's parser refuses it): a body holding one is a ValueError, not a
-    request sent with ``NaN`` in it."""
-    with pytest.raises(ValueError, match="cannot be sent as JSON: Out of range float"):
-        build(ENDPOINTS["users.bulk.identify"], BASE, {}, [{"id": "u", "score": float("nan")}])
+    """JSON has no NaN (Knock's parser refuses it): a body holding one is a ValueError naming
+    the item, not a request sent with ``NaN`` in it."""
+    users = [{"id": f"u{i}"} for i in range(5)]
+    users[3]["score"] = float("nan")  # type: ignore[assignment]
+    with pytest.raises(ValueError, match=r"^users\[3\] cannot be sent as JSON: Out of range float"):
+        build(ENDPOINTS["users.bulk.identify"], BASE, {}, users)
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: the datetime is naive in all but name."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+    def dst(self, dt: datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "unknown"
 
 
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        ({"scheduled_at": "2026-01-01T09:00:00"}, ValueError, r"scheduled_at has no UTC offset"),
-        ({"ending_at": "not a date"}, ValueError, r"ending_at must be an ISO 8601 date-time"),
+        ({"scheduled_at": "2026-01-01T09:00:00"}, ValueError, r"scheduled_at must be an RFC 3339"),
+        ({"ending_at": "not a date"}, ValueError, r"ending_at must be an RFC 3339 date-time"),
+        ({"ending_at": "20260101T090000Z"}, ValueError, r"ending_at must be an RFC 3339"),
+        ({"ending_at": "2026-01-01T09:00Z"}, ValueError, r"ending_at must be an RFC 3339"),
+        ({"ending_at": "2026-13-01T09:00:00Z"}, ValueError, r"ending_at must be an RFC 3339"),
+        (
+            {"scheduled_at": datetime(2026, 1, 1, tzinfo=_NoOffset())},
+            ValueError,
+            r"scheduled_at is a naive",
+        ),
+        (
+            {"repeats": [{"frequency": "daily", "days": [["mon"]]}]},
+            ValueError,
+            r"repeats\[0\]\.days",
+        ),
+        (
+            {"repeats": [{"frequency": "daily", "interval": "two"}]},
+            TypeError,
+            r"repeats\[0\]\.interval must be an integer",
+        ),
         ({"scheduled_at": 1767258000}, TypeError, r"scheduled_at must be a datetime or an ISO"),
         ({"repeats": [{"frequency": "fortnightly"}]}, ValueError, r"repeats\[0\]\.frequency"),
         (
@@ -185,10 +219,20 @@ def test_schedule_times_and_repeats_are_checked_before_sending(
         build(ENDPOINTS["schedules.bulk.create"], BASE, {}, [item])
 
 
-def test_schedule_times_with_an_offset_and_known_repeats_go_out_as_given() -> None:
-    """An aware ISO 8601 string (``Z`` or an offset) is sent as written; rules pass through."""
-    rules = [{"frequency": "weekly", "days": ["mon", "fri"], "hours": 9}]
-    item = {"workflow": "w", "recipient": "u", "scheduled_at": "2026-01-01T09:00:00Z",
-            "ending_at": "2026-06-01T09:00:00+02:00", "repeats": rules}  # fmt: skip
+@pytest.mark.parametrize(
+    "at",
+    [
+        "2026-01-01T09:00:00Z",
+        "2026-06-01T09:00:00+02:00",
+        "2026-01-01t09:00:00z",  # RFC 3339 allows lower case
+        "2026-01-01 09:00:00-05:00",  # and a space
+        "2026-01-01T09:00:00.123456Z",
+    ],
+)
+def test_schedule_times_with_an_offset_and_known_repeats_go_out_as_given(at: str) -> None:
+    """An RFC 3339 string (``Z`` or an offset) is sent as written; rules pass through."""
+    rules = [{"frequency": "weekly", "days": ["mon", "fri"], "hours": 9, "interval": 2}]
+    item = {"workflow": "w", "recipient": "u", "scheduled_at": at, "ending_at": at,
+            "repeats": rules}  # fmt: skip
     sent = json.loads(build(ENDPOINTS["schedules.bulk.create"], BASE, {}, [item]).body or b"")
     assert sent["schedules"][0] == item

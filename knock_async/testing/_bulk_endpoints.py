@@ -33,6 +33,7 @@ instead of being applied, as a message would be.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -138,13 +139,19 @@ def _schedule(where: str, item: object, problems: Problems) -> None:
                 _repeat_rule(f"{where}.repeats[{i}]", rule, problems)
 
 
+# RFC 3339's date-time (the spec's ``format: date-time``); the emulator cannot import the
+# client's copy of this rule.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
 def _date_time(where: str, value: object, problems: Problems) -> None:
     """The spec's ``format: date-time`` (RFC 3339): a date, a time and an offset."""
     try:
-        aware = isinstance(value, str) and datetime.fromisoformat(value).tzinfo is not None
-    except ValueError:
-        aware = False
-    if not aware:
+        valid = isinstance(value, str) and bool(_RFC3339.fullmatch(value))
+        valid = valid and datetime.fromisoformat(str(value).upper()) is not None
+    except ValueError:  # a field out of range
+        valid = False
+    if not valid:
         problems.append((where, f"{where} must be a date-time with an offset, got {value!r}"))
 
 
@@ -163,8 +170,12 @@ def _repeat_rule(where: str, rule: object, problems: Problems) -> None:
             (f"{where}.frequency", f"{where}.frequency must be one of {_FREQUENCIES}, got {got!r}")
         )
     days = rule.get("days")
-    if days is not None and (not isinstance(days, list) or set(map(str, days)) - set(_DAYS)):
+    if days is not None and (not isinstance(days, list) or not all(d in _DAYS for d in days)):
         problems.append((f"{where}.days", f"{where}.days must be an array of {_DAYS}"))
+    for name in ("interval", "day_of_month", "hours", "minutes"):
+        number = rule.get(name)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
+            problems.append((f"{where}.{name}", f"{where}.{name} must be an integer"))
 
 
 def _user(where: str, item: object, problems: Problems) -> None:

@@ -37,7 +37,8 @@ def test_emulator_serves_the_seeded_channels_until_ctrl_c() -> None:
         for channel in channels:
             assert f"  channel {channel} (in_app_feed, 40 messages)" in lines
         assert f"  export KNOCK_BASE_URL={base_url} KNOCK_API_KEY=sk_test_emulator" in lines
-        assert "  knock-async bulk users.identify --file users.ndjson  # any bulk operation" in lines
+        bulk = "  knock-async bulk users.identify --file users.ndjson  # any bulk operation"
+        assert bulk in lines
 
         result = knock_async(
             "bulk-update",

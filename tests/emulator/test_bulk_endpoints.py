@@ -466,6 +466,12 @@ async def test_emulator_refuses_bodies_the_spec_refuses(
         ("/v1/schedules/bulk/create", {"schedules": [{"workflow": "w", "recipient": "u",
             "repeats": [{"frequency": "weekly", "days": ["monday"]}]}]},
          "schedules[0].repeats[0].days"),
+        ("/v1/schedules/bulk/create", {"schedules": [
+            {"workflow": "w", "recipient": "u", "ending_at": "20260101T090000Z"}]},
+         "schedules[0].ending_at"),  # ISO 8601's basic form is not RFC 3339
+        ("/v1/schedules/bulk/create", {"schedules": [{"workflow": "w", "recipient": "u",
+            "repeats": [{"frequency": "daily", "interval": "two"}]}]},
+         "schedules[0].repeats[0].interval"),
     ]  # fmt: skip
     for path, body, field in cases:
         async with http.post(emu.base_url + path, json=body, headers=AUTH) as response:
