@@ -145,18 +145,18 @@ def unsent(
     """What of the input was not sent: none (no items), or after Ctrl-C (``cut``) from where."""
     if not (done.results or cut):
         return f"--file {path} held no items: nothing was sent"
-    # The first item not sent: a chunk read that got no operation's, else the first not read.
-    pending = [r.items.start for r in done.results if r.items and r.status == "pending"]
+    pending = [r.items.start for r in done.results if r.items and r.status == "pending"]  # read
     first = min(pending, default=max((r.items.stop for r in done.results if r.items), default=0))
+    told = f"items from {first} on were not sent (or got no answer)"
     if not cut or first == count or path == "-":
-        return f"nothing from item {first} on was sent" if cut and path == "-" else None
+        return told if cut and path == "-" else None
     fmt = fmt or FORMATS[os.path.splitext(path)[1].lower()]
     line, _ = next(itertools.islice(_read(path, fmt, op), first, None))
     rest = f"tail -n +{line} {shlex.quote(path)}"
     rest = f"(head -n 1 {shlex.quote(path)}; {rest})" if fmt == "csv" else rest
     return (
-        f"nothing from item {first} on (line {line} of {path}) was sent; to send it, pipe "
-        f"`{rest}` into the same command with --file - --format {fmt}"
+        f"{told}; to send them from line {line} of {path}, pipe `{rest}` into the same command "
+        f"with --file - --format {fmt}"
     )
 
 

@@ -360,8 +360,9 @@ def test_ctrl_c_prints_how_to_resume_each_operation(
     assert all(line.startswith("1 chunk got no operation id") for line in lines[3:-1])
     assert all(line.endswith(": 1000-1999") for line in lines[3:-1])
     assert lines[-1] == (
-        f"knock-async: nothing from item 1000 on (line 1002 of {path}) was sent; to send it, "
-        f"pipe `tail -n +1002 {path}` into the same command with --file - --format ndjson"
+        "knock-async: items from 1000 on were not sent (or got no answer); to send them from "
+        f"line 1002 of {path}, pipe `tail -n +1002 {path}` into the same command with --file - "
+        "--format ndjson"
     )
     assert posts(paced) - before == 1
 

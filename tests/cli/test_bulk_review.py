@@ -45,8 +45,9 @@ def test_a_csvs_rest_keeps_its_header(tmp_path: Path) -> None:
     path = write(tmp_path, "my users.csv", "id,name\na,A\n")
     summary = FanOutSummary(results=(), totals=_totals())
     assert unsent(path, IDENTIFY, None, 1, summary, True) == (
-        f"nothing from item 0 on (line 2 of {path}) was sent; to send it, pipe `(head -n 1 "
-        f"'{path}'; tail -n +2 '{path}')` into the same command with --file - --format csv"
+        f"items from 0 on were not sent (or got no answer); to send them from line 2 of {path}, "
+        f"pipe `(head -n 1 '{path}'; tail -n +2 '{path}')` into the same command with --file - "
+        "--format csv"
     )
     assert unsent(path, IDENTIFY, None, 0, summary, False) == (
         f"--file {path} held no items: nothing was sent"
