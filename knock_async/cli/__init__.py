@@ -35,14 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "emulator":  # python -m knock_async.testing's front door
                 from ..testing._frontdoor import serve_from_args
 
-                if (problem := serve_from_args(args)) is None:
-                    return int(ExitCode.OK)
-                _say(f"{PROG}: error: {problem}")  # e.g. a port that cannot be bound
-                return int(ExitCode.USAGE)
+                if problem := serve_from_args(args):  # e.g. a port that cannot be bound
+                    _say(f"{PROG}: error: {problem}")
+                return int(ExitCode.USAGE if problem else ExitCode.OK)
             if args.command == "demo":
                 return asyncio.run(_commands.demo(args, redactor, debug=debug))
-            # Planned (a delete confirmed) before the event loop runs, where a Ctrl-C at the
-            # question ends the command at once (asyncio.run would cancel it at an await).
+            # Planned (a delete confirmed) outside the loop: a Ctrl-C at the question ends it.
             return asyncio.run(_commands.fan_out(_plan.plan(args), redactor, debug=debug))
     except UsageError as exc:
         _say(redactor.text(f"{PROG}: error: {exc}"))

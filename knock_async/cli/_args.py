@@ -117,8 +117,7 @@ def _common(*, connects: bool, output: bool = True) -> _Parser:
 
 
 def _following(group: argparse._ArgumentGroup, *, concurrency: bool = False) -> None:
-    """How long to follow, how often to poll, and (``concurrency``) how many requests at once:
-    the library's defaults unless given."""
+    """--timeout, --poll-interval and (``concurrency``) --concurrency; the library's defaults."""
     seconds = positive("number of seconds")
     group.add_argument("--timeout", type=seconds, metavar="SECONDS", help="give up on an "
         "operation not finished this long after following starts (default: none; one that "
@@ -163,8 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     connected = _common(connects=True)
 
     def command(name: str, about: str, text: str, **more: Any) -> argparse.ArgumentParser:
-        """A command: ``about`` in the list of commands, ``text`` wrapped atop its --help, and
-        unless told otherwise the connection options and the exit codes."""
+        """``about`` in the list, ``text`` atop its --help; the connection options, exit codes."""
         more = {"parents": [connected], "epilog": _EXIT_CODES, **plain, **more}
         return commands.add_parser(name, help=about, description=textwrap.fill(text), **more)
 

@@ -29,7 +29,8 @@ async def fan_out(plan: Plan, redactor: Redactor, *, debug: bool) -> int:
             summary = await run.follow(stream, plan.header, rows=plan.rows, until=plan.until)
         except BadLineError as exc:  # what was sent before it goes on: the summary says
             return run.finish(plan.action, outcome="bad_line", stopped=str(exc))
-    return run.finish(plan.action, outcome=plan.early and plan.early(summary))
+    unsent = plan.unsent and plan.unsent(summary, run.interrupted)  # bulk: its input's rest
+    return run.finish(plan.action, outcome=plan.early and plan.early(summary), unsent=unsent)
 
 
 # Polls a little more often than the library's default: the demo lasts seconds.
@@ -38,9 +39,8 @@ _CHECK = (("matched", "matched"), ("archived_in_store", "in store"), ("check", "
 
 
 async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> int:
-    """``knock-async demo``, no account needed: seeds the emulator's channels, archives the
-    read messages older than a week on all at once (``update_many``) with live progress, then
-    checks the emulator's store: each message that matched is archived now, no other changed."""
+    """``knock-async demo``: seeds the emulator, archives read messages older than a week on all
+    channels (``update_many``), then checks the store: each match archived, nothing else."""
     from ..testing import KnockEmulator
 
     key = f"sk_demo_{secrets.token_hex(16)}"  # generated, used here only, never printed
@@ -106,7 +106,7 @@ async def demo(args: argparse.Namespace, redactor: Redactor, *, debug: bool) -> 
         f"Check against the emulator's store: OK. All {matched:,} matching messages are "
         "archived, and no other message changed.",
         f"Next: `{PROG} emulator` serves the emulator for you to try `{PROG} bulk-update` "
-        "against it.",
+        f"and `{PROG} bulk` against it.",
     )
     if run.interrupted:
         notes = ("Interrupted: the check against the emulator's store was not made.",)

@@ -4,6 +4,7 @@ otherwise, NDJSON with ``--json``: three ``Display``s, one chosen per run (``mak
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import ChannelResult, FanOutEvent, Outcome
+from .._fanout import ChannelResult, FanOut, FanOutEvent, Outcome
 from . import _outcome as out
 from ._outcome import Report, key_of, name, result_of
 from ._wrap import for_people, prose
@@ -34,14 +35,16 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode  # one NDJSON line
 
 
 class Display(Protocol):
-    """What every renderer takes: ``start`` (``header`` is the NDJSON ``start`` object,
-    ``intro`` lines for people, ``rows`` the keys to show before their first event),
-    ``update`` per event, ``stop`` (the end of the live part; idempotent) and ``summary``."""
+    """What every renderer takes: ``start`` (``header``: the NDJSON ``start`` object, ``intro``:
+    lines, ``rows``: keys shown before any event), ``update``, ``stop`` (idempotent), ``summary``"""
+
+    stream: FanOut | None = None  # the run's, once it is followed
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None: ...
     def update(self, event: FanOutEvent) -> None: ...
-    def stop(self) -> None: ...
     def summary(self, report: Report) -> None: ...
+    def stop(self) -> None:  # nothing live: nothing to stop
+        return None
 
 
 def abbreviate(value: float | None) -> str:
@@ -95,9 +98,6 @@ class _Lines(Display):
     def _print(self, line: str) -> None:
         print(line, file=self._out, flush=True)
 
-    def stop(self) -> None:
-        return None
-
 
 class JsonDisplay(_Lines):
     """One JSON object per line: ``start``, a ``progress`` per event, then ``summary``."""
@@ -116,8 +116,7 @@ class PlainDisplay(_Lines):
     """One line per change, ``key=value`` fields: easy to read in a CI log and to grep."""
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
-        for line in intro:
-            self._print(line)
+        self._out.writelines(f"{line}\n" for line in intro)  # flushed with the next line
 
     def update(self, event: FanOutEvent) -> None:
         result, progress = result_of(event), event.progress
@@ -146,13 +145,13 @@ class PlainDisplay(_Lines):
             self._print(
                 f"total     finished={totals.finished}/{totals.channels} "
                 f"completed={totals.completed} failed={totals.failed} errored={totals.errored} "
-                f"rows={totals.processed_rows}/{totals.estimated_total_rows}"
+                f"rows={totals.processed_rows}/"  # the rows its fraction counts: unsent ones too
+                f"{totals.estimated_total_rows + totals.estimated_unsubmitted_rows}"
                 f"{_percent(totals.fraction)}{rate}"
             )
 
     def summary(self, report: Report) -> None:
-        # Wide enough that nothing wraps: a log or a pipe has no width. A table pads its last
-        # column, which a log does not need.
+        # Wide enough that nothing wraps (a log has no width), the last column's padding cut.
         buffer = io.StringIO()
         print_summary(Console(file=buffer, width=10_000, color_system=None), report)
         for line in buffer.getvalue().splitlines():
@@ -198,7 +197,8 @@ def _number_table(
     def count(value: object) -> str:
         return format(value, separator or "d") if isinstance(value, int) else str(value)
 
-    headers = [report.what, "status", "rows", "updated", "errors", "time"]
+    did = "succeeded" if report.what == "chunk" else "updated"
+    headers = [report.what, "status", "rows", did, "errors", "time"]
     table = Table(box=None, header_style="bold", pad_edge=False, padding=padding)
     for index, header in enumerate(headers + [header for _, header in report.columns]):
         table.add_column(header, justify="right" if index >= 2 else "left", no_wrap=True)
@@ -223,15 +223,18 @@ def _summary_line(report: Report) -> str:
         if op is None:
             return f"{report.outcome}: operation {key_of(result)} {code}"
         return (
-            f"{report.outcome}: operation {op.id}: {out.plural(op.success_count, 'row')} updated, "
+            f"{report.outcome}: operation {op.id}: {out.plural(op.success_count, 'row')} "
+            f"{'updated' if 'message' in op.name else 'succeeded'}, "  # a message, or an item
             f"{out.plural(op.error_count, 'error')}"
             + ("" if took is None else f", in {format_duration(took)}")
             + f" {code}"
         )
     what = f"{report.action} on " if report.action else ""
     ended = collections.Counter(result.outcome for result in report.results)
+    count = len(report.results)  # and a file's chunks not read yet:
+    count = max(count, report.summary.totals.channels) if report.what == "chunk" else count
     return (
-        f"{report.outcome}: {what}{out.plural(len(report.results), report.what)}: "
+        f"{report.outcome}: {what}{out.plural(count, report.what)}: "
         f"{ended[Outcome.COMPLETED]} completed, {ended[Outcome.FAILED]} failed, "
         f"{ended[Outcome.ERROR]} errored"
         + (f", {ended[Outcome.TIMED_OUT]} timed out" if ended[Outcome.TIMED_OUT] else "")
@@ -264,8 +267,7 @@ class _Bars(Progress):
 
 
 class RichDisplay(Display):
-    """A live progress bar per operation (up to ``MAX_ROWS`` at once) and, with many
-    channels, an overall bar on top; a summary table at the end."""
+    """A live bar per operation (``MAX_ROWS`` at once), an overall one atop; then a summary."""
 
     MAX_ROWS = 12
 
@@ -287,6 +289,7 @@ class RichDisplay(Display):
         self._total = TaskID(-1)
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None:
+        self._noun = "chunks" if header.get("command") == "bulk" else "operations"
         for line in intro:
             say(self.console, line)
         # On top, shown once there are several channels (or chunks: their count grows as read).
@@ -300,6 +303,9 @@ class RichDisplay(Display):
         key = key_of(result)
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
             label = key[:8] if event.channel_id else f"operation {key[:8]}"
+            if self._noun == "chunks" and self.stream:  # named by its items, as in the summary
+                found = (r for r in self.stream.summary().results if r.operation_id == key)
+                label = next((f"chunk {key_of(r)}" for r in found if r.items), label)
             self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
         if (task := self._tasks.get(key)) is not None:
             if progress is None:  # an error before any operation
@@ -315,9 +321,9 @@ class RichDisplay(Display):
                 del self._tasks[key]
         if totals.channels > 1:
             done = f"{totals.finished}/{totals.channels} done"
-            rows = (totals.processed_rows, totals.estimated_total_rows)
-            fields = _bar(*rows, totals.rows_per_second, totals.eta, done)
-            noun = "channels" if event.channel_id else "operations"
+            estimate = totals.estimated_total_rows + totals.estimated_unsubmitted_rows  # all rows
+            fields = _bar(totals.processed_rows, estimate, totals.rows_per_second, totals.eta, done)
+            noun = "channels" if event.channel_id else self._noun
             fields |= {"description": f"all {totals.channels} {noun}", "visible": True}
             self._set(self._total, totals.fraction, fields)
 
@@ -337,8 +343,7 @@ def make_display(*, json_lines: bool) -> Display:
     out = sys.stdout
     if json_lines:
         return JsonDisplay(out)
-    try:
+    terminal = False
+    with contextlib.suppress(ValueError):  # closed
         terminal = out.isatty() and os.environ.get("TERM", "") != "dumb"
-    except ValueError:  # closed
-        terminal = False
     return RichDisplay(Console(file=out, force_terminal=True)) if terminal else PlainDisplay(out)

@@ -9,13 +9,14 @@ import csv
 import itertools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import NoReturn, Unpack
 
 import attrs
 
-from .. import FanOut, KnockClient
+from .. import FanOut, FanOutSummary, KnockClient
 from .._bulk import FollowOptions
 from .._endpoints import ENDPOINTS, Endpoint
 from .._items import check_id
@@ -24,6 +25,7 @@ from ._args import UsageError
 __all__ = ["HELP", "OPERATIONS", "BadLineError", "CheckedFile", "Operation", "read_items"]
 
 FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".csv": "csv"}
+_NO_FORMAT = "cannot tell the format of --file {}: give --format ndjson or csv"
 HELP = """\
 --file: NDJSON (.ndjson, .jsonl) or CSV (.csv), else --format; '-' is stdin (needs --format).
   NDJSON: an item a line (blank lines skipped): a JSON object, or for ids a JSON string or
@@ -73,8 +75,8 @@ def _refuse(constant: str) -> NoReturn:  # json.loads reads NaN; JSON (and Knock
 
 
 def _json(where: str, number: int, text: str) -> object:
-    try:
-        return json.loads(text, parse_constant=_refuse)
+    try:  # as the line stands: a column counted from its start, not on a line 2 (the newline)
+        return json.loads(text.rstrip("\r\n"), parse_constant=_refuse)
     except ValueError as exc:
         what = f"{exc.msg}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else exc
         raise BadLineError(where, number, f"invalid JSON ({what})") from None
@@ -110,13 +112,13 @@ def _csv(lines: Iterator[str], where: str, ids: bool) -> Iterator[tuple[int, obj
 def read_items(path: str, operation: Operation, *, fmt: str | None = None) -> Iterator[object]:
     """The items of ``path`` (``-``: stdin) in ``fmt`` (default: from the extension), each
     checked as the library checks it, a line read only when its item is asked for."""
-    fmt = fmt or FORMATS.get(os.path.splitext(path)[1].lower() if path != "-" else "")
-    if fmt is None:
-        raise UsageError(f"cannot tell the format of --file {path}: give --format ndjson or csv")
-    return _read(path, fmt, operation)
+    if (fmt := fmt or FORMATS.get(os.path.splitext(path)[1].lower())) is None and path == "-":
+        raise UsageError(_NO_FORMAT.format(path))
+    return (item for _, item in _read(path, fmt, operation))
 
 
-def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
+def _read(path: str, fmt: str | None, op: Operation) -> Iterator[tuple[int, object]]:
+    """Each item, checked, after the number of the line it starts on."""
     where, parse = ("stdin" if path == "-" else path), (_csv if fmt == "csv" else _ndjson)
     try:
         file = contextlib.nullcontext(sys.stdin.buffer) if path == "-" else open(path, "rb")  # noqa: SIM115
@@ -124,25 +126,43 @@ def _read(path: str, fmt: str, op: Operation) -> Iterator[object]:
         raise UsageError(f"cannot read --file {path}: {exc.strerror}") from None
     read = itertools.count(1)  # lines read: the one that is not UTF-8 is the last
     with file as lines:  # a BOM (Excel's CSV) starts the file, not its first id
+        if fmt is None:  # asked once the file is known to be there: a missing one is missing
+            raise UsageError(_NO_FORMAT.format(path))
         text = (raw.decode("utf-8-sig" if next(read) == 1 else "utf-8") for raw in lines)
         try:
             for index, (number, item) in enumerate(parse(text, where, op.row.check is check_id)):
                 try:  # the library's message, and the line
-                    yield op.row.check(f"{op.row.items}[{index}]", item)
+                    yield number, op.row.check(f"{op.row.items}[{index}]", item)
                 except (TypeError, ValueError) as exc:
                     raise BadLineError(where, number, str(exc)) from None
         except UnicodeDecodeError:
             raise BadLineError(where, next(read) - 1, "not UTF-8 text") from None
 
 
-def check(path: str, operation: Operation, *, fmt: str | None = None) -> int:
-    """A real file read once, every line checked: its items, or the first ``BadLineError``."""
-    return sum(1 for _ in read_items(path, operation, fmt=fmt))
+def unsent(
+    path: str, op: Operation, fmt: str | None, count: int | None, done: FanOutSummary, cut: bool
+) -> str | None:
+    """What of the input was not sent: none (no items), or after Ctrl-C (``cut``) from where."""
+    if not (done.results or cut):
+        return f"--file {path} held no items: nothing was sent"
+    pending = [r.items.start for r in done.results if r.items and r.status == "pending"]  # read
+    first = min(pending, default=max((r.items.stop for r in done.results if r.items), default=0))
+    told = f"items from {first} on were not sent (or got no answer)"
+    if not cut or first == count or path == "-":
+        return told if cut and path == "-" else None
+    fmt = fmt or FORMATS[os.path.splitext(path)[1].lower()]
+    line, _ = next(itertools.islice(_read(path, fmt, op), first, None))
+    rest = f"tail -n +{line} {shlex.quote(path)}"
+    rest = f"(head -n 1 {shlex.quote(path)}; {rest})" if fmt == "csv" else rest
+    return (
+        f"{told}; to send them from line {line} of {path}, pipe `{rest}` into the same command "
+        f"with --file - --format {fmt}"
+    )
 
 
 @attrs.frozen
 class CheckedFile:
-    """A real file's ``count`` items (``check``ed whole): sized, so that the run's totals count
+    """A real file's ``count`` items (checked whole): sized, so that the run's totals count
     the chunks not sent yet; each iteration ``read``s the file again, as stdin cannot be."""
 
     read: Callable[[], Iterator[object]]

@@ -19,9 +19,8 @@ from ._args import PROG, ExitCode
 
 __all__ = ["Report", "error_lines", "exit_code", "name", "result_of"]
 
-# The one table from outcome to exit code: the library's outcomes by their command-line names,
-# and how a run can stop before its operations end. A name it does not know (a status Knock
-# may add, seen by ``status`` without --watch) is a failure, not a success.
+# The one table from outcome to exit code: the library's outcomes, and how a run can stop before
+# its operations end. A name it does not know (a status Knock may add) is a failure.
 EXIT_CODES: Mapping[str, ExitCode] = {
     Outcome.COMPLETED: ExitCode.OK,
     Outcome.FAILED: ExitCode.FAILED,
@@ -66,8 +65,7 @@ def duration_seconds(op: BulkOperation | None) -> float | None:
 
 
 def key_of(result: ChannelResult) -> str:
-    """What a result is shown under: its channel, the items its chunk carried (``0-999``, the
-    input's indices), else its operation."""
+    """What a result is shown under: its channel, its chunk's items (``0-999``), its operation."""
     if result.items is not None:
         return f"{result.items.start}-{result.items.stop - 1}"
     return result.channel_id or result.operation_id or "?"
@@ -90,6 +88,7 @@ class Report:
     notes: tuple[str, ...] = ()
     verified: bool | None = None
     stopped: str | None = None  # the bad line that stopped a bulk run
+    unsent: str | None = None  # what of a bulk run's input was not sent
 
     @property
     def results(self) -> tuple[ChannelResult, ...]:
@@ -98,9 +97,8 @@ class Report:
     @property
     def what(self) -> str:
         """What each result is shown as: a channel, a chunk of items (bulk), else an operation."""
-        if any(r.channel_id is not None for r in self.results):
-            return "channel"
-        return "chunk" if any(r.items is not None for r in self.results) else "operation"
+        channels = any(r.channel_id is not None for r in self.results)
+        return "channel" if channels else "chunk" if self.command == "bulk" else "operation"
 
     @property
     def code(self) -> ExitCode:
@@ -108,8 +106,7 @@ class Report:
 
     @property
     def resume(self) -> list[str]:
-        """A ``status --watch`` command for each operation not seen to its end (none for the
-        demo: its emulator, and its operations, end with its process)."""
+        """A ``status --watch`` command per operation not seen to its end (but the demo's)."""
         unended = (*_NOT_ENDED, Outcome.TIMED_OUT)
         return [
             f"{PROG} status {r.operation_id} --watch"
@@ -172,18 +169,15 @@ def report_json(report: Report) -> dict[str, Any]:
         | dict(report.values.get(key_of(r), {}))
         for r in report.results
     ]
-    verified = {} if report.verified is None else {"verified": report.verified}
     return {
         "type": "summary",
-        "command": report.command,
-        "action": report.action,
-        "outcome": report.outcome,
+        **{field: getattr(report, field) for field in ("command", "action", "outcome")},
         "exit_code": int(report.code),
         "duration_seconds": round(report.elapsed, 3),
         "totals": totals_json(report.summary.totals, report.elapsed),
         "operations": operations,
         "resume": report.resume,
-        **verified,
+        **({} if report.verified is None else {"verified": report.verified}),
     }
 
 
@@ -215,8 +209,7 @@ _HINTS = dict(line.split(": ", 1) for line in re.sub(r"\n +", " ", _HINT_LINES).
 
 
 def hint(error: KnockError, *, what: str, base_url: str) -> str:
-    """What to do about ``error``. A 404 whose body is not Knock's error JSON means the base
-    URL points at something else."""
+    """What to do about ``error`` (a 404 but not Knock's error JSON: the base URL is wrong)."""
     if isinstance(error, NotFoundError) and error.code is None and error.type is None:
         return f"this is not Knock's API at {base_url}: check --base-url (or KNOCK_BASE_URL)"
     kinds = [kind.__name__ for kind in type(error).__mro__ if kind.__name__ in _HINTS]
@@ -231,8 +224,7 @@ def _rows(op: BulkOperation | None) -> str:
 
 
 def error_lines(report: Report, *, base_url: str) -> list[str]:
-    """The stderr lines: one per failed or timed-out operation, one per distinct error
-    (grouped by kind, status and code), then what an interruption or a bad line left behind."""
+    """The stderr lines: per failed or timed-out operation, per distinct error, what is left."""
     what, lines = report.what, list[str]()
     groups: dict[tuple[str, int | None, str | None], tuple[KnockError, list[str]]] = {}
     for result in report.results:
@@ -266,7 +258,7 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
         lines.append(f"{PROG}: error: {subject}: {one_line(str(first))}; {advice}")
     # What Ctrl-C or a bad line left behind: each resume command on its own (indented) line.
     if report.outcome not in ("interrupted", "bad_line"):
-        return lines
+        return lines + [f"{PROG}: {report.unsent}"] * bool(report.unsent)
     if report.command == "demo":  # its emulator, and its operations, end with it
         return [*lines, f"{PROG}: interrupted"]
     lines.append(
@@ -287,4 +279,4 @@ def error_lines(report: Report, *, base_url: str) -> list[str]:
             f"{plural(len(unsent), report.what)} got no operation id (not sent, or interrupted "
             f"while sending, so an update may have started): {' '.join(unsent[:10])}{more}"
         )
-    return lines
+    return lines + [f"{PROG}: {report.unsent}"] * bool(report.unsent)

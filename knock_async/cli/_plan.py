@@ -23,7 +23,7 @@ from .._follow import PollPolicy
 from .._models import BulkFilters
 from .._requests import DEFAULT_BASE_URL, parse_base_url, parse_operation_id
 from ._args import PROG, UsageError, channel_id
-from ._items_file import OPERATIONS, CheckedFile, check, read_items
+from ._items_file import OPERATIONS, CheckedFile, read_items, unsent
 from ._wrap import prose, terminal_width
 
 __all__ = ["Connection", "Plan", "plan"]
@@ -40,8 +40,7 @@ class Connection:
 
     api_key_file: str | None  # the key itself is read only when sending
     client: Mapping[str, Any]  # the KnockClient options but the key and the rate limits
-    # A Redis shared by every run on this Knock environment (None: pace this run alone), and
-    # where it came from, for messages (--redis-url or KNOCK_REDIS_URL).
+    # The Redis every run on this environment paces on (None: alone), and which option gave it.
     redis_url: str | None = attrs.field(default=None, repr=False)  # may hold a password
     redis_source: str = "--redis-url"
 
@@ -73,12 +72,10 @@ class Connection:
                 check_url(redis_url)  # its messages show the scheme only, never a password
             except (ImportError, ValueError) as exc:
                 raise UsageError(f"{redis_source}: {exc}") from None
-        poll, interval, default = None, args.poll_interval, PollPolicy()
+        poll, interval, base = None, args.poll_interval, PollPolicy()
         if interval is not None:  # else the library's default policy
-            longest = {
-                f: max(getattr(default, f), interval) for f in ("max_delay", "max_eta_delay")
-            }
-            poll = attrs.evolve(default, initial_delay=interval, **longest)
+            longest = {f: max(getattr(base, f), interval) for f in ("max_delay", "max_eta_delay")}
+            poll = attrs.evolve(base, initial_delay=interval, **longest)
         client = {
             "base_url": str(checked),  # the environment's one spelling, as the library's
             "branch": _setting(args.branch, "--branch", "KNOCK_BRANCH")[0],
@@ -91,9 +88,8 @@ class Connection:
 
 @attrs.frozen(kw_only=True)
 class Plan:
-    """``bulk-update``, ``bulk`` or ``status``: a library fan-out, ``start(client, **options)``,
-    shown under ``header`` (the NDJSON ``start``) with ``rows`` from the start, followed to the
-    end or to an event for which ``until`` holds (then ``early`` names the outcome)."""
+    """``bulk-update``, ``bulk`` or ``status``: a fan-out, ``start(client, **options)``, shown
+    under ``header`` with ``rows``, to the end or to ``until`` (then ``early`` is the outcome)."""
 
     connection: Connection
     command: str
@@ -105,11 +101,11 @@ class Plan:
     rows: tuple[str, ...] = ()  # bulk-update's channels
     until: Callable[[FanOutEvent], bool] | None = None
     early: Callable[[FanOutSummary], str | None] | None = None
+    unsent: Callable[[FanOutSummary, bool], str | None] | None = None  # bulk's (interrupted)
 
 
-# A look: the stream's first event, from one GET sent at once with no error ridden out;
-# stopped at that event, the next poll (scheduled, not yet started) is cancelled unsent. A
-# look is not a wait: a running operation is fine (its status names the outcome).
+# A look: the stream's first event, from one GET sent at once, no error ridden out; the next
+# poll is cancelled unsent. Not a wait: a running operation is fine (its status is the outcome).
 _LOOK = PollPolicy(initial_delay=1e-9, error_budget=0)
 
 
@@ -152,8 +148,7 @@ def plan(args: argparse.Namespace) -> Plan:
 
 
 def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
-    """``bulk``: the operation's own options checked, and a real file read whole, before
-    anything is sent (stdin is read as it is sent: a bad line stops the run there)."""
+    """``bulk``: its options checked, and a real file read whole, before anything is sent."""
     name, path, op = args.operation, args.file, OPERATIONS[args.operation]
     for option, needed in (("collection", op.collection), ("preferences", op.extra)):
         if (getattr(args, option) is None) == bool(needed):
@@ -167,13 +162,13 @@ def _items_plan(args: argparse.Namespace, options: dict[str, Any]) -> Plan:
     header |= {"collection": args.collection} if op.collection else {}
     items: Iterable[object] = read_items(path, op, fmt=args.format)  # stdin's: as they come
     if path != "-":  # a real file: checked whole now, read again to send
-        header["items"] = count = check(path, op, fmt=args.format)
+        header["items"] = count = sum(1 for _ in read_items(path, op, fmt=args.format))
         items = CheckedFile(functools.partial(read_items, path, op, fmt=args.format), count)
     extra = json.loads(args.preferences) if op.extra else None
     return Plan(
         connection=connection, command="bulk", action=name, header=header, json=args.json,
         start=functools.partial(op.start, items=items, collection=args.collection, extra=extra),
-        options=options,
+        options=options, unsent=functools.partial(unsent, path, op, args.format, header["items"]),
     )  # fmt: skip
 
 

@@ -28,8 +28,7 @@ __all__ = ["Redactor", "Run", "logging_to_stderr", "make_client"]
 
 
 class Redactor(logging.Filter):
-    """Replaces known secrets in log records and in text (tracebacks) by ``[REDACTED]``: the
-    library never logs the key; this is the belt to its braces."""
+    """Known secrets in log records and text made ``[REDACTED]``: a belt to the library's braces."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,9 +69,8 @@ def logging_to_stderr(*, debug: bool, redactor: Redactor) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterator[KnockClient]:
-    """A client for ``connection``, its key loaded from ``--api-key-file`` (``-``: stdin) or
-    ``KNOCK_API_KEY`` (known to ``redactor``, never echoed), pacing on the Redis limiter shared
-    by every run on the environment if there is one (closed after)."""
+    """A client for ``connection``, its key from ``--api-key-file`` (``-``: stdin) or
+    ``KNOCK_API_KEY`` (known to ``redactor``), paced on the environment's Redis if given."""
     if (path := connection.api_key_file) is None:
         if not (key := os.environ.get("KNOCK_API_KEY", "").strip()):
             raise UsageError(
@@ -87,8 +85,7 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
         if connection.redis_url is not None:
             from ..redis import RedisLimiterError, RedisRateLimiter, environment_key_prefix
 
-            # Under a hash of the base URL and the key: every run on one environment shares
-            # the budget, and Redis never sees the key.
+            # Under a hash of base URL and key: one budget per environment, the key never seen.
             prefix = environment_key_prefix(key, base_url=connection.base_url)
             limiter = RedisRateLimiter.from_url(connection.redis_url, key_prefix=prefix)
             pacing["rate_limits"] = await stack.enter_async_context(contextlib.aclosing(limiter))
@@ -101,8 +98,7 @@ async def make_client(connection: Connection, redactor: Redactor) -> AsyncIterat
 
 
 class Run:
-    """One command's run: a library stream shown by the display as it comes, Ctrl-C handled;
-    ``finish`` prints the end (summary, errors, how to resume) from the stream's summary."""
+    """One command's run: a library stream shown as it comes, Ctrl-C handled; then ``finish``."""
 
     def __init__(
         self, command: str, json: bool, redactor: Redactor, *, debug: bool, base_url: str
@@ -119,16 +115,14 @@ class Run:
         self, stream: FanOut, header: Mapping[str, Any], *, intro: Lines = (), rows: Lines = (),
         until: Callable[[FanOutEvent], bool] | None = None,
     ) -> FanOutSummary:  # fmt: skip
-        """Start the display, then show the stream's events until they end, Ctrl-C
-        (``interrupted``) or an event for which ``until`` holds; the stream's summary."""
+        """The stream's events shown until they end, Ctrl-C or ``until`` holds; its summary."""
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
 
         def on_sigint() -> None:
             if self.interrupted:  # a second Ctrl-C: stop at once, without the summary
-                # Connections are abandoned on purpose (the OS closes them): their "unclosed
-                # transport" warnings at exit would only print a traceback after the last line.
+                # Connections abandoned on purpose: their warnings would print after the end.
                 warnings.simplefilter("ignore", ResourceWarning)
                 raise KeyboardInterrupt
             self.interrupted = True
@@ -138,6 +132,7 @@ class Run:
         # (`cmd &` in a script), and only a Ctrl-C, no other cancellation, counts as one.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
+        self.display.stream = stream  # its summary names a bulk chunk's items, for its bar
         self.display.start(header, intro, rows)
         try:
             async for event in stream:
@@ -153,8 +148,7 @@ class Run:
         finally:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
-            # Stopped here, not left to the garbage collector, when the loop above ends early:
-            # no more requests, and every POST already sent is in the summary.
+            # Stopped here, not by the GC, if the loop ends early: every POST sent is summed up.
             await stream.aclose()
             self.display.stop()
             self.summary = stream.summary()  # also when the stream raised: what it had sent
@@ -162,9 +156,8 @@ class Run:
 
     def finish(self, action: str | None, *, outcome: str | None = None, **details: Any) -> int:
         """Print the summary (stdout), then errors and how to resume (stderr); the exit code.
-        The outcome is the library's (the worst of the operations'), or ``outcome`` when that
-        is no worse than running operations (a run stopped on purpose before the end, the
-        demo's failed check). ``details`` are the demo's ``Report`` fields."""
+        The outcome is the library's (the worst), or ``outcome`` when that is no worse than
+        running operations (stopped on purpose, the demo's failed check); ``details``: Report's."""
         summary = self.summary
         assert summary is not None
         if self.interrupted:

@@ -55,6 +55,5 @@ def command_lines(command: str, width: int | None) -> list[str]:
 
 
 def for_people(line: str, width: int | None) -> list[str]:
-    """A line of a message: an indented one is a command, kept copyable (``command_lines``);
-    any other is prose, wrapped between words."""
+    """An indented line is a command, kept copyable (``command_lines``), any other prose."""
     return command_lines(line, width) if line.startswith("  ") else [prose(line, width)]

@@ -333,9 +333,10 @@ def test_exit_codes_as_bulk_update(
 def test_ctrl_c_prints_how_to_resume_each_operation(
     paced: EmulatorThread, fast: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A Ctrl-C once the first chunk is submitted: exit 130, nothing more is sent, and stderr
-    gives `knock-async status ID --watch` for the operation, which goes on server-side, and
-    names the chunk read but not sent."""
+    """A Ctrl-C once the first of 3 chunks is submitted: exit 130, nothing more is sent, the
+    summary counts the file's 3 chunks, and stderr gives `knock-async status ID --watch` for
+    the operation, which goes on server-side, names the chunk read but not sent, and last the
+    first item not sent, its line in the file and the `tail -n +LINE` printing the rest."""
     update = PlainDisplay.update
 
     def interrupt_once_submitted(self: PlainDisplay, event: Any) -> None:
@@ -344,17 +345,25 @@ def test_ctrl_c_prints_how_to_resume_each_operation(
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(PlainDisplay, "update", interrupt_once_submitted)
-    path = write(tmp_path, "users.ndjson", USERS)
+    path = write(tmp_path, "users.ndjson", "\n" + USERS)  # a blank first line: line = item + 2
     before = posts(paced)
     result = fast("bulk", "users.identify", "--file", path, env=cli_env(paced.base_url))
     assert result.returncode == 130, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(
+        "interrupted: users.identify on 3 chunks: 0 completed, 0 failed, 0 errored;"
+    )
     operation_id = result.stdout.split("operation=", 1)[1].split()[0]
     lines = result.stderr.splitlines()
     assert lines[0].startswith("knock-async: interrupted: stopped following;")
     assert lines[1:3] == ["Resume following with:", f"  knock-async status {operation_id} --watch"]
     # The next chunk, if it was read and waiting for its turn, was not sent: it is named.
-    assert all(line.startswith("1 chunk got no operation id") for line in lines[3:])
-    assert all(line.endswith(": 1000-1999") for line in lines[3:])
+    assert all(line.startswith("1 chunk got no operation id") for line in lines[3:-1])
+    assert all(line.endswith(": 1000-1999") for line in lines[3:-1])
+    assert lines[-1] == (
+        "knock-async: items from 1000 on were not sent (or got no answer); to send them from "
+        f"line 1002 of {path}, pipe `tail -n +1002 {path}` into the same command with --file - "
+        "--format ndjson"
+    )
     assert posts(paced) - before == 1
 
 

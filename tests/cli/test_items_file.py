@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from knock_async._items import check_id, check_user
 from knock_async.cli._args import UsageError
-from knock_async.cli._items_file import OPERATIONS, BadLineError, check, read_items
+from knock_async.cli._items_file import OPERATIONS, BadLineError, read_items
 from knock_async.testing import FastClock, KnockEmulator
 from tests._paced import client, emu, fast
 
@@ -39,6 +39,11 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> str:
     path = tmp_path / name
     path.write_bytes(text.encode() if isinstance(text, str) else text)
     return str(path)
+
+
+def check(path: str, operation: Any, **options: Any) -> int:
+    """A real file read whole, every line checked (as ``bulk`` does first): its items."""
+    return sum(1 for _ in read_items(path, operation, **options))
 
 
 def refusal(path: str, operation: Any = IDENTIFY, **options: Any) -> BadLineError:
@@ -223,14 +228,14 @@ def test_bad_csv_names_its_line(
     assert (error.line, error.reason) == (line, reason)
 
 
-def test_stdin_needs_format_and_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stdin_needs_format_and_reads_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``-`` reads stdin in the ``--format`` given; without one, a usage error says to give
-    it (as for a name whose extension says nothing)."""
+    it (as for a file whose extension says nothing)."""
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"id\nu1\nu2\n")))
     with pytest.raises(UsageError, match="give --format ndjson or csv"):
         read_items("-", DELETE)
-    with pytest.raises(UsageError, match=r"format of --file ids\.txt"):
-        read_items("ids.txt", DELETE)
+    with pytest.raises(UsageError, match=r"format of --file .*ids\.txt"):
+        list(read_items(write(tmp_path, "ids.txt", "u1\n"), DELETE))
     assert list(read_items("-", DELETE, fmt="csv")) == ["u1", "u2"]
 
 
