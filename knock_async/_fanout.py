@@ -160,6 +160,8 @@ class FanOutEvent:
     started); ``channel_id`` its channel when known (``follow_many`` over bare ids knows none).
     A ``heartbeat`` event repeats the latest event's operation and snapshot (marked
     ``progress.heartbeat``) with fresh totals: nothing changed for ``max_silence`` seconds.
+    ``items`` is, for a chunk of an ``_all`` method, the indices of the input it carried (as
+    its ``ChannelResult.items``).
     """
 
     kind: FanOutEventKind
@@ -168,6 +170,7 @@ class FanOutEvent:
     error: KnockError | None
     totals: FanOutTotals
     operation_id: str | None = None
+    items: range | None = None
 
     @property
     def handle(self) -> BulkOperationHandle | None:
@@ -612,6 +615,7 @@ class FanOut:
                 self._watched_from = self._clock()
             self._seen[key] = progress.operation
             self._rows.update(key, progress.operation, over=finished, given=self._giving)
+        items = self._items_of(key)
         if finished:
             operation = progress.operation if progress is not None else None
             self._results[key] = ChannelResult(
@@ -619,7 +623,7 @@ class FanOut:
                 operation=operation,
                 error=error,
                 operation_id=operation_id,
-                items=self._items_of(key),
+                items=items,
             )
         self._last_event = event = FanOutEvent(
             kind=kind,
@@ -628,6 +632,7 @@ class FanOut:
             progress=progress,
             error=error,
             totals=self.totals,
+            items=items,
         )
         self._events.append(event)
 

@@ -73,8 +73,12 @@ async def test_identify_all_2500_users_three_requests_a_second_apart(
         rate_limits=limiter,
     ) as knock:  # fmt: skip
         users = ({"id": f"u{i}"} for i in range(2500))
-        summary = await knock.users.bulk.identify_all(users=users)
+        fan = knock.users.bulk.identify_all(users=users)
+        events = [event async for event in fan]
+        summary = await fan
     sent = starts(emu)
+    items_by_operation = {r.operation_id: r.items for r in summary.results}
+    assert all(e.items == items_by_operation[e.operation_id] for e in events)  # as its chunk
     assert [(r.route, r.status) for r in sent] == [("/v1/users/bulk/identify", 200)] * 3
     gaps = [b - a for a, b in itertools.pairwise(granted)]
     assert len(gaps) == 2

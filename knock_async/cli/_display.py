@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Column, Table
 from rich.text import Text
 
-from .._fanout import ChannelResult, FanOut, FanOutEvent, Outcome
+from .._fanout import ChannelResult, FanOutEvent, Outcome
 from . import _outcome as out
 from ._outcome import Report, key_of, name, result_of
 from ._wrap import for_people, prose
@@ -37,8 +37,6 @@ _compact = json.JSONEncoder(separators=(",", ":")).encode  # one NDJSON line
 class Display(Protocol):
     """What every renderer takes: ``start`` (``header``: the NDJSON ``start`` object, ``intro``:
     lines, ``rows``: keys shown before any event), ``update``, ``stop`` (idempotent), ``summary``"""
-
-    stream: FanOut | None = None  # the run's, once it is followed
 
     def start(self, header: Mapping[str, Any], intro: Lines, rows: Lines) -> None: ...
     def update(self, event: FanOutEvent) -> None: ...
@@ -303,9 +301,7 @@ class RichDisplay(Display):
         key = key_of(result)
         if key not in self._tasks and len(self._tasks) < self.MAX_ROWS:
             label = key[:8] if event.channel_id else f"operation {key[:8]}"
-            if self._noun == "chunks" and self.stream:  # named by its items, as in the summary
-                found = (r for r in self.stream.summary().results if r.operation_id == key)
-                label = next((f"chunk {key_of(r)}" for r in found if r.items), label)
+            label = f"chunk {key}" if event.items else label  # by its items, as in the summary
             self._tasks[key] = self._progress.add_task(label, total=None, **_bar())
         if (task := self._tasks.get(key)) is not None:
             if progress is None:  # an error before any operation

@@ -50,7 +50,9 @@ def result_of(event: FanOutEvent) -> ChannelResult:
     """Where ``event`` leaves its operation, as the library's result (status, outcome)."""
     op = None if event.progress is None else event.progress.operation
     channel, operation_id, error = event.channel_id, event.operation_id, event.error
-    return ChannelResult(channel_id=channel, operation=op, error=error, operation_id=operation_id)
+    return ChannelResult(
+        channel_id=channel, operation=op, error=error, operation_id=operation_id, items=event.items
+    )
 
 
 def plural(count: int, noun: str) -> str:

@@ -132,7 +132,6 @@ class Run:
         # (`cmd &` in a script), and only a Ctrl-C, no other cancellation, counts as one.
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
-        self.display.stream = stream  # its summary names a bulk chunk's items, for its bar
         self.display.start(header, intro, rows)
         try:
             async for event in stream:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
 
 import attrs
 import pytest
 from rich.console import Console
 
-from knock_async import ChannelResult, FanOut, FanOutEventKind, FanOutSummary, FanOutTotals
+from knock_async import FanOutEventKind, FanOutSummary, FanOutTotals
 from knock_async.cli._display import PlainDisplay, RichDisplay
 from knock_async.cli._items_file import OPERATIONS, _read, read_items, unsent
 from knock_async.cli._outcome import Report
@@ -83,35 +82,22 @@ def test_totals_count_the_unsent_rows_as_their_percentage_does() -> None:
     assert "2.0k/10.0k" in text[text.rindex("all 10 chunks") :].splitlines()[0]
 
 
-class _Stream:
-    """What the display asks of a bulk run's stream: its summary, counted."""
-
-    def __init__(self, *results: ChannelResult) -> None:
-        self.results, self.asked = results, 0
-
-    def summary(self) -> FanOutSummary:
-        self.asked += 1
-        return FanOutSummary(results=self.results, totals=_totals())
-
-
 def test_a_chunks_bar_is_named_by_its_items_as_in_the_summary() -> None:
     """On a terminal, the bar of a chunk's operation is labelled `chunk 1000-1999` (its items,
-    as the summary's rows are), looked up once per operation; the overall bar counts chunks."""
-    chunk = ChannelResult(channel_id=None, operation=None, error=None, operation_id="op-2",
-                          items=range(1000, 2000))  # fmt: skip
-    stream = _Stream(chunk)
+    which the library's event carries, as the summary's rows are); the overall bar counts
+    chunks."""
     console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
     display = RichDisplay(console)
-    display.stream = cast(FanOut, stream)
     display.start({"command": "bulk"}, (), ())
-    event = attrs.evolve(_event("c", "op-2", processed=10, estimate=1000), channel_id=None)
+    event = attrs.evolve(
+        _event("c", "op-2", processed=10, estimate=1000), channel_id=None, items=range(1000, 2000)
+    )
     display.update(event)
     display.update(event)
     display.stop()
     text = console.export_text()
     assert text.splitlines()[-1].startswith("chunk 1000-1999 "), text
     assert "all 3 chunks " in text
-    assert stream.asked == 1
 
 
 def test_an_invalid_json_line_names_its_real_column(tmp_path: Path) -> None:
