@@ -159,10 +159,11 @@ class RowTally:
     another run started), each operation's rows in its first snapshot; without (operations
     this run started, from nothing), 0. ``processed - before`` is the rows done while watched.
     A snapshot the run was ``given`` (not fetched: of unknown age) counts in the sums, but the
-    operation's first fetched snapshot is its baseline.
+    operation's first fetched snapshot is its baseline; an operation whose rows go back below
+    its baseline lowers it, so its drop does not cancel the others' progress.
     """
 
-    __slots__ = ("_baseline", "_given", "_rows", "before", "estimated", "processed")
+    __slots__ = ("_base", "_baseline", "_given", "_rows", "before", "estimated", "processed")
 
     def __len__(self) -> int:
         """How many operations are counted."""
@@ -171,6 +172,7 @@ class RowTally:
     def __init__(self, *, baseline: bool = False) -> None:
         self._rows: dict[str, tuple[int, int]] = {}
         self._baseline = baseline
+        self._base: dict[str, int] = {}  # each operation's share of ``before``
         self._given: set[str] = set()
         self.processed = 0
         self.estimated = 0
@@ -189,12 +191,19 @@ class RowTally:
         if before is None:
             before = (0, 0)
             if self._baseline:
-                self.before += processed
+                self._rebase(key, processed)
                 if given:
                     self._given.add(key)
         elif key in self._given and not given:
             self._given.discard(key)
-            self.before += processed - before[0]  # what it did before this fetch is not timed
+            self._rebase(key, processed)  # what it did before this fetch is not timed
+        elif self._baseline and processed < self._base[key]:
+            self._rebase(key, processed)
         self._rows[key] = (processed, estimate)
         self.processed += processed - before[0]
         self.estimated += estimate - before[1]
+
+    def _rebase(self, key: str, processed: int) -> None:
+        """``key``'s rows before watching are ``processed`` from now on."""
+        self.before += processed - self._base.get(key, 0)
+        self._base[key] = processed

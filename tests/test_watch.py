@@ -202,6 +202,28 @@ async def test_follow_many_of_a_finished_operation_has_no_rate(fetched: bool) ->
     assert (summary.totals.rows_per_second, summary.totals.eta) == (None, None)
 
 
+def test_one_operation_going_back_does_not_cancel_the_others_progress() -> None:
+    """With baselines, an operation whose rows drop below its first snapshot (a server's odd
+    answer) lowers its own baseline: another operation's 3,000 rows in 10 s still read
+    300 rows/s (they read 200, or no rate at all, when the drop was subtracted)."""
+    rows = RowTally(baseline=True)
+
+    def see(key: str, done: int) -> None:
+        op = operation(status="processing", processed_rows=done, estimated_total_rows=50_000)
+        rows.update(key, op, over=False)
+
+    see("a", 5_000)
+    see("b", 0)
+    for dropped_to in (4_000, 1_000):
+        see("a", dropped_to)
+        see("b", 3_000)
+        totals = run_totals(
+            dict.fromkeys(FanOutEventKind, 0), channels=2, submitted=2, unsubmitted=0,
+            rows=rows, elapsed=10.0, post_per_second=None,
+        )  # fmt: skip
+        assert totals.rows_per_second == pytest.approx(300.0)
+
+
 def test_rows_seen_before_watching_are_not_this_runs_rate() -> None:
     """With baselines (operations the run did not start), the rate counts only the rows each
     operation did after its first snapshot; the fraction and rows left count them all."""
