@@ -11,14 +11,13 @@ import signal
 import sys
 import time
 import traceback
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from .._client import KnockClient
 from .._fanout import FanOut, FanOutEvent, FanOutSummary, Outcome
 from .._progress import Progress
-from ._args import PROG, UsageError
+from ._args import PROG, ExitCode, UsageError
 from ._display import Lines, make_display
 from ._outcome import Report, error_lines, name
 from ._plan import Connection, read_text
@@ -121,10 +120,12 @@ class Run:
         loop = asyncio.get_running_loop()
 
         def on_sigint() -> None:
-            if self.interrupted:  # a second Ctrl-C: stop at once, without the summary
-                # Connections abandoned on purpose: their warnings would print after the end.
-                warnings.simplefilter("ignore", ResourceWarning)
-                raise KeyboardInterrupt
+            if self.interrupted:  # a second Ctrl-C: stop at once, without the summary or cleanup
+                with contextlib.suppress(Exception):  # (whose warnings would print at any point)
+                    self.display.stop()
+                    sys.stdout.flush()  # every line said so far, not a cut one
+                    print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+                os._exit(int(ExitCode.INTERRUPTED))
             self.interrupted = True
             task.cancel()
 
@@ -145,8 +146,10 @@ class Run:
                 raise
             task.uncancel()
         finally:
+            # After a Ctrl-C it stays: a second one stops at once, not at a random bytecode.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGINT)
+                if not self.interrupted:
+                    loop.remove_signal_handler(signal.SIGINT)
             # Stopped here, not by the GC, if the loop ends early: every POST sent is summed up.
             await stream.aclose()
             self.display.stop()
