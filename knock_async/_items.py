@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from ._models import _parse_datetime
+
 __all__ = [
     "ItemCheck",
     "ObjectRecord",
@@ -221,31 +223,20 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d
 
 
 def _aware_time(where: str, value: object) -> str:
-    """An aware datetime, or an RFC 3339 string (the spec's ``date-time``, an offset always):
-    Knock would read a time without one in a zone nobody chose."""
-    if isinstance(value, str):
-        if _RFC3339.fullmatch(value) and _in_range(value):
+    """An aware datetime, or an RFC 3339 string (the spec's ``date-time``, an offset always),
+    as the library checks the channel filters' times: Knock would read a time without an
+    offset in a zone nobody chose."""
+    if not isinstance(value, str):
+        return _parse_datetime(where, value).isoformat()
+    try:  # the form, then the ranges (no month 13); the string goes out as written
+        if _RFC3339.fullmatch(value) and _parse_datetime(where, value.upper()):
             return value
-        raise ValueError(
-            f"{where} must be an RFC 3339 date-time with a UTC offset, such as "
-            f"2026-01-05T09:00:00Z or 2026-01-05T09:00:00+01:00, got {value!r}"
-        )
-    if not isinstance(value, datetime):
-        raise TypeError(
-            f"{where} must be a datetime or an ISO 8601 string, got {type(value).__name__}"
-        )
-    if value.utcoffset() is None:
-        raise ValueError(f"{where} is a naive datetime: give it a timezone")
-    return value.isoformat()
-
-
-def _in_range(value: str) -> bool:
-    """Whether an RFC 3339 string's fields are in range (no month 13, no hour 25)."""
-    try:
-        datetime.fromisoformat(value.upper())
     except ValueError:
-        return False
-    return True
+        pass
+    raise ValueError(
+        f"{where} must be an RFC 3339 date-time with a UTC offset, such as "
+        f"2026-01-05T09:00:00Z or 2026-01-05T09:00:00+01:00, got {value!r}"
+    )
 
 
 REPEAT_FREQUENCIES = ("daily", "weekly", "monthly", "hourly")

@@ -186,7 +186,7 @@ class _NoOffset(tzinfo):
         (
             {"scheduled_at": datetime(2026, 1, 1, tzinfo=_NoOffset())},
             ValueError,
-            r"scheduled_at is a naive",
+            r"scheduled_at must be timezone-aware",
         ),
         (
             {"repeats": [{"frequency": "daily", "days": [["mon"]]}]},
@@ -198,7 +198,11 @@ class _NoOffset(tzinfo):
             TypeError,
             r"repeats\[0\]\.interval must be an integer",
         ),
-        ({"scheduled_at": 1767258000}, TypeError, r"scheduled_at must be a datetime or an ISO"),
+        (
+            {"scheduled_at": 1767258000},
+            TypeError,
+            r"scheduled_at must be a timezone-aware datetime",
+        ),
         ({"repeats": [{"frequency": "fortnightly"}]}, ValueError, r"repeats\[0\]\.frequency"),
         (
             {"repeats": [{"frequency": "weekly", "days": ["monday"]}]},
